@@ -1,0 +1,1 @@
+//! CT imaging I/O: DICOM series reading, NIfTI volumes with exact geometry, volume operations.

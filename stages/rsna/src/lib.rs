@@ -1,0 +1,1 @@
+//! Stage adapters for the rsna7 pipeline.

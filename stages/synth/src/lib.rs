@@ -1,0 +1,1 @@
+//! Synthetic cervical-spine CT cohort generator (competition layout, hidden truth).
