@@ -1,0 +1,259 @@
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::digest::{hash_reader, Digest};
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::store::{walk_files, ArtifactKind, BlobStore};
+use crate::{CacheError, Result};
+
+/// One named output of a finished node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub kind: ArtifactKind,
+    pub digest: Digest,
+    pub size: u64,
+    /// File or directory name the output is materialised under.
+    pub name: String,
+}
+
+/// The action cache entry: what a node with a given key produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub key: Digest,
+    pub node: String,
+    pub outputs: BTreeMap<String, OutputRecord>,
+    /// Every blob the outputs and logs reference (used by verify and gc).
+    pub blobs: Vec<Digest>,
+    pub log: Option<Digest>,
+    pub started_unix_ms: u64,
+    pub seconds: f64,
+    pub peak_rss_kb: Option<u64>,
+    /// The canonical key manifest (what was hashed), kept so `flow explain` can diff it.
+    pub manifest: serde_json::Value,
+}
+
+/// A stat-memo entry: the digest of an external path as of a given (size, mtime, inode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatMemo {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+    pub digest: Digest,
+}
+
+/// The sled index: action cache, last key per node, last failure per node, stat memo.
+pub struct Index {
+    db: sled::Db,
+    actions: sled::Tree,
+    last: sled::Tree,
+    failures: sled::Tree,
+    stat: sled::Tree,
+}
+
+fn corrupt(what: &str, e: impl ToString) -> CacheError {
+    CacheError::Corrupt { what: what.to_string(), detail: e.to_string() }
+}
+
+impl Index {
+    /// Opens (creating) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index> {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Index {
+            actions: db.open_tree("actions")?,
+            last: db.open_tree("last")?,
+            failures: db.open_tree("failures")?,
+            stat: db.open_tree("stat")?,
+            db,
+        })
+    }
+
+    /// The cached result for a node key, if any.
+    pub fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>> {
+        match self.actions.get(key.0)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| corrupt("action", e)),
+        }
+    }
+
+    /// Records a finished node atomically (result + "last key" of the node) and clears its
+    /// failure record. Call only once every blob is durable in the store.
+    pub fn record(&self, result: &ActionResult) -> Result<()> {
+        let bytes = serde_json::to_vec(result).map_err(|e| corrupt("action", e))?;
+        let node = result.node.as_bytes().to_vec();
+        (&self.actions, &self.last, &self.failures)
+            .transaction(|(a, l, f)| {
+                a.insert(&result.key.0, bytes.as_slice())?;
+                l.insert(node.as_slice(), &result.key.0)?;
+                f.remove(node.as_slice())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| corrupt("transaction", format!("{e:?}")))?;
+        Ok(())
+    }
+
+    /// Makes everything recorded so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The key the node had when it last finished.
+    pub fn last_key(&self, node: &str) -> Result<Option<Digest>> {
+        Ok(self.last.get(node.as_bytes())?.and_then(|v| v.as_ref().try_into().ok().map(Digest)))
+    }
+
+    /// Remembers that a node failed (message shown by `flow status`).
+    pub fn record_failure(&self, node: &str, message: &str) -> Result<()> {
+        self.failures.insert(node.as_bytes(), message.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn failure(&self, node: &str) -> Result<Option<String>> {
+        Ok(self.failures.get(node.as_bytes())?.map(|v| String::from_utf8_lossy(&v).to_string()))
+    }
+
+    /// Every cached result.
+    pub fn actions(&self) -> Result<Vec<ActionResult>> {
+        let mut out = Vec::new();
+        for kv in self.actions.iter() {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(|e| corrupt("action", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Drops the results that reference any of `bad`; returns the affected node names.
+    pub fn drop_using(&self, bad: &[Digest]) -> Result<Vec<String>> {
+        let bad: HashSet<&Digest> = bad.iter().collect();
+        let mut dropped = Vec::new();
+        for a in self.actions()? {
+            if a.blobs.iter().any(|b| bad.contains(b)) {
+                self.actions.remove(a.key.0)?;
+                dropped.push(a.node);
+            }
+        }
+        self.flush()?;
+        Ok(dropped)
+    }
+
+    /// Drops one cached result.
+    pub fn remove(&self, key: &Digest) -> Result<()> {
+        self.actions.remove(key.0)?;
+        Ok(())
+    }
+
+    /// Digest of an external file or directory, re-hashing only files whose
+    /// (size, mtime, inode) changed since they were last seen.
+    pub fn digest_external(&self, path: &Path) -> Result<(ArtifactKind, Digest)> {
+        let meta = fs::metadata(path).map_err(CacheError::io("stat", path))?;
+        if meta.is_file() {
+            return Ok((ArtifactKind::File, self.digest_file(path, &meta)?.0));
+        }
+        if !meta.is_dir() {
+            return Err(CacheError::Unsupported { path: path.to_path_buf() });
+        }
+        let mut entries = Vec::new();
+        for (rel, file) in walk_files(path)? {
+            let m = fs::metadata(&file).map_err(CacheError::io("stat", &file))?;
+            let (digest, size) = self.digest_file(&file, &m)?;
+            entries.push(ManifestEntry { path: rel, executable: m.mode() & 0o111 != 0, digest, size });
+        }
+        Ok((ArtifactKind::Dir, Manifest::new(entries).digest()))
+    }
+
+    fn digest_file(&self, path: &Path, meta: &fs::Metadata) -> Result<(Digest, u64)> {
+        let abs = fs::canonicalize(path).map_err(CacheError::io("resolve", path))?;
+        let key = abs.to_string_lossy().as_bytes().to_vec();
+        let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        if let Some(v) = self.stat.get(&key)? {
+            if let Ok(m) = serde_json::from_slice::<StatMemo>(&v) {
+                if m.size == meta.len() && m.mtime_ns == mtime_ns && m.inode == meta.ino() {
+                    return Ok((m.digest, m.size));
+                }
+            }
+        }
+        let f = fs::File::open(path).map_err(CacheError::io("open", path))?;
+        let (digest, size) = hash_reader(f).map_err(CacheError::io("read", path))?;
+        let memo = StatMemo { size, mtime_ns, inode: meta.ino(), digest };
+        self.stat.insert(key, serde_json::to_vec(&memo).map_err(|e| corrupt("stat memo", e))?)?;
+        Ok((digest, size))
+    }
+
+    /// Every blob referenced by some cached result (the gc root set).
+    pub fn live_blobs(&self, store: &BlobStore) -> Result<HashSet<Digest>> {
+        let mut keep = HashSet::new();
+        for a in self.actions()? {
+            keep.extend(a.blobs.iter().copied());
+            for o in a.outputs.values() {
+                if let Ok(b) = store.blobs_of(o.kind, &o.digest) {
+                    keep.extend(b);
+                }
+            }
+        }
+        Ok(keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn result(key: u8, node: &str, blobs: Vec<Digest>) -> ActionResult {
+        ActionResult {
+            key: Digest([key; 32]),
+            node: node.into(),
+            outputs: BTreeMap::new(),
+            blobs,
+            log: None,
+            started_unix_ms: 0,
+            seconds: 0.0,
+            peak_rss_kb: None,
+            manifest: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn record_lookup_last_and_drop() {
+        let t = tempfile::tempdir().unwrap();
+        let ix = Index::open(&t.path().join("index")).unwrap();
+        ix.record_failure("a", "boom").unwrap();
+        ix.record(&result(1, "a", vec![Digest([9; 32])])).unwrap();
+        assert!(ix.failure("a").unwrap().is_none(), "success clears the failure");
+        assert_eq!(ix.last_key("a").unwrap(), Some(Digest([1; 32])));
+        assert!(ix.lookup(&Digest([1; 32])).unwrap().is_some());
+        assert_eq!(ix.drop_using(&[Digest([9; 32])]).unwrap(), vec!["a".to_string()]);
+        assert!(ix.lookup(&Digest([1; 32])).unwrap().is_none());
+    }
+
+    #[test]
+    fn stat_memo_tracks_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let ix = Index::open(&t.path().join("index")).unwrap();
+        let f = t.path().join("in.txt");
+        fs::write(&f, b"one").unwrap();
+        let (_, d1) = ix.digest_external(&f).unwrap();
+        assert_eq!(ix.digest_external(&f).unwrap().1, d1);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"!").unwrap();
+        assert_ne!(ix.digest_external(&f).unwrap().1, d1);
+    }
+
+    #[test]
+    fn external_dir_digest_matches_store() {
+        let t = tempfile::tempdir().unwrap();
+        let ix = Index::open(&t.path().join("index")).unwrap();
+        let s = BlobStore::open(&t.path().join("state")).unwrap();
+        let d = t.path().join("tree");
+        fs::create_dir_all(d.join("s")).unwrap();
+        fs::write(d.join("s/a"), b"a").unwrap();
+        let (_, ext) = ix.digest_external(&d).unwrap();
+        let (_, stored, _, _) = s.put_path(&d, false).unwrap();
+        assert_eq!(ext, stored, "hashing in place and storing agree");
+    }
+}
