@@ -1,1 +1,19 @@
 //! The RSNA 2022 metric, AUC, stage-3 quantile scores and their fitting, submission files.
+//!
+//! Every per-study array in this crate is `[patient_overall, C1, .., C7]` ([`LABEL_NAMES`]).
+
+mod csv_io;
+mod error;
+
+pub mod auc;
+pub mod labels;
+pub mod metric;
+pub mod report;
+pub mod submission;
+
+pub use auc::roc_auc;
+pub use error::ScoringError;
+pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
+pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};
+pub use report::{render_table, score_aligned, score_files, LabelScore, ScoreReport};
+pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};

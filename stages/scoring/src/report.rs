@@ -1,0 +1,132 @@
+//! `flow score`: the metric, per-label AUC and the prior-only baseline for a labels file and a
+//! submission, as a serialisable report and a plain-text table.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auc::roc_auc;
+use crate::labels::{LabelTable, LABEL_NAMES, N_LABELS};
+use crate::metric::{clipped_bce, metric_breakdown, prior_baseline};
+use crate::submission::Predictions;
+use crate::ScoringError;
+
+/// Scores of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelScore {
+    /// `patient_overall` or `C1`..`C7`.
+    pub label: String,
+    pub positives: usize,
+    pub negatives: usize,
+    /// Fraction of positives (the prior-only baseline's prediction for this target).
+    pub prevalence: f64,
+    /// ROC AUC; `None` when only one class is present.
+    pub auc: Option<f64>,
+    /// Plain (unweighted) mean clipped BCE of this target.
+    pub log_loss: f64,
+    /// This target's share of the competition metric (shares sum to `metric`).
+    pub metric_contribution: f64,
+    /// The prior-only baseline's share of its metric.
+    pub prior_contribution: f64,
+}
+
+/// What `flow score` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreReport {
+    pub n_studies: usize,
+    /// Competition metric of the predictions (lower is better; constant 0.5 gives ln 2).
+    pub metric: f64,
+    /// Metric of predicting each target's in-sample prevalence.
+    pub prior_baseline_metric: f64,
+    /// `metric / prior_baseline_metric`.
+    pub ratio_to_prior: f64,
+    /// Mean AUC over `C1`..`C7` targets that have both classes.
+    pub mean_vertebra_auc: Option<f64>,
+    /// One entry per target, `patient_overall` first.
+    pub labels: Vec<LabelScore>,
+}
+
+/// Reads a `train.csv`-layout labels file and a Kaggle submission and scores them. The
+/// submission must be valid and cover exactly the labelled studies.
+pub fn score_files(labels: &Path, pred: &Path) -> Result<ScoreReport, ScoringError> {
+    let table = LabelTable::read(labels)?;
+    let predictions = Predictions::read_expecting(pred, table.uids())?;
+    let probs = predictions.aligned_to(&table, labels, pred)?;
+    score_aligned(table.targets(), &probs)
+}
+
+/// Scores aligned targets and probabilities (one `[patient_overall, C1..C7]` row per study).
+pub fn score_aligned(
+    targets: &[[u8; N_LABELS]],
+    probs: &[[f64; N_LABELS]],
+) -> Result<ScoreReport, ScoringError> {
+    let breakdown = metric_breakdown(targets, probs)?;
+    let prior = prior_baseline(targets)?;
+    let prevalence = crate::labels::prevalence(targets);
+    let n = targets.len();
+    let mut labels = Vec::with_capacity(N_LABELS);
+    for j in 0..N_LABELS {
+        let y: Vec<u8> = targets.iter().map(|r| r[j]).collect();
+        let p: Vec<f64> = probs.iter().map(|r| r[j]).collect();
+        let positives = y.iter().filter(|&&v| v == 1).count();
+        let log_loss = y
+            .iter()
+            .zip(&p)
+            .map(|(&y, &p)| clipped_bce(y, p))
+            .sum::<f64>()
+            / n as f64;
+        labels.push(LabelScore {
+            label: LABEL_NAMES[j].to_string(),
+            positives,
+            negatives: n - positives,
+            prevalence: prevalence[j],
+            auc: roc_auc(&y, &p)?,
+            log_loss,
+            metric_contribution: breakdown.label_contribution[j],
+            prior_contribution: prior.label_contribution[j],
+        });
+    }
+    let vertebra_aucs: Vec<f64> = labels[1..].iter().filter_map(|l| l.auc).collect();
+    let mean_vertebra_auc = (!vertebra_aucs.is_empty())
+        .then(|| vertebra_aucs.iter().sum::<f64>() / vertebra_aucs.len() as f64);
+    Ok(ScoreReport {
+        n_studies: n,
+        metric: breakdown.score,
+        prior_baseline_metric: prior.score,
+        ratio_to_prior: breakdown.score / prior.score,
+        mean_vertebra_auc,
+        labels,
+    })
+}
+
+/// A plain-text table of a report, for terminals and logs.
+pub fn render_table(report: &ScoreReport) -> String {
+    let fmt_auc = |a: Option<f64>| a.map_or_else(|| "n/a".to_string(), |a| format!("{a:.4}"));
+    let mut out = String::new();
+    out.push_str(&format!(
+        "studies: {}\nmetric (weighted log loss): {:.4}   prior-only baseline: {:.4}   ratio: {:.3}\n",
+        report.n_studies, report.metric, report.prior_baseline_metric, report.ratio_to_prior
+    ));
+    out.push_str(&format!(
+        "mean vertebra AUC: {}\n\n",
+        fmt_auc(report.mean_vertebra_auc)
+    ));
+    out.push_str(&format!(
+        "{:<16} {:>5} {:>5} {:>10} {:>7} {:>9} {:>12} {:>12}\n",
+        "label", "pos", "neg", "prevalence", "AUC", "log loss", "contribution", "prior contr."
+    ));
+    for l in &report.labels {
+        out.push_str(&format!(
+            "{:<16} {:>5} {:>5} {:>10.4} {:>7} {:>9.4} {:>12.4} {:>12.4}\n",
+            l.label,
+            l.positives,
+            l.negatives,
+            l.prevalence,
+            fmt_auc(l.auc),
+            l.log_loss,
+            l.metric_contribution,
+            l.prior_contribution
+        ));
+    }
+    out
+}
