@@ -121,7 +121,7 @@ impl LabelTable {
                     uid: uid.into(),
                 });
             }
-            let overall_implied = row[1..].iter().any(|&y| y == 1) as u8;
+            let overall_implied = row[1..].contains(&1) as u8;
             if row[OVERALL] != overall_implied {
                 tracing::warn!(
                     path = %path.display(),

@@ -8,6 +8,7 @@ mod error;
 pub mod auc;
 pub mod labels;
 pub mod metric;
+pub mod quantile;
 pub mod report;
 pub mod submission;
 
@@ -15,5 +16,6 @@ pub use auc::roc_auc;
 pub use error::ScoringError;
 pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
 pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};
+pub use quantile::{QuantileParamSet, QuantileParams, VoxelSummary};
 pub use report::{render_table, score_aligned, score_files, LabelScore, ScoreReport};
 pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};

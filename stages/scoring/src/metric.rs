@@ -157,7 +157,7 @@ mod tests {
         let probs: Vec<[f64; N_LABELS]> = targets.iter().map(|y| y.map(f64::from)).collect();
         let score = competition_metric(&targets, &probs).unwrap();
         // -ln(1 - 1e-15) ~ 1.1e-15 per target.
-        assert!(score >= 0.0 && score < 2e-15, "{score}");
+        assert!((0.0..2e-15).contains(&score), "{score}");
     }
 
     #[test]

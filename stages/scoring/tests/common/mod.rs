@@ -55,7 +55,7 @@ pub fn random_targets(rng: &mut ChaCha8Rng, n: usize, rate: f64) -> Vec<[u8; 8]>
             for v in y.iter_mut().skip(1) {
                 *v = rng.gen_bool(rate) as u8;
             }
-            y[0] = y[1..].iter().any(|&v| v == 1) as u8;
+            y[0] = y[1..].contains(&1) as u8;
             y
         })
         .collect()
