@@ -9,6 +9,7 @@ pub mod auc;
 pub mod labels;
 pub mod metric;
 pub mod quantile;
+pub mod quantile_fit;
 pub mod report;
 pub mod submission;
 
@@ -17,5 +18,6 @@ pub use error::ScoringError;
 pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
 pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};
 pub use quantile::{QuantileParamSet, QuantileParams, VoxelSummary};
+pub use quantile_fit::{fit_quantile_params, LabelFit, QuantileFit, QuantileFitConfig};
 pub use report::{render_table, score_aligned, score_files, LabelScore, ScoreReport};
 pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};
