@@ -6,6 +6,7 @@ mod csv_io;
 mod error;
 
 pub mod auc;
+pub mod combiner;
 pub mod labels;
 pub mod metric;
 pub mod quantile;
@@ -14,6 +15,9 @@ pub mod report;
 pub mod submission;
 
 pub use auc::roc_auc;
+pub use combiner::{
+    fit_overall_combiner, CombinerConfig, CombinerFit, CombinerInput, OverallCombiner,
+};
 pub use error::ScoringError;
 pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
 pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};

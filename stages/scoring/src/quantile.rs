@@ -215,7 +215,7 @@ impl VoxelSummary {
 
     /// The `beta`-quantile of voxels `>= alpha` before clamping; `None` when none qualifies.
     pub fn raw_quantile(&self, alpha: f64, beta: f64) -> Result<Option<f64>, ScoringError> {
-        if !(alpha >= f64::from(self.floor) && alpha <= 1.0) || !(0.0..=1.0).contains(&beta) {
+        if !(f64::from(self.floor)..=1.0).contains(&alpha) || !(0.0..=1.0).contains(&beta) {
             return Err(ScoringError::InvalidParameter(format!(
                 "voxel summary: alpha {alpha} must lie in [floor {}, 1] and beta {beta} in [0, 1]",
                 self.floor

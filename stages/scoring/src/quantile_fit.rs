@@ -258,7 +258,7 @@ fn fit_label(studies: &[WeightedSummary<'_>], config: &QuantileFitConfig) -> Fit
             })
             .collect();
         let clamp = best_clamp(&raw, config.prob_bounds);
-        if best.as_ref().map_or(true, |(loss, _)| clamp.loss < *loss) {
+        if best.as_ref().is_none_or(|(loss, _)| clamp.loss < *loss) {
             *best = Some((
                 clamp.loss,
                 QuantileParams {
@@ -407,7 +407,7 @@ pub(crate) fn best_clamp(raw: &[(Option<f64>, f64, f64)], (lo, hi): (f64, f64)) 
     let mut best_lower: Option<(f64, f64)> = None;
     for &(big, g) in &upper {
         while li < lower.len() && lower[li].0 <= big {
-            if best_lower.map_or(true, |(_, f)| lower[li].1 < f) {
+            if best_lower.is_none_or(|(_, f)| lower[li].1 < f) {
                 best_lower = Some(lower[li]);
             }
             li += 1;
