@@ -205,6 +205,7 @@ impl Problem {
         data + 0.5 * self.lambda * theta[1..].iter().map(|t| t * t).sum::<f64>()
     }
 
+    #[allow(clippy::needless_range_loop)] // matrix index arithmetic reads clearer than iterators
     fn gradient_hessian(&self, theta: &[f64]) -> (Vec<f64>, Vec<Vec<f64>>) {
         let d = theta.len();
         let mut g = vec![0.0; d];

@@ -166,7 +166,12 @@ impl VoxelSummary {
             )));
         }
         check_probs(probs)?;
-        let mut tail: Vec<f32> = probs.iter().copied().filter(|&p| p >= floor).collect();
+        let tail: Vec<f32> = probs.iter().copied().filter(|&p| p >= floor).collect();
+        Ok(Self::from_tail(tail, probs.len() as u64, floor, max_points))
+    }
+
+    /// Summary of already-filtered (`>= floor`, finite) values out of `n_voxels` voxels.
+    fn from_tail(mut tail: Vec<f32>, n_voxels: u64, floor: f32, max_points: usize) -> Self {
         tail.sort_by(f32::total_cmp);
         let tail_len = tail.len() as u64;
         let sketch = if tail.len() <= max_points {
@@ -180,12 +185,12 @@ impl VoxelSummary {
                 })
                 .collect()
         };
-        Ok(Self {
+        Self {
             floor,
-            n_voxels: probs.len() as u64,
+            n_voxels,
             tail_len,
             sketch,
-        })
+        }
     }
 
     /// Summary with [`DEFAULT_FLOOR`] and [`DEFAULT_MAX_POINTS`].
@@ -275,6 +280,49 @@ impl VoxelSummary {
         params.validate()?;
         Ok(params.clamp(self.raw_quantile(params.alpha, params.beta)?))
     }
+}
+
+/// The eight summaries of one study in one pass over its ROI: `probs` are the fracture
+/// probabilities and `vertebra` the stage-1 labels of the same voxels (1..=7 = C1..C7; other
+/// labels, such as background 0 or T1 = 8, belong to no target). `patient_overall` summarises
+/// every C1-C7 voxel.
+pub fn summarise_study(
+    probs: &[f32],
+    vertebra: &[u8],
+    floor: f32,
+    max_points: usize,
+) -> Result<[VoxelSummary; N_LABELS], ScoringError> {
+    if probs.len() != vertebra.len() {
+        return Err(ScoringError::LengthMismatch {
+            what: "study summary probabilities vs vertebra labels",
+            left: probs.len(),
+            right: vertebra.len(),
+        });
+    }
+    if !(floor.is_finite() && (0.0..=1.0).contains(&floor)) || max_points < 2 {
+        return Err(ScoringError::InvalidParameter(format!(
+            "voxel summary: floor {floor} must be in [0, 1] and max_points {max_points} >= 2"
+        )));
+    }
+    check_probs(probs)?;
+    let mut counts = [0u64; N_LABELS];
+    let mut tails: [Vec<f32>; N_LABELS] = Default::default();
+    for (&p, &label) in probs.iter().zip(vertebra) {
+        let j = usize::from(label);
+        if (1..N_LABELS).contains(&j) {
+            counts[j] += 1;
+            counts[0] += 1;
+            if p >= floor {
+                tails[j].push(p);
+                tails[0].push(p);
+            }
+        }
+    }
+    let mut tails = tails.into_iter();
+    Ok(std::array::from_fn(|j| {
+        let tail = tails.next().unwrap_or_default();
+        VoxelSummary::from_tail(tail, counts[j], floor, max_points)
+    }))
 }
 
 /// Quantile parameters for all eight targets; serialised as a map from target name.
@@ -437,6 +485,54 @@ mod tests {
                 "{alpha} {beta}: {exact} vs {approx}"
             );
         }
+    }
+
+    #[test]
+    fn study_summary_groups_voxels_by_vertebra() {
+        let probs = [0.9, 0.2, 0.0, 0.6, 0.3, 0.8, 0.7];
+        let labels = [1, 1, 0, 7, 8, 7, 0];
+        let s = summarise_study(&probs, &labels, 0.005, 4096).unwrap();
+        let params = QuantileParams {
+            alpha: 0.1,
+            beta: 1.0,
+            min: 0.0,
+            max: 1.0,
+        };
+        assert_eq!(s[0].n_voxels(), 4);
+        assert!((s[0].score(&params).unwrap() - 0.9).abs() < 1e-7);
+        assert!(
+            (s[1]
+                .score(&QuantileParams {
+                    beta: 0.0,
+                    ..params
+                })
+                .unwrap()
+                - 0.2)
+                .abs()
+                < 1e-7
+        );
+        assert!(
+            (s[7]
+                .score(&QuantileParams {
+                    beta: 0.5,
+                    ..params
+                })
+                .unwrap()
+                - 0.7)
+                .abs()
+                < 1e-7
+        );
+        assert_eq!(s[3].n_voxels(), 0);
+        assert_eq!(
+            s[3].score(&QuantileParams {
+                min: 0.02,
+                ..params
+            })
+            .unwrap(),
+            0.02
+        );
+        assert!(summarise_study(&probs, &labels[..3], 0.005, 4096).is_err());
+        assert!(summarise_study(&[f32::NAN], &[1], 0.005, 4096).is_err());
     }
 
     proptest! {
