@@ -38,28 +38,43 @@ fn reflect(i: i64, n: usize) -> usize {
 /// as `scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)`. A sigma of 0 skips the axis.
 pub fn gaussian_blur(grid: &mut Grid3<f32>, sigmas: [f64; 3]) {
     let shape = grid.shape();
-    let strides = [shape[1] * shape[2], shape[2], 1];
-    let mut line = Vec::new();
     for axis in 0..3 {
-        if sigmas[axis] <= 0.0 {
-            continue;
+        if sigmas[axis] > 0.0 {
+            blur_axis(grid.as_mut_slice(), shape, axis, &gaussian_kernel(sigmas[axis]));
         }
-        let k = gaussian_kernel(sigmas[axis]);
-        let r = (k.len() / 2) as i64;
-        let n = shape[axis];
-        let stride = strides[axis];
-        let data = grid.as_mut_slice();
-        // Every line along `axis` starts at an index whose `axis` coordinate is 0.
-        let starts: Vec<usize> = (0..data.len()).filter(|&i| (i / stride) % n == 0).collect();
-        for start in starts {
-            line.clear();
-            line.extend((0..n).map(|j| data[start + j * stride]));
-            for j in 0..n {
-                let mut acc = 0.0f32;
-                for (t, &w) in k.iter().enumerate() {
-                    acc += w * line[reflect(j as i64 + t as i64 - r, n)];
-                }
-                data[start + j * stride] = acc;
+    }
+}
+
+/// Convolves along one axis. The volume is viewed as `[outer, n, inner]` with `n` the axis
+/// length; each output line is a weighted sum of whole `inner`-long input lines, which keeps
+/// the inner loop contiguous (and vectorisable) for the z and y axes.
+fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, kernel: &[f32]) {
+    let n = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let r = (kernel.len() / 2) as i64;
+    let mut block = vec![0.0f32; n * inner];
+    if inner == 1 {
+        // x axis: one padded copy of the row, then a dot product per output voxel.
+        let mut padded = vec![0.0f32; n + 2 * r as usize];
+        for row in data.chunks_mut(n) {
+            for (k, v) in padded.iter_mut().enumerate() {
+                *v = row[reflect(k as i64 - r, n)];
+            }
+            for (j, out) in row.iter_mut().enumerate() {
+                *out = padded[j..j + kernel.len()].iter().zip(kernel).map(|(a, w)| a * w).sum();
+            }
+        }
+        return;
+    }
+    for chunk in data.chunks_mut(n * inner) {
+        block.copy_from_slice(chunk);
+        for j in 0..n {
+            let out = &mut chunk[j * inner..(j + 1) * inner];
+            out.iter_mut().for_each(|v| *v = 0.0);
+            for (t, &w) in kernel.iter().enumerate() {
+                let src = reflect(j as i64 + t as i64 - r, n);
+                let line = &block[src * inner..(src + 1) * inner];
+                out.iter_mut().zip(line).for_each(|(o, &v)| *o += w * v);
             }
         }
     }

@@ -22,16 +22,25 @@ pub fn sample_linear(grid: &Grid3<f32>, p: [f64; 3], pad: f32) -> f32 {
     let tx = (p[2] - fx) as f32;
     let data = grid.as_slice();
     let inside = z0 >= 0 && y0 >= 0 && x0 >= 0 && z0 + 1 < nz as i64 && y0 + 1 < ny as i64 && x0 + 1 < nx as i64;
+    if inside {
+        // Hot path: all eight neighbours exist.
+        let i = (z0 as usize * ny + y0 as usize) * nx + x0 as usize;
+        let (sy, sz) = (nx, ny * nx);
+        let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
+        let c0 = lerp(lerp(data[i], data[i + 1], tx), lerp(data[i + sy], data[i + sy + 1], tx), ty);
+        let c1 = lerp(lerp(data[i + sz], data[i + sz + 1], tx), lerp(data[i + sz + sy], data[i + sz + sy + 1], tx), ty);
+        return lerp(c0, c1, tz);
+    }
     let v = |dz: i64, dy: i64, dx: i64| -> f32 {
         let (z, y, x) = (z0 + dz, y0 + dy, x0 + dx);
-        if inside || grid.contains(z, y, x) {
+        if grid.contains(z, y, x) {
             data[((z as usize) * ny + y as usize) * nx + x as usize]
         } else {
             pad
         }
     };
-    // Skipping zero-weight neighbours keeps integer positions exact, so a pad of e.g. NaN or
-    // a far-away value cannot leak in through `0 * x`.
+    // Border: skipping zero-weight neighbours keeps integer positions exact, so a pad of e.g.
+    // NaN or a far-away value cannot leak in through `0 * x`.
     let lerp = |a: f32, b: &dyn Fn() -> f32, t: f32| if t == 0.0 { a } else { a + (b() - a) * t };
     let row = |dz: i64, dy: i64| lerp(v(dz, dy, 0), &|| v(dz, dy, 1), tx);
     let plane = |dz: i64| lerp(row(dz, 0), &|| row(dz, 1), ty);
