@@ -9,6 +9,7 @@ use crate::auc::roc_auc;
 use crate::labels::{LabelTable, LABEL_NAMES, N_LABELS};
 use crate::metric::{clipped_bce, metric_breakdown, prior_baseline};
 use crate::submission::Predictions;
+
 use crate::ScoringError;
 
 /// Scores of one target.
@@ -33,7 +34,10 @@ pub struct LabelScore {
 /// What `flow score` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreReport {
+    /// Studies scored (those of the submission).
     pub n_studies: usize,
+    /// Labelled studies the submission does not predict (not scored).
+    pub labelled_not_predicted: usize,
     /// Competition metric of the predictions (lower is better; constant 0.5 gives ln 2).
     pub metric: f64,
     /// Metric of predicting each target's in-sample prevalence.
@@ -46,13 +50,31 @@ pub struct ScoreReport {
     pub labels: Vec<LabelScore>,
 }
 
-/// Reads a `train.csv`-layout labels file and a Kaggle submission and scores them. The
-/// submission must be valid and cover exactly the labelled studies.
+/// Reads a `train.csv`-layout labels file and a Kaggle submission and scores the submission's
+/// studies (so a hold-out submission can be scored against the full `train.csv`). The
+/// submission must be valid and every study in it labelled; labelled studies it lacks are
+/// counted in [`ScoreReport::labelled_not_predicted`].
 pub fn score_files(labels: &Path, pred: &Path) -> Result<ScoreReport, ScoringError> {
     let table = LabelTable::read(labels)?;
-    let predictions = Predictions::read_expecting(pred, table.uids())?;
-    let probs = predictions.aligned_to(&table, labels, pred)?;
-    score_aligned(table.targets(), &probs)
+    let predictions = Predictions::read_known(pred, table.uids())?;
+    let (targets, probs): (Vec<[u8; N_LABELS]>, Vec<[f64; N_LABELS]>) = table
+        .uids()
+        .iter()
+        .zip(table.targets())
+        .filter_map(|(uid, y)| predictions.get(uid).map(|p| (*y, *p)))
+        .unzip();
+    let mut report = score_aligned(&targets, &probs)?;
+    report.labelled_not_predicted = table.len() - targets.len();
+    if report.labelled_not_predicted > 0 {
+        tracing::info!(
+            labels = %labels.display(),
+            pred = %pred.display(),
+            scored = targets.len(),
+            unscored = report.labelled_not_predicted,
+            "scoring only the submission's studies"
+        );
+    }
+    Ok(report)
 }
 
 /// Scores aligned targets and probabilities (one `[patient_overall, C1..C7]` row per study).
@@ -91,6 +113,7 @@ pub fn score_aligned(
         .then(|| vertebra_aucs.iter().sum::<f64>() / vertebra_aucs.len() as f64);
     Ok(ScoreReport {
         n_studies: n,
+        labelled_not_predicted: 0,
         metric: breakdown.score,
         prior_baseline_metric: prior.score,
         ratio_to_prior: breakdown.score / prior.score,
@@ -103,9 +126,16 @@ pub fn score_aligned(
 pub fn render_table(report: &ScoreReport) -> String {
     let fmt_auc = |a: Option<f64>| a.map_or_else(|| "n/a".to_string(), |a| format!("{a:.4}"));
     let mut out = String::new();
+    out.push_str(&format!("studies scored: {}", report.n_studies));
+    if report.labelled_not_predicted > 0 {
+        out.push_str(&format!(
+            " (labelled but not predicted, not scored: {})",
+            report.labelled_not_predicted
+        ));
+    }
     out.push_str(&format!(
-        "studies: {}\nmetric (weighted log loss): {:.4}   prior-only baseline: {:.4}   ratio: {:.3}\n",
-        report.n_studies, report.metric, report.prior_baseline_metric, report.ratio_to_prior
+        "\nmetric (weighted log loss): {:.4}   prior-only baseline: {:.4}   ratio: {:.3}\n",
+        report.metric, report.prior_baseline_metric, report.ratio_to_prior
     ));
     out.push_str(&format!(
         "mean vertebra AUC: {}\n\n",

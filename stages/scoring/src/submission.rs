@@ -157,13 +157,19 @@ impl Predictions {
     /// probabilities in [0, 1], no duplicate rows, eight rows for every study. All problems are
     /// collected into one [`ScoringError::InvalidSubmission`].
     pub fn read(path: &Path) -> Result<Self, ScoringError> {
-        read_submission(path, None)
+        read_submission(path, None, false)
+    }
+
+    /// Like [`Predictions::read`], and additionally requires every study to be among `known`
+    /// (e.g. the labelled studies); studies of `known` may be absent.
+    pub fn read_known(path: &Path, known: &[String]) -> Result<Self, ScoringError> {
+        read_submission(path, Some(known), false)
     }
 
     /// Like [`Predictions::read`], and additionally requires the studies to be exactly
     /// `expected` (no unknown study, none missing).
     pub fn read_expecting(path: &Path, expected: &[String]) -> Result<Self, ScoringError> {
-        read_submission(path, Some(expected))
+        read_submission(path, Some(expected), true)
     }
 
     /// Study ids in order.
@@ -386,14 +392,20 @@ pub fn validate_submission(
     path: &Path,
     expected: Option<&[String]>,
 ) -> Result<Predictions, ScoringError> {
-    read_submission(path, expected)
+    read_submission(path, expected, true)
 }
 
 fn is_probability(p: f64) -> bool {
     p.is_finite() && (0.0..=1.0).contains(&p)
 }
 
-fn read_submission(path: &Path, expected: Option<&[String]>) -> Result<Predictions, ScoringError> {
+/// Reads and validates; with `expected`, studies outside it are errors, and with `require_all`
+/// so are studies of it without rows.
+fn read_submission(
+    path: &Path,
+    expected: Option<&[String]>,
+    require_all: bool,
+) -> Result<Predictions, ScoringError> {
     let mut reader = open_reader(path)?;
     let header = HeaderIndex::new(path, &mut reader)?;
     let id_col = header.require("row_id")?;
@@ -487,7 +499,7 @@ fn read_submission(path: &Path, expected: Option<&[String]>) -> Result<Predictio
             });
         }
     }
-    if let Some(expected) = expected {
+    if let (Some(expected), true) = (expected, require_all) {
         for uid in expected {
             if !index.contains_key(uid) {
                 problems.push(SubmissionProblem::MissingStudy { uid: uid.clone() });

@@ -188,6 +188,22 @@ fn submission_must_cover_exactly_the_expected_studies() {
         score_files(&labels, &path),
         Err(ScoringError::InvalidSubmission { .. })
     ));
+    // A submission for a subset of the labelled studies is scored on that subset.
+    let subset = write(
+        dir.path(),
+        "subset.csv",
+        &format!("row_id,fractured\n{}", submission_rows("1.2.4", 0.5)),
+    );
+    let report = score_files(&labels, &subset).unwrap();
+    assert_eq!((report.n_studies, report.labelled_not_predicted), (1, 1));
+    assert!(flow_scoring::render_table(&report).contains("not scored: 1"));
+    let err = flow_scoring::Predictions::read_expecting(&subset, &expected).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected study `1.2.3` has no rows"),
+        "{err}"
+    );
+
     let header_only = write(dir.path(), "header_only.csv", "row_id,fractured\n");
     assert!(matches!(
         Predictions::read(&header_only),
