@@ -1,0 +1,266 @@
+//! NIfTI-1 (`.nii`, `.nii.gz`) reading and writing of [`Volume`]s through the `nifti` crate.
+//!
+//! Written files carry the geometry twice, as dcm2niix does: sform and qform with code 1
+//! (scanner anatomical). On reading, sform wins over qform (NIfTI's rule). Header dimensions
+//! are checked before the voxel buffer is allocated.
+
+use crate::geometry::Geometry;
+use crate::volume::{check_dims, AnyVolume, Volume, Voxel};
+use nalgebra::Matrix4;
+use ndarray::{ArrayView3, ShapeBuilder};
+use nifti::writer::WriterOptions;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions, XForm};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use thiserror::Error;
+
+/// Errors reading or writing a NIfTI file; each names the file.
+#[derive(Debug, Error)]
+pub enum NiftiIoError {
+    #[error("{path}: cannot access file: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid NIfTI header: {source}")]
+    Header { path: PathBuf, source: nifti::NiftiError },
+    #[error("{path}: header dim {dim:?} is absurd (need 3 spatial axes, 1..=65536 each, at most 2^31 voxels, no 4th axis > 1)")]
+    AbsurdDims { path: PathBuf, dim: [u16; 8] },
+    #[error("{path}: header datatype code {code} is not supported")]
+    UnsupportedDatatype { path: PathBuf, code: i16 },
+    #[error("{path}: file holds {got} bytes but the header needs {expected} (truncated)")]
+    Truncated { path: PathBuf, expected: u64, got: u64 },
+    #[error("{path}: header affine is degenerate or not finite")]
+    BadAffine { path: PathBuf },
+    #[error("{path}: cannot read voxel data: {source}")]
+    Data { path: PathBuf, source: nifti::NiftiError },
+    #[error("{path}: {source}")]
+    Volume { path: PathBuf, source: crate::volume::VolumeError },
+    #[error("{path}: file name must end in .nii or .nii.gz")]
+    BadExtension { path: PathBuf },
+}
+
+/// Element types that map to a NIfTI datatype for writing.
+pub trait NiftiVoxel: Voxel + nifti::DataElement + bytemuck::Pod {}
+impl NiftiVoxel for i16 {}
+impl NiftiVoxel for u8 {}
+impl NiftiVoxel for f32 {}
+
+fn is_gz(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".nii.gz")
+}
+
+/// Read a NIfTI-1 file as an int16, uint8 or float32 volume (other datatypes, and any file
+/// with a non-identity scl_slope/scl_inter, become float32 with the scaling applied).
+pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
+    let p = || path.to_path_buf();
+    let name = path.to_string_lossy();
+    if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
+        return Err(NiftiIoError::BadExtension { path: p() });
+    }
+    let header = NiftiHeader::from_file(path).map_err(|source| match source {
+        nifti::NiftiError::Io(source) => NiftiIoError::Io { path: p(), source },
+        source => NiftiIoError::Header { path: p(), source },
+    })?;
+    let dims = checked_dims(&header).ok_or(NiftiIoError::AbsurdDims { path: p(), dim: header.dim })?;
+    let dtype = header
+        .data_type()
+        .ok()
+        .filter(|t| !matches!(t, NiftiType::Rgb24 | NiftiType::Rgba32 | NiftiType::Complex64 | NiftiType::Complex128 | NiftiType::Complex256 | NiftiType::Float128))
+        .ok_or(NiftiIoError::UnsupportedDatatype { path: p(), code: header.datatype })?;
+    let n_voxels = (dims[0] * dims[1] * dims[2]) as u64;
+    if !is_gz(path) {
+        let expected = header.vox_offset.max(352.0) as u64 + n_voxels * dtype.size_of() as u64;
+        let got = std::fs::metadata(path).map_err(|source| NiftiIoError::Io { path: p(), source })?.len();
+        if got < expected {
+            return Err(NiftiIoError::Truncated { path: p(), expected, got });
+        }
+    }
+    let geometry = header_geometry(&header).ok_or(NiftiIoError::BadAffine { path: p() })?;
+    let obj = ReaderOptions::new().read_file(path).map_err(|source| match source {
+        nifti::NiftiError::IncompatibleLength(got, expected) => {
+            NiftiIoError::Truncated { path: p(), expected: expected as u64, got: got as u64 }
+        }
+        source => NiftiIoError::Data { path: p(), source },
+    })?;
+    let volume = obj.into_volume();
+    let data_err = |source| NiftiIoError::Data { path: p(), source };
+    let scaled = header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0);
+    let wrap = |source| NiftiIoError::Volume { path: p(), source };
+    let out = match (dtype, scaled) {
+        (NiftiType::Int16, false) => {
+            AnyVolume::I16(Volume::from_vec(dims, volume.into_nifti_typed_data::<i16>().map_err(data_err)?, geometry).map_err(wrap)?)
+        }
+        (NiftiType::Uint8, false) => {
+            AnyVolume::U8(Volume::from_vec(dims, volume.into_nifti_typed_data::<u8>().map_err(data_err)?, geometry).map_err(wrap)?)
+        }
+        _ => {
+            // Fortran-ordered array: memory order is x fastest, as ours.
+            let arr = volume.into_ndarray::<f32>().map_err(data_err)?;
+            let (data, _) = arr.into_raw_vec_and_offset();
+            AnyVolume::F32(Volume::from_vec(dims, data, geometry).map_err(wrap)?)
+        }
+    };
+    tracing::debug!(path = %path.display(), dims = ?dims, dtype = out.dtype(), "read NIfTI");
+    Ok(out)
+}
+
+/// Spatial dimensions from a header, `None` when absurd (checked before any allocation).
+fn checked_dims(h: &NiftiHeader) -> Option<[usize; 3]> {
+    let nd = h.dim[0];
+    if !(1..=7).contains(&nd) {
+        return None;
+    }
+    let mut dims = [1u64; 3];
+    for a in 0..3 {
+        if a < nd as usize {
+            let d = h.dim[a + 1];
+            if d < 1 || d > i16::MAX as u16 {
+                return None;
+            }
+            dims[a] = d as u64;
+        }
+    }
+    if (4..=nd as usize).any(|a| h.dim[a] != 1) {
+        return None;
+    }
+    check_dims(dims).ok()
+}
+
+/// Geometry from sform (code > 0), else qform (code > 0), else pixdim alone.
+fn header_geometry(h: &NiftiHeader) -> Option<Geometry> {
+    let m: Matrix4<f64> = h.affine::<f64>();
+    let mut a = [[0.0; 4]; 4];
+    for (r, row) in a.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = m[(r, c)];
+        }
+    }
+    Geometry::from_affine(&a)
+}
+
+static PARTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Write a volume as NIfTI-1 (`.nii` or `.nii.gz` by the file name), qform and sform set to
+/// its geometry with code 1 (scanner). The file appears atomically (written then renamed).
+pub fn write_nifti<T: NiftiVoxel>(volume: &Volume<T>, path: &Path) -> Result<(), NiftiIoError> {
+    let p = || path.to_path_buf();
+    let name = path.to_string_lossy();
+    let gz = is_gz(path);
+    if !(gz || name.ends_with(".nii")) {
+        return Err(NiftiIoError::BadExtension { path: p() });
+    }
+    let header = volume_header(&volume.geometry);
+    let [nx, ny, nz] = volume.dims();
+    let view = ArrayView3::from_shape((nx, ny, nz).f(), volume.data())
+        .map_err(|_| NiftiIoError::BadAffine { path: p() })?;
+    // The nifti writer rewrites unusual extensions (e.g. dots from UIDs in the stem), so write
+    // to a plain temporary name in the same folder and rename.
+    let tmp_name = format!(
+        ".flow-partial-{}-{}.{}",
+        std::process::id(),
+        PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed),
+        if gz { "nii.gz" } else { "nii" }
+    );
+    let tmp = path.with_file_name(tmp_name);
+    let result = WriterOptions::new(&tmp).reference_header(&header).write_nifti(&view);
+    if let Err(source) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match source {
+            nifti::NiftiError::Io(source) => NiftiIoError::Io { path: p(), source },
+            source => NiftiIoError::Data { path: p(), source },
+        });
+    }
+    std::fs::rename(&tmp, path).map_err(|source| NiftiIoError::Io { path: p(), source })?;
+    tracing::debug!(path = %path.display(), dims = ?volume.dims(), dtype = T::NAME, "wrote NIfTI");
+    Ok(())
+}
+
+/// Write whichever element type the volume has.
+pub fn write_any_nifti(volume: &AnyVolume, path: &Path) -> Result<(), NiftiIoError> {
+    match volume {
+        AnyVolume::I16(v) => write_nifti(v, path),
+        AnyVolume::U8(v) => write_nifti(v, path),
+        AnyVolume::F32(v) => write_nifti(v, path),
+    }
+}
+
+/// A header carrying `g` in both sform and qform (code 1), spacing in mm.
+fn volume_header(g: &Geometry) -> NiftiHeader {
+    let a = g.affine();
+    let m = Matrix4::from_fn(|r, c| a[r][c]);
+    let mut h = NiftiHeader { xyzt_units: 2, ..NiftiHeader::default() };
+    h.set_sform(&m, XForm::ScannerAnat);
+    h.set_qform(&m, XForm::ScannerAnat);
+    h.pixdim[1] = g.spacing[0] as f32;
+    h.pixdim[2] = g.spacing[1] as f32;
+    h.pixdim[3] = g.spacing[2] as f32;
+    let mut descrip = b"flow-imaging".to_vec();
+    descrip.resize(80, 0);
+    h.descrip = descrip;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> Geometry {
+        Geometry {
+            spacing: [0.5, 0.75, 1.25],
+            origin: [100.0, 120.0, -300.0],
+            direction: [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+        }
+    }
+
+    fn round_trip<T: NiftiVoxel>(vals: impl Fn(usize) -> T, ext: &str) -> AnyVolume {
+        let dir = tempfile::tempdir().unwrap();
+        let dims = [5, 4, 3];
+        let data: Vec<T> = (0..60).map(vals).collect();
+        let v = Volume::from_vec(dims, data, geometry()).unwrap();
+        let path = dir.path().join(format!("1.2.840.10008.5{ext}"));
+        write_nifti(&v, &path).unwrap();
+        let back = read_nifti(&path).unwrap();
+        assert_eq!(back.dims(), dims);
+        assert!(back.geometry().max_affine_difference(&v.geometry) < 1e-5);
+        back
+    }
+
+    #[test]
+    fn int16_round_trip_nii_and_gz() {
+        for ext in [".nii", ".nii.gz"] {
+            let back = round_trip(|i| (i as i16) * 97 - 1024, ext);
+            let AnyVolume::I16(v) = back else { panic!("dtype changed") };
+            assert_eq!(v.get(4, 3, 2), 59 * 97 - 1024);
+            assert_eq!(v.get(1, 0, 0), 97 - 1024);
+        }
+    }
+
+    #[test]
+    fn uint8_and_float32_round_trip() {
+        let AnyVolume::U8(v) = round_trip(|i| (i % 9) as u8, ".nii.gz") else { panic!() };
+        assert_eq!(v.data()[..10], [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]);
+        let AnyVolume::F32(v) = round_trip(|i| i as f32 * 0.25 - 3.0, ".nii") else { panic!() };
+        assert_eq!(v.get(0, 1, 0), 5.0 * 0.25 - 3.0);
+    }
+
+    #[test]
+    fn truncated_and_absurd_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Volume::from_vec([8, 8, 8], vec![7i16; 512], geometry()).unwrap();
+        let path = dir.path().join("a.nii");
+        write_nifti(&v, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.path().join("cut.nii");
+        std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+        let e = read_nifti(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut.nii") && e.contains("truncated"), "{e}");
+
+        let mut absurd = bytes.clone();
+        // dim[1..4] live at byte offset 42 (little-endian u16).
+        for (a, off) in [42usize, 44, 46].iter().enumerate() {
+            absurd[*off..*off + 2].copy_from_slice(&(30000u16 + a as u16).to_le_bytes());
+        }
+        let big = dir.path().join("big.nii");
+        std::fs::write(&big, &absurd).unwrap();
+        let e = read_nifti(&big).unwrap_err().to_string();
+        assert!(e.contains("big.nii") && e.contains("absurd"), "{e}");
+    }
+}
