@@ -3,6 +3,8 @@
 //! See README.md for the architecture. Geometry is kept in NIfTI's RAS+ frame everywhere;
 //! [`dicom_frame`] is the single place where DICOM's LPS+ frame is converted.
 
+pub mod competition;
+pub mod convert;
 pub mod dicom_frame;
 pub mod dicom_series;
 pub mod dicom_writer;
@@ -11,6 +13,8 @@ pub mod nifti_io;
 pub mod ops;
 pub mod volume;
 
+pub use convert::{convert_series, convert_series_with, write_report_json, ConvertError};
+pub use dicom_series::{read_series, DicomReadError, ReadOptions, SeriesReport};
 pub use dicom_writer::{write_ct_series, CtSeriesSpec, DicomWriteError, FileOrder, PixelStorage, WriteSyntax};
 pub use geometry::Geometry;
 pub use nifti_io::{read_nifti, write_any_nifti, write_nifti, NiftiIoError};
