@@ -1,1 +1,38 @@
-fn main() {}
+//! `flow`: run declarative DAG pipelines with content-addressed caching.
+//!
+//! Exit codes: 0 success; 1 a node failed (or the run was interrupted); 2 invalid pipeline,
+//! arguments or input.
+
+mod cli;
+mod cmd_cache;
+mod cmd_inspect;
+mod cmd_run;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.global.quiet, cli.global.verbose, cli.global.log_format);
+    let result = match &cli.command {
+        Command::Run(a) => cmd_run::run(&cli.global, a),
+        Command::Plan(a) => cmd_inspect::plan(&cli.global, a),
+        Command::Graph(a) => cmd_inspect::graph(&cli.global, a),
+        Command::Status(a) => cmd_inspect::status(&cli.global, a),
+        Command::Explain(a) => cmd_inspect::explain(&cli.global, a),
+        Command::Stages(a) => cmd_inspect::stages(a),
+        Command::Cache(a) => cmd_cache::cache(&cli.global, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e.downcast_ref::<flow_engine::EngineError>().map(|e| e.exit_code()).unwrap_or(1);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Run events and the reporters that consume them (JSONL journal, progress UI, summary).
+//!
+//! The scheduler and running stages only emit [`Event`]s; each [`Reporter`] turns them into
+//! something a person or a program reads. This keeps drawing and logging out of the runner.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// The final state of a node in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Ran,
+    Cached,
+    Failed,
+    Blocked,
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted { run_id: String, pipeline: String, nodes: usize },
+    NodeCached { node: String, key: String },
+    NodeStarted { node: String, key: String, attempt: u32 },
+    NodeProgress { node: String, done: u64, total: u64, message: String },
+    NodeLog { node: String, line: String },
+    NodeRetry { node: String, attempt: u32, error: String },
+    NodeFinished { node: String, key: String, seconds: f64 },
+    NodeFailed { node: String, key: String, seconds: f64, error: String, log_tail: Vec<String> },
+    NodeBlocked { node: String, by: String },
+    RunFinished { ok: bool, seconds: f64, interrupted: bool },
+}
+
+/// Consumes events.
+pub trait Reporter: Send {
+    fn on(&mut self, event: &Event);
+}
+
+/// Fans events out to every reporter.
+#[derive(Default)]
+pub struct EventBus {
+    reporters: Mutex<Vec<Box<dyn Reporter>>>,
+}
+
+impl EventBus {
+    pub fn new(reporters: Vec<Box<dyn Reporter>>) -> EventBus {
+        EventBus { reporters: Mutex::new(reporters) }
+    }
+    pub fn emit(&self, e: Event) {
+        let mut rs = self.reporters.lock().unwrap_or_else(|p| p.into_inner());
+        for r in rs.iter_mut() {
+            r.on(&e);
+        }
+    }
+}
+
+/// Writes every event except log lines as one JSON object per line (`runs/<id>/events.jsonl`).
+pub struct JsonlJournal {
+    out: BufWriter<File>,
+}
+
+impl JsonlJournal {
+    pub fn create(path: &Path) -> std::io::Result<JsonlJournal> {
+        Ok(JsonlJournal { out: BufWriter::new(File::create(path)?) })
+    }
+}
+
+impl Reporter for JsonlJournal {
+    fn on(&mut self, e: &Event) {
+        if matches!(e, Event::NodeLog { .. }) {
+            return;
+        }
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        if let Ok(mut v) = serde_json::to_value(e) {
+            v["ts_ms"] = serde_json::json!(ts as u64);
+            let _ = writeln!(self.out, "{v}");
+        }
+        if matches!(e, Event::RunFinished { .. } | Event::NodeFailed { .. } | Event::NodeFinished { .. }) {
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// Emits tracing records for node transitions (what a non-interactive log shows).
+pub struct TraceReporter;
+
+impl Reporter for TraceReporter {
+    fn on(&mut self, e: &Event) {
+        match e {
+            Event::NodeStarted { node, attempt, .. } if *attempt > 1 => tracing::info!(node = %node, attempt, "retrying"),
+            Event::NodeStarted { node, .. } => tracing::info!(node = %node, "started"),
+            Event::NodeFinished { node, seconds, .. } => tracing::info!(node = %node, seconds = format!("{seconds:.2}"), "finished"),
+            Event::NodeCached { node, .. } => tracing::debug!(node = %node, "cached"),
+            Event::NodeRetry { node, error, .. } => tracing::warn!(node = %node, "transient failure: {error}"),
+            Event::NodeFailed { node, error, .. } => tracing::error!(node = %node, "failed: {error}"),
+            Event::NodeBlocked { node, by } => tracing::warn!(node = %node, "not run: depends on failed node {by}"),
+            Event::NodeLog { node, line } => tracing::debug!(node = %node, "{line}"),
+            _ => {}
+        }
+    }
+}
+
+/// One node's line in the run report.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub id: String,
+    pub state: NodeState,
+    pub seconds: f64,
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The `--report` JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub pipeline: String,
+    pub run_id: String,
+    pub ok: bool,
+    pub interrupted: bool,
+    pub seconds: f64,
+    pub nodes: Vec<NodeReport>,
+}

@@ -1,0 +1,278 @@
+//! Running one node attempt on a worker thread: scratch dir, inputs, the stage, ingesting
+//! outputs, recording the result. A result is recorded only after every output is durable
+//! in the store, so a crash at any point leaves either a finished node or no trace of it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use flow_cache::{ActionResult, Digest, OutputRecord};
+use serde_json::{json, Value};
+
+use crate::events::{Event, EventBus};
+use crate::key;
+use crate::resolve::Resolved;
+use crate::spec::{Resources, Retry};
+use crate::stage::{Device, ItemCache, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError};
+use crate::state::StateDir;
+
+/// Everything needed to run one node, moved to a worker thread.
+pub struct Job {
+    pub node: String,
+    pub stage: Arc<dyn Stage>,
+    pub params: Params,
+    pub key: Digest,
+    pub manifest: Value,
+    pub inputs: BTreeMap<String, Vec<Resolved>>,
+    pub outputs: Vec<OutputDecl>,
+    pub resources: Resources,
+    pub retry: Retry,
+    pub gpus: Vec<usize>,
+    pub threads: usize,
+    pub state: Arc<StateDir>,
+    pub bus: Arc<EventBus>,
+    pub cancel: Arc<AtomicBool>,
+    pub log_path: PathBuf,
+}
+
+/// Why a node did not finish.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub cancelled: bool,
+    pub log_tail: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Per-node log file plus event forwarding.
+struct NodeSink {
+    file: Mutex<BufWriter<File>>,
+    bus: Arc<EventBus>,
+}
+
+impl NodeReporter for NodeSink {
+    fn progress(&self, node: &str, done: u64, total: u64, message: &str) {
+        self.bus.emit(Event::NodeProgress { node: node.into(), done, total, message: message.into() });
+    }
+    fn log(&self, node: &str, line: &str) {
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+        self.bus.emit(Event::NodeLog { node: node.into(), line: line.into() });
+    }
+}
+
+/// Per-item results inside a node, cached in the same store and index.
+struct StoreItems {
+    state: Arc<StateDir>,
+    node: String,
+    stage: &'static str,
+    version: u32,
+    scratch: PathBuf,
+    counter: Mutex<u64>,
+}
+
+impl ItemCache for StoreItems {
+    fn get_or_make(&self, item: &Value, name: &str, make: &mut dyn FnMut(&Path) -> Result<(), StageError>) -> Result<PathBuf, StageError> {
+        let manifest = json!({"format": key::FORMAT, "item_of": self.stage, "version": self.version, "item": item, "name": name});
+        let k = key::key_of(&manifest);
+        let store_err = |e: flow_cache::CacheError| StageError::wrap("item cache", e);
+        if let Some(hit) = self.state.index.lookup(&k).map_err(store_err)? {
+            if let Some(rec) = hit.outputs.get("item") {
+                if let Ok(p) = self.state.store.materialize(rec.kind, &rec.digest, &rec.name) {
+                    return Ok(p);
+                }
+            }
+        }
+        let n = {
+            let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
+            *c += 1;
+            *c
+        };
+        let dir = self.scratch.join("items").join(n.to_string());
+        fs::create_dir_all(&dir).map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
+        let target = dir.join(name);
+        make(&target)?;
+        if !target.exists() {
+            return Err(StageError::msg(format!("item `{name}` was not produced at {}", target.display())));
+        }
+        let (kind, digest, size, blobs) = self.state.store.put_path(&target, true).map_err(store_err)?;
+        let rec = OutputRecord { kind, digest, size, name: name.to_string() };
+        let result = ActionResult {
+            key: k,
+            node: format!("{}#item", self.node),
+            outputs: [("item".to_string(), rec)].into_iter().collect(),
+            blobs,
+            log: None,
+            started_unix_ms: now_ms(),
+            seconds: 0.0,
+            peak_rss_kb: None,
+            manifest,
+        };
+        self.state.index.record(&result).map_err(store_err)?;
+        self.state.store.materialize(kind, &digest, name).map_err(store_err)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The last `n` lines of a log file.
+pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(f) = File::open(path) else { return Vec::new() };
+    let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Runs the job with its retry policy.
+pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        job.bus.emit(Event::NodeStarted { node: job.node.clone(), key: job.key.to_hex(), attempt });
+        match attempt_once(&job, attempt) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                let retryable = !matches!(e, StageError::Cancelled) && e.is_transient() && attempt <= job.retry.attempts;
+                if retryable {
+                    job.bus.emit(Event::NodeRetry { node: job.node.clone(), attempt, error: e.chain() });
+                    std::thread::sleep(std::time::Duration::from_millis(job.retry.delay_ms));
+                    attempt += 1;
+                    continue;
+                }
+                let cancelled = matches!(e, StageError::Cancelled);
+                let message = e.chain();
+                if !cancelled {
+                    let _ = job.state.index.record_failure(&job.node, &message);
+                }
+                return Err(Failure { message, cancelled, log_tail: log_tail(&job.log_path, 20), seconds: started.elapsed().as_secs_f64() });
+            }
+        }
+    }
+}
+
+fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
+    let started_ms = now_ms();
+    let t0 = Instant::now();
+    let io = |what: String| move |e: std::io::Error| StageError::wrap(what, e);
+    let scratch = job.state.tmp_dir().join(format!("{}-{}-{attempt}", job.node, job.key.short()));
+    let _ = fs::remove_dir_all(&scratch);
+    let out_dir = scratch.join("out");
+    fs::create_dir_all(&out_dir).map_err(io(format!("cannot create {}", out_dir.display())))?;
+    let checkpoint_dir = job.state.checkpoint_dir(&job.key);
+    fs::create_dir_all(&checkpoint_dir).map_err(io(format!("cannot create {}", checkpoint_dir.display())))?;
+    if let Some(p) = job.log_path.parent() {
+        fs::create_dir_all(p).map_err(io(format!("cannot create {}", p.display())))?;
+    }
+    let log = File::options().create(true).append(true).open(&job.log_path).map_err(io(format!("cannot open {}", job.log_path.display())))?;
+    let sink = Arc::new(NodeSink { file: Mutex::new(BufWriter::new(log)), bus: job.bus.clone() });
+
+    let mut inputs = BTreeMap::new();
+    for (name, list) in &job.inputs {
+        let mut paths = Vec::new();
+        for r in list {
+            paths.push(r.materialize(&job.state).map_err(|e| StageError::wrap(format!("cannot provide input `{name}`"), e))?);
+        }
+        inputs.insert(name.clone(), paths);
+    }
+    let outputs: BTreeMap<String, PathBuf> = job.outputs.iter().map(|o| (o.name.clone(), out_dir.join(&o.filename))).collect();
+    let mut env = BTreeMap::new();
+    env.insert("FLOW_NODE".to_string(), job.node.clone());
+    env.insert("FLOW_OUT_DIR".to_string(), out_dir.display().to_string());
+    env.insert("FLOW_CHECKPOINT_DIR".to_string(), checkpoint_dir.display().to_string());
+    env.insert("FLOW_THREADS".to_string(), job.threads.to_string());
+    env.insert("OMP_NUM_THREADS".to_string(), job.threads.to_string());
+    env.insert("RAYON_NUM_THREADS".to_string(), job.threads.to_string());
+    env.insert("CUDA_VISIBLE_DEVICES".to_string(), job.gpus.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
+    let device = job.gpus.first().map(|&g| Device::Cuda(g)).unwrap_or(Device::Cpu);
+    let items = Arc::new(StoreItems {
+        state: job.state.clone(),
+        node: job.node.clone(),
+        stage: job.stage.kind(),
+        version: job.stage.version(),
+        scratch: scratch.clone(),
+        counter: Mutex::new(0),
+    });
+    let mut ctx = StageContext {
+        node: job.node.clone(),
+        params: job.params.clone(),
+        inputs,
+        outputs: outputs.clone(),
+        checkpoint_dir: checkpoint_dir.clone(),
+        scratch_dir: scratch.clone(),
+        device,
+        threads: job.threads,
+        cancel: job.cancel.clone(),
+        reporter: sink.clone(),
+        items,
+        env,
+        transient_exit_codes: job.retry.exit_codes.clone(),
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job.stage.run(&mut ctx)));
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            Err(StageError::msg(format!("stage `{}` panicked (a bug in the stage): {msg}", job.stage.kind())))
+        }
+    };
+    if let Ok(mut f) = sink.file.lock() {
+        let _ = f.flush();
+    }
+    if let Err(e) = outcome {
+        sink.log(&job.node, &format!("error: {}", e.chain()));
+        if let Ok(mut f) = sink.file.lock() {
+            let _ = f.flush();
+        }
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(e);
+    }
+
+    // Ingest outputs, then record.
+    let mut records = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for o in &job.outputs {
+        let p = &outputs[&o.name];
+        let ok = match o.kind {
+            flow_cache::ArtifactKind::File => p.is_file(),
+            flow_cache::ArtifactKind::Dir => p.is_dir(),
+        };
+        if !ok {
+            let _ = fs::remove_dir_all(&scratch);
+            let what = if o.kind == flow_cache::ArtifactKind::Dir { "directory" } else { "file" };
+            return Err(StageError::msg(format!(
+                "declared output `{}` was not produced: expected a {what} at {} (relative path `{}`)",
+                o.name,
+                p.display(),
+                o.filename
+            )));
+        }
+        let (kind, digest, size, b) = job.state.store.put_path(p, true).map_err(|e| StageError::wrap(format!("cannot store output `{}`", o.name), e))?;
+        blobs.extend(b);
+        records.insert(o.name.clone(), OutputRecord { kind, digest, size, name: o.filename.rsplit('/').next().unwrap_or(&o.filename).to_string() });
+    }
+    let log_digest = job.state.store.put_file(&job.log_path, false).ok().map(|(d, _)| d);
+    blobs.extend(log_digest);
+    let result = ActionResult {
+        key: job.key,
+        node: job.node.clone(),
+        outputs: records,
+        blobs,
+        log: log_digest,
+        started_unix_ms: started_ms,
+        seconds: t0.elapsed().as_secs_f64(),
+        peak_rss_kb: None,
+        manifest: job.manifest.clone(),
+    };
+    job.state.index.record(&result).map_err(|e| StageError::wrap("cannot record the result", e))?;
+    job.state.index.flush().map_err(|e| StageError::wrap("cannot flush the index", e))?;
+    let _ = fs::remove_dir_all(&checkpoint_dir);
+    let _ = fs::remove_dir_all(&scratch);
+    Ok(result)
+}

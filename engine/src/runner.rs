@@ -1,0 +1,322 @@
+//! The scheduler: walks the DAG, serves cached nodes, runs the rest on blocking worker
+//! threads within the cpu/gpu/memory budget, and stops (or keeps going) on failure.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use flow_cache::{Digest, OutputRecord};
+
+use crate::error::EngineError;
+use crate::events::{Event, EventBus, NodeReport, NodeState, RunReport};
+use crate::execute::{run_job, Failure, Job};
+use crate::resolve::{key_node, ExternalDigests};
+use crate::state::StateDir;
+use crate::validate::Dag;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cpu slots (threads) shared by running nodes.
+    pub jobs: usize,
+    pub keep_going: bool,
+    /// Run only these nodes and what they need (empty: everything).
+    pub targets: Vec<String>,
+    /// Force these nodes and everything downstream of them to run.
+    pub rerun: Vec<String>,
+    /// GPU ids available to gpu nodes.
+    pub gpus: Vec<usize>,
+    /// Memory budget in MiB for nodes that declare `memory`.
+    pub memory_mb: Option<u64>,
+    /// Where relative external paths are resolved (the working directory).
+    pub base_dir: PathBuf,
+    /// `results/` root for published outputs (None: don't publish).
+    pub results_dir: Option<PathBuf>,
+    /// Names this run's directory under `runs/` (see [`new_run_id`]).
+    pub run_id: String,
+}
+
+/// A fresh, sortable run id: UTC time plus the process id.
+pub fn new_run_id() -> String {
+    format!("{}-{}", chrono_like_now(), std::process::id())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum St {
+    Waiting,
+    Ready,
+    Running,
+    Done(NodeState),
+    Failed,
+    Blocked(String),
+}
+
+/// Which nodes a run covers and which it forces.
+pub fn selection(dag: &Dag, targets: &[String], rerun: &[String]) -> Result<(Vec<bool>, Vec<bool>), EngineError> {
+    let find = |id: &String| dag.index_of(id).ok_or_else(|| EngineError::Usage(format!("no node `{id}` in {} (`flow graph` lists them)", dag.file.display())));
+    let mut selected = vec![targets.is_empty(); dag.nodes.len()];
+    for t in targets {
+        for a in dag.ancestors(find(t)?) {
+            selected[a] = true;
+        }
+    }
+    let mut forced = vec![false; dag.nodes.len()];
+    for r in rerun {
+        for d in dag.descendants(find(r)?) {
+            forced[d] = true;
+        }
+    }
+    Ok((selected, forced))
+}
+
+/// Runs `dag`. Returns the report; node failures are in it, not errors.
+pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc<EventBus>, cancel: Arc<AtomicBool>) -> Result<RunReport, EngineError> {
+    let t0 = Instant::now();
+    let run_id = opts.run_id.clone();
+    let run_dir = state.run_dir(&run_id);
+    std::fs::create_dir_all(run_dir.join("logs")).map_err(|e| EngineError::Io { what: format!("create {}", run_dir.display()), source: e })?;
+    state.clean_scratch()?;
+    let (selected, forced) = selection(&dag, &opts.targets, &opts.rerun)?;
+    let ext = {
+        let (dag, state, sel, base) = (dag.clone(), state.clone(), selected.clone(), opts.base_dir.clone());
+        tokio::task::spawn_blocking(move || ExternalDigests::compute(&dag, &sel, &state, &base)).await.expect("hashing task")?
+    };
+    let n = dag.nodes.len();
+    bus.emit(Event::RunStarted { run_id: run_id.clone(), pipeline: dag.name.clone(), nodes: selected.iter().filter(|s| **s).count() });
+
+    let mut st = vec![St::Waiting; n];
+    let mut outputs: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; n];
+    let mut keys: Vec<Option<Digest>> = vec![None; n];
+    let mut seconds = vec![0.0f64; n];
+    let mut errors: Vec<Option<String>> = vec![None; n];
+    let mut jobs_ready: VecDeque<(usize, Job)> = VecDeque::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<usize>, Result<flow_cache::ActionResult, Failure>)>();
+    let jobs = opts.jobs.max(1);
+    let mut free_cpu = jobs;
+    let mut free_gpus = opts.gpus.clone();
+    let mut free_mem = opts.memory_mb;
+    let mut running = 0usize;
+    let mut stop_reason: Option<String> = None;
+
+    loop {
+        // Advance in topological order: key ready nodes, serve cached ones, block dependents of failures.
+        for &i in &dag.order {
+            if !selected[i] || st[i] != St::Waiting {
+                continue;
+            }
+            let deps = &dag.nodes[i].deps;
+            if let Some(&bad) = deps.iter().find(|&&d| matches!(st[d], St::Failed | St::Blocked(_))) {
+                let by = match &st[bad] {
+                    St::Blocked(b) => b.clone(),
+                    _ => dag.nodes[bad].id().to_string(),
+                };
+                bus.emit(Event::NodeBlocked { node: dag.nodes[i].id().into(), by: by.clone() });
+                st[i] = St::Blocked(by);
+                continue;
+            }
+            if !deps.iter().all(|&d| matches!(st[d], St::Done(_))) {
+                continue;
+            }
+            let Some(keyed) = key_node(&dag, i, &outputs, &ext, &opts.base_dir) else { continue };
+            keys[i] = Some(keyed.key);
+            if !forced[i] {
+                if let Some(hit) = state.index.lookup(&keyed.key)? {
+                    if hit.outputs.values().all(|o| state.store.contains(&o.digest)) {
+                        outputs[i] = Some(hit.outputs);
+                        st[i] = St::Done(NodeState::Cached);
+                        bus.emit(Event::NodeCached { node: dag.nodes[i].id().into(), key: keyed.key.to_hex() });
+                        continue;
+                    }
+                }
+            }
+            let node = &dag.nodes[i];
+            let job = Job {
+                node: node.id().to_string(),
+                stage: node.stage.clone(),
+                params: node.params.clone(),
+                key: keyed.key,
+                manifest: keyed.manifest,
+                inputs: keyed.inputs,
+                outputs: node.outputs.clone(),
+                resources: node.spec.resources.clone(),
+                retry: node.spec.retry.clone(),
+                gpus: Vec::new(),
+                threads: node.spec.resources.cpu.min(jobs),
+                state: state.clone(),
+                bus: bus.clone(),
+                cancel: cancel.clone(),
+                log_path: run_dir.join("logs").join(format!("{}.log", node.id())),
+            };
+            st[i] = St::Ready;
+            jobs_ready.push_back((i, job));
+        }
+
+        // Start what fits.
+        let interrupted = cancel.load(Ordering::Relaxed);
+        if stop_reason.is_none() && !interrupted {
+            let mut k = 0;
+            while k < jobs_ready.len() {
+                let (i, job) = &jobs_ready[k];
+                let i = *i;
+                let r = job.resources.clone();
+                let threads = job.threads;
+                let mem_ok = match (r.memory_mb, free_mem) {
+                    (Some(need), Some(free)) => need <= free || running == 0,
+                    _ => true,
+                };
+                if r.gpu > opts.gpus.len() {
+                    let (_, job) = jobs_ready.remove(k).expect("index in range");
+                    let msg = format!("needs {} GPU(s) but {} are available (pass --gpus, or set CUDA_VISIBLE_DEVICES)", r.gpu, opts.gpus.len());
+                    let _ = state.index.record_failure(&job.node, &msg);
+                    bus.emit(Event::NodeFailed { node: job.node.clone(), key: job.key.to_hex(), seconds: 0.0, error: msg.clone(), log_tail: vec![] });
+                    st[i] = St::Failed;
+                    errors[i] = Some(msg);
+                    if !opts.keep_going {
+                        stop_reason = Some(dag.nodes[i].id().to_string());
+                    }
+                    continue;
+                }
+                if threads <= free_cpu && r.gpu <= free_gpus.len() && mem_ok {
+                    let (i, mut job) = jobs_ready.remove(k).expect("index in range");
+                    free_cpu -= job.threads;
+                    let gpus: Vec<usize> = free_gpus.drain(..job.resources.gpu).collect();
+                    job.gpus = gpus.clone();
+                    if let (Some(need), Some(free)) = (job.resources.memory_mb, free_mem.as_mut()) {
+                        *free = free.saturating_sub(need);
+                    }
+                    st[i] = St::Running;
+                    running += 1;
+                    let tx = tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let r = run_job(job);
+                        let _ = tx.send((i, gpus, r));
+                    });
+                } else {
+                    k += 1;
+                }
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        let Some((i, gpus, result)) = rx.recv().await else { break };
+        running -= 1;
+        let node = &dag.nodes[i];
+        free_cpu += node.spec.resources.cpu.min(jobs);
+        free_gpus.extend(gpus);
+        if let (Some(need), Some(free)) = (node.spec.resources.memory_mb, free_mem.as_mut()) {
+            *free += need;
+        }
+        match result {
+            Ok(res) => {
+                seconds[i] = res.seconds;
+                bus.emit(Event::NodeFinished { node: node.id().into(), key: res.key.to_hex(), seconds: res.seconds });
+                outputs[i] = Some(res.outputs);
+                st[i] = St::Done(NodeState::Ran);
+            }
+            Err(f) => {
+                seconds[i] = f.seconds;
+                if f.cancelled {
+                    st[i] = St::Blocked("interrupted".into());
+                    errors[i] = Some("interrupted".into());
+                    bus.emit(Event::NodeBlocked { node: node.id().into(), by: "interrupted".into() });
+                } else {
+                    bus.emit(Event::NodeFailed {
+                        node: node.id().into(),
+                        key: keys[i].map(|k| k.to_hex()).unwrap_or_default(),
+                        seconds: f.seconds,
+                        error: f.message.clone(),
+                        log_tail: f.log_tail,
+                    });
+                    errors[i] = Some(f.message);
+                    st[i] = St::Failed;
+                    if !opts.keep_going {
+                        stop_reason = Some(node.id().to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    let interrupted = cancel.load(Ordering::Relaxed);
+    // Whatever never started: blocked by the stop, the interruption, or a failure upstream.
+    for &i in &dag.order {
+        if selected[i] && matches!(st[i], St::Waiting | St::Ready) {
+            let by = if interrupted { "interrupted".to_string() } else { stop_reason.clone().map(|s| format!("run stopped after `{s}` failed")).unwrap_or_else(|| "not reached".into()) };
+            bus.emit(Event::NodeBlocked { node: dag.nodes[i].id().into(), by: by.clone() });
+            st[i] = St::Blocked(by);
+        }
+    }
+    if let Some(root) = &opts.results_dir {
+        publish(&dag, &state, &outputs, &selected, root);
+    }
+    let nodes: Vec<NodeReport> = dag
+        .order
+        .iter()
+        .filter(|&&i| selected[i])
+        .map(|&i| NodeReport {
+            id: dag.nodes[i].id().to_string(),
+            state: match &st[i] {
+                St::Done(s) => *s,
+                St::Failed => NodeState::Failed,
+                _ => NodeState::Blocked,
+            },
+            seconds: seconds[i],
+            key: keys[i].map(|k| k.to_hex()).unwrap_or_default(),
+            error: errors[i].clone().or_else(|| if let St::Blocked(b) = &st[i] { Some(format!("blocked: {b}")) } else { None }),
+        })
+        .collect();
+    let ok = nodes.iter().all(|n| matches!(n.state, NodeState::Ran | NodeState::Cached));
+    let secs = t0.elapsed().as_secs_f64();
+    bus.emit(Event::RunFinished { ok, seconds: secs, interrupted });
+    state.index.flush()?;
+    Ok(RunReport { pipeline: dag.name.clone(), run_id, ok, interrupted, seconds: secs, nodes })
+}
+
+/// Links the outputs of sink nodes and `publish: true` nodes under `results/<pipeline>/<node>/`.
+fn publish(dag: &Dag, state: &StateDir, outputs: &[Option<BTreeMap<String, OutputRecord>>], selected: &[bool], root: &Path) {
+    let sinks = dag.sinks();
+    for (i, node) in dag.nodes.iter().enumerate() {
+        if !selected[i] || !(node.spec.publish || sinks.contains(&i)) {
+            continue;
+        }
+        let Some(outs) = &outputs[i] else { continue };
+        let dir = root.join(&dag.name).join(node.id());
+        if std::fs::create_dir_all(&dir).is_err() {
+            tracing::warn!("cannot create {}", dir.display());
+            continue;
+        }
+        for rec in outs.values() {
+            match state.store.materialize(rec.kind, &rec.digest, &rec.name) {
+                Ok(view) => {
+                    let link = dir.join(&rec.name);
+                    let _ = std::fs::remove_file(&link);
+                    let target = std::fs::canonicalize(&view).unwrap_or(view);
+                    if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+                        tracing::warn!("cannot publish {}: {e}", link.display());
+                    }
+                }
+                Err(e) => tracing::warn!("cannot publish output of {}: {e}", node.id()),
+            }
+        }
+    }
+}
+
+/// `YYYYMMDDTHHMMSS` in UTC, without a date crate.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}

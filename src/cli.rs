@@ -1,0 +1,153 @@
+//! Command-line arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "flow", version, about = "Declarative DAG workflows with content-addressed caching and resume")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// State directory (cache, index, logs). Default: .flow in the working directory.
+    #[arg(long, global = true, env = "FLOW_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// No progress bars; only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More log detail (-v: debug, -vv: trace).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a pipeline: only what is not cached yet.
+    Run(RunArgs),
+    /// Dry run: for each node, whether it would run or is cached, and why.
+    Plan(PlanArgs),
+    /// Print the DAG as Graphviz DOT or Mermaid.
+    Graph(GraphArgs),
+    /// Show each node's state: done, failed, in progress (checkpoint), pending.
+    Status(PipelineArgs),
+    /// Explain which part of a node's key changed since its cached result.
+    Explain(ExplainArgs),
+    /// List stage kinds with their params, inputs and docs.
+    Stages(StagesArgs),
+    /// Inspect and maintain the cache.
+    Cache(CacheArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct PipelineArgs {
+    /// Pipeline YAML file.
+    pub file: PathBuf,
+    /// Override a pipeline param (repeatable): --set key=value.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Run only this node and what it needs (repeatable).
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Force this node and everything downstream to run again (repeatable).
+    #[arg(long)]
+    pub rerun: Vec<String>,
+    /// Keep running independent branches after a node fails.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// CPU slots shared by running nodes (default: number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// GPU ids nodes may use, e.g. 0,1 (default: from CUDA_VISIBLE_DEVICES, else none).
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Option<Vec<usize>>,
+    /// Memory budget for nodes that declare `memory`, e.g. 16G.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Write a JSON report of the run to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Wait for another run holding the state dir instead of failing.
+    #[arg(long)]
+    pub wait: bool,
+    /// Don't link outputs under results/<pipeline>/.
+    #[arg(long)]
+    pub no_publish: bool,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[arg(long)]
+    pub target: Vec<String>,
+    #[arg(long)]
+    pub rerun: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
+    pub format: GraphFormatArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GraphFormatArg {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The node to explain.
+    pub node: String,
+}
+
+#[derive(Args)]
+pub struct StagesArgs {
+    /// Show only this stage kind.
+    pub kind: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Subcommand)]
+pub enum CacheAction {
+    /// List cached node results.
+    Ls,
+    /// Delete blobs no cached result references.
+    Gc,
+    /// Re-hash every blob; drop results whose blobs are corrupt so the next run redoes them.
+    Verify,
+}

@@ -1,0 +1,112 @@
+//! `flow plan | graph | status | explain | stages`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use flow_engine::graph::{render, GraphFormat};
+use flow_engine::inspect;
+use flow_engine::spec::parse_override;
+use flow_engine::state::{LockMode, StateDir};
+use flow_engine::{Dag, EngineError};
+
+use crate::cli::{ExplainArgs, Global, GraphArgs, GraphFormatArg, PipelineArgs, PlanArgs, StagesArgs};
+use crate::cmd_run::state_root;
+
+/// Parses `--set` values and loads + validates the pipeline.
+pub fn load(p: &PipelineArgs, cwd: &Path) -> Result<Dag> {
+    let overrides = p.set.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>().map_err(EngineError::Usage)?;
+    Ok(flow_engine::load_pipeline(&p.file, &overrides, &flow_rsna::registry(), cwd)?)
+}
+
+fn open(g: &Global) -> Result<StateDir> {
+    Ok(StateDir::open(&state_root(g)?, LockMode::FailFast)?)
+}
+
+fn cwd() -> Result<std::path::PathBuf> {
+    std::env::current_dir().context("cannot read the working directory")
+}
+
+pub fn plan(g: &Global, a: &PlanArgs) -> Result<u8> {
+    let cwd = cwd()?;
+    let dag = load(&a.pipeline, &cwd)?;
+    let state = open(g)?;
+    let entries = inspect::plan(&dag, &state, &cwd, &a.target, &a.rerun)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(0);
+    }
+    let w = entries.iter().map(|e| e.id.len()).max().unwrap_or(4);
+    for e in &entries {
+        println!("{:<w$}  {:<7}  {}", e.id, e.action, e.reason);
+    }
+    let runs = entries.iter().filter(|e| e.action != "cached").count();
+    println!("{} node(s): {} cached, {} to run or pending", entries.len(), entries.len() - runs, runs);
+    Ok(0)
+}
+
+pub fn graph(_g: &Global, a: &GraphArgs) -> Result<u8> {
+    let dag = load(&a.pipeline, &cwd()?)?;
+    let f = match a.format {
+        GraphFormatArg::Dot => GraphFormat::Dot,
+        GraphFormatArg::Mermaid => GraphFormat::Mermaid,
+    };
+    print!("{}", render(&dag, f));
+    Ok(0)
+}
+
+pub fn status(g: &Global, a: &PipelineArgs) -> Result<u8> {
+    let cwd = cwd()?;
+    let dag = load(a, &cwd)?;
+    let state = open(g)?;
+    let entries = inspect::status(&dag, &state, &cwd)?;
+    let w = entries.iter().map(|e| e.id.len()).max().unwrap_or(4);
+    for e in &entries {
+        println!("{:<w$}  {:<11}  {}", e.id, e.state, e.detail);
+    }
+    Ok(0)
+}
+
+pub fn explain(g: &Global, a: &ExplainArgs) -> Result<u8> {
+    let cwd = cwd()?;
+    let dag = load(&a.pipeline, &cwd)?;
+    let state = open(g)?;
+    for line in inspect::explain(&dag, &state, &cwd, &a.node)? {
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+pub fn stages(a: &StagesArgs) -> Result<u8> {
+    let reg = flow_rsna::registry();
+    let mut found = false;
+    for s in reg.kinds() {
+        if a.kind.as_deref().is_some_and(|k| k != s.kind()) {
+            continue;
+        }
+        found = true;
+        println!("{} (version {})", s.kind(), s.version());
+        println!("  {}", s.doc());
+        println!("  params:");
+        for p in s.params().params {
+            let default = p.default.map(|d| format!(" = {d}")).unwrap_or_else(|| " (required)".into());
+            let key = if p.in_key { "" } else { " [not in key]" };
+            println!("    {}: {}{default}{key} — {}", p.name, p.ty.name(), p.doc);
+        }
+        match s.inputs() {
+            None => println!("  inputs: any names"),
+            Some(ins) => {
+                println!("  inputs:");
+                for i in ins {
+                    let req = if i.required { "required" } else { "optional" };
+                    let many = if i.many { ", list" } else { "" };
+                    println!("    {} ({req}{many}) — {}", i.name, i.doc);
+                }
+            }
+        }
+        println!();
+    }
+    if !found {
+        return Err(EngineError::Usage(format!("no stage kind `{}`; known: {}", a.kind.clone().unwrap_or_default(), reg.names().join(", "))).into());
+    }
+    Ok(0)
+}

@@ -1,0 +1,116 @@
+//! `flow run`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use flow_engine::events::{EventBus, JsonlJournal, NodeState, Reporter, TraceReporter};
+use flow_engine::progress::ProgressUi;
+use flow_engine::runner::{self, RunOptions};
+use flow_engine::state::{LockMode, StateDir};
+
+use crate::cli::{Global, RunArgs};
+use crate::cmd_inspect::load;
+
+pub fn state_root(g: &Global) -> Result<PathBuf> {
+    Ok(match &g.state_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("cannot read the working directory")?.join(".flow"),
+    })
+}
+
+fn parse_memory(s: &str) -> Result<u64, flow_engine::EngineError> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('G' | 'g') => (&t[..t.len() - 1], 1024.0),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1.0),
+        Some('T' | 't') => (&t[..t.len() - 1], 1024.0 * 1024.0),
+        _ => (t, 1.0),
+    };
+    num.trim().parse::<f64>().map(|x| (x * mult) as u64).map_err(|_| flow_engine::EngineError::Usage(format!("--memory {s}: expected e.g. 16G or 512M")))
+}
+
+fn default_gpus() -> Vec<usize> {
+    std::env::var("CUDA_VISIBLE_DEVICES").ok().map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_default()
+}
+
+pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let dag = Arc::new(load(&a.pipeline, &cwd)?);
+    let state = Arc::new(StateDir::open(&state_root(g)?, if a.wait { LockMode::Wait } else { LockMode::FailFast })?);
+    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if jobs == 0 {
+        return Err(flow_engine::EngineError::Usage("--jobs must be at least 1".into()).into());
+    }
+    let memory_mb = a.memory.as_deref().map(parse_memory).transpose()?;
+    let run_id = runner::new_run_id();
+    let run_dir = state.run_dir(&run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(TraceReporter)];
+    reporters.push(Box::new(JsonlJournal::create(&run_dir.join("events.jsonl")).with_context(|| format!("cannot write {}", run_dir.display()))?));
+    if !g.quiet {
+        reporters.push(Box::new(ProgressUi::new(dag.nodes.len())));
+    }
+    let bus = Arc::new(EventBus::new(reporters));
+    let opts = RunOptions {
+        jobs,
+        keep_going: a.keep_going,
+        targets: a.target.clone(),
+        rerun: a.rerun.clone(),
+        gpus: a.gpus.clone().unwrap_or_else(default_gpus),
+        memory_mb,
+        base_dir: cwd.clone(),
+        results_dir: if a.no_publish { None } else { Some(cwd.join("results")) },
+        run_id,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(jobs.max(2) * 2 + 4).enable_all().build().context("cannot start the async runtime")?;
+    let report = rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupt: stopping running nodes (press Ctrl-C again to quit at once)");
+                c.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(1);
+                }
+            }
+        });
+        runner::run(dag.clone(), state.clone(), opts, bus, cancel.clone()).await
+    })?;
+    if let Some(path) = &a.report {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(path, text).with_context(|| format!("cannot write report {}", path.display()))?;
+    }
+    let count = |s: NodeState| report.nodes.iter().filter(|n| n.state == s).count();
+    if !g.quiet || !report.ok {
+        eprintln!(
+            "{}: {} ran, {} cached, {} failed, {} blocked in {:.2}s (logs: {})",
+            dag.name,
+            count(NodeState::Ran),
+            count(NodeState::Cached),
+            count(NodeState::Failed),
+            count(NodeState::Blocked),
+            report.seconds,
+            run_dir.join("logs").display()
+        );
+    }
+    for n in report.nodes.iter().filter(|n| n.state == NodeState::Failed) {
+        let spec = dag.index_of(&n.id).map(|i| &dag.nodes[i].spec);
+        let at = spec.map(|s| format!(" ({}, {})", s.stage, s.span)).unwrap_or_default();
+        eprintln!("node {}{at} failed: {}", n.id, n.error.clone().unwrap_or_default());
+        let log = run_dir.join("logs").join(format!("{}.log", n.id));
+        let tail = flow_engine::execute::log_tail(&log, 15);
+        if !tail.is_empty() {
+            eprintln!("  last lines of {}:", log.display());
+            for l in tail {
+                eprintln!("  | {l}");
+            }
+        }
+    }
+    if report.interrupted {
+        eprintln!("interrupted: rerun the same command to continue where it stopped");
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}

@@ -1,0 +1,193 @@
+//! `flow run`: order, parallelism, caching, partial re-runs, failures, resume.
+
+mod common;
+
+use common::{with_state, Work};
+
+/// Each node appends its id to trace.log in the work dir, then writes its output.
+fn diamond(work: &Work) -> String {
+    let log = work.path().join("trace.log");
+    let text = format!(
+        r#"
+name: diamond
+params: {{greeting: hello, suffix: "!"}}
+nodes:
+  source:
+    stage: command
+    params:
+      cmd: ["sh", "-c", "echo source >> {log} && echo ${{args.g}} > ${{outputs.text}}"]
+      args: {{g: "${{params.greeting}}"}}
+      outputs: {{text: source.txt}}
+  left:
+    stage: command
+    inputs: {{text: source.text}}
+    params:
+      cmd: ["sh", "-c", "echo left >> {log} && tr a-z A-Z < ${{inputs.text}} > ${{outputs.upper}}"]
+      outputs: {{upper: upper.txt}}
+  right:
+    stage: command
+    inputs: {{text: source.text}}
+    params:
+      cmd: ["sh", "-c", "echo right >> {log} && cat ${{inputs.text}} > ${{outputs.out}} && echo '${{args.s}}' >> ${{outputs.out}}"]
+      args: {{s: "${{params.suffix}}"}}
+      outputs: {{out: right.txt}}
+  join:
+    stage: command
+    inputs: {{a: left.upper, b: right.out}}
+    params:
+      cmd: ["sh", "-c", "echo join >> {log} && cat ${{inputs.a}} ${{inputs.b}} > ${{outputs.joined}}"]
+      outputs: {{joined: joined.txt}}
+"#,
+        log = log.display()
+    );
+    work.write("diamond.yaml", &text);
+    "diamond.yaml".into()
+}
+
+#[test]
+fn diamond_runs_in_order_then_is_cached() {
+    let w = Work::new();
+    let p = diamond(&w);
+    let (code, states) = w.run(&p, &["--jobs", "2"]);
+    assert_eq!(code, 0);
+    assert_eq!(with_state(&states, "ran"), ["join", "left", "right", "source"]);
+    let trace = w.read("trace.log");
+    let order: Vec<&str> = trace.lines().collect();
+    assert_eq!(order.first(), Some(&"source"));
+    assert_eq!(order.last(), Some(&"join"));
+    assert_eq!(w.read("results/diamond/join/joined.txt"), "HELLO\nhello\n!\n");
+
+    let (code, states) = w.run(&p, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(with_state(&states, "cached").len(), 4, "{states:?}");
+    assert_eq!(w.read("trace.log").lines().count(), 4, "nothing ran the second time");
+}
+
+#[test]
+fn changed_param_reruns_exactly_the_affected_nodes() {
+    let w = Work::new();
+    let p = diamond(&w);
+    assert_eq!(w.run(&p, &[]).0, 0);
+    let (code, states) = w.run(&p, &["--set", "suffix=?"]);
+    assert_eq!(code, 0);
+    assert_eq!(with_state(&states, "ran"), ["join", "right"]);
+    assert_eq!(with_state(&states, "cached"), ["left", "source"]);
+    // plan agrees with what happened: everything is cached now
+    let out = w.flow(&["plan", &p, "--set", "suffix=?"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 node(s): 4 cached"));
+    // explain names the param
+    let out = w.flow(&["explain", &p, "right"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("param `args` changed"), "{text}");
+}
+
+#[test]
+fn early_cutoff_keeps_dependents_cached() {
+    let w = Work::new();
+    let p = diamond(&w);
+    assert_eq!(w.run(&p, &[]).0, 0);
+    // --rerun forces source and downstream; same bytes out, so keys downstream are unchanged
+    let (code, states) = w.run(&p, &["--rerun", "source"]);
+    assert_eq!(code, 0);
+    assert_eq!(with_state(&states, "ran"), ["join", "left", "right", "source"]);
+    // a changed greeting that yields the same upper-case output in `left` only re-runs what differs
+    let (_, states) = w.run(&p, &["--set", "greeting=HELLO"]);
+    assert!(with_state(&states, "ran").contains(&"source".to_string()));
+    assert_eq!(with_state(&states, "cached"), ["left"], "left's input changed but its output did not: {states:?}");
+}
+
+#[test]
+fn parallelism_is_honoured() {
+    let w = Work::new();
+    // a and b each wait (up to 3 s) for the other to have started: only succeeds when run at once.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "touch {d}/{me}.started; i=0; while [ ! -f {d}/{other}.started ] && [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done; if [ -f {d}/{other}.started ]; then echo parallel; else echo serial; fi > ${{outputs.o}}",
+            d = w.path().display()
+        )
+    };
+    let text = format!(
+        "name: par\nnodes:\n  a:\n    stage: command\n    params: {{cmd: {:?}, shell: true, outputs: {{o: o.txt}}}}\n  b:\n    stage: command\n    params: {{cmd: {:?}, shell: true, outputs: {{o: o.txt}}}}\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    w.write("par.yaml", &text);
+    assert_eq!(w.run("par.yaml", &["--jobs", "2"]).0, 0);
+    assert_eq!(w.read("results/par/a/o.txt").trim(), "parallel");
+    // with one slot they run one after the other
+    let text1 = text.replace("name: par", "name: ser").replace(".started", ".s2");
+    w.write("ser.yaml", &text1);
+    assert_eq!(w.run("ser.yaml", &["--jobs", "1"]).0, 0);
+    assert_eq!(w.read("results/ser/a/o.txt").trim(), "serial");
+}
+
+#[test]
+fn failure_then_fix_reruns_only_failed_and_downstream() {
+    let w = Work::new();
+    let flag = w.path().join("fixed");
+    let text = format!(
+        r#"
+name: fail
+nodes:
+  a:
+    stage: command
+    params: {{cmd: ["sh", "-c", "echo a > ${{outputs.o}}"], outputs: {{o: a.txt}}}}
+  b:
+    stage: command
+    inputs: {{x: a.o}}
+    params: {{cmd: ["sh", "-c", "test -f {flag} || {{ echo 'b: flag missing' >&2; exit 3; }}; cat ${{inputs.x}} > ${{outputs.o}}"], outputs: {{o: b.txt}}}}
+  c:
+    stage: command
+    inputs: {{x: b.o}}
+    params: {{cmd: ["sh", "-c", "cat ${{inputs.x}} > ${{outputs.o}}"], outputs: {{o: c.txt}}}}
+  side:
+    stage: command
+    params: {{cmd: ["sh", "-c", "sleep 0.3; echo s > ${{outputs.o}}"], outputs: {{o: s.txt}}}}
+"#,
+        flag = flag.display()
+    );
+    w.write("fail.yaml", &text);
+    let out = w.flow(&["run", "fail.yaml", "--keep-going"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node b (command, fail.yaml:8:3) failed"), "{err}");
+    assert!(err.contains("exited with code 3"), "{err}");
+    assert!(err.contains("b: flag missing"), "log tail shown: {err}");
+    let out = w.flow(&["status", "fail.yaml"]).output().unwrap();
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(st.lines().any(|l| l.starts_with("b ") && l.contains("failed")), "{st}");
+    std::fs::write(&flag, "").unwrap();
+    let (code, states) = w.run("fail.yaml", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(with_state(&states, "ran"), ["b", "c"]);
+    assert_eq!(with_state(&states, "cached"), ["a", "side"]);
+}
+
+#[test]
+fn missing_declared_output_fails_the_node() {
+    let w = Work::new();
+    w.write("m.yaml", "name: m\nnodes:\n  a:\n    stage: command\n    params: {cmd: [\"true\"], outputs: {o: never.txt}}\n");
+    let out = w.flow(&["run", "m.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("declared output `o` was not produced"), "{err}");
+}
+
+#[test]
+fn transient_exit_codes_are_retried() {
+    let w = Work::new();
+    let count = w.path().join("count");
+    let text = format!(
+        "name: r\nnodes:\n  a:\n    stage: command\n    retry: {{attempts: 2, exit_codes: [75]}}\n    params:\n      cmd: [\"sh\", \"-c\", \"echo x >> {c}; [ $(wc -l < {c}) -ge 3 ] || exit 75; echo ok > ${{outputs.o}}\"]\n      outputs: {{o: o.txt}}\n",
+        c = count.display()
+    );
+    w.write("r.yaml", &text);
+    assert_eq!(w.run("r.yaml", &[]).0, 0);
+    assert_eq!(w.read("count").lines().count(), 3);
+    // a non-declared exit code is not retried
+    let text2 = text.replace("exit_codes: [75]", "exit_codes: [76]").replace("name: r", "name: r2");
+    std::fs::remove_file(&count).unwrap();
+    w.write("r2.yaml", &text2);
+    assert_eq!(w.run("r2.yaml", &[]).0, 1);
+    assert_eq!(w.read("count").lines().count(), 1);
+}
