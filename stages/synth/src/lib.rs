@@ -1,1 +1,18 @@
-//! Synthetic cervical-spine CT cohort generator (competition layout, hidden truth).
+//! Synthetic cervical-spine CT cohort generator: the RSNA 2022 competition layout with hidden
+//! ground truth. See README.md for the architecture and COHORT.md for what is modelled.
+
+pub mod anatomy;
+pub mod boxes;
+pub mod config;
+pub mod fracture;
+pub mod geometry;
+pub mod label_model;
+pub mod phantom;
+pub mod plan;
+pub mod sdf;
+pub mod seeds;
+pub mod tables;
+pub mod vertebra;
+
+pub use config::{CohortConfig, ConfigError, Profile};
+pub use plan::{plan_cohort, realize, CohortPlan, Split, StudyModel, StudyPlan};
