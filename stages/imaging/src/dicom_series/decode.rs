@@ -24,8 +24,8 @@ pub struct SliceImage {
 /// MONOCHROME1 is not inverted: for CT the Modality LUT (rescale) already yields HU, and
 /// the photometric interpretation only affects display.
 pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
+    check_syntax(path)?;
     let obj = OpenFileOptions::new().open_file(path).map_err(|e| open_error(path, e))?;
-    check_syntax(path, &obj)?;
     let header = header_from_object(path, &obj)?;
     let pixel = obj
         .get(tags::PIXEL_DATA)

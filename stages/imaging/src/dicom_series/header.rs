@@ -57,9 +57,25 @@ pub(crate) fn open_error(path: &Path, e: dicom_object::ReadError) -> DicomReadEr
     }
 }
 
-/// Check the transfer syntax in the file meta before anything else is decoded.
-pub(crate) fn check_syntax(path: &Path, obj: &DefaultDicomObject) -> Result<String, DicomReadError> {
-    let uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+/// Read only the file meta group and check its transfer syntax, before the data set is
+/// parsed (a data set in an unsupported encoding may not even parse).
+pub(crate) fn check_syntax(path: &Path) -> Result<String, DicomReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| DicomReadError::Io { path: path.to_path_buf(), source })?;
+    let mut reader = std::io::BufReader::with_capacity(4096, file);
+    let mut preamble = [0u8; 128];
+    reader.read_exact(&mut preamble).map_err(|e| DicomReadError::Truncated {
+        path: path.to_path_buf(),
+        detail: format!("file ends inside the 128-byte preamble: {e}"),
+    })?;
+    let meta = dicom_object::FileMetaTable::from_reader(&mut reader).map_err(|e| {
+        if is_eof(&e) {
+            DicomReadError::Truncated { path: path.to_path_buf(), detail: format!("file meta group: {}", chain(&e)) }
+        } else {
+            DicomReadError::NotDicom { path: path.to_path_buf(), detail: chain(&e) }
+        }
+    })?;
+    let uid = meta.transfer_syntax().trim_end_matches('\0').trim().to_string();
     if SUPPORTED_SYNTAXES.contains(&uid.as_str()) {
         return Ok(uid);
     }
@@ -73,6 +89,7 @@ pub(crate) fn check_syntax(path: &Path, obj: &DefaultDicomObject) -> Result<Stri
 
 /// Read the header of `path` (stopping before PixelData).
 pub fn read_slice_header(path: &Path) -> Result<SliceHeader, DicomReadError> {
+    check_syntax(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -81,7 +98,7 @@ pub fn read_slice_header(path: &Path) -> Result<SliceHeader, DicomReadError> {
 }
 
 pub(crate) fn header_from_object(path: &Path, obj: &DefaultDicomObject) -> Result<SliceHeader, DicomReadError> {
-    let transfer_syntax = check_syntax(path, obj)?;
+    let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
     let f = Fields { path, obj };
     let rows = f.uint(tags::ROWS, "Rows (0028,0010)")?;
     let columns = f.uint(tags::COLUMNS, "Columns (0028,0011)")?;
