@@ -27,7 +27,7 @@ pub struct Grid3<T> {
 
 /// Number of voxels of `shape`, or an error for empty or absurd shapes.
 pub fn checked_len(shape: [usize; 3]) -> Result<usize, GridError> {
-    if shape.iter().any(|&n| n == 0) {
+    if shape.contains(&0) {
         return Err(GridError::EmptyAxis { shape });
     }
     shape

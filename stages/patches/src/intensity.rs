@@ -38,9 +38,9 @@ fn reflect(i: i64, n: usize) -> usize {
 /// as `scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)`. A sigma of 0 skips the axis.
 pub fn gaussian_blur(grid: &mut Grid3<f32>, sigmas: [f64; 3]) {
     let shape = grid.shape();
-    for axis in 0..3 {
-        if sigmas[axis] > 0.0 {
-            blur_axis(grid.as_mut_slice(), shape, axis, &gaussian_kernel(sigmas[axis]));
+    for (axis, &sigma) in sigmas.iter().enumerate() {
+        if sigma > 0.0 {
+            blur_axis(grid.as_mut_slice(), shape, axis, &gaussian_kernel(sigma));
         }
     }
 }

@@ -92,7 +92,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 
 fn worker_loop<S: BatchSource>(source: &S, seed: u64, first: u64, step: u64, end: Option<u64>, stop: &AtomicBool, tx: SyncSender<Item<S>>) {
     let mut index = first;
-    while end.map_or(true, |e| index < e) && !stop.load(Ordering::Relaxed) {
+    while end.is_none_or(|e| index < e) && !stop.load(Ordering::Relaxed) {
         let mut rng = stream_rng(seed, index);
         let result = match catch_unwind(AssertUnwindSafe(|| source.make_batch(index, &mut rng))) {
             Ok(r) => r.map_err(|source| LoaderError::Source { index, source }),

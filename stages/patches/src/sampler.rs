@@ -93,6 +93,7 @@ impl PatchRegion {
 pub struct PatchSampler {
     patch: [usize; 3],
     p_foreground: f64,
+    pad_to: [usize; 3],
 }
 
 /// How a region was chosen.
@@ -112,7 +113,14 @@ impl PatchSampler {
         if !(0.0..=1.0).contains(&p_foreground) {
             return Err(SamplerError::Probability(p_foreground));
         }
-        Ok(Self { patch, p_foreground })
+        Ok(Self { patch, p_foreground, pad_to: [0; 3] })
+    }
+
+    /// Treats every volume as first padded symmetrically to at least `extent` (stage 3: pad to
+    /// 128^3, then random-crop 96^3), so the patch can also start inside that padding.
+    pub fn with_pad_to(mut self, extent: [usize; 3]) -> Self {
+        self.pad_to = extent;
+        self
     }
 
     pub fn patch(&self) -> [usize; 3] {
@@ -135,9 +143,12 @@ impl PatchSampler {
         let mut lo = [0i64; 3];
         let mut hi = [0i64; 3];
         for a in 0..3 {
-            let need = self.patch[a].saturating_sub(shape[a]) as i64;
-            lo[a] = -(need / 2);
-            hi[a] = shape[a] as i64 + need / 2 + need % 2 - self.patch[a] as i64;
+            // Virtual extent after the optional pad_to padding, starting at `start`.
+            let extent = shape[a].max(self.pad_to[a]) as i64;
+            let start = -((extent - shape[a] as i64) / 2);
+            let need = (self.patch[a] as i64 - extent).max(0);
+            lo[a] = start - need / 2;
+            hi[a] = start + extent + need / 2 + need % 2 - self.patch[a] as i64;
             let span = (hi[a] - lo[a] + 1) as f64;
             origin[a] = lo[a] + ((uniform[a] * span) as i64).min(hi[a] - lo[a]);
         }
@@ -193,6 +204,18 @@ mod tests {
             seen_hi |= r.origin[0] == 6;
         }
         assert!(seen_lo && seen_hi, "both extreme origins reachable");
+    }
+
+    #[test]
+    fn pad_to_widens_the_crop_range() {
+        let s = PatchSampler::new([96, 96, 96], 0.0).unwrap().with_pad_to([128, 128, 128]);
+        let mut rng = stream_rng(2, 0);
+        let origins: Vec<i64> = (0..3000).map(|_| s.sample([96, 96, 96], &ForegroundIndex::default(), &mut rng).0.origin[1]).collect();
+        assert_eq!(origins.iter().min(), Some(&-16));
+        assert_eq!(origins.iter().max(), Some(&16));
+        // Larger volumes are unaffected.
+        let (r, _) = PatchSampler::new([4, 4, 4], 0.0).unwrap().with_pad_to([2, 2, 2]).sample([4, 4, 4], &ForegroundIndex::default(), &mut rng);
+        assert_eq!(r.origin, [0, 0, 0]);
     }
 
     #[test]

@@ -38,11 +38,11 @@ fn default_recipe_frequencies_and_ranges() {
     for p in &plans {
         assert!(p.spatial.angles.iter().all(|a| a.abs() <= deg30 + 1e-12));
         assert!((0.7..=1.4).contains(&p.spatial.scale));
-        assert!(p.noise_std.map_or(true, |s| (0.0..=0.1).contains(&s)));
-        assert!(p.blur_sigmas.map_or(true, |s| s.iter().all(|v| (0.5..=1.0).contains(v))));
-        assert!(p.brightness.map_or(true, |m| (0.75..=1.25).contains(&m)));
-        assert!(p.contrast.map_or(true, |m| (0.75..=1.25).contains(&m)));
-        assert!(p.low_res_zoom.map_or(true, |z| (0.5..=1.0).contains(&z)));
+        assert!(p.noise_std.is_none_or(|s| (0.0..=0.1).contains(&s)));
+        assert!(p.blur_sigmas.is_none_or(|s| s.iter().all(|v| (0.5..=1.0).contains(v))));
+        assert!(p.brightness.is_none_or(|m| (0.75..=1.25).contains(&m)));
+        assert!(p.contrast.is_none_or(|m| (0.75..=1.25).contains(&m)));
+        assert!(p.low_res_zoom.is_none_or(|z| (0.5..=1.0).contains(&z)));
         for g in [p.gamma, p.gamma_inverted].into_iter().flatten() {
             assert!((0.7..=1.5).contains(&g));
         }
