@@ -214,12 +214,22 @@ impl Anatomy {
             })
             .collect();
         let discs: Vec<f64> = DISC_HEIGHTS.iter().map(|&h| h * uniform(rng, 0.75, 1.15)).collect();
+        // Articular pillars reach 0.6 mm past the middle of each disc: neighbours' facets touch,
+        // so the labelled spine is one connected object like a real segmentation.
+        let mut shapes = shapes;
+        for i in 1..9 {
+            let h = shapes[i].half_height();
+            shapes[i].pillar_down = h + if i < 8 { 0.5 * discs[i - 1] + 0.6 } else { 2.0 };
+            if i >= 2 {
+                shapes[i].pillar_up = h + 0.5 * discs[i - 2] + 0.6;
+            }
+        }
 
         // Arc-length positions of the level centres, measured upwards from T2.
         let mut s_of = vec![0.0; 9];
         for i in (0..8).rev() {
             let lower = &shapes[i + 1];
-            let gap = if i == 0 { shapes[1].body.z + 13.5 } else { discs[i - 1] };
+            let gap = if i == 0 { shapes[1].body.z + 12.0 } else { discs[i - 1] };
             let step = if i == 0 { gap } else { lower.half_height() + gap + shapes[i].half_height() };
             s_of[i] = s_of[i + 1] + step * scale;
         }

@@ -103,9 +103,17 @@ impl Crack {
                 break;
             }
         }
-        let axis_local = cut_direction(shape, part, centre_local, rng);
+        // The plane must cross the cortex: keep its normal tangent to the bone surface (the
+        // typical direction of the part, projected), so the crack runs from the surface inward.
+        let surface = gradient(|q| shape.sdf(q), centre_local).normalize_or_zero();
         let tilt: [f64; 3] = UnitSphere.sample(rng);
-        let normal_local = (axis_local + DVec3::from(tilt) * 0.35).normalize();
+        let wanted = cut_direction(shape, part, centre_local, rng) + DVec3::from(tilt) * 0.3;
+        let mut normal_local = wanted - surface * wanted.dot(surface);
+        if normal_local.length() < 0.3 {
+            let any: [f64; 3] = UnitSphere.sample(rng);
+            normal_local = DVec3::from(any) - surface * DVec3::from(any).dot(surface);
+        }
+        let normal_local = normal_local.normalize_or(DVec3::X);
         let normal = (frame.axes * normal_local).normalize();
         let radius = match part {
             Part::Body | Part::LateralMass => rng.gen_range(6.0..12.0),
@@ -113,13 +121,13 @@ impl Crack {
         } * frame.scale;
         let any: [f64; 3] = UnitSphere.sample(rng);
         let tangent = (DVec3::from(any) - normal * DVec3::from(any).dot(normal)).normalize_or_zero();
-        let displacement = tangent * rng.gen_range(0.3..1.8);
+        let displacement = tangent * rng.gen_range(0.5..2.5);
         Crack {
             level: shape.level,
             part,
             centre: frame.to_world(centre_local),
             normal,
-            half_width: rng.gen_range(0.4..1.0),
+            half_width: rng.gen_range(0.5..1.25),
             radius,
             displacement,
             gap_hu: rng.gen_range(0.0..80.0),
@@ -127,17 +135,22 @@ impl Crack {
     }
 }
 
+/// Central-difference gradient of `sdf` at `p`.
+fn gradient(sdf: impl Fn(DVec3) -> f64, p: DVec3) -> DVec3 {
+    let h = 0.05;
+    DVec3::new(
+        sdf(p + DVec3::X * h) - sdf(p - DVec3::X * h),
+        sdf(p + DVec3::Y * h) - sdf(p - DVec3::Y * h),
+        sdf(p + DVec3::Z * h) - sdf(p - DVec3::Z * h),
+    ) / (2.0 * h)
+}
+
 /// Newton steps along the numerical gradient to the iso-surface `sdf = -depth`.
 fn settle_at_depth(sdf: impl Fn(DVec3) -> f64, start: DVec3, depth: f64) -> DVec3 {
     let mut p = start;
-    let h = 0.05;
     for _ in 0..12 {
         let d = sdf(p) + depth;
-        let g = DVec3::new(
-            sdf(p + DVec3::X * h) - sdf(p - DVec3::X * h),
-            sdf(p + DVec3::Y * h) - sdf(p - DVec3::Y * h),
-            sdf(p + DVec3::Z * h) - sdf(p - DVec3::Z * h),
-        ) / (2.0 * h);
+        let g = gradient(&sdf, p);
         let n2 = g.length_squared();
         if n2 < 1e-8 {
             break;

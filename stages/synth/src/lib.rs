@@ -3,6 +3,7 @@
 
 pub mod anatomy;
 pub mod boxes;
+pub mod cohort;
 pub mod config;
 pub mod fracture;
 pub mod geometry;
@@ -14,5 +15,6 @@ pub mod seeds;
 pub mod tables;
 pub mod vertebra;
 
+pub use cohort::{generate_cohort, render_study, CohortSummary, RenderedStudy, SynthError};
 pub use config::{CohortConfig, ConfigError, Profile};
 pub use plan::{plan_cohort, realize, CohortPlan, Split, StudyModel, StudyPlan};

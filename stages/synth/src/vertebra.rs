@@ -87,6 +87,9 @@ pub struct VertebraShape {
     pub transverse_sweep: f64,
     /// Radius of the foramen transversarium (0 = none).
     pub foramen_radius: f64,
+    /// Reach of the articular pillars above and below the centre (facets touch the neighbours').
+    pub pillar_up: f64,
+    pub pillar_down: f64,
 }
 
 impl VertebraShape {
@@ -117,6 +120,8 @@ impl VertebraShape {
             transverse_reach: tp_reach,
             transverse_sweep: tp_sweep,
             foramen_radius: foramen,
+            pillar_up: if level == Level::C2 { 0.5 } else { body.z + 2.5 },
+            pillar_down: body.z + 2.5,
         }
     }
 
@@ -196,10 +201,7 @@ impl VertebraShape {
     fn articular_pillars(&self, p: DVec3) -> f64 {
         let m = DVec3::new(p.x.abs(), p.y, p.z);
         let c = DVec3::new(self.canal.x + self.arch_thickness * 0.5, self.canal_y - 1.0, 0.0);
-        let (top, bottom) = match self.level {
-            Level::C2 => (0.5, -self.body.z - 1.5),
-            _ => (self.body.z + 1.5, -self.body.z - 1.5),
-        };
+        let (top, bottom) = (self.pillar_up, -self.pillar_down);
         let mid = 0.5 * (top + bottom);
         let q = m - c - DVec3::new(0.0, 0.0, mid);
         sdf::elliptic_cylinder(q, DVec2::new(4.5, 5.5), 0.5 * (top - bottom))
