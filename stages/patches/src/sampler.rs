@@ -22,32 +22,36 @@ pub enum SamplerError {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ForegroundIndex {
     /// `(class, linear voxel indices)` for each class present, ascending by class.
-    classes: Vec<(u8, Vec<u32>)>,
+    classes: Vec<(u8, Vec<u64>)>,
 }
 
 impl ForegroundIndex {
     /// Indexes every non-zero voxel of `label`. With `max_per_class`, keeps an evenly spaced
     /// subset of at most that many voxels per class (nnU-Net keeps 10,000), which bounds memory
-    /// on large volumes while spreading over the whole structure.
+    /// on large volumes while spreading over the whole structure. Two passes (count, then
+    /// collect), so no per-class list larger than the kept subset is ever built.
     pub fn build(label: &Grid3<u8>, max_per_class: Option<usize>) -> Self {
-        let mut per_class: Vec<Vec<u32>> = vec![Vec::new(); 256];
-        for (i, &c) in label.as_slice().iter().enumerate() {
-            if c != 0 {
-                per_class[c as usize].push(i as u32);
-            }
+        let mut counts = [0usize; 256];
+        for &c in label.as_slice() {
+            counts[c as usize] += 1;
         }
-        let classes = per_class
-            .into_iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(c, v)| {
-                let v = match max_per_class {
-                    Some(k) if k > 0 && v.len() > k => (0..k).map(|j| v[j * v.len() / k]).collect(),
-                    _ => v,
-                };
-                (c as u8, v)
-            })
-            .collect();
+        // For class c with n voxels keeping k: keep occurrences floor(j * n / k), j = 0..k.
+        let keep: Vec<usize> = counts.iter().map(|&n| max_per_class.filter(|&k| k > 0).map_or(n, |k| n.min(k))).collect();
+        let mut lists: Vec<Vec<u64>> = keep.iter().map(|&k| Vec::with_capacity(k)).collect();
+        let mut seen = [0usize; 256];
+        for (i, &c) in label.as_slice().iter().enumerate() {
+            let c = c as usize;
+            if c == 0 {
+                continue;
+            }
+            let (n, k) = (counts[c], keep[c]);
+            let j = lists[c].len();
+            if j < k && seen[c] == j * n / k {
+                lists[c].push(i as u64);
+            }
+            seen[c] += 1;
+        }
+        let classes = lists.into_iter().enumerate().skip(1).filter(|(_, v)| !v.is_empty()).map(|(c, v)| (c as u8, v)).collect();
         Self { classes }
     }
 
@@ -184,6 +188,15 @@ mod tests {
             let (c, i) = idx.pick(&mut rng).unwrap();
             assert_eq!(label.as_slice()[i], c);
         }
+    }
+
+    #[test]
+    fn subsampling_spreads_evenly() {
+        let label = Grid3::from_fn([1, 1, 100], |_, _, x| u8::from(x >= 10)).unwrap();
+        let idx = ForegroundIndex::build(&label, Some(9));
+        assert_eq!(idx.classes, vec![(1, (0..9).map(|j| 10 + j * 10).collect())]);
+        let all = ForegroundIndex::build(&label, None);
+        assert_eq!(all.classes[0].1.len(), 90);
     }
 
     #[test]

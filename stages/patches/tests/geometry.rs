@@ -14,11 +14,28 @@ fn blocky_labels(shape: [usize; 3]) -> Grid3<u8> {
 
 #[test]
 fn image_and_label_transform_identically() {
+    check_consistency([0.4, -0.3, 0.25], 1.2, [11.5, 13.0, 15.5]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn image_and_label_stay_consistent_for_any_transform(
+        angles in prop::array::uniform3(-0.53f64..0.53), scale in 0.7f64..1.4,
+        centre in prop::array::uniform3(4.0f64..24.0),
+    ) {
+        check_consistency(angles, scale, centre);
+    }
+}
+
+/// image = 100 x label, resampled linear / nearest with the same transform: wherever the
+/// 8 source neighbours agree, both give that class; everywhere the nearest label is one of
+/// the neighbours and the image lies within the neighbours' range.
+fn check_consistency(angles: [f64; 3], scale: f64, centre: [f64; 3]) {
     let label = blocky_labels([24, 28, 32]);
     let image = label.map(|c| c as f32 * 100.0);
     let shape = [12, 14, 16];
-    let centre = [11.5, 13.0, 15.5];
-    let params = SpatialParams { angles: [0.4, -0.3, 0.25], scale: 1.2 };
+    let params = SpatialParams { angles, scale };
     let img = resample_image(&image, centre, shape, &params, 0.0);
     let lab = resample_labels(&label, centre, shape, &params);
     let mut checked = 0;
@@ -48,8 +65,8 @@ fn image_and_label_transform_identically() {
         }
     }
     let total = shape.iter().product::<usize>();
-    assert!(checked > total / 4, "enough homogeneous voxels checked: {checked}");
-    assert!(agree * 10 > total * 4, "image = 100 x label on most voxels: {agree}/{total}");
+    assert!(checked > total / 10, "enough homogeneous voxels checked: {checked}");
+    assert!(agree * 5 > total, "image = 100 x label on many voxels: {agree}/{total}");
 }
 
 #[test]
