@@ -264,15 +264,27 @@ impl VoxelSummary {
     }
 
     pub(crate) fn quantile_unchecked(&self, alpha: f64, beta: f64) -> Option<f64> {
+        let mut out = [None];
+        self.quantiles_unchecked(alpha, &[beta], &mut out);
+        out[0]
+    }
+
+    /// Raw quantiles for one `alpha` and several `beta`s: one binary search, then reads from the
+    /// same region of the summary (fitting is bound by memory latency, not arithmetic).
+    pub(crate) fn quantiles_unchecked(&self, alpha: f64, betas: &[f64], out: &mut [Option<f64>]) {
         if self.tail_len == 0 {
-            return None;
+            out.fill(None);
+            return;
         }
         let first = self.first_rank_at_or_above(alpha).ceil();
         let qualifying = self.tail_len as f64 - first;
         if qualifying < 1.0 {
-            return None;
+            out.fill(None);
+            return;
         }
-        Some(self.value_at_rank(first + beta * (qualifying - 1.0)))
+        for (o, &beta) in out.iter_mut().zip(betas) {
+            *o = Some(self.value_at_rank(first + beta * (qualifying - 1.0)));
+        }
     }
 
     /// The clamped score under `params` (`params.alpha` must be at least the floor).

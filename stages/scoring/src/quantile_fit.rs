@@ -243,37 +243,16 @@ fn constant_loss(studies: &[WeightedSummary<'_>], (lo, hi): (f64, f64)) -> f64 {
 }
 
 fn fit_label(studies: &[WeightedSummary<'_>], config: &QuantileFitConfig) -> Fit {
-    let mut evaluations = 0usize;
-    let mut best: Option<(f64, QuantileParams)> = None;
-    let mut consider = |alpha: f64, beta: f64, best: &mut Option<(f64, QuantileParams)>| {
-        evaluations += 1;
-        let raw: Vec<(Option<f64>, f64, f64)> = studies
-            .iter()
-            .map(|s| {
-                (
-                    s.summary.quantile_unchecked(alpha, beta),
-                    s.positive,
-                    s.negative,
-                )
-            })
-            .collect();
-        let clamp = best_clamp(&raw, config.prob_bounds);
-        if best.as_ref().is_none_or(|(loss, _)| clamp.loss < *loss) {
-            *best = Some((
-                clamp.loss,
-                QuantileParams {
-                    alpha,
-                    beta,
-                    min: clamp.min,
-                    max: clamp.max,
-                },
-            ));
-        }
+    let mut search = Search {
+        studies,
+        bounds: config.prob_bounds,
+        evaluations: 0,
+        best: None,
+        quantiles: Vec::new(),
+        raw: Vec::with_capacity(studies.len()),
     };
     for &alpha in &config.alpha_grid {
-        for &beta in &config.beta_grid {
-            consider(alpha, beta, &mut best);
-        }
+        search.consider(alpha, &config.beta_grid);
     }
     let floor = config
         .alpha_grid
@@ -282,27 +261,78 @@ fn fit_label(studies: &[WeightedSummary<'_>], config: &QuantileFitConfig) -> Fit
         .fold(f64::INFINITY, f64::min);
     let mut alpha_step = max_ratio(&config.alpha_grid);
     let mut beta_step = max_gap(&config.beta_grid);
+    let k = config.refine_points;
     for _ in 0..config.refine_rounds {
-        let (_, centre) = best.expect("the coarse grid is not empty");
-        let k = config.refine_points;
-        for ia in 0..k {
-            // Alpha moves multiplicatively (its grid is geometric), beta additively.
-            let t = ia as f64 / (k - 1) as f64 * 2.0 - 1.0;
-            let alpha = (centre.alpha * alpha_step.powf(t)).clamp(floor, 1.0);
-            for ib in 0..k {
-                let u = ib as f64 / (k - 1) as f64 * 2.0 - 1.0;
-                let beta = (centre.beta + u * beta_step).clamp(0.0, 1.0);
-                consider(alpha, beta, &mut best);
-            }
+        let (_, centre) = search.best.expect("the coarse grid is not empty");
+        // Alpha moves multiplicatively (its grid is geometric), beta additively.
+        let offsets: Vec<f64> = (0..k)
+            .map(|i| i as f64 / (k - 1) as f64 * 2.0 - 1.0)
+            .collect();
+        let betas: Vec<f64> = offsets
+            .iter()
+            .map(|u| (centre.beta + u * beta_step).clamp(0.0, 1.0))
+            .collect();
+        for t in &offsets {
+            let alpha = (centre.alpha * alpha_step.powf(*t)).clamp(floor, 1.0);
+            search.consider(alpha, &betas);
         }
         alpha_step = alpha_step.powf(2.0 / (k - 1) as f64);
         beta_step *= 2.0 / (k - 1) as f64;
     }
-    let (loss, params) = best.expect("the coarse grid is not empty");
+    let (loss, params) = search.best.expect("the coarse grid is not empty");
     Fit {
         params,
         loss,
-        evaluations,
+        evaluations: search.evaluations,
+    }
+}
+
+/// State of one target's search: the best point so far and reusable buffers.
+struct Search<'s, 'a> {
+    studies: &'s [WeightedSummary<'a>],
+    bounds: (f64, f64),
+    evaluations: usize,
+    best: Option<(f64, QuantileParams)>,
+    /// `quantiles[i * n_betas + b]`: study `i`'s raw quantile at the `b`-th beta.
+    quantiles: Vec<Option<f64>>,
+    raw: Vec<(Option<f64>, f64, f64)>,
+}
+
+impl Search<'_, '_> {
+    /// Evaluates `(alpha, beta)` for every beta; keeps the first strictly best point.
+    fn consider(&mut self, alpha: f64, betas: &[f64]) {
+        let nb = betas.len();
+        self.quantiles.clear();
+        self.quantiles.resize(self.studies.len() * nb, None);
+        for (s, out) in self.studies.iter().zip(self.quantiles.chunks_mut(nb)) {
+            s.summary.quantiles_unchecked(alpha, betas, out);
+        }
+        for (b, &beta) in betas.iter().enumerate() {
+            self.evaluations += 1;
+            self.raw.clear();
+            self.raw.extend(
+                self.studies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (self.quantiles[i * nb + b], s.positive, s.negative)),
+            );
+            let clamp = best_clamp(&self.raw, self.bounds);
+            if self
+                .best
+                .as_ref()
+                .is_none_or(|(loss, _)| clamp.loss < *loss)
+            {
+                self.best = Some((
+                    clamp.loss,
+                    QuantileParams {
+                        alpha,
+                        beta,
+                        min: clamp.min,
+                        max: clamp.max,
+                    },
+                ));
+            }
+        }
     }
 }
 
