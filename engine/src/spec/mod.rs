@@ -157,8 +157,17 @@ pub fn parse_override(s: &str) -> Result<(String, Value), String> {
     if k.is_empty() {
         return Err(format!("`--set {s}`: empty key"));
     }
-    let y: Yaml = serde_yaml::from_str(v).unwrap_or(Yaml::String(v.to_string()));
-    let val = template::render(&y, &Scope::default()).unwrap_or(Value::String(v.to_string()));
+    // YAML typing for numbers, booleans, lists and `{...}` maps; anything else is the raw text
+    // (so `?`, `#x` or `a: b` stay strings instead of becoming YAML structure).
+    let raw = || Value::String(v.to_string());
+    let t = v.trim();
+    let val = match serde_yaml::from_str::<Yaml>(v) {
+        Ok(y @ (Yaml::Number(_) | Yaml::Bool(_))) => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
+        Ok(y @ Yaml::Sequence(_)) if t.starts_with('[') => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
+        Ok(y @ Yaml::Mapping(_)) if t.starts_with('{') => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
+        Ok(Yaml::Null) if t == "null" || t == "~" => Value::Null,
+        _ => raw(),
+    };
     Ok((k, val))
 }
 
@@ -178,6 +187,17 @@ pub fn load(file: &Path, overrides: &[(String, Value)]) -> Result<Pipeline, Vec<
 /// Parses and expands pipeline text (`file` is used for positions only).
 pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<Pipeline, Vec<SpecError>> {
     let spans = SpanIndex::build(file, text);
+    if !spans.duplicates.is_empty() {
+        return Err(spans
+            .duplicates
+            .iter()
+            .map(|(path, span)| {
+                let node = (path.len() >= 2 && path[0] == "nodes").then(|| path[1].clone());
+                let what = if path.len() == 2 && path[0] == "nodes" { "duplicate node id" } else { "duplicate key" };
+                SpecError { span: span.clone(), node, message: format!("{what} `{}`", path.last().cloned().unwrap_or_default()), help: Some("each key may appear once in a mapping".into()) }
+            })
+            .collect());
+    }
     let doc: Yaml = serde_yaml::from_str(text).map_err(|e| {
         let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
         vec![SpecError {

@@ -31,6 +31,8 @@ pub struct SpanIndex {
     file: PathBuf,
     keys: HashMap<Vec<String>, (usize, usize)>,
     values: HashMap<Vec<String>, (usize, usize)>,
+    /// Mapping keys written twice: (path, position of the second one).
+    pub duplicates: Vec<(Vec<String>, Span)>,
 }
 
 enum Frame {
@@ -54,7 +56,12 @@ impl Builder {
                 let k = scalar.unwrap_or("").to_string();
                 let mut p = self.path.clone();
                 p.push(k.clone());
-                self.index.keys.entry(p).or_insert(pos);
+                if self.index.keys.contains_key(&p) {
+                    let span = Span { file: self.index.file.clone(), line: pos.0, col: pos.1 };
+                    self.index.duplicates.push((p, span));
+                } else {
+                    self.index.keys.insert(p, pos);
+                }
                 *key = Some(k);
                 return;
             }

@@ -83,3 +83,16 @@ fn refs_and_resources() {
     assert_eq!(p.nodes[0].resources, Resources { cpu: 2, gpu: 1, memory_mb: Some(1536) });
     assert_eq!(p.nodes[0].retry.exit_codes, vec![75]);
 }
+
+#[test]
+fn override_values_are_typed_only_when_unambiguous() {
+    assert_eq!(parse_override("a=3").unwrap().1, json!(3));
+    assert_eq!(parse_override("a=0.5").unwrap().1, json!(0.5));
+    assert_eq!(parse_override("a=true").unwrap().1, json!(true));
+    assert_eq!(parse_override("a=[1, 2]").unwrap().1, json!([1, 2]));
+    assert_eq!(parse_override("a=?").unwrap().1, json!("?"));
+    assert_eq!(parse_override("a=#x").unwrap().1, json!("#x"));
+    assert_eq!(parse_override("a=k: v").unwrap().1, json!("k: v"));
+    assert_eq!(parse_override("data=/some/path").unwrap().1, json!("/some/path"));
+    assert_eq!(parse_override("params.a=x").unwrap().0, "a");
+}
