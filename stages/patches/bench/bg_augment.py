@@ -1,6 +1,6 @@
 """Reference throughput: the same augmentation recipe with batchgenerators 0.25 (the library
 nnU-Net v1 trains with), one patch per call, single thread. Prints the same tab-separated
-lines as `cargo bench -p flow-patches --bench augment`.
+lines as `cargo bench -p flow-patches --bench augment` (wall-clock and CPU-time rates).
 
 Interpolation orders are matched to flow (image linear, labels nearest, low-res upsampling
 linear) unless --nnunet-orders is given (image cubic, labels linear, low-res upsampling cubic,
@@ -85,13 +85,14 @@ def run(patch, source, per_block, blocks, orders, tag):
     for name, p in MODES.items():
         tr = recipe((patch,) * 3, p, orders)
         tr(data=data.copy(), seg=seg.copy())  # warm-up
-        rates = []
+        rates, cpu_rates = [], []
         for _ in range(blocks):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(per_block):
                 tr(data=data, seg=seg)
             rates.append(per_block / (time.perf_counter() - t0))
-        print(f"{tag}\t{name}\t{patch}\t{source}\t1\t{np.median(rates):.2f}", flush=True)
+            cpu_rates.append(per_block / (time.process_time() - c0))
+        print(f"{tag}\t{name}\t{patch}\t{source}\t1\t{np.median(rates):.2f}\t{np.median(cpu_rates):.2f}", flush=True)
 
 
 def main():
@@ -101,7 +102,7 @@ def main():
     configs = [nums[i:i + 4] for i in range(0, len(nums) - 3, 4)] or [[64, 96, 20, 5], [128, 192, 4, 5]]
     orders = (3, 1, 3) if nnunet else (1, 0, 1)
     tag = "batchgenerators-nnunet-orders" if nnunet else "batchgenerators"
-    print("impl\tmode\tpatch\tsource\tthreads\tpatches_per_s")
+    print("impl\tmode\tpatch\tsource\tthreads\tpatches_per_s\tpatches_per_cpu_s")
     for patch, source, per_block, blocks in configs:
         run(patch, source, per_block, blocks, orders, tag)
 

@@ -25,16 +25,18 @@ out = pathlib.Path(sys.argv[1])
 rows = {}
 for f in ["flow-1.tsv", "flow-2.tsv", "bg.tsv", "bg-nnunet.tsv"]:
     for line in (out / f).read_text().splitlines()[1:]:
-        impl, mode, patch, source, threads, rate = line.split("\t")
-        rows[(mode, int(patch), f)] = float(rate)
+        impl, mode, patch, source, threads, rate, cpu = line.split("\t")
+        rows[(mode, int(patch), f)] = (float(rate), float(cpu))
 modes = ["recipe", "all", "none", "spatial", "noise", "blur", "contrast", "low_res", "gamma", "mirror"]
-print("| patch (source) | mode | flow 1 thread | flow 2 threads | batchgenerators (matched orders) | flow/bg (1 thread) | bg nnU-Net orders |")
+fmt = lambda v: "-" if v is None else f"{v:.2f}"
+print("Patches per CPU-second (per wall-second in brackets).")
+print()
+print("| patch (source) | mode | flow, 1 thread | flow, 2 threads | batchgenerators, matched orders | flow/bg (CPU time, 1 thread) | bg, nnU-Net orders |")
 print("|---|---|---|---|---|---|---|")
 for patch, source in [(64, 96), (128, 192)]:
     for m in modes:
-        f1 = rows.get((m, patch, "flow-1.tsv")); f2 = rows.get((m, patch, "flow-2.tsv"))
-        bg = rows.get((m, patch, "bg.tsv")); bgn = rows.get((m, patch, "bg-nnunet.tsv"))
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"
-        ratio = "-" if not (f1 and bg) else f"{f1 / bg:.1f}x"
-        print(f"| {patch}^3 ({source}^3) | {m} | {fmt(f1)} | {fmt(f2)} | {fmt(bg)} | {ratio} | {fmt(bgn)} |")
+        cell = lambda f: (lambda r: "-" if r is None else f"{r[1]:.2f} ({r[0]:.2f})")(rows.get((m, patch, f)))
+        f1, bg = rows.get((m, patch, "flow-1.tsv")), rows.get((m, patch, "bg.tsv"))
+        ratio = "-" if not (f1 and bg) else f"{f1[1] / bg[1]:.1f}x"
+        print(f"| {patch}^3 ({source}^3) | {m} | {cell('flow-1.tsv')} | {cell('flow-2.tsv')} | {cell('bg.tsv')} | {ratio} | {cell('bg-nnunet.tsv')} |")
 PY

@@ -4,6 +4,9 @@
 //! batchgenerators' MirrorTransform), with none ("none": a crop) and one at a time. Prints one tab-separated line
 //! per configuration; `bench/run.sh` runs it beside batchgenerators and builds the table.
 //!
+//! Two rates per line: patches per wall-clock second and per CPU second of the process (the
+//! latter is stable when other jobs share the cores).
+//!
 //! Usage: cargo bench -p flow-patches --bench augment -- [PATCH SOURCE PER_BLOCK BLOCKS]...
 
 use std::time::Instant;
@@ -25,6 +28,16 @@ fn all_on() -> AugmentConfig {
         p_gamma: 1.0,
         ..AugmentConfig::default()
     }
+}
+
+/// CPU seconds used by this process (all threads): robust to other processes sharing the
+/// cores, unlike wall time.
+fn process_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -59,15 +72,17 @@ fn run(patch: usize, source: usize, per_block: usize, blocks: usize) {
         let mut r = stream_rng(1, 0);
         pipe.sample(&case, None, &mut r).unwrap(); // warm-up
         let mut rates = Vec::new();
+        let mut cpu_rates = Vec::new();
         for _ in 0..blocks {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), process_cpu_seconds());
             for _ in 0..per_block {
                 std::hint::black_box(pipe.sample(&case, None, &mut r).unwrap());
             }
             rates.push(per_block as f64 / t.elapsed().as_secs_f64());
+            cpu_rates.push(per_block as f64 / (process_cpu_seconds() - c));
         }
         let threads = rayon::current_num_threads();
-        println!("flow\t{name}\t{patch}\t{source}\t{threads}\t{:.2}", median(rates));
+        println!("flow\t{name}\t{patch}\t{source}\t{threads}\t{:.2}\t{:.2}", median(rates), median(cpu_rates));
     }
 }
 
@@ -78,7 +93,7 @@ fn main() {
     } else {
         vec![[64, 96, 20, 5], [128, 192, 4, 5]]
     };
-    println!("impl\tmode\tpatch\tsource\tthreads\tpatches_per_s");
+    println!("impl\tmode\tpatch\tsource\tthreads\tpatches_per_s\tpatches_per_cpu_s");
     for [patch, source, per_block, blocks] in configs {
         run(patch, source, per_block, blocks);
     }
