@@ -183,7 +183,6 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     }
     let outputs: BTreeMap<String, PathBuf> = job.outputs.iter().map(|o| (o.name.clone(), out_dir.join(&o.filename))).collect();
     let mut env = BTreeMap::new();
-    env.insert("FLOW_NODE".to_string(), job.node.clone());
     env.insert("FLOW_OUT_DIR".to_string(), out_dir.display().to_string());
     env.insert("FLOW_CHECKPOINT_DIR".to_string(), checkpoint_dir.display().to_string());
     env.insert("FLOW_THREADS".to_string(), job.threads.to_string());
