@@ -38,7 +38,7 @@ pub enum ScoringError {
         value: String,
         reason: &'static str,
     },
-    #[error("{path}: line {line}: study `{uid}` already appeared on line {first_line}")]
+    #[error("{path}: line {line}: `{uid}` already appeared on line {first_line}")]
     DuplicateStudy {
         path: PathBuf,
         line: u64,

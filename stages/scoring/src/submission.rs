@@ -518,3 +518,41 @@ fn read_submission(
         .collect();
     Predictions::new(uids, probs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn row_ids_parse() {
+        assert_eq!(
+            RowId::parse("1.2.3_patient_overall"),
+            Some(RowId {
+                uid: "1.2.3".into(),
+                label: 0
+            })
+        );
+        assert_eq!(RowId::parse("1.2.3_C7").map(|r| r.label), Some(7));
+        for bad in [
+            "1.2.3_C8",
+            "1.2.3C1",
+            "_C1",
+            "1.2.3_c1",
+            "1.2 3_C1",
+            "",
+            "C1",
+            "1.2.3_overall",
+        ] {
+            assert_eq!(RowId::parse(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn row_id_round_trips(uid in "[0-9][0-9._A-Za-z]{0,40}", label in 0usize..N_LABELS) {
+            let row = RowId { uid, label };
+            prop_assert_eq!(RowId::parse(&row.to_string()), Some(row));
+        }
+    }
+}
