@@ -2,7 +2,8 @@
 //! transfer syntaxes (via dicom-pixeldata).
 
 use super::error::{chain, is_eof, DicomReadError};
-use super::header::{check_syntax, header_from_object, open_error, SliceHeader};
+use super::header::{header_from_object, open_error, SliceHeader};
+use super::prescan::load_file;
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use dicom_pixeldata::PixelDecoder;
@@ -24,8 +25,9 @@ pub struct SliceImage {
 /// MONOCHROME1 is not inverted: for CT the Modality LUT (rescale) already yields HU, and
 /// the photometric interpretation only affects display.
 pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
-    check_syntax(path)?;
-    let obj = OpenFileOptions::new().open_file(path).map_err(|e| open_error(path, e))?;
+    let file = load_file(path)?;
+    let obj = OpenFileOptions::new().from_reader(file.without_preamble()).map_err(|e| open_error(path, e))?;
+    drop(file);
     let header = header_from_object(path, &obj)?;
     let pixel = obj
         .get(tags::PIXEL_DATA)

@@ -1,6 +1,7 @@
 //! Per-file header facts, read without touching PixelData (the series is sorted first).
 
 use super::error::{chain, is_eof, DicomReadError};
+use super::prescan::load_file;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
@@ -57,42 +58,12 @@ pub(crate) fn open_error(path: &Path, e: dicom_object::ReadError) -> DicomReadEr
     }
 }
 
-/// Read only the file meta group and check its transfer syntax, before the data set is
-/// parsed (a data set in an unsupported encoding may not even parse).
-pub(crate) fn check_syntax(path: &Path) -> Result<String, DicomReadError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|source| DicomReadError::Io { path: path.to_path_buf(), source })?;
-    let mut reader = std::io::BufReader::with_capacity(4096, file);
-    let mut preamble = [0u8; 128];
-    reader.read_exact(&mut preamble).map_err(|e| DicomReadError::Truncated {
-        path: path.to_path_buf(),
-        detail: format!("file ends inside the 128-byte preamble: {e}"),
-    })?;
-    let meta = dicom_object::FileMetaTable::from_reader(&mut reader).map_err(|e| {
-        if is_eof(&e) {
-            DicomReadError::Truncated { path: path.to_path_buf(), detail: format!("file meta group: {}", chain(&e)) }
-        } else {
-            DicomReadError::NotDicom { path: path.to_path_buf(), detail: chain(&e) }
-        }
-    })?;
-    let uid = meta.transfer_syntax().trim_end_matches('\0').trim().to_string();
-    if SUPPORTED_SYNTAXES.contains(&uid.as_str()) {
-        return Ok(uid);
-    }
-    use dicom_encoding::TransferSyntaxIndex;
-    let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(&uid)
-        .map(|ts| ts.name().to_string())
-        .unwrap_or_else(|| "unknown".to_string());
-    Err(DicomReadError::UnsupportedTransferSyntax { path: path.to_path_buf(), uid, name })
-}
-
 /// Read the header of `path` (stopping before PixelData).
 pub fn read_slice_header(path: &Path) -> Result<SliceHeader, DicomReadError> {
-    check_syntax(path)?;
+    let file = load_file(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+        .from_reader(file.without_preamble())
         .map_err(|e| open_error(path, e))?;
     header_from_object(path, &obj)
 }

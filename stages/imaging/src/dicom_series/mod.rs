@@ -8,6 +8,7 @@
 mod decode;
 mod error;
 mod header;
+mod prescan;
 mod stack;
 
 pub use decode::{read_slice, SliceImage};
