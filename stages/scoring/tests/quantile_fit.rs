@@ -137,3 +137,30 @@ fn fit_rejects_bad_inputs() {
     };
     assert!(fit_quantile_params(&s, &y, &bad_bounds).is_err());
 }
+
+#[test]
+fn fit_handles_targets_without_positives() {
+    // Five studies, all negative: every target's best score is the lower bound.
+    let mut rng = common::rng(5);
+    let y = vec![[0u8; N_LABELS]; 5];
+    let s: Vec<[VoxelSummary; N_LABELS]> = (0..5)
+        .map(|_| {
+            std::array::from_fn(|_| VoxelSummary::new(&vertebra_voxels(&mut rng, false)).unwrap())
+        })
+        .collect();
+    let fit = fit_quantile_params(&s, &y, &QuantileFitConfig::default()).unwrap();
+    for l in &fit.labels {
+        assert!(
+            l.fitted_contribution.is_finite()
+                && l.fitted_contribution <= l.prior_contribution + 1e-12
+        );
+        let scores: Vec<f64> = s
+            .iter()
+            .map(|st| fit.params.score_study(st).unwrap()[0])
+            .collect();
+        assert!(
+            scores.iter().all(|&p| (p - 0.001).abs() < 1e-12),
+            "{scores:?}"
+        );
+    }
+}
