@@ -3,16 +3,32 @@
 
 use crate::grid::Grid3;
 
+/// `floor(v)` as an integer without a libm call (the baseline x86-64 target has no SSE4.1
+/// `roundsd`, so `f64::floor` is a function call); exact for |v| < 2^63.
+#[inline(always)]
+fn floor_i64(v: f64) -> i64 {
+    let i = v as i64;
+    i - i64::from((i as f64) > v)
+}
+
+/// Round half away from zero, like `f64::round`, without a libm call.
+#[inline(always)]
+fn round_i64(v: f64) -> i64 {
+    if v >= 0.0 {
+        floor_i64(v + 0.5)
+    } else {
+        -floor_i64(-v + 0.5)
+    }
+}
+
 /// Trilinear value of `grid` at fractional `[z, y, x]`; neighbours outside the grid count as
 /// `pad` (constant border, like `scipy.ndimage.map_coordinates(order=1, mode="constant")`
 /// with the grid conceptually surrounded by `pad`).
 #[inline]
 pub fn sample_linear(grid: &Grid3<f32>, p: [f64; 3], pad: f32) -> f32 {
     let [nz, ny, nx] = grid.shape();
-    let fz = p[0].floor();
-    let fy = p[1].floor();
-    let fx = p[2].floor();
-    let (z0, y0, x0) = (fz as i64, fy as i64, fx as i64);
+    let (z0, y0, x0) = (floor_i64(p[0]), floor_i64(p[1]), floor_i64(p[2]));
+    let (fz, fy, fx) = (z0 as f64, y0 as f64, x0 as f64);
     // Entirely outside (including one voxel of margin): constant.
     if z0 < -1 || y0 < -1 || x0 < -1 || z0 >= nz as i64 || y0 >= ny as i64 || x0 >= nx as i64 {
         return pad;
@@ -51,7 +67,7 @@ pub fn sample_linear(grid: &Grid3<f32>, p: [f64; 3], pad: f32) -> f32 {
 /// zero), or `pad` outside.
 #[inline]
 pub fn sample_nearest<T: Copy>(grid: &Grid3<T>, p: [f64; 3], pad: T) -> T {
-    grid.get_checked(p[0].round() as i64, p[1].round() as i64, p[2].round() as i64).unwrap_or(pad)
+    grid.get_checked(round_i64(p[0]), round_i64(p[1]), round_i64(p[2])).unwrap_or(pad)
 }
 
 /// Source coordinate of output index `i` when resizing an axis from `n_in` to `n_out`
@@ -133,6 +149,14 @@ mod tests {
         assert_eq!(sample_linear(&g, [0.0, 0.0, -0.5], 0.0), 5.0);
         assert_eq!(sample_linear(&g, [0.0, 0.0, -3.0], 7.0), 7.0);
         assert_eq!(sample_linear(&g, [1.0, 1.0, 1.0], f32::NAN), 10.0);
+    }
+
+    #[test]
+    fn fast_floor_and_round_match_std() {
+        for v in [-3.5, -2.5000001, -1.0, -0.5, -0.49, -0.0, 0.0, 0.49, 0.5, 1.0, 1.5, 2.4999, 7.0, 1e12 + 0.5, -1e12 - 0.25] {
+            assert_eq!(floor_i64(v), v.floor() as i64, "floor {v}");
+            assert_eq!(round_i64(v), v.round() as i64, "round {v}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::fracture::{add_synthetic_fracture, FractureConfig, FractureCut, Fract
 use crate::grid::Grid3;
 use crate::sampler::{ForegroundIndex, PatchRegion, PatchSampler, Placement};
 use crate::seeding::{child_rng, PatchRng};
-use crate::spatial::{resample_image, resample_labels};
+use crate::spatial::{resample_image_and_labels, resample_labels};
 
 /// How many voxels per class the foreground index keeps (nnU-Net's value).
 pub const FOREGROUND_VOXELS_PER_CLASS: usize = 10_000;
@@ -117,8 +117,8 @@ impl PatchPipeline {
         let mut noise_rng = child_rng(rng);
         let centre = region.centre();
         let size = region.size;
-        let mut image = resample_image(&case.image, centre, size, &plan.spatial, self.image_pad);
-        let mut label = resample_labels(&case.label, centre, size, &plan.spatial);
+        let (mut image, mut label) =
+            resample_image_and_labels(&case.image, &case.label, centre, size, &plan.spatial, self.image_pad);
         let mut cut = None;
         if let Some(cfg) = fracture {
             let vertebrae = case.vertebrae.as_ref().ok_or_else(|| PipelineError::NoVertebrae { case: case.id.clone() })?;

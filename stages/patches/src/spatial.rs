@@ -107,6 +107,42 @@ pub fn resample_labels(src: &Grid3<u8>, centre: [f64; 3], shape: [usize; 3], par
     resample_with(src, centre, shape, params, 0, |g, p| sample_nearest(g, p, 0))
 }
 
+/// Image (trilinear, outside = `pad`) and labels (nearest, outside = 0) of the same volume in
+/// one pass: each source coordinate is computed once and both reads hit the same cache lines.
+/// Same result as [`resample_image`] + [`resample_labels`]; falls back to them when the two
+/// grids differ in shape.
+pub fn resample_image_and_labels(
+    image: &Grid3<f32>,
+    label: &Grid3<u8>,
+    centre: [f64; 3],
+    shape: [usize; 3],
+    params: &SpatialParams,
+    pad: f32,
+) -> (Grid3<f32>, Grid3<u8>) {
+    if params.is_identity() || image.shape() != label.shape() {
+        return (resample_image(image, centre, shape, params, pad), resample_labels(label, centre, shape, params));
+    }
+    let mut img = Grid3::filled(shape, pad).expect("patch shape validated by the caller");
+    let mut lab = Grid3::filled(shape, 0u8).expect("patch shape validated by the caller");
+    let [_, ny, nx] = shape;
+    let half = shape.map(|n| (n as f64 - 1.0) / 2.0);
+    let m = params.matrix();
+    img.as_mut_slice().par_chunks_mut(nx).zip(lab.as_mut_slice().par_chunks_mut(nx)).enumerate().for_each(
+        |(row, (dst_img, dst_lab))| {
+            let dz = (row / ny) as f64 - half[0];
+            let dy = (row % ny) as f64 - half[1];
+            let base = [0, 1, 2].map(|r| centre[r] + m[r][0] * dz + m[r][1] * dy);
+            for (x, (vi, vl)) in dst_img.iter_mut().zip(dst_lab.iter_mut()).enumerate() {
+                let dx = x as f64 - half[2];
+                let p = [base[0] + m[0][2] * dx, base[1] + m[1][2] * dx, base[2] + m[2][2] * dx];
+                *vi = sample_linear(image, p, pad);
+                *vl = sample_nearest(label, p, 0);
+            }
+        },
+    );
+    (img, lab)
+}
+
 /// Reverses `grid` along each axis whose flag is set (`[z, y, x]`).
 pub fn mirror<T: Copy>(grid: &mut Grid3<T>, axes: [bool; 3]) {
     let [nz, ny, nx] = grid.shape();
@@ -152,6 +188,17 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn joint_resampling_equals_separate_calls() {
+        let image = Grid3::from_fn([9, 10, 11], |z, y, x| (z * 7 + y * 3 + x) as f32 * 0.1).unwrap();
+        let label = Grid3::from_fn([9, 10, 11], |z, y, x| ((z + 2 * y + 3 * x) % 4) as u8).unwrap();
+        for params in [SpatialParams::IDENTITY, SpatialParams { angles: [0.3, 0.1, -0.2], scale: 0.8 }] {
+            let (i, l) = resample_image_and_labels(&image, &label, [4.0, 5.5, 6.0], [6, 7, 8], &params, -1.0);
+            assert_eq!(i, resample_image(&image, [4.0, 5.5, 6.0], [6, 7, 8], &params, -1.0));
+            assert_eq!(l, resample_labels(&label, [4.0, 5.5, 6.0], [6, 7, 8], &params));
         }
     }
 
