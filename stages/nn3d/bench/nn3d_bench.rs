@@ -1,0 +1,107 @@
+//! Benchmark of flow-nn3d (run by bench/run.sh next to bench/torch_bench.py, same shapes and
+//! thread count). Prints one JSON object per measurement: name, median seconds, runs, GFLOP/s.
+//!
+//! Usage: cargo run --release -p flow-nn3d --example nn3d_bench -- [--reps N] [--quick]
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use flow_nn3d::ops::{conv3d, Conv3dParams};
+use flow_nn3d::train::{Batch, Objective, SegmentationObjective};
+use flow_nn3d::{init_seeded, predict_sliding_window, Optimizer, OptimizerConfig, SlidingWindowConfig, UNet3d, UNetConfig};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time<F: FnMut() -> candle_core::Result<()>>(reps: usize, mut f: F) -> candle_core::Result<Vec<f64>> {
+    f()?; // warm-up
+    let mut out = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        out.push(t.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+fn report(name: &str, times: Vec<f64>, gflop: Option<f64>) {
+    let runs = times.len();
+    let med = median(times);
+    let gflops = gflop.map(|g| g / med);
+    println!(
+        "{{\"impl\": \"flow\", \"name\": \"{name}\", \"median_s\": {med:.6}, \"runs\": {runs}, \"gflops\": {}}}",
+        gflops.map_or("null".to_string(), |g| format!("{g:.2}"))
+    );
+}
+
+/// The demo U-Net: base 16, 5 levels (64^3 -> 4^3), cap 256, 3 classes, deep supervision.
+pub fn demo_unet_config() -> UNetConfig {
+    let mut cfg = UNetConfig::tiny(1, 3, 16, 5);
+    cfg.max_channels = 256;
+    cfg
+}
+
+fn main() -> candle_core::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let quick = args.iter().any(|a| a == "--quick");
+    let dev = Device::Cpu;
+
+    // conv3d (1,32,64,64,64) -> 32, 3x3x3, padding 1.
+    let s = if quick { 32 } else { 64 };
+    let x = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
+    let w = Tensor::randn(0f32, 0.05, (32, 32, 3, 3, 3), &dev)?;
+    let p = Conv3dParams::same([3; 3], [1; 3]);
+    let gflop_fwd = 2.0 * 32.0 * 32.0 * 27.0 * (s * s * s) as f64 / 1e9;
+    report(&format!("conv3d_fwd_{s}"), time(reps, || conv3d(&x, &w, None, &p).map(|_| ()))?, Some(gflop_fwd));
+    let xv = Var::from_tensor(&x)?;
+    let wv = Var::from_tensor(&w)?;
+    let g = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
+    report(
+        &format!("conv3d_fwd_bwd_{s}"),
+        time(reps, || {
+            let y = conv3d(xv.as_tensor(), wv.as_tensor(), None, &p)?;
+            let grads = (y * &g)?.sum_all()?.backward()?;
+            assert!(grads.get(xv.as_tensor()).is_some() && grads.get(wv.as_tensor()).is_some());
+            Ok(())
+        })?,
+        Some(3.0 * gflop_fwd),
+    );
+
+    // One training iteration of the demo U-Net: patch 64^3, batch 2, Dice+CE with deep
+    // supervision, backward, SGD Nesterov step.
+    let vm = VarMap::new();
+    let net = UNet3d::new(&demo_unet_config(), VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    init_seeded(&vm, 0)?;
+    let mut opt = Optimizer::from_varmap(OptimizerConfig::nnunet_sgd(), &vm);
+    let ps = if quick { 32 } else { 64 };
+    let batch = Batch {
+        image: Tensor::randn(0f32, 1., (2, 1, ps, ps, ps), &dev)?,
+        target: (Tensor::rand(0f32, 3., (2, 1, ps, ps, ps), &dev)?.floor())?,
+    };
+    let obj = SegmentationObjective { net: &net };
+    let train_reps = reps.min(3);
+    report(
+        &format!("unet_train_iter_b2_{ps}"),
+        time(train_reps, || {
+            let loss = obj.loss(&batch)?;
+            let grads = loss.backward()?;
+            opt.step(&grads, 0.01)
+        })?,
+        None,
+    );
+
+    // Sliding-window inference of a 128^3 volume, patch 64^3, half-patch step, x-mirroring.
+    let vs = if quick { 64 } else { 128 };
+    let vol = Tensor::randn(0f32, 1., (1, vs, vs, vs), &dev)?;
+    let cfg = SlidingWindowConfig::new([ps, ps, ps]);
+    report(
+        &format!("sliding_window_{vs}"),
+        time(1, || predict_sliding_window(&[&net as &dyn Module], &vol, 3, &cfg, &mut |_, _| {}).map(|_| ()))?,
+        None,
+    );
+    Ok(())
+}

@@ -1,0 +1,16 @@
+"""Joins the flow and torch JSON lines into a markdown table (median seconds, GFLOP/s, ratio)."""
+import json
+import sys
+
+flow = {r["name"]: r for r in map(json.loads, open(sys.argv[1]))}
+torch = {r["name"]: r for r in map(json.loads, open(sys.argv[2]))}
+threads = sys.argv[3]
+print(f"\n| benchmark ({threads} threads) | flow median s | torch median s | flow GFLOP/s | torch GFLOP/s | flow speed / torch |")
+print("|---|---|---|---|---|---|")
+for name, f in flow.items():
+    t = torch.get(name)
+    if t is None:
+        continue
+    gf = f"{f['gflops']:.1f}" if f.get("gflops") else "-"
+    gt = f"{t['gflops']:.1f}" if t.get("gflops") else "-"
+    print(f"| {name} | {f['median_s']:.3f} | {t['median_s']:.3f} | {gf} | {gt} | {t['median_s'] / f['median_s']:.2f}x |")

@@ -1,0 +1,18 @@
+//! 3D tensor operations with autograd: convolution, transposed convolution, normalisation,
+//! activation, pooling and resizing. Layout is always `(N, C, D, H, W)`.
+
+pub mod activation;
+pub mod conv3d;
+mod conv3d_cpu;
+pub mod conv_transpose;
+pub mod instance_norm;
+pub mod pool;
+pub mod resize;
+pub mod strided;
+
+pub use activation::leaky_relu;
+pub use conv3d::{conv3d, conv3d_generic, Conv3dParams};
+pub use conv_transpose::conv_transpose3d_nonoverlapping;
+pub use instance_norm::instance_norm;
+pub use pool::{avg_pool3d, global_avg_pool3d, max_pool3d, Pool3dParams};
+pub use resize::{resize_nearest3d, resize_trilinear3d};

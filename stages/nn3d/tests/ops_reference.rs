@@ -1,0 +1,311 @@
+//! 3D ops against naive reference implementations (values) and finite differences (gradients).
+
+mod common;
+
+use candle_core::{DType, Result, Tensor};
+use common::{assert_close, check_grad, tensor, to_vec, weighted_sum, Rng};
+use flow_nn3d::ops::{
+    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm, leaky_relu, max_pool3d,
+    resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
+};
+
+/// Plain nested-loop conv3d, f64.
+fn naive_conv3d(x: &[f64], xd: [usize; 5], w: &[f64], wd: [usize; 5], b: Option<&[f64]>, p: &Conv3dParams) -> (Vec<f64>, [usize; 5]) {
+    let [n, ci, d, h, ww] = xd;
+    let [co, _, kd, kh, kw] = wd;
+    let od = (d + 2 * p.padding[0] - kd) / p.stride[0] + 1;
+    let oh = (h + 2 * p.padding[1] - kh) / p.stride[1] + 1;
+    let ow = (ww + 2 * p.padding[2] - kw) / p.stride[2] + 1;
+    let mut out = vec![0.0; n * co * od * oh * ow];
+    for bn in 0..n {
+        for o in 0..co {
+            for z in 0..od {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let mut s = b.map_or(0.0, |b| b[o]);
+                        for c in 0..ci {
+                            for a in 0..kd {
+                                for bb in 0..kh {
+                                    for e in 0..kw {
+                                        let iz = (z * p.stride[0] + a) as isize - p.padding[0] as isize;
+                                        let iy = (y * p.stride[1] + bb) as isize - p.padding[1] as isize;
+                                        let ix = (xx * p.stride[2] + e) as isize - p.padding[2] as isize;
+                                        if iz < 0 || iy < 0 || ix < 0 || iz as usize >= d || iy as usize >= h || ix as usize >= ww {
+                                            continue;
+                                        }
+                                        let xi = (((bn * ci + c) * d + iz as usize) * h + iy as usize) * ww + ix as usize;
+                                        let wi = (((o * ci + c) * kd + a) * kh + bb) * kw + e;
+                                        s += x[xi] * w[wi];
+                                    }
+                                }
+                            }
+                        }
+                        out[(((bn * co + o) * od + z) * oh + y) * ow + xx] = s;
+                    }
+                }
+            }
+        }
+    }
+    (out, [n, co, od, oh, ow])
+}
+
+struct ConvCase {
+    x: [usize; 5],
+    co: usize,
+    k: [usize; 3],
+    p: Conv3dParams,
+}
+
+fn conv_cases() -> Vec<ConvCase> {
+    vec![
+        ConvCase { x: [1, 1, 4, 4, 4], co: 1, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [1; 3]) },
+        ConvCase { x: [2, 3, 5, 6, 7], co: 4, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [1; 3]) },
+        ConvCase { x: [2, 2, 7, 5, 6], co: 3, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [2; 3]) },
+        ConvCase { x: [1, 3, 5, 9, 8], co: 2, k: [1, 3, 3], p: Conv3dParams::same([1, 3, 3], [1, 2, 2]) },
+        ConvCase { x: [2, 2, 6, 5, 7], co: 3, k: [2, 3, 1], p: Conv3dParams::new([2, 1, 3], [0, 2, 1]) },
+        ConvCase { x: [1, 2, 3, 4, 5], co: 2, k: [1, 1, 1], p: Conv3dParams::default() },
+    ]
+}
+
+#[test]
+fn conv3d_matches_naive_reference() -> Result<()> {
+    let mut rng = Rng::new(1);
+    for (i, c) in conv_cases().iter().enumerate() {
+        let wd = [c.co, c.x[1], c.k[0], c.k[1], c.k[2]];
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &wd);
+        let b = tensor(&mut rng, &[c.co]);
+        let (expect, dims) = naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, Some(&to_vec(&b)), &c.p);
+        let fast = conv3d(&x, &w, Some(&b), &c.p)?;
+        assert_eq!(fast.dims(), &dims);
+        assert_close(&to_vec(&fast), &expect, 1e-12, &format!("case {i} fast f64"));
+        let fast32 = conv3d(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?, Some(&b.to_dtype(DType::F32)?), &c.p)?;
+        assert_close(&to_vec(&fast32), &expect, 1e-4, &format!("case {i} fast f32"));
+        let generic = conv3d_generic(&x, &w, &c.p)?;
+        let nb = naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, None, &c.p).0;
+        assert_close(&to_vec(&generic), &nb, 1e-12, &format!("case {i} generic"));
+    }
+    Ok(())
+}
+
+#[test]
+fn conv3d_gradients_match_finite_differences() {
+    let mut rng = Rng::new(2);
+    for (i, c) in conv_cases().iter().enumerate() {
+        let wd = [c.co, c.x[1], c.k[0], c.k[1], c.k[2]];
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &wd);
+        let p = c.p;
+        check_grad(&x, |x| weighted_sum(&conv3d(x, &w, None, &p)?, 7), 1e-6, &format!("case {i} dx"));
+        check_grad(&w, |w| weighted_sum(&conv3d(&x, w, None, &p)?, 7), 1e-6, &format!("case {i} dw"));
+        check_grad(&x, |x| weighted_sum(&conv3d_generic(x, &w, &p)?, 7), 1e-6, &format!("case {i} generic dx"));
+        check_grad(&w, |w| weighted_sum(&conv3d_generic(&x, w, &p)?, 7), 1e-6, &format!("case {i} generic dw"));
+    }
+}
+
+#[test]
+fn conv3d_bias_gradient_is_the_output_gradient_sum() {
+    let mut rng = Rng::new(3);
+    let x = tensor(&mut rng, &[2, 2, 3, 4, 3]);
+    let w = tensor(&mut rng, &[3, 2, 3, 3, 3]);
+    let b = tensor(&mut rng, &[3]);
+    let p = Conv3dParams::same([3; 3], [1; 3]);
+    check_grad(&b, |b| weighted_sum(&conv3d(&x, &w, Some(b), &p)?, 9), 1e-6, "bias");
+}
+
+#[test]
+fn conv3d_rejects_mismatched_shapes() {
+    let mut rng = Rng::new(4);
+    let x = tensor(&mut rng, &[1, 2, 3, 3, 3]);
+    let w = tensor(&mut rng, &[2, 3, 3, 3, 3]);
+    assert!(conv3d(&x, &w, None, &Conv3dParams::default()).is_err());
+    let w = tensor(&mut rng, &[2, 2, 5, 1, 1]);
+    assert!(conv3d(&x, &w, None, &Conv3dParams::default()).is_err());
+}
+
+#[test]
+fn transposed_conv_matches_naive_and_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(5);
+    for (xd, k) in [([2usize, 3, 2, 3, 2], [2usize, 2, 2]), ([1, 2, 3, 2, 2], [1, 2, 2])] {
+        let co = 2;
+        let x = tensor(&mut rng, &xd);
+        let w = tensor(&mut rng, &[xd[1], co, k[0], k[1], k[2]]);
+        let b = tensor(&mut rng, &[co]);
+        let y = conv_transpose3d_nonoverlapping(&x, &w, Some(&b))?;
+        let [n, ci, d, h, wd] = xd;
+        let (xv, wv, bv) = (to_vec(&x), to_vec(&w), to_vec(&b));
+        let (od, oh, ow) = (d * k[0], h * k[1], wd * k[2]);
+        let mut expect = vec![0.0; n * co * od * oh * ow];
+        for bn in 0..n {
+            for o in 0..co {
+                for z in 0..od {
+                    for yy in 0..oh {
+                        for xx in 0..ow {
+                            let mut s = bv[o];
+                            for c in 0..ci {
+                                let xi = (((bn * ci + c) * d + z / k[0]) * h + yy / k[1]) * wd + xx / k[2];
+                                let wi = (((c * co + o) * k[0] + z % k[0]) * k[1] + yy % k[1]) * k[2] + xx % k[2];
+                                s += xv[xi] * wv[wi];
+                            }
+                            expect[(((bn * co + o) * od + z) * oh + yy) * ow + xx] = s;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(y.dims(), &[n, co, od, oh, ow]);
+        assert_close(&to_vec(&y), &expect, 1e-12, "transposed conv");
+        check_grad(&x, |x| weighted_sum(&conv_transpose3d_nonoverlapping(x, &w, Some(&b))?, 3), 1e-6, "tconv dx");
+        check_grad(&w, |w| weighted_sum(&conv_transpose3d_nonoverlapping(&x, w, Some(&b))?, 3), 1e-6, "tconv dw");
+    }
+    Ok(())
+}
+
+#[test]
+fn instance_norm_matches_naive_and_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(6);
+    let dims = [2, 3, 3, 2, 3];
+    let x = tensor(&mut rng, &dims);
+    let g = tensor(&mut rng, &[3]);
+    let b = tensor(&mut rng, &[3]);
+    let y = instance_norm(&x, Some(&g), Some(&b), 1e-5)?;
+    let (xv, gv, bv) = (to_vec(&x), to_vec(&g), to_vec(&b));
+    let l = 18;
+    let mut expect = vec![0.0; xv.len()];
+    for nc in 0..6 {
+        let s = &xv[nc * l..(nc + 1) * l];
+        let m = s.iter().sum::<f64>() / l as f64;
+        let v = s.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / l as f64;
+        for i in 0..l {
+            expect[nc * l + i] = (s[i] - m) / (v + 1e-5).sqrt() * gv[nc % 3] + bv[nc % 3];
+        }
+    }
+    assert_close(&to_vec(&y), &expect, 1e-12, "instance norm");
+    check_grad(&x, |x| weighted_sum(&instance_norm(x, Some(&g), Some(&b), 1e-5)?, 4), 1e-5, "in dx");
+    check_grad(&g, |g| weighted_sum(&instance_norm(&x, Some(g), Some(&b), 1e-5)?, 4), 1e-6, "in dgamma");
+    Ok(())
+}
+
+#[test]
+fn leaky_relu_values_and_gradient() -> Result<()> {
+    let mut rng = Rng::new(7);
+    let x = tensor(&mut rng, &[2, 2, 3, 3, 3]);
+    let y = leaky_relu(&x, 0.01)?;
+    let expect: Vec<f64> = to_vec(&x).iter().map(|&v| if v >= 0.0 { v } else { 0.01 * v }).collect();
+    assert_close(&to_vec(&y), &expect, 1e-15, "leaky relu");
+    check_grad(&x, |x| weighted_sum(&leaky_relu(x, 0.01)?, 5), 1e-6, "leaky relu grad");
+    Ok(())
+}
+
+fn naive_pool(x: &[f64], xd: [usize; 5], p: &Pool3dParams, max: bool) -> Vec<f64> {
+    let [n, c, d, h, w] = xd;
+    let od = (d + 2 * p.padding[0] - p.kernel[0]) / p.stride[0] + 1;
+    let oh = (h + 2 * p.padding[1] - p.kernel[1]) / p.stride[1] + 1;
+    let ow = (w + 2 * p.padding[2] - p.kernel[2]) / p.stride[2] + 1;
+    let mut out = Vec::new();
+    for nc in 0..n * c {
+        for z in 0..od {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                    for a in 0..p.kernel[0] {
+                        for b in 0..p.kernel[1] {
+                            for e in 0..p.kernel[2] {
+                                let iz = (z * p.stride[0] + a) as isize - p.padding[0] as isize;
+                                let iy = (y * p.stride[1] + b) as isize - p.padding[1] as isize;
+                                let ix = (xx * p.stride[2] + e) as isize - p.padding[2] as isize;
+                                let inside = iz >= 0 && iy >= 0 && ix >= 0 && (iz as usize) < d && (iy as usize) < h && (ix as usize) < w;
+                                let v = if inside { x[((nc * d + iz as usize) * h + iy as usize) * w + ix as usize] } else if max { f64::NEG_INFINITY } else { 0.0 };
+                                acc = if max { acc.max(v) } else { acc + v };
+                            }
+                        }
+                    }
+                    out.push(if max { acc } else { acc / (p.kernel.iter().product::<usize>() as f64) });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pooling_matches_naive_and_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(8);
+    let cases = [
+        ([2usize, 2, 4, 4, 4], Pool3dParams::non_overlapping([2, 2, 2])),
+        ([1, 3, 5, 7, 6], Pool3dParams { kernel: [3, 3, 3], stride: [2, 2, 2], padding: [1, 1, 1] }),
+        ([2, 1, 3, 5, 4], Pool3dParams { kernel: [1, 3, 2], stride: [1, 2, 1], padding: [0, 1, 0] }),
+    ];
+    for (i, (xd, p)) in cases.iter().enumerate() {
+        let x = tensor(&mut rng, xd);
+        assert_close(&to_vec(&max_pool3d(&x, p)?), &naive_pool(&to_vec(&x), *xd, p, true), 1e-15, &format!("max {i}"));
+        assert_close(&to_vec(&avg_pool3d(&x, p)?), &naive_pool(&to_vec(&x), *xd, p, false), 1e-12, &format!("avg {i}"));
+        check_grad(&x, |x| weighted_sum(&max_pool3d(x, p)?, 2), 1e-6, &format!("max grad {i}"));
+        check_grad(&x, |x| weighted_sum(&avg_pool3d(x, p)?, 2), 1e-6, &format!("avg grad {i}"));
+    }
+    Ok(())
+}
+
+/// Independent trilinear reference: per output voxel, the 8-corner formula.
+fn naive_trilinear(x: &[f64], xd: [usize; 5], size: [usize; 3]) -> Vec<f64> {
+    let [n, c, d, h, w] = xd;
+    let src = |o: usize, inl: usize, outl: usize| -> (usize, usize, f64) {
+        let s = ((o as f64 + 0.5) * inl as f64 / outl as f64 - 0.5).max(0.0);
+        let i0 = (s as usize).min(inl - 1);
+        (i0, (i0 + 1).min(inl - 1), s - i0 as f64)
+    };
+    let mut out = Vec::new();
+    for nc in 0..n * c {
+        for z in 0..size[0] {
+            let (z0, z1, tz) = src(z, d, size[0]);
+            for y in 0..size[1] {
+                let (y0, y1, ty) = src(y, h, size[1]);
+                for xx in 0..size[2] {
+                    let (x0, x1, tx) = src(xx, w, size[2]);
+                    let at = |a: usize, b: usize, e: usize| x[((nc * d + a) * h + b) * w + e];
+                    let v = (1. - tz) * (1. - ty) * (1. - tx) * at(z0, y0, x0)
+                        + (1. - tz) * (1. - ty) * tx * at(z0, y0, x1)
+                        + (1. - tz) * ty * (1. - tx) * at(z0, y1, x0)
+                        + (1. - tz) * ty * tx * at(z0, y1, x1)
+                        + tz * (1. - ty) * (1. - tx) * at(z1, y0, x0)
+                        + tz * (1. - ty) * tx * at(z1, y0, x1)
+                        + tz * ty * (1. - tx) * at(z1, y1, x0)
+                        + tz * ty * tx * at(z1, y1, x1);
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn resize_matches_naive_and_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(9);
+    let xd = [2usize, 2, 3, 4, 5];
+    let x = tensor(&mut rng, &xd);
+    for size in [[5usize, 3, 7], [3, 8, 2], [1, 4, 10]] {
+        let y = resize_trilinear3d(&x, size)?;
+        assert_close(&to_vec(&y), &naive_trilinear(&to_vec(&x), xd, size), 1e-12, &format!("trilinear {size:?}"));
+        check_grad(&x, |x| weighted_sum(&resize_trilinear3d(x, size)?, 6), 1e-6, "trilinear grad");
+        let yn = to_vec(&resize_nearest3d(&x, size)?);
+        let xv = to_vec(&x);
+        let mut expect = Vec::new();
+        for nc in 0..4 {
+            for z in 0..size[0] {
+                for yy in 0..size[1] {
+                    for xx in 0..size[2] {
+                        let (iz, iy, ix) = (z * 3 / size[0], yy * 4 / size[1], xx * 5 / size[2]);
+                        expect.push(xv[((nc * 3 + iz) * 4 + iy) * 5 + ix]);
+                    }
+                }
+            }
+        }
+        assert_close(&yn, &expect, 0.0, &format!("nearest {size:?}"));
+    }
+    let same = resize_trilinear3d(&x, [3, 4, 5])?;
+    assert_close(&to_vec(&same), &to_vec(&x), 0.0, "identity resize");
+    let t: Tensor = x.clone();
+    assert!(resize_nearest3d(&t, [0, 1, 1]).is_err());
+    Ok(())
+}
