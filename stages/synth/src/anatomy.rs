@@ -69,15 +69,39 @@ impl PlacedVertebra {
     }
 }
 
+/// World-space axis-aligned bounds, to skip shapes far from a voxel.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    pub min: DVec3,
+    pub max: DVec3,
+}
+
+impl Bounds {
+    pub fn contains(&self, x: DVec3) -> bool {
+        x.cmpge(self.min).all() && x.cmple(self.max).all()
+    }
+
+    pub fn spans_z(&self, z: f64) -> bool {
+        z >= self.min.z && z <= self.max.z
+    }
+}
+
 /// An intervertebral disc: an elliptic cylinder in a frame between two bodies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Disc {
     pub frame: Frame,
     pub radii: DVec2,
     pub half_height: f64,
+    pub bounds: Bounds,
 }
 
 impl Disc {
+    fn new(frame: Frame, radii: DVec2, half_height: f64) -> Self {
+        let e = DVec3::new(radii.x, radii.y, half_height) + 3.0;
+        let (min, max) = frame.world_bounds(-e, e);
+        Self { frame, radii, half_height, bounds: Bounds { min, max } }
+    }
+
     pub fn sdf(&self, x: DVec3) -> f64 {
         sdf::elliptic_cylinder(self.frame.to_local(x), self.radii, self.half_height) * self.frame.scale
     }
@@ -95,6 +119,17 @@ pub enum ExtraBone {
 }
 
 impl ExtraBone {
+    /// World bounds of the bone (with a 4 mm margin).
+    pub fn bounds(&self) -> Bounds {
+        let (f, lo, hi) = match *self {
+            Self::SkullBase(f) => (f, DVec3::new(-50.0, -46.0, 8.0), DVec3::new(50.0, 58.0, 44.0)),
+            Self::Mandible(f) => (f, DVec3::new(-52.0, -62.0, -21.0), DVec3::new(52.0, 10.0, 46.0)),
+            Self::FirstRibs(f) => (f, DVec3::new(-58.0, -61.0, -56.0), DVec3::new(58.0, 15.0, 5.0)),
+        };
+        let (min, max) = f.world_bounds(lo - 4.0, hi + 4.0);
+        Bounds { min, max }
+    }
+
     pub fn sdf(&self, x: DVec3) -> f64 {
         match *self {
             Self::SkullBase(f) => {
@@ -282,7 +317,7 @@ impl Anatomy {
                     0.5 * (upper.shape.body.x + lower.shape.body.x) * 0.98,
                     0.5 * (upper.shape.body.y + lower.shape.body.y) * 0.98,
                 );
-                Disc { frame: at(mid_s), radii: r, half_height: 0.5 * discs[i - 1] + 0.9 }
+                Disc::new(at(mid_s), r, 0.5 * discs[i - 1] + 0.9)
             })
             .collect();
 
@@ -405,6 +440,34 @@ mod tests {
             let dens_tip = c2.frame.to_world(DVec3::new(0.0, -0.5, c2.shape.body.z + 12.0));
             assert!(c2.sdf(dens_tip) < 0.0);
             assert!(c1.sdf(dens_tip) > 0.0, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn bounds_hold_every_shape() {
+        // Rendering skips shapes outside their bounds; that must never change a voxel, so any
+        // point outside a shape's bounds must be farther than the largest voxel (2.6 mm).
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..4 {
+            let a = Anatomy::sample(&mut rng, 0.0);
+            for _ in 0..40_000 {
+                let x = DVec3::new(rng.gen_range(-90.0..90.0), rng.gen_range(-90.0..90.0), rng.gen_range(-200.0..80.0));
+                for v in &a.vertebrae {
+                    if !v.contains_box(x) {
+                        assert!(v.sdf(x) > 2.7, "{:?} at {x}: {}", v.shape.level, v.sdf(x));
+                    }
+                }
+                for d in &a.discs {
+                    if !d.bounds.contains(x) {
+                        assert!(d.sdf(x) > 2.7);
+                    }
+                }
+                for e in &a.extras {
+                    if !e.bounds().contains(x) {
+                        assert!(e.sdf(x) > 2.7, "{e:?} at {x}: {}", e.sdf(x));
+                    }
+                }
+            }
         }
     }
 

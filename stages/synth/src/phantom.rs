@@ -8,7 +8,7 @@
 //! it the spatial correlation of CT noise. Cortical shell = the outer `cortical_thickness` mm
 //! of each bone; cancellous bone carries a smooth trabecular texture.
 
-use crate::anatomy::{Anatomy, ExtraBone, PlacedVertebra};
+use crate::anatomy::{Anatomy, Bounds, ExtraBone, PlacedVertebra};
 use crate::fracture::Crack;
 use crate::geometry::ScanGeometry;
 use crate::seeds;
@@ -59,10 +59,14 @@ impl Scene<'_> {
 
     /// Evaluates world point `x`; `voxel` is the anti-aliasing width, `mask_half` the truth
     /// slab half thickness per crack.
-    fn sample(&self, x: DVec3, axis: DVec3, voxel: f64, mask_halves: &[f64], candidates: &[usize]) -> Sample {
+    fn sample(&self, x: DVec3, axis: DVec3, voxel: f64, mask_halves: &[f64], near: &Nearby) -> Sample {
         let a = self.anatomy;
         let mut hu = a.soft_tissue_hu(x, axis);
-        for d in &a.discs {
+        for &i in &near.discs {
+            let d = &a.discs[i];
+            if !d.bounds.contains(x) {
+                continue;
+            }
             let s = d.sdf(x);
             if s < voxel {
                 hu += (a.tissue.disc_hu - hu) * cover(s, voxel);
@@ -73,7 +77,7 @@ impl Scene<'_> {
         let mut gap = 0.0;
         let mut gap_hu = 0.0;
         let mut crack_id = 0u8;
-        for &i in candidates {
+        for &i in &near.vertebrae {
             let v = &a.vertebrae[i];
             if !v.contains_box(x) {
                 continue;
@@ -102,8 +106,9 @@ impl Scene<'_> {
                 gap_hu = g_hu;
             }
         }
-        for e in &a.extras {
-            if !extra_near(e, x) {
+        for &i in &near.extras {
+            let e = &a.extras[i];
+            if !near.extra_bounds[i].contains(x) {
                 continue;
             }
             let s = e.sdf(x);
@@ -126,11 +131,23 @@ impl Scene<'_> {
     }
 }
 
-fn extra_near(e: &ExtraBone, x: DVec3) -> bool {
-    let f = match e {
-        ExtraBone::SkullBase(f) | ExtraBone::Mandible(f) | ExtraBone::FirstRibs(f) => f,
-    };
-    (x - f.origin).length() < 130.0 * f.scale
+/// Shapes whose bounds reach one sampling plane (indices into the anatomy's lists).
+struct Nearby {
+    vertebrae: Vec<usize>,
+    discs: Vec<usize>,
+    extras: Vec<usize>,
+    extra_bounds: Vec<Bounds>,
+}
+
+impl Nearby {
+    fn at(a: &Anatomy, extra_bounds: &[Bounds], z: f64) -> Self {
+        Nearby {
+            vertebrae: (0..a.vertebrae.len()).filter(|&i| z >= a.vertebrae[i].world_min.z && z <= a.vertebrae[i].world_max.z).collect(),
+            discs: (0..a.discs.len()).filter(|&i| a.discs[i].bounds.spans_z(z)).collect(),
+            extras: (0..a.extras.len()).filter(|&i| extra_bounds[i].spans_z(z)).collect(),
+            extra_bounds: extra_bounds.to_vec(),
+        }
+    }
 }
 
 /// Fraction of a voxel of width `voxel` inside a surface at signed distance `d`.
@@ -198,6 +215,7 @@ pub fn render(scene: &Scene, geom: &ScanGeometry, quality: ImageQuality, noise_s
     let mut labels = vec![0u8; geom.voxel_count()];
     let mut crack_ids = vec![0u8; geom.voxel_count()];
     let voxel = geom.pixel_spacing;
+    let extra_bounds: Vec<Bounds> = scene.anatomy.extras.iter().map(ExtraBone::bounds).collect();
     let mask_halves: Vec<f64> = scene.cracks.iter().map(|c| c.mask_half_thickness(geom.max_spacing())).collect();
     // Slice profile: 1 plane, or 3 across the thickness when it is much larger than a pixel.
     let offsets: Vec<f64> = if geom.slice_thickness > 1.5 * geom.pixel_spacing {
@@ -220,18 +238,11 @@ pub fn render(scene: &Scene, geom: &ScanGeometry, quality: ImageQuality, noise_s
             for (oi, &dz) in offsets.iter().enumerate() {
                 let zz = z + dz;
                 let axis = scene.anatomy.axis_at(zz);
-                let candidates: Vec<usize> = scene
-                    .anatomy
-                    .vertebrae
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| zz >= v.world_min.z && zz <= v.world_max.z)
-                    .map(|(i, _)| i)
-                    .collect();
+                let near = Nearby::at(scene.anatomy, &extra_bounds, zz);
                 for row in 0..geom.rows {
                     for col in 0..geom.cols {
                         let x = geom.world(col, row, k) + DVec3::new(0.0, 0.0, dz);
-                        let s = scene.sample(x, axis, voxel, &mask_halves, &candidates);
+                        let s = scene.sample(x, axis, voxel, &mask_halves, &near);
                         let i = row * geom.cols + col;
                         acc[i] += s.hu;
                         if oi == 0 {
