@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Result, Tensor};
 use common::{assert_close, check_grad, tensor, to_vec, weighted_sum, Rng};
 use flow_nn3d::ops::{
-    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm, leaky_relu, max_pool3d,
+    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm, leaky_relu, leaky_relu_generic, max_pool3d,
     resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
 };
 
@@ -194,6 +194,8 @@ fn leaky_relu_values_and_gradient() -> Result<()> {
     let expect: Vec<f64> = to_vec(&x).iter().map(|&v| if v >= 0.0 { v } else { 0.01 * v }).collect();
     assert_close(&to_vec(&y), &expect, 1e-15, "leaky relu");
     check_grad(&x, |x| weighted_sum(&leaky_relu(x, 0.01)?, 5), 1e-6, "leaky relu grad");
+    assert_close(&to_vec(&leaky_relu_generic(&x, 0.01)?), &expect, 1e-15, "generic leaky relu");
+    check_grad(&x, |x| weighted_sum(&leaky_relu_generic(x, 0.01)?, 5), 1e-6, "generic leaky relu grad");
     Ok(())
 }
 

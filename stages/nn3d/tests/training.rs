@@ -12,7 +12,7 @@ use flow_nn3d::checkpoint::{list_checkpoints, EpochRecord};
 use flow_nn3d::train::{IterationProgress, SegmentationObjective};
 use flow_nn3d::{init_seeded, train, Batch, BatchSource, LrSchedule, OptimizerConfig, ScheduleUnit, TrainConfig, TrainProgress, UNet3d, UNetConfig};
 
-/// Batches of random spheres in a 16^3 volume: image = sphere + noise, label = sphere.
+/// Batches of random spheres in a 12^3 volume: image = sphere + noise, label = sphere.
 struct Spheres {
     seed: u64,
     rng: Rng,
@@ -31,12 +31,12 @@ impl BatchSource for Spheres {
         Ok(())
     }
     fn next_batch(&mut self) -> flow_nn3d::Result<Batch> {
-        let s = 16usize;
+        let s = 12usize;
         let mut img = Vec::with_capacity(self.batch * s * s * s);
         let mut lab = Vec::with_capacity(self.batch * s * s * s);
         for _ in 0..self.batch {
-            let c: Vec<f64> = (0..3).map(|_| 8.0 + 3.0 * self.rng.uniform()).collect();
-            let r = 4.0 + 1.5 * self.rng.uniform();
+            let c: Vec<f64> = (0..3).map(|_| 6.0 + 1.5 * self.rng.uniform()).collect();
+            let r = 3.5 + 1.0 * self.rng.uniform();
             for z in 0..s {
                 for y in 0..s {
                     for x in 0..s {
@@ -102,6 +102,9 @@ fn tiny_unet_overfits_spheres() {
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::default();
     let out = train(&SegmentationObjective { net: &net }, &vm, &config(8, 10), &mut Spheres::new(3, 2), Some(&mut Spheres::new(99, 2)), dir.path(), &mut rec).unwrap();
+    for r in &out.history {
+        eprintln!("epoch {} loss {:.4} val dice {:?} {:.2}s", r.epoch, r.train_loss, r.val_dice, r.seconds);
+    }
     let last = out.history.last().unwrap();
     let dice = last.val_dice.unwrap();
     assert!(dice > 0.95, "validation Dice {dice}; history {:?}", out.history.iter().map(|r| (r.train_loss, r.val_dice)).collect::<Vec<_>>());

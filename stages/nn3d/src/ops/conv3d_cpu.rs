@@ -304,7 +304,7 @@ pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -
 }
 
 /// Runs `f` on the contiguous CPU data of `t`.
-fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
     let (guard, layout) = t.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else {
         bail!("conv3d-cpu: tensor is not contiguous")
@@ -315,7 +315,7 @@ fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>
     }
 }
 
-fn storage_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+pub(crate) fn storage_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let Some((start, end)) = l.contiguous_offsets() else {
         bail!("conv3d-cpu: operand is not contiguous")
     };

@@ -10,7 +10,7 @@ pub mod pool;
 pub mod resize;
 pub mod strided;
 
-pub use activation::leaky_relu;
+pub use activation::{leaky_relu, leaky_relu_generic};
 pub use conv3d::{conv3d, conv3d_generic, Conv3dParams};
 pub use conv_transpose::conv_transpose3d_nonoverlapping;
 pub use instance_norm::instance_norm;
