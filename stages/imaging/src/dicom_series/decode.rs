@@ -25,6 +25,20 @@ pub struct SliceImage {
 /// MONOCHROME1 is not inverted: for CT the Modality LUT (rescale) already yields HU, and
 /// the photometric interpretation only affects display.
 pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
+    let mut hu = Vec::new();
+    let (header, clamped, rounded) = decode_into(path, |n| {
+        hu.resize(n, 0);
+        Some(&mut hu[..])
+    })?;
+    Ok(SliceImage { header, hu, clamped, rounded })
+}
+
+/// Decode `path` into the buffer `out(n_pixels)` hands back (None: size mismatch, reported
+/// by the caller). Returns the header, the saturated count and whether values were rounded.
+pub(crate) fn decode_into<'o>(
+    path: &Path,
+    out: impl FnOnce(usize) -> Option<&'o mut [i16]>,
+) -> Result<(SliceHeader, usize, bool), DicomReadError> {
     let file = load_file(path)?;
     let obj = OpenFileOptions::new().from_reader(file.without_preamble()).map_err(|e| open_error(path, e))?;
     drop(file);
@@ -71,46 +85,66 @@ pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
             detail: format!("decoded PixelData (7FE0,0010) holds {} bytes, need {}", frame.len(), n * bytes_per),
         });
     }
-    let stored = stored_values(&frame[..n * bytes_per], &header);
-    let (hu, clamped, rounded) = rescale_to_hu(&stored, header.rescale_slope, header.rescale_intercept);
-    Ok(SliceImage { header, hu, clamped, rounded })
+    let target = out(n).ok_or_else(|| DicomReadError::MixedSeries {
+        path: path.to_path_buf(),
+        tag: "Rows x Columns (0028,0010/0011)",
+        found: format!("{}x{}", header.rows, header.columns),
+        expected: "the size of the series' first slice".into(),
+        first: path.to_path_buf(),
+    })?;
+    let (clamped, rounded) = to_hu(&frame[..n * bytes_per], &header, target);
+    Ok((header, clamped, rounded))
 }
 
-/// Stored pixel values as integers: little-endian words, masked to BitsStored, sign-extended
-/// when PixelRepresentation is 1.
-pub(crate) fn stored_values(bytes: &[u8], h: &SliceHeader) -> Vec<i32> {
-    let shift = (32 - h.bits_stored as u32) as i32;
-    let signed = h.pixel_representation == 1;
-    let fix = |raw: u32| -> i32 {
-        let v = raw << shift;
-        if signed {
-            (v as i32) >> shift
-        } else {
-            (v >> shift) as i32
-        }
-    };
-    match h.bits_allocated {
-        8 => bytes.iter().map(|&b| fix(b as u32)).collect(),
-        _ => bytes.chunks_exact(2).map(|c| fix(u16::from_le_bytes([c[0], c[1]]) as u32)).collect(),
+/// Stored pixel value `raw` (one little-endian word or byte) as an integer: masked to
+/// BitsStored, sign-extended when PixelRepresentation is 1.
+#[inline]
+fn stored_value(raw: u32, shift: u32, signed: bool) -> i32 {
+    let v = raw << shift;
+    if signed {
+        (v as i32) >> shift
+    } else {
+        (v >> shift) as i32
     }
 }
 
-/// HU = stored * slope + intercept, rounded and saturated to int16.
-pub(crate) fn rescale_to_hu(stored: &[i32], slope: f64, intercept: f64) -> (Vec<i16>, usize, bool) {
-    let mut clamped = 0;
-    let integral = slope.fract() == 0.0 && intercept.fract() == 0.0;
-    let hu = stored
-        .iter()
-        .map(|&s| {
-            let v = if integral && slope == 1.0 { (s as f64) + intercept } else { s as f64 * slope + intercept };
-            let r = v.round();
-            if r < i16::MIN as f64 || r > i16::MAX as f64 {
+/// Write HU = stored * slope + intercept (rounded, saturated to int16) for every pixel of
+/// `bytes` into `out`; returns (saturated count, whether rounding happened).
+pub(crate) fn to_hu(bytes: &[u8], h: &SliceHeader, out: &mut [i16]) -> (usize, bool) {
+    let shift = 32 - h.bits_stored as u32;
+    let signed = h.pixel_representation == 1;
+    let (slope, intercept) = (h.rescale_slope, h.rescale_intercept);
+    let integral = slope == 1.0 && intercept.fract() == 0.0 && intercept.abs() < 1e6;
+    let mut clamped = 0usize;
+    let mut put = |o: &mut i16, s: i32| {
+        let v = if integral {
+            s + intercept as i32
+        } else {
+            let f = (s as f64 * slope + intercept).round();
+            if f < i16::MIN as f64 || f > i16::MAX as f64 {
                 clamped += 1;
             }
-            r.clamp(i16::MIN as f64, i16::MAX as f64) as i16
-        })
-        .collect();
-    (hu, clamped, !integral)
+            *o = f.clamp(i16::MIN as f64, i16::MAX as f64) as i16;
+            return;
+        };
+        if v < i16::MIN as i32 || v > i16::MAX as i32 {
+            clamped += 1;
+        }
+        *o = v.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+    };
+    match h.bits_allocated {
+        8 => {
+            for (o, &b) in out.iter_mut().zip(bytes) {
+                put(o, stored_value(b as u32, shift, signed));
+            }
+        }
+        _ => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                put(o, stored_value(u16::from_le_bytes([c[0], c[1]]) as u32, shift, signed));
+            }
+        }
+    }
+    (clamped, !(slope.fract() == 0.0 && intercept.fract() == 0.0))
 }
 
 #[cfg(test)]
@@ -139,22 +173,31 @@ mod tests {
         }
     }
 
+    fn hu(bytes: &[u8], h: &SliceHeader) -> (Vec<i16>, usize, bool) {
+        let mut out = vec![0i16; bytes.len() / (h.bits_allocated as usize / 8)];
+        let (c, r) = to_hu(bytes, h, &mut out);
+        (out, c, r)
+    }
+
     #[test]
     fn twelve_bit_signed_values_are_sign_extended() {
         // 0x0FFF in 12 bits signed is -1; 0x0800 is -2048; high garbage bits are dropped.
         let bytes = [0xFF, 0x0F, 0x00, 0xF8];
-        assert_eq!(stored_values(&bytes, &header(12, true, 16)), vec![-1, -2048]);
-        assert_eq!(stored_values(&bytes, &header(12, false, 16)), vec![4095, 2048]);
-        assert_eq!(stored_values(&bytes, &header(16, true, 16)), vec![4095, -2048]);
-        assert_eq!(stored_values(&[0xFF, 0x01], &header(8, true, 8)), vec![-1, 1]);
+        assert_eq!(hu(&bytes, &header(12, true, 16)).0, vec![-1, -2048]);
+        assert_eq!(hu(&bytes, &header(12, false, 16)).0, vec![4095, 2048]);
+        assert_eq!(hu(&bytes, &header(16, true, 16)).0, vec![4095, -2048]);
+        assert_eq!(hu(&[0xFF, 0x01], &header(8, true, 8)).0, vec![-1, 1]);
     }
 
     #[test]
     fn rescale_saturates_and_flags_rounding() {
-        let (hu, clamped, rounded) = rescale_to_hu(&[0, 40000, 3], 1.0, -1024.0);
-        assert_eq!(hu, vec![-1024, i16::MAX, -1021]);
-        assert_eq!((clamped, rounded), (1, false));
-        let (hu, _, rounded) = rescale_to_hu(&[3], 0.5, 0.0);
-        assert_eq!((hu, rounded), (vec![2], true));
+        let mut h = header(16, false, 16);
+        h.rescale_intercept = -1024.0;
+        // 40000 + (-1024) does not fit int16.
+        let bytes: Vec<u8> = [0u16, 40000, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(hu(&bytes, &h), (vec![-1024, i16::MAX, -1021], 1, false));
+        h.rescale_intercept = 0.0;
+        h.rescale_slope = 0.5;
+        assert_eq!(hu(&3u16.to_le_bytes(), &h), (vec![2], 0, true));
     }
 }

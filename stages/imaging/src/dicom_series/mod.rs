@@ -168,22 +168,22 @@ pub fn read_series(dir: &Path, options: ReadOptions) -> Result<(Volume<i16>, Ser
         .par_chunks_mut(plane)
         .zip(stack.slices.par_iter())
         .map(|(out, h)| {
-            let img = read_slice(&h.path)?;
-            if (img.header.rows, img.header.columns) != (first.rows, first.columns) {
-                return Err(DicomReadError::MixedSeries {
-                    path: h.path.clone(),
-                    tag: "Rows x Columns (0028,0010/0011)",
-                    found: format!("{}x{}", img.header.rows, img.header.columns),
+            let expected = out.len();
+            let (_, clamped, rounded) = decode::decode_into(&h.path, |n| (n == expected).then_some(out)).map_err(|e| match e {
+                DicomReadError::MixedSeries { path, tag, found, .. } => DicomReadError::MixedSeries {
+                    path,
+                    tag,
+                    found,
                     expected: format!("{}x{}", first.rows, first.columns),
                     first: first.path.clone(),
-                });
-            }
-            out.copy_from_slice(&img.hu);
+                },
+                other => other,
+            })?;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             if let Some(progress) = options.progress {
                 progress(n, total);
             }
-            Ok((img.clamped, img.rounded))
+            Ok((clamped, rounded))
         })
         .collect::<Result<_, DicomReadError>>()?;
     let volume = Volume::from_vec(dims, data, geometry)
