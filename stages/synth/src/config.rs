@@ -218,6 +218,15 @@ impl CohortConfig {
         }
     }
 
+    /// Sets the total number of studies (the `--studies N` of `flow synth`): one in eight
+    /// (rounded, at least one when `n >= 2`) becomes a test study, the rest train studies.
+    pub fn with_total_studies(mut self, n: usize) -> Self {
+        let test = if n >= 2 { ((n as f64 / 8.0).round() as usize).max(1) } else { 0 };
+        self.test_studies = test;
+        self.train_studies = n - test;
+        self
+    }
+
     /// Total studies (train + test).
     pub fn total_studies(&self) -> usize {
         self.train_studies + self.test_studies
@@ -283,6 +292,17 @@ mod tests {
             assert_eq!(Profile::parse(p.name()).unwrap(), p);
         }
         assert!(matches!(Profile::parse("huge"), Err(ConfigError::UnknownProfile(_))));
+    }
+
+    #[test]
+    fn total_studies_split_one_in_eight() {
+        let c = CohortConfig::demo().with_total_studies(56);
+        assert_eq!((c.train_studies, c.test_studies), (49, 7));
+        let c = CohortConfig::tiny().with_total_studies(2);
+        assert_eq!((c.train_studies, c.test_studies), (1, 1));
+        let c = CohortConfig::tiny().with_total_studies(1);
+        assert_eq!((c.train_studies, c.test_studies), (1, 0));
+        assert_eq!(CohortConfig::tiny().with_total_studies(0).validate(), Err(ConfigError::NoTrainStudies));
     }
 
     #[test]
