@@ -101,7 +101,7 @@ fn tiny_unet_overfits_spheres() {
     let (vm, net) = tiny_net(1);
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::default();
-    let out = train(&SegmentationObjective { net: &net }, &vm, &config(8, 10), &mut Spheres::new(3, 2), Some(&mut Spheres::new(99, 2)), dir.path(), &mut rec).unwrap();
+    let out = train(&SegmentationObjective { net: &net }, &vm, &config(10, 10), &mut Spheres::new(3, 2), Some(&mut Spheres::new(99, 2)), dir.path(), &mut rec).unwrap();
     for r in &out.history {
         eprintln!("epoch {} loss {:.4} val dice {:?} {:.2}s", r.epoch, r.train_loss, r.val_dice, r.seconds);
     }
@@ -109,8 +109,8 @@ fn tiny_unet_overfits_spheres() {
     let dice = last.val_dice.unwrap();
     assert!(dice > 0.95, "validation Dice {dice}; history {:?}", out.history.iter().map(|r| (r.train_loss, r.val_dice)).collect::<Vec<_>>());
     assert!(last.train_loss < out.history[0].train_loss);
-    assert_eq!(rec.losses.len(), 80);
-    assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 8);
+    assert_eq!(rec.losses.len(), 100);
+    assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 10);
 }
 
 #[test]
