@@ -42,6 +42,10 @@ fn every_file_order_reads_back_identically() {
                 assert_eq!(report.file_numbering, expected);
                 assert!(report.warnings.is_empty(), "{:?}", report.warnings);
                 assert_eq!(report.spacing.slice_spacing, 1.25);
+                let json = serde_json::to_string(&report).unwrap();
+                let back_report: flow_imaging::SeriesReport = serde_json::from_str(&json).unwrap();
+                assert_eq!(back_report, report);
+                assert!(!json.contains("PatientName") && json.contains("\"file_numbering\""));
             }
         }
     }
