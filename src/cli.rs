@@ -51,6 +51,58 @@ pub enum Command {
     Stages(StagesArgs),
     /// Inspect and maintain the cache.
     Cache(CacheArgs),
+    /// Convert one DICOM series folder to NIfTI (like dcm2niix, with flow's reader).
+    Convert(ConvertArgs),
+    /// Generate the synthetic cervical-spine cohort in the competition layout.
+    Synth(SynthArgs),
+    /// Score a submission against labels: competition metric and per-label AUC.
+    Score(ScoreArgs),
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Folder holding the DICOM files of the series.
+    pub dicom_dir: PathBuf,
+    /// Output NIfTI file (.nii or .nii.gz).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// SeriesInstanceUID to convert (default: the series with the most slices).
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Also write the series report (geometry facts, no patient identifiers) as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// Output folder (must be empty or absent).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// tiny | demo | full
+    #[arg(long, default_value = "demo")]
+    pub profile: String,
+    #[arg(long, default_value_t = 2022)]
+    pub seed: u64,
+    /// Number of train studies (default: the profile's).
+    #[arg(long)]
+    pub studies: Option<usize>,
+    /// Number of test studies (default: the profile's).
+    #[arg(long)]
+    pub test_studies: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Labels in train.csv layout (StudyInstanceUID,patient_overall,C1..C7).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Submission (row_id,fractured).
+    #[arg(long)]
+    pub pred: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Clone)]

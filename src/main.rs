@@ -7,6 +7,7 @@ mod cli;
 mod cmd_cache;
 mod cmd_inspect;
 mod cmd_run;
+mod cmd_tools;
 mod logging;
 
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd_inspect::explain(&cli.global, a),
         Command::Stages(a) => cmd_inspect::stages(a),
         Command::Cache(a) => cmd_cache::cache(&cli.global, a),
+        Command::Convert(a) => cmd_tools::convert(a),
+        Command::Synth(a) => cmd_tools::synth(&cli.global, a),
+        Command::Score(a) => cmd_tools::score(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

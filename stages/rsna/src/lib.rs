@@ -1,10 +1,31 @@
 //! Stage adapters: the engine's [`Stage`](flow_engine::Stage) trait over the imaging,
-//! synthetic-cohort, nn and scoring crates. Each adapter is a thin layer: typed params in,
-//! library call, outputs written where the context says.
+//! synthetic-cohort and scoring crates. Each adapter is a thin layer: typed params in, a
+//! library call per study, outputs written where the context says, per-study failures
+//! collected into a summary instead of aborting the whole node.
+
+mod boxes;
+mod convert;
+mod score;
+mod segmentations;
+mod study_set;
+mod synthetic;
+
+pub use boxes::BoxesToMasks;
+pub use convert::DicomToNifti;
+pub use score::ScoreSubmission;
+pub use segmentations::Segmentations;
+pub use study_set::StudyFailure;
+pub use synthetic::{cohort_config, SyntheticCohort};
 
 use flow_engine::Registry;
 
 /// A registry with the engine's built-ins and every stage of this crate.
 pub fn registry() -> Registry {
-    Registry::with_builtins()
+    let mut r = Registry::with_builtins();
+    r.register(SyntheticCohort);
+    r.register(DicomToNifti);
+    r.register(Segmentations);
+    r.register(BoxesToMasks);
+    r.register(ScoreSubmission);
+    r
 }

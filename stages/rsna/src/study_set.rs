@@ -1,0 +1,94 @@
+//! Per-study bookkeeping shared by the imaging stages: study folders of a competition root,
+//! their content digests (for per-study caching), and the failures summary.
+
+use std::path::{Path, PathBuf};
+
+use flow_engine::StageError;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// One study that could not be processed, and why (no patient identifiers: the UID only).
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyFailure {
+    pub study: String,
+    pub error: String,
+}
+
+/// What a per-study stage did, written as `summary.json`.
+#[derive(Debug, Default, Serialize)]
+pub struct StudySummary {
+    pub done: Vec<String>,
+    pub failed: Vec<StudyFailure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl StudySummary {
+    pub fn write(&self, path: &Path) -> Result<(), StageError> {
+        let text = serde_json::to_string_pretty(self).expect("summary serialises");
+        std::fs::write(path, text + "\n").map_err(|e| StageError::wrap(format!("cannot write {}", path.display()), e))
+    }
+}
+
+/// The sub-folders of `dir` (one per study), sorted by name.
+pub fn study_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StageError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
+        if e.path().is_dir() {
+            out.push((e.file_name().to_string_lossy().to_string(), e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// BLAKE3 over a folder's sorted (file name, content digest) pairs: the identity of a study.
+pub fn folder_digest(dir: &Path) -> Result<String, StageError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let digests: Vec<Result<(String, blake3::Hash), StageError>> = files
+        .par_iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|e| StageError::wrap(format!("cannot read {}", p.display()), e))?;
+            Ok((p.file_name().unwrap_or_default().to_string_lossy().to_string(), blake3::hash(&bytes)))
+        })
+        .collect();
+    let mut h = blake3::Hasher::new();
+    for d in digests {
+        let (name, digest) = d?;
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(digest.as_bytes());
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Links (or copies) every file of `from` into `to`.
+pub fn link_all(from: &Path, to: &Path) -> Result<(), StageError> {
+    std::fs::create_dir_all(to).map_err(|e| StageError::wrap(format!("cannot create {}", to.display()), e))?;
+    let rd = std::fs::read_dir(from).map_err(|e| StageError::wrap(format!("cannot list {}", from.display()), e))?;
+    for e in rd.flatten() {
+        let dest = to.join(e.file_name());
+        if std::fs::hard_link(e.path(), &dest).is_err() {
+            std::fs::copy(e.path(), &dest).map_err(|err| StageError::wrap(format!("cannot copy {}", e.path().display()), err))?;
+        }
+    }
+    Ok(())
+}
+
+/// A rayon pool sized to the node's cpu slots.
+pub fn pool(threads: usize) -> Result<rayon::ThreadPool, StageError> {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| StageError::wrap("cannot start worker threads", e))
+}
+
+/// The UID of a `<UID>.nii` / `<UID>.nii.gz` file.
+pub fn nifti_stem(p: &Path) -> Option<String> {
+    let name = p.file_name()?.to_str()?;
+    name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).map(String::from)
+}
