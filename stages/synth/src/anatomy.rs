@@ -261,7 +261,7 @@ impl Anatomy {
         }
 
         // Arc-length positions of the level centres, measured upwards from T2.
-        let mut s_of = vec![0.0; 9];
+        let mut s_of = [0.0; 9];
         for i in (0..8).rev() {
             let lower = &shapes[i + 1];
             let gap = if i == 0 { shapes[1].body.z + 12.0 } else { discs[i - 1] };

@@ -79,9 +79,10 @@ mod tests {
             storage: PixelStorage::Int16 { intercept: 0 },
         };
         let mut ids = vec![0u8; 6 * 8 * 3];
-        ids[(0 * 6 + 2) * 8 + 3] = 1;
-        ids[(0 * 6 + 3) * 8 + 5] = 1;
-        ids[(2 * 6 + 5) * 8 + 7] = 2;
+        let at = |k: usize, row: usize, col: usize| (k * 6 + row) * 8 + col;
+        ids[at(0, 2, 3)] = 1;
+        ids[at(0, 3, 5)] = 1;
+        ids[at(2, 5, 7)] = 2;
         let boxes = fracture_boxes(&ids, &geom, 2);
         assert_eq!(boxes.len(), 2);
         // Slice k = 2 is file 1 (superior first).

@@ -118,7 +118,7 @@ impl ScanGeometry {
         let k = (q.z / self.slice_spacing).round();
         let inside = |v: f64, n: usize| v >= 0.0 && v < n as f64;
         (inside(c, self.cols) && inside(r, self.rows) && inside(k, self.slices))
-            .then(|| (c as usize, r as usize, k as usize))
+            .then_some((c as usize, r as usize, k as usize))
     }
 
     /// Largest voxel edge, mm.

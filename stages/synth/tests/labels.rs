@@ -36,8 +36,8 @@ fn prevalences_match_parameters() {
         let sd = (prevalence * (1.0 - prevalence) / n as f64).sqrt();
         assert!((positives / n as f64 - prevalence).abs() < 4.0 * sd, "overall {}", positives / n as f64);
         let mean_k = COMPETITION_VERTEBRA_COUNTS.iter().sum::<f64>() / COMPETITION_POSITIVE_STUDIES;
-        for j in 0..7 {
-            let want = prevalence * COMPETITION_VERTEBRA_COUNTS[j] / COMPETITION_POSITIVE_STUDIES;
+        for (j, count) in COMPETITION_VERTEBRA_COUNTS.iter().enumerate() {
+            let want = prevalence * count / COMPETITION_POSITIVE_STUDIES;
             let got = plan.iter().filter(|s| s.fractured[j]).count() as f64 / n as f64;
             let sd = (want * (1.0 - want) / n as f64).sqrt();
             assert!((got - want).abs() < 4.0 * sd, "C{}: {got} vs {want}", j + 1);
