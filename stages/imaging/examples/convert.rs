@@ -9,8 +9,15 @@ fn main() {
         eprintln!("usage: convert DICOM_DIR OUT.nii[.gz] [SERIES_UID]");
         std::process::exit(2);
     }
-    match flow_imaging::convert_series(Path::new(&args[1]), Path::new(&args[2]), args.get(3).map(String::as_str)) {
-        Ok(report) => println!("{}", serde_json::to_string(&report).expect("report serialises")),
+    match flow_imaging::convert_series(
+        Path::new(&args[1]),
+        Path::new(&args[2]),
+        args.get(3).map(String::as_str),
+    ) {
+        Ok(report) => println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        ),
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(match e {

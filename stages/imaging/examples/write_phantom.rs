@@ -8,10 +8,14 @@ use std::path::Path;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let num = |i: usize| args.get(i).and_then(|s| s.parse::<usize>().ok()).unwrap_or_else(|| {
-        eprintln!("usage: write_phantom OUT_DIR SLICES ROWS COLUMNS");
-        std::process::exit(2)
-    });
+    let num = |i: usize| {
+        args.get(i)
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or_else(|| {
+                eprintln!("usage: write_phantom OUT_DIR SLICES ROWS COLUMNS");
+                std::process::exit(2)
+            })
+    };
     let (nz, ny, nx) = (num(2), num(3), num(4));
     let g = Geometry {
         spacing: [0.45, 0.45, 0.625],
@@ -44,7 +48,10 @@ fn main() {
         }
     }
     let volume = Volume::from_vec([nx, ny, nz], data, g).expect("valid phantom");
-    let mut spec = CtSeriesSpec::new("1.2.826.0.1.3680043.8.498.900", "1.2.826.0.1.3680043.8.498.901");
+    let mut spec = CtSeriesSpec::new(
+        "1.2.826.0.1.3680043.8.498.900",
+        "1.2.826.0.1.3680043.8.498.901",
+    );
     spec.storage = PixelStorage::Unsigned;
     spec.rescale_intercept = -1024.0;
     write_ct_series(&volume, Path::new(&args[1]), &spec).expect("write series");

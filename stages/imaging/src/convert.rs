@@ -15,20 +15,41 @@ pub enum ConvertError {
     #[error(transparent)]
     Write(#[from] NiftiIoError),
     #[error("{path}: cannot write report: {source}")]
-    Report { path: PathBuf, source: std::io::Error },
+    Report {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Convert the series of `dir` (the largest, or `series_uid`) to `out` (`.nii` or `.nii.gz`,
 /// int16 HU) and return its report.
-pub fn convert_series(dir: &Path, out: &Path, series_uid: Option<&str>) -> Result<SeriesReport, ConvertError> {
-    convert_series_with(dir, out, ReadOptions { series_uid, progress: None })
+pub fn convert_series(
+    dir: &Path,
+    out: &Path,
+    series_uid: Option<&str>,
+) -> Result<SeriesReport, ConvertError> {
+    convert_series_with(
+        dir,
+        out,
+        ReadOptions {
+            series_uid,
+            progress: None,
+        },
+    )
 }
 
 /// [`convert_series`] with a progress callback.
-pub fn convert_series_with(dir: &Path, out: &Path, options: ReadOptions) -> Result<SeriesReport, ConvertError> {
+pub fn convert_series_with(
+    dir: &Path,
+    out: &Path,
+    options: ReadOptions,
+) -> Result<SeriesReport, ConvertError> {
     let (volume, report) = read_series(dir, options)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| NiftiIoError::Io { path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| NiftiIoError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     write_nifti(&volume, out)?;
     Ok(report)
@@ -37,5 +58,8 @@ pub fn convert_series_with(dir: &Path, out: &Path, options: ReadOptions) -> Resu
 /// Write a report as pretty JSON.
 pub fn write_report_json(report: &SeriesReport, path: &Path) -> Result<(), ConvertError> {
     let text = serde_json::to_string_pretty(report).expect("report serialises");
-    std::fs::write(path, text + "\n").map_err(|source| ConvertError::Report { path: path.to_path_buf(), source })
+    std::fs::write(path, text + "\n").map_err(|source| ConvertError::Report {
+        path: path.to_path_buf(),
+        source,
+    })
 }

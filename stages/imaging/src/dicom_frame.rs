@@ -49,7 +49,11 @@ impl DicomFrame {
         } else {
             self.normal()
         };
-        let axes = [lps_to_ras(self.row_cosine), lps_to_ras(self.column_cosine), lps_to_ras(slice_dir)];
+        let axes = [
+            lps_to_ras(self.row_cosine),
+            lps_to_ras(self.column_cosine),
+            lps_to_ras(slice_dir),
+        ];
         let mut direction = [[0.0; 3]; 3];
         for (c, axis) in axes.iter().enumerate() {
             for r in 0..3 {
@@ -57,7 +61,11 @@ impl DicomFrame {
             }
         }
         Geometry {
-            spacing: [self.pixel_spacing[1], self.pixel_spacing[0], if step_len > 0.0 { step_len } else { 1.0 }],
+            spacing: [
+                self.pixel_spacing[1],
+                self.pixel_spacing[0],
+                if step_len > 0.0 { step_len } else { 1.0 },
+            ],
             origin: lps_to_ras(self.first_position),
             direction,
         }
@@ -138,7 +146,10 @@ mod tests {
         }
         let got = ras_to_lps(g.index_to_world([i, j, k]));
         for a in 0..3 {
-            assert!((got[a] - expected[a]).abs() < 1e-9, "{got:?} vs {expected:?}");
+            assert!(
+                (got[a] - expected[a]).abs() < 1e-9,
+                "{got:?} vs {expected:?}"
+            );
         }
     }
 

@@ -83,11 +83,20 @@ pub enum DicomWriteError {
     #[error("rescale slope {0} must be finite and non-zero")]
     BadSlope(f64),
     #[error("slice {slice}: HU value {hu} cannot be stored as {storage:?} with slope {slope} and intercept {intercept}")]
-    ValueOutOfRange { slice: usize, hu: i16, storage: PixelStorage, slope: f64, intercept: f64 },
+    ValueOutOfRange {
+        slice: usize,
+        hu: i16,
+        storage: PixelStorage,
+        slope: f64,
+        intercept: f64,
+    },
     #[error("volume of {dims:?} voxels exceeds DICOM's 65535 rows/columns")]
     TooLarge { dims: [usize; 3] },
     #[error("{path}: cannot create folder: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot write DICOM file: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -136,13 +145,25 @@ fn text(s: &str) -> PrimitiveValue {
 
 /// Write `volume` (HU, int16) into `dir` as `<n>.dcm` files; returns the paths in file-number
 /// order. Slice `k` of the volume is the k-th slice along its third axis.
-pub fn write_ct_series(volume: &Volume<i16>, dir: &Path, spec: &CtSeriesSpec) -> Result<Vec<PathBuf>, DicomWriteError> {
-    for uid in [&spec.study_uid, &spec.series_uid, &spec.frame_of_reference_uid] {
+pub fn write_ct_series(
+    volume: &Volume<i16>,
+    dir: &Path,
+    spec: &CtSeriesSpec,
+) -> Result<Vec<PathBuf>, DicomWriteError> {
+    for uid in [
+        &spec.study_uid,
+        &spec.series_uid,
+        &spec.frame_of_reference_uid,
+    ] {
         if !valid_uid(uid) {
             return Err(DicomWriteError::BadUid { uid: uid.clone() });
         }
     }
-    let longest_sop = format!("{}.{}", spec.sop_uid_root, spec.first_number as u64 + volume.dims()[2] as u64);
+    let longest_sop = format!(
+        "{}.{}",
+        spec.sop_uid_root,
+        spec.first_number as u64 + volume.dims()[2] as u64
+    );
     if !valid_uid(&longest_sop) {
         return Err(DicomWriteError::BadUid { uid: longest_sop });
     }
@@ -151,15 +172,26 @@ pub fn write_ct_series(volume: &Volume<i16>, dir: &Path, spec: &CtSeriesSpec) ->
     }
     let [nx, ny, nz] = volume.dims();
     if nx > 65535 || ny > 65535 {
-        return Err(DicomWriteError::TooLarge { dims: volume.dims() });
+        return Err(DicomWriteError::TooLarge {
+            dims: volume.dims(),
+        });
     }
-    std::fs::create_dir_all(dir).map_err(|source| DicomWriteError::CreateDir { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| DicomWriteError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let frame = DicomFrame::from_geometry(&volume.geometry);
     let normal = frame.normal();
     // Slice k climbs superior when the slice axis has a positive S (LPS z) component.
     let k_goes_superior = frame.slice_step[2] >= 0.0;
     let superior_first = spec.order == FileOrder::SuperiorFirst;
-    let slice_of_file = |f: usize| if k_goes_superior == superior_first { nz - 1 - f } else { f };
+    let slice_of_file = |f: usize| {
+        if k_goes_superior == superior_first {
+            nz - 1 - f
+        } else {
+            f
+        }
+    };
 
     let mut paths = Vec::with_capacity(nz);
     for f in 0..nz {
@@ -168,13 +200,26 @@ pub fn write_ct_series(volume: &Volume<i16>, dir: &Path, spec: &CtSeriesSpec) ->
         let pixels = stored_slice(volume, k, spec)?;
         let position = frame.position(k);
         let sop_uid = format!("{}.{}", spec.sop_uid_root, number);
-        let obj = slice_object(spec, &frame, position, dot(position, normal), number, &sop_uid, nx, ny, pixels);
+        let obj = slice_object(
+            spec,
+            &frame,
+            position,
+            dot(position, normal),
+            number,
+            &sop_uid,
+            nx,
+            ny,
+            pixels,
+        );
         let ts = match spec.syntax {
             WriteSyntax::ExplicitVrLittleEndian => uids::EXPLICIT_VR_LITTLE_ENDIAN,
             WriteSyntax::ImplicitVrLittleEndian => uids::IMPLICIT_VR_LITTLE_ENDIAN,
         };
         let path = dir.join(format!("{number}.dcm"));
-        let werr = |message: String| DicomWriteError::Write { path: path.clone(), message };
+        let werr = |message: String| DicomWriteError::Write {
+            path: path.clone(),
+            message,
+        };
         let file = obj
             .with_meta(FileMetaTableBuilder::new().transfer_syntax(ts))
             .map_err(|e| werr(e.to_string()))?;
@@ -186,7 +231,11 @@ pub fn write_ct_series(volume: &Volume<i16>, dir: &Path, spec: &CtSeriesSpec) ->
 }
 
 /// Stored values of slice `k` as 16-bit words (bit patterns of int16 or uint16).
-fn stored_slice(volume: &Volume<i16>, k: usize, spec: &CtSeriesSpec) -> Result<Vec<u16>, DicomWriteError> {
+fn stored_slice(
+    volume: &Volume<i16>,
+    k: usize,
+    spec: &CtSeriesSpec,
+) -> Result<Vec<u16>, DicomWriteError> {
     let [nx, ny, _] = volume.dims();
     let plane = &volume.data()[k * nx * ny..(k + 1) * nx * ny];
     let (lo, hi) = match spec.storage {
@@ -229,7 +278,16 @@ fn slice_object(
     let signed = spec.storage == PixelStorage::Signed;
     InMemDicomObject::from_element_iter([
         el(tags::SPECIFIC_CHARACTER_SET, VR::CS, text("ISO_IR 100")),
-        el(tags::IMAGE_TYPE, VR::CS, PrimitiveValue::Strs(["ORIGINAL", "PRIMARY", "AXIAL"].iter().map(|s| s.to_string()).collect())),
+        el(
+            tags::IMAGE_TYPE,
+            VR::CS,
+            PrimitiveValue::Strs(
+                ["ORIGINAL", "PRIMARY", "AXIAL"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+        ),
         el(tags::SOP_CLASS_UID, VR::UI, text(uids::CT_IMAGE_STORAGE)),
         el(tags::SOP_INSTANCE_UID, VR::UI, text(sop_uid)),
         el(tags::STUDY_DATE, VR::DA, PrimitiveValue::Empty),
@@ -237,13 +295,21 @@ fn slice_object(
         el(tags::ACCESSION_NUMBER, VR::SH, PrimitiveValue::Empty),
         el(tags::MODALITY, VR::CS, text("CT")),
         el(tags::MANUFACTURER, VR::LO, text("flow-imaging")),
-        el(tags::REFERRING_PHYSICIAN_NAME, VR::PN, PrimitiveValue::Empty),
+        el(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            PrimitiveValue::Empty,
+        ),
         el(tags::PATIENT_NAME, VR::PN, PrimitiveValue::Empty),
         el(tags::PATIENT_ID, VR::LO, PrimitiveValue::Empty),
         el(tags::PATIENT_BIRTH_DATE, VR::DA, PrimitiveValue::Empty),
         el(tags::PATIENT_SEX, VR::CS, PrimitiveValue::Empty),
         el(tags::KVP, VR::DS, PrimitiveValue::Empty),
-        el(tags::SLICE_THICKNESS, VR::DS, ds(&[crate::geometry::norm(frame.slice_step)])),
+        el(
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            ds(&[crate::geometry::norm(frame.slice_step)]),
+        ),
         el(tags::PATIENT_POSITION, VR::CS, text("HFS")),
         el(tags::STUDY_INSTANCE_UID, VR::UI, text(&spec.study_uid)),
         el(tags::SERIES_INSTANCE_UID, VR::UI, text(&spec.series_uid)),
@@ -251,20 +317,44 @@ fn slice_object(
         el(tags::SERIES_NUMBER, VR::IS, text("1")),
         el(tags::INSTANCE_NUMBER, VR::IS, text(&number.to_string())),
         el(tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&position)),
-        el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds(&frame.orientation())),
-        el(tags::FRAME_OF_REFERENCE_UID, VR::UI, text(&spec.frame_of_reference_uid)),
-        el(tags::POSITION_REFERENCE_INDICATOR, VR::LO, PrimitiveValue::Empty),
+        el(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            ds(&frame.orientation()),
+        ),
+        el(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            text(&spec.frame_of_reference_uid),
+        ),
+        el(
+            tags::POSITION_REFERENCE_INDICATOR,
+            VR::LO,
+            PrimitiveValue::Empty,
+        ),
         el(tags::SLICE_LOCATION, VR::DS, ds(&[slice_location])),
         el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, text("MONOCHROME2")),
+        el(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            text("MONOCHROME2"),
+        ),
         el(tags::ROWS, VR::US, PrimitiveValue::from(ny as u16)),
         el(tags::COLUMNS, VR::US, PrimitiveValue::from(nx as u16)),
         el(tags::PIXEL_SPACING, VR::DS, ds(&frame.pixel_spacing)),
         el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
         el(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)),
         el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)),
-        el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(if signed { 1u16 } else { 0u16 })),
-        el(tags::RESCALE_INTERCEPT, VR::DS, ds(&[spec.rescale_intercept])),
+        el(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(if signed { 1u16 } else { 0u16 }),
+        ),
+        el(
+            tags::RESCALE_INTERCEPT,
+            VR::DS,
+            ds(&[spec.rescale_intercept]),
+        ),
         el(tags::RESCALE_SLOPE, VR::DS, ds(&[spec.rescale_slope])),
         el(tags::RESCALE_TYPE, VR::LO, text("HU")),
         el(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())),

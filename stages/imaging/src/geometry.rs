@@ -53,7 +53,11 @@ impl Geometry {
         if origin.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        Some(Geometry { spacing, origin, direction })
+        Some(Geometry {
+            spacing,
+            origin,
+            direction,
+        })
     }
 
     /// The 4x4 row-major voxel-to-RAS affine.
@@ -71,7 +75,11 @@ impl Geometry {
 
     /// Unit vector of voxel axis `axis` (0, 1 or 2) in RAS.
     pub fn axis(&self, axis: usize) -> [f64; 3] {
-        [self.direction[0][axis], self.direction[1][axis], self.direction[2][axis]]
+        [
+            self.direction[0][axis],
+            self.direction[1][axis],
+            self.direction[2][axis],
+        ]
     }
 
     /// World position of a (possibly fractional) voxel index.
@@ -87,7 +95,11 @@ impl Geometry {
 
     /// Continuous voxel index of a world position (inverse of [`Self::index_to_world`]).
     pub fn world_to_index(&self, p: [f64; 3]) -> [f64; 3] {
-        let d = [p[0] - self.origin[0], p[1] - self.origin[1], p[2] - self.origin[2]];
+        let d = [
+            p[0] - self.origin[0],
+            p[1] - self.origin[1],
+            p[2] - self.origin[2],
+        ];
         let inv = invert3(&self.direction).unwrap_or(self.direction);
         let mut ijk = [0.0; 3];
         for c in 0..3 {
@@ -139,7 +151,11 @@ pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
 }
 
 pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {

@@ -18,21 +18,37 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum NiftiIoError {
     #[error("{path}: cannot access file: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid NIfTI header: {source}")]
-    Header { path: PathBuf, source: nifti::NiftiError },
+    Header {
+        path: PathBuf,
+        source: nifti::NiftiError,
+    },
     #[error("{path}: header dim {dim:?} is absurd (need 3 spatial axes, 1..=65536 each, at most 2^31 voxels, no 4th axis > 1)")]
     AbsurdDims { path: PathBuf, dim: [u16; 8] },
     #[error("{path}: header datatype code {code} is not supported")]
     UnsupportedDatatype { path: PathBuf, code: i16 },
     #[error("{path}: file holds {got} bytes but the header needs {expected} (truncated)")]
-    Truncated { path: PathBuf, expected: u64, got: u64 },
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        got: u64,
+    },
     #[error("{path}: header affine is degenerate or not finite")]
     BadAffine { path: PathBuf },
     #[error("{path}: cannot read voxel data: {source}")]
-    Data { path: PathBuf, source: nifti::NiftiError },
+    Data {
+        path: PathBuf,
+        source: nifti::NiftiError,
+    },
     #[error("{path}: {source}")]
-    Volume { path: PathBuf, source: crate::volume::VolumeError },
+    Volume {
+        path: PathBuf,
+        source: crate::volume::VolumeError,
+    },
     #[error("{path}: file name must end in .nii or .nii.gz")]
     BadExtension { path: PathBuf },
 }
@@ -59,38 +75,74 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
         nifti::NiftiError::Io(source) => NiftiIoError::Io { path: p(), source },
         source => NiftiIoError::Header { path: p(), source },
     })?;
-    let dims = checked_dims(&header).ok_or(NiftiIoError::AbsurdDims { path: p(), dim: header.dim })?;
+    let dims = checked_dims(&header).ok_or(NiftiIoError::AbsurdDims {
+        path: p(),
+        dim: header.dim,
+    })?;
     let dtype = header
         .data_type()
         .ok()
-        .filter(|t| !matches!(t, NiftiType::Rgb24 | NiftiType::Rgba32 | NiftiType::Complex64 | NiftiType::Complex128 | NiftiType::Complex256 | NiftiType::Float128))
-        .ok_or(NiftiIoError::UnsupportedDatatype { path: p(), code: header.datatype })?;
+        .filter(|t| {
+            !matches!(
+                t,
+                NiftiType::Rgb24
+                    | NiftiType::Rgba32
+                    | NiftiType::Complex64
+                    | NiftiType::Complex128
+                    | NiftiType::Complex256
+                    | NiftiType::Float128
+            )
+        })
+        .ok_or(NiftiIoError::UnsupportedDatatype {
+            path: p(),
+            code: header.datatype,
+        })?;
     let n_voxels = (dims[0] * dims[1] * dims[2]) as u64;
     if !is_gz(path) {
         let expected = header.vox_offset.max(352.0) as u64 + n_voxels * dtype.size_of() as u64;
-        let got = std::fs::metadata(path).map_err(|source| NiftiIoError::Io { path: p(), source })?.len();
+        let got = std::fs::metadata(path)
+            .map_err(|source| NiftiIoError::Io { path: p(), source })?
+            .len();
         if got < expected {
-            return Err(NiftiIoError::Truncated { path: p(), expected, got });
+            return Err(NiftiIoError::Truncated {
+                path: p(),
+                expected,
+                got,
+            });
         }
     }
     let geometry = header_geometry(&header).ok_or(NiftiIoError::BadAffine { path: p() })?;
-    let obj = ReaderOptions::new().read_file(path).map_err(|source| match source {
-        nifti::NiftiError::IncompatibleLength(got, expected) => {
-            NiftiIoError::Truncated { path: p(), expected: expected as u64, got: got as u64 }
-        }
-        source => NiftiIoError::Data { path: p(), source },
-    })?;
+    let obj = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|source| match source {
+            nifti::NiftiError::IncompatibleLength(got, expected) => NiftiIoError::Truncated {
+                path: p(),
+                expected: expected as u64,
+                got: got as u64,
+            },
+            source => NiftiIoError::Data { path: p(), source },
+        })?;
     let volume = obj.into_volume();
     let data_err = |source| NiftiIoError::Data { path: p(), source };
     let scaled = header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0);
     let wrap = |source| NiftiIoError::Volume { path: p(), source };
     let out = match (dtype, scaled) {
-        (NiftiType::Int16, false) => {
-            AnyVolume::I16(Volume::from_vec(dims, volume.into_nifti_typed_data::<i16>().map_err(data_err)?, geometry).map_err(wrap)?)
-        }
-        (NiftiType::Uint8, false) => {
-            AnyVolume::U8(Volume::from_vec(dims, volume.into_nifti_typed_data::<u8>().map_err(data_err)?, geometry).map_err(wrap)?)
-        }
+        (NiftiType::Int16, false) => AnyVolume::I16(
+            Volume::from_vec(
+                dims,
+                volume.into_nifti_typed_data::<i16>().map_err(data_err)?,
+                geometry,
+            )
+            .map_err(wrap)?,
+        ),
+        (NiftiType::Uint8, false) => AnyVolume::U8(
+            Volume::from_vec(
+                dims,
+                volume.into_nifti_typed_data::<u8>().map_err(data_err)?,
+                geometry,
+            )
+            .map_err(wrap)?,
+        ),
         _ => {
             // Fortran-ordered array: memory order is x fastest, as ours.
             let arr = volume.into_ndarray::<f32>().map_err(data_err)?;
@@ -160,7 +212,9 @@ pub fn write_nifti<T: NiftiVoxel>(volume: &Volume<T>, path: &Path) -> Result<(),
         if gz { "nii.gz" } else { "nii" }
     );
     let tmp = path.with_file_name(tmp_name);
-    let result = WriterOptions::new(&tmp).reference_header(&header).write_nifti(&view);
+    let result = WriterOptions::new(&tmp)
+        .reference_header(&header)
+        .write_nifti(&view);
     if let Err(source) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(match source {
@@ -186,7 +240,10 @@ pub fn write_any_nifti(volume: &AnyVolume, path: &Path) -> Result<(), NiftiIoErr
 fn volume_header(g: &Geometry) -> NiftiHeader {
     let a = g.affine();
     let m = Matrix4::from_fn(|r, c| a[r][c]);
-    let mut h = NiftiHeader { xyzt_units: 2, ..NiftiHeader::default() };
+    let mut h = NiftiHeader {
+        xyzt_units: 2,
+        ..NiftiHeader::default()
+    };
     h.set_sform(&m, XForm::ScannerAnat);
     h.set_qform(&m, XForm::ScannerAnat);
     h.pixdim[1] = g.spacing[0] as f32;
@@ -227,7 +284,9 @@ mod tests {
     fn int16_round_trip_nii_and_gz() {
         for ext in [".nii", ".nii.gz"] {
             let back = round_trip(|i| (i as i16) * 97 - 1024, ext);
-            let AnyVolume::I16(v) = back else { panic!("dtype changed") };
+            let AnyVolume::I16(v) = back else {
+                panic!("dtype changed")
+            };
             assert_eq!(v.get(4, 3, 2), 59 * 97 - 1024);
             assert_eq!(v.get(1, 0, 0), 97 - 1024);
         }
@@ -235,9 +294,13 @@ mod tests {
 
     #[test]
     fn uint8_and_float32_round_trip() {
-        let AnyVolume::U8(v) = round_trip(|i| (i % 9) as u8, ".nii.gz") else { panic!() };
+        let AnyVolume::U8(v) = round_trip(|i| (i % 9) as u8, ".nii.gz") else {
+            panic!()
+        };
         assert_eq!(v.data()[..10], [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]);
-        let AnyVolume::F32(v) = round_trip(|i| i as f32 * 0.25 - 3.0, ".nii") else { panic!() };
+        let AnyVolume::F32(v) = round_trip(|i| i as f32 * 0.25 - 3.0, ".nii") else {
+            panic!()
+        };
         assert_eq!(v.get(0, 1, 0), 5.0 * 0.25 - 3.0);
     }
 

@@ -16,11 +16,17 @@ pub enum VolumeError {
     #[error("dimensions {dims:?} are absurd (each axis 1..={MAX_AXIS_LEN}, at most {MAX_VOXELS} voxels)")]
     AbsurdDims { dims: [u64; 3] },
     #[error("data holds {got} voxels but dimensions {dims:?} need {expected}")]
-    LengthMismatch { dims: [usize; 3], expected: usize, got: usize },
+    LengthMismatch {
+        dims: [usize; 3],
+        expected: usize,
+        got: usize,
+    },
 }
 
 /// A voxel element type the volume operations understand.
-pub trait Voxel: Copy + Default + PartialEq + PartialOrd + Send + Sync + std::fmt::Debug + 'static {
+pub trait Voxel:
+    Copy + Default + PartialEq + PartialOrd + Send + Sync + std::fmt::Debug + 'static
+{
     /// Short name used in messages and the NIfTI datatype mapping.
     const NAME: &'static str;
     fn to_f64(self) -> f64;
@@ -63,7 +69,9 @@ pub fn check_dims(dims: [u64; 3]) -> Result<[usize; 3], VolumeError> {
     let ok_axes = dims.iter().all(|&d| (1..=MAX_AXIS_LEN).contains(&d));
     let total = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
     match total {
-        Some(t) if ok_axes && t <= MAX_VOXELS => Ok([dims[0] as usize, dims[1] as usize, dims[2] as usize]),
+        Some(t) if ok_axes && t <= MAX_VOXELS => {
+            Ok([dims[0] as usize, dims[1] as usize, dims[2] as usize])
+        }
         _ => Err(VolumeError::AbsurdDims { dims }),
     }
 }
@@ -79,29 +87,53 @@ pub struct Volume<T> {
 
 impl<T: Voxel> Volume<T> {
     /// Wrap `data` (x fastest) of size `dims` placed at `geometry`.
-    pub fn from_vec(dims: [usize; 3], data: Vec<T>, geometry: Geometry) -> Result<Self, VolumeError> {
+    pub fn from_vec(
+        dims: [usize; 3],
+        data: Vec<T>,
+        geometry: Geometry,
+    ) -> Result<Self, VolumeError> {
         check_dims(dims.map(|d| d as u64))?;
         let expected = dims[0] * dims[1] * dims[2];
         if data.len() != expected {
-            return Err(VolumeError::LengthMismatch { dims, expected, got: data.len() });
+            return Err(VolumeError::LengthMismatch {
+                dims,
+                expected,
+                got: data.len(),
+            });
         }
-        Ok(Volume { dims, data, geometry })
+        Ok(Volume {
+            dims,
+            data,
+            geometry,
+        })
     }
 
     /// A volume filled with `value`.
     pub fn filled(dims: [usize; 3], value: T, geometry: Geometry) -> Result<Self, VolumeError> {
         check_dims(dims.map(|d| d as u64))?;
-        Ok(Volume { dims, data: vec![value; dims[0] * dims[1] * dims[2]], geometry })
+        Ok(Volume {
+            dims,
+            data: vec![value; dims[0] * dims[1] * dims[2]],
+            geometry,
+        })
     }
 
     /// Same grid as `self`, filled with `value` of another element type.
     pub fn like<U: Voxel>(&self, value: U) -> Volume<U> {
-        Volume { dims: self.dims, data: vec![value; self.data.len()], geometry: self.geometry }
+        Volume {
+            dims: self.dims,
+            data: vec![value; self.data.len()],
+            geometry: self.geometry,
+        }
     }
 
     /// Element-wise conversion to another element type, same grid.
     pub fn map<U: Voxel>(&self, f: impl Fn(T) -> U + Sync) -> Volume<U> {
-        Volume { dims: self.dims, data: self.data.iter().map(|&v| f(v)).collect(), geometry: self.geometry }
+        Volume {
+            dims: self.dims,
+            data: self.data.iter().map(|&v| f(v)).collect(),
+            geometry: self.geometry,
+        }
     }
 
     pub fn dims(&self) -> [usize; 3] {
@@ -149,7 +181,8 @@ impl<T: Voxel> Volume<T> {
     /// Voxel at `(i, j, k)` if inside the grid.
     pub fn get_checked(&self, i: isize, j: isize, k: isize) -> Option<T> {
         let d = self.dims;
-        if i < 0 || j < 0 || k < 0 || i as usize >= d[0] || j as usize >= d[1] || k as usize >= d[2] {
+        if i < 0 || j < 0 || k < 0 || i as usize >= d[0] || j as usize >= d[1] || k as usize >= d[2]
+        {
             return None;
         }
         Some(self.get(i as usize, j as usize, k as usize))
@@ -244,7 +277,10 @@ mod tests {
     #[test]
     fn absurd_dims_rejected_before_allocation() {
         assert!(check_dims([512, 512, 300]).is_ok());
-        assert_eq!(check_dims([0, 1, 1]), Err(VolumeError::AbsurdDims { dims: [0, 1, 1] }));
+        assert_eq!(
+            check_dims([0, 1, 1]),
+            Err(VolumeError::AbsurdDims { dims: [0, 1, 1] })
+        );
         assert!(check_dims([65535, 65535, 65535]).is_err());
         assert!(check_dims([u64::MAX, 2, 2]).is_err());
     }
@@ -262,7 +298,10 @@ mod tests {
     #[test]
     fn length_mismatch_is_an_error() {
         let e = Volume::from_vec([2, 2, 2], vec![0u8; 7], Geometry::identity()).unwrap_err();
-        assert_eq!(e.to_string(), "data holds 7 voxels but dimensions [2, 2, 2] need 8");
+        assert_eq!(
+            e.to_string(),
+            "data holds 7 voxels but dimensions [2, 2, 2] need 8"
+        );
     }
 
     #[test]

@@ -10,8 +10,14 @@ use flow_imaging::{write_ct_series, CtSeriesSpec, Geometry, Volume};
 use std::path::{Path, PathBuf};
 
 fn volume(dims: [usize; 3]) -> Volume<i16> {
-    let g = Geometry { spacing: [0.5, 0.5, 1.0], origin: [0.0, 0.0, -50.0], ..Geometry::identity() };
-    let data = (0..dims.iter().product::<usize>()).map(|n| (n % 1000) as i16 - 500).collect();
+    let g = Geometry {
+        spacing: [0.5, 0.5, 1.0],
+        origin: [0.0, 0.0, -50.0],
+        ..Geometry::identity()
+    };
+    let data = (0..dims.iter().product::<usize>())
+        .map(|n| (n % 1000) as i16 - 500)
+        .collect();
     Volume::from_vec(dims, data, g).unwrap()
 }
 
@@ -20,7 +26,10 @@ fn series(dir: &Path, dims: [usize; 3]) -> Vec<PathBuf> {
 }
 
 fn read_err(dir: &Path) -> String {
-    read_series(dir, ReadOptions::default()).map(|_| ()).unwrap_err().to_string()
+    read_series(dir, ReadOptions::default())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -30,7 +39,10 @@ fn truncated_pixel_data_names_the_file() {
     let bytes = std::fs::read(&files[2]).unwrap();
     std::fs::write(&files[2], &bytes[..bytes.len() - 100]).unwrap();
     let e = read_err(d.path());
-    assert!(e.starts_with(&format!("{}: truncated file", files[2].display())), "{e}");
+    assert!(
+        e.starts_with(&format!("{}: truncated file", files[2].display())),
+        "{e}"
+    );
 }
 
 #[test]
@@ -41,7 +53,10 @@ fn truncated_header_names_the_file() {
     for cut in [60, 140, 400] {
         std::fs::write(&files[0], &bytes[..cut]).unwrap();
         let e = read_err(d.path());
-        assert!(e.starts_with(&format!("{}: truncated file", files[0].display())), "cut {cut}: {e}");
+        assert!(
+            e.starts_with(&format!("{}: truncated file", files[0].display())),
+            "cut {cut}: {e}"
+        );
     }
 }
 
@@ -62,7 +77,10 @@ fn missing_pixel_data_names_the_tag() {
     obj.remove_element(tags::PIXEL_DATA);
     obj.write_to_file(&files[1]).unwrap();
     let e = read_err(d.path());
-    assert_eq!(e, format!("{}: missing PixelData (7FE0,0010)", files[1].display()));
+    assert_eq!(
+        e,
+        format!("{}: missing PixelData (7FE0,0010)", files[1].display())
+    );
 }
 
 #[test]
@@ -86,7 +104,10 @@ fn unsupported_transfer_syntax_is_named() {
     std::fs::write(&files[0], out).unwrap();
     let e = read_err(d.path());
     assert!(
-        e.starts_with(&format!("{}: unsupported transfer syntax 1.2.840.10008.1.2.4.80", files[0].display())),
+        e.starts_with(&format!(
+            "{}: unsupported transfer syntax 1.2.840.10008.1.2.4.80",
+            files[0].display()
+        )),
         "{e}"
     );
 }
@@ -96,13 +117,22 @@ fn mixed_series_single_slice_and_orientation_are_errors() {
     // Same SeriesInstanceUID, different image size.
     let d = tempfile::tempdir().unwrap();
     series(d.path(), [8, 8, 3]);
-    let other = crop(&volume([8, 8, 3]), &BoundingBox { min: [0, 0, 0], max: [5, 7, 0] });
+    let other = crop(
+        &volume([8, 8, 3]),
+        &BoundingBox {
+            min: [0, 0, 0],
+            max: [5, 7, 0],
+        },
+    );
     let mut spec = CtSeriesSpec::new("1.2.3", "1.2.3.4");
     spec.first_number = 50;
     let odd = write_ct_series(&other, &d.path().join("x"), &spec).unwrap();
     std::fs::rename(&odd[0], d.path().join("50.dcm")).unwrap();
     let e = read_err(d.path());
-    assert!(e.contains("50.dcm: mixed series: Rows x Columns (0028,0010/0011) is 8x6"), "{e}");
+    assert!(
+        e.contains("50.dcm: mixed series: Rows x Columns (0028,0010/0011) is 8x6"),
+        "{e}"
+    );
 
     let d = tempfile::tempdir().unwrap();
     series(d.path(), [8, 8, 1]);
@@ -112,20 +142,50 @@ fn mixed_series_single_slice_and_orientation_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let files = series(d.path(), [8, 8, 3]);
     let mut obj = open_file(&files[2]).unwrap();
-    let tilted = ["1", "0", "0", "0", "0.8", "-0.6"].iter().map(|s| s.to_string()).collect();
-    obj.put(DataElement::new(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, PrimitiveValue::Strs(tilted)));
+    let tilted = ["1", "0", "0", "0", "0.8", "-0.6"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    obj.put(DataElement::new(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        PrimitiveValue::Strs(tilted),
+    ));
     obj.write_to_file(&files[2]).unwrap();
     let e = read_err(d.path());
-    assert!(e.contains("3.dcm: inconsistent orientation: ImageOrientationPatient (0020,0037)"), "{e}");
+    assert!(
+        e.contains("3.dcm: inconsistent orientation: ImageOrientationPatient (0020,0037)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn absurd_and_invalid_header_values_are_named() {
     let cases: [(dicom_core::Tag, VR, PrimitiveValue, &str); 4] = [
-        (tags::ROWS, VR::US, PrimitiveValue::from(60000u16), "absurd dimensions: Rows (0028,0010) is 60000"),
-        (tags::COLUMNS, VR::US, PrimitiveValue::from(0u16), "absurd dimensions: Columns (0028,0011) is 0"),
-        (tags::PIXEL_SPACING, VR::DS, PrimitiveValue::from("0\\0.5"), "PixelSpacing (0028,0030) value"),
-        (tags::IMAGE_POSITION_PATIENT, VR::DS, PrimitiveValue::from("1\\2"), "ImagePositionPatient (0020,0032) value"),
+        (
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(60000u16),
+            "absurd dimensions: Rows (0028,0010) is 60000",
+        ),
+        (
+            tags::COLUMNS,
+            VR::US,
+            PrimitiveValue::from(0u16),
+            "absurd dimensions: Columns (0028,0011) is 0",
+        ),
+        (
+            tags::PIXEL_SPACING,
+            VR::DS,
+            PrimitiveValue::from("0\\0.5"),
+            "PixelSpacing (0028,0030) value",
+        ),
+        (
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            PrimitiveValue::from("1\\2"),
+            "ImagePositionPatient (0020,0032) value",
+        ),
     ];
     for (tag, vr, value, expected) in cases {
         let d = tempfile::tempdir().unwrap();
@@ -134,14 +194,20 @@ fn absurd_and_invalid_header_values_are_named() {
         obj.put(DataElement::new(tag, vr, value));
         obj.write_to_file(&files[1]).unwrap();
         let e = read_err(d.path());
-        assert!(e.starts_with(&files[1].display().to_string()) && e.contains(expected), "{e}");
+        assert!(
+            e.starts_with(&files[1].display().to_string()) && e.contains(expected),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn empty_folder_is_no_files() {
     let d = tempfile::tempdir().unwrap();
-    assert!(matches!(read_series(d.path(), ReadOptions::default()), Err(DicomReadError::NoFiles { .. })));
+    assert!(matches!(
+        read_series(d.path(), ReadOptions::default()),
+        Err(DicomReadError::NoFiles { .. })
+    ));
 }
 
 #[test]
@@ -171,8 +237,15 @@ fn corrupted_bytes_never_panic() {
         std::fs::write(&victim, &bytes).unwrap();
         let t = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(|| read_slice(&victim).map(|_| ()));
-        assert!(outcome.is_ok(), "round {round}: reading a corrupted file panicked");
+        assert!(
+            outcome.is_ok(),
+            "round {round}: reading a corrupted file panicked"
+        );
         // Corrupted lengths must be rejected before dicom-rs allocates for them.
-        assert!(t.elapsed().as_millis() < 500, "round {round}: took {:?}", t.elapsed());
+        assert!(
+            t.elapsed().as_millis() < 500,
+            "round {round}: took {:?}",
+            t.elapsed()
+        );
     }
 }

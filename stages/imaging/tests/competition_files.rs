@@ -2,9 +2,12 @@
 //! drawn on a generated series whose file numbers run superior-to-inferior.
 
 use flow_imaging::competition::{
-    boxes_to_mask, read_competition_segmentation, slice_positions, write_competition_segmentation, FractureBox,
+    boxes_to_mask, read_competition_segmentation, slice_positions, write_competition_segmentation,
+    FractureBox,
 };
-use flow_imaging::{read_series, write_ct_series, CtSeriesSpec, FileOrder, Geometry, ReadOptions, Volume};
+use flow_imaging::{
+    read_series, write_ct_series, CtSeriesSpec, FileOrder, Geometry, ReadOptions, Volume,
+};
 
 fn ct(dims: [usize; 3]) -> Volume<i16> {
     let g = Geometry {
@@ -45,12 +48,30 @@ fn boxes_land_on_the_slice_of_their_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("dcm");
     // Superior first: file 1 is the top slice, i.e. k = nz-1 in our ascending volume.
-    write_ct_series(&ct([20, 16, 12]), &dir, &CtSeriesSpec::new("1.2.3", "1.2.3.4")).unwrap();
+    write_ct_series(
+        &ct([20, 16, 12]),
+        &dir,
+        &CtSeriesSpec::new("1.2.3", "1.2.3.4"),
+    )
+    .unwrap();
     let (vol, _) = read_series(&dir, ReadOptions::default()).unwrap();
     let positions = slice_positions(&dir).unwrap();
     assert_eq!(positions.len(), 12);
-    let b = |n: i64, line: u64| FractureBox { study_uid: "1.2.3".into(), x: 3.4, y: 5.6, width: 2.0, height: 0.9, slice_number: n, line };
-    let out = boxes_to_mask(&[b(1, 2), b(12, 3), b(13, 4)], &positions, &vol.geometry, vol.dims());
+    let b = |n: i64, line: u64| FractureBox {
+        study_uid: "1.2.3".into(),
+        x: 3.4,
+        y: 5.6,
+        width: 2.0,
+        height: 0.9,
+        slice_number: n,
+        line,
+    };
+    let out = boxes_to_mask(
+        &[b(1, 2), b(12, 3), b(13, 4)],
+        &positions,
+        &vol.geometry,
+        vol.dims(),
+    );
     assert_eq!(out.drawn, 2);
     assert_eq!(out.unmatched.len(), 1);
     assert_eq!(out.unmatched[0].line, 4);

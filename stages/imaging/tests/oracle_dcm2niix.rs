@@ -5,12 +5,18 @@
 
 mod common;
 
-use flow_imaging::{convert_series, write_ct_series, CtSeriesSpec, FileOrder, Geometry, PixelStorage, Volume};
+use flow_imaging::{
+    convert_series, write_ct_series, CtSeriesSpec, FileOrder, Geometry, PixelStorage, Volume,
+};
 use std::process::Command;
 
 fn phantom(oblique: bool) -> Volume<i16> {
     let dims = [48usize, 40, 18];
-    let (s, c) = if oblique { (0.2f64.sin(), 0.2f64.cos()) } else { (0.0, 1.0) };
+    let (s, c) = if oblique {
+        (0.2f64.sin(), 0.2f64.cos())
+    } else {
+        (0.0, 1.0)
+    };
     // Row cosine and column cosine in RAS (LPS flips x and y): an axial CT, optionally
     // rotated about the superior axis.
     let g = Geometry {
@@ -44,7 +50,10 @@ fn flow_matches_dcm2niix_and_nibabel_for_both_file_orders() {
         let tmp = tempfile::tempdir().unwrap();
         let v = phantom(oblique);
         let series = tmp.path().join("series");
-        let mut spec = CtSeriesSpec::new("1.2.826.0.1.3680043.8.498.20", &format!("1.2.826.0.1.3680043.8.498.21.{case}"));
+        let mut spec = CtSeriesSpec::new(
+            "1.2.826.0.1.3680043.8.498.20",
+            &format!("1.2.826.0.1.3680043.8.498.21.{case}"),
+        );
         spec.order = order;
         spec.storage = storage;
         if storage == PixelStorage::Unsigned {
@@ -58,11 +67,25 @@ fn flow_matches_dcm2niix_and_nibabel_for_both_file_orders() {
 
         let ref_dir = tmp.path().join("dcm2niix");
         std::fs::create_dir_all(&ref_dir).unwrap();
-        let out = Command::new(&exe).args(["-z", "y", "-b", "n", "-f", "ref", "-o"]).arg(&ref_dir).arg(&series).output().unwrap();
-        assert!(out.status.success(), "dcm2niix failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&exe)
+            .args(["-z", "y", "-b", "n", "-f", "ref", "-o"])
+            .arg(&ref_dir)
+            .arg(&series)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dcm2niix failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let raw = tmp.path().join("ours.raw");
-        let r: serde_json::Value = serde_json::from_str(&common::run_python(&py, "compare_nifti.py", &[&ours_path, &ref_dir, &raw])).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&common::run_python(
+            &py,
+            "compare_nifti.py",
+            &[&ours_path, &ref_dir, &raw],
+        ))
+        .unwrap();
         let ctx = format!("{order:?} {storage:?} oblique={oblique}: {r}");
         assert_eq!(r["ours_shape"], r["dcm2niix_shape"], "{ctx}");
         assert_eq!(r["max_voxel_difference"].as_f64(), Some(0.0), "{ctx}");
@@ -71,7 +94,14 @@ fn flow_matches_dcm2niix_and_nibabel_for_both_file_orders() {
         // nibabel reading ours: voxels in file order and both transforms equal our geometry.
         let (vol, _) = flow_imaging::read_series(&series, Default::default()).unwrap();
         let nib_data = common::read_i32_raw(&raw);
-        assert!(nib_data.iter().zip(vol.data()).all(|(a, &b)| *a == b as i32) && nib_data.len() == vol.len(), "{ctx}");
+        assert!(
+            nib_data
+                .iter()
+                .zip(vol.data())
+                .all(|(a, &b)| *a == b as i32)
+                && nib_data.len() == vol.len(),
+            "{ctx}"
+        );
         assert_eq!(r["ours_sform_code"], 1);
         assert_eq!(r["ours_qform_code"], 1);
         let affine = vol.geometry.affine();
@@ -79,13 +109,19 @@ fn flow_matches_dcm2niix_and_nibabel_for_both_file_orders() {
             for (row, expected) in affine.iter().enumerate() {
                 for (col, e) in expected.iter().enumerate() {
                     let got = r[key][row][col].as_f64().unwrap();
-                    assert!((got - e).abs() < 1e-3, "{key}[{row}][{col}] = {got}, expected {e}; {ctx}");
+                    assert!(
+                        (got - e).abs() < 1e-3,
+                        "{key}[{row}][{col}] = {got}, expected {e}; {ctx}"
+                    );
                 }
             }
         }
         // And ours agrees with the geometry we wrote, whatever the file order.
         let p0 = v.geometry.index_to_world([5.0, 7.0, 0.0]);
         let q = vol.geometry.world_to_index(p0);
-        assert!((q[0] - 5.0).abs() < 1e-4 && (q[1] - 7.0).abs() < 1e-4 && q[2].abs() < 1e-4, "{q:?}");
+        assert!(
+            (q[0] - 5.0).abs() < 1e-4 && (q[1] - 7.0).abs() < 1e-4 && q[2].abs() < 1e-4,
+            "{q:?}"
+        );
     }
 }

@@ -2,16 +2,28 @@
 //! file order, storage and syntax the writer offers.
 
 use flow_imaging::dicom_series::{read_series, FileNumbering, ReadOptions};
-use flow_imaging::{write_ct_series, CtSeriesSpec, FileOrder, Geometry, PixelStorage, Volume, WriteSyntax};
+use flow_imaging::{
+    write_ct_series, CtSeriesSpec, FileOrder, Geometry, PixelStorage, Volume, WriteSyntax,
+};
 
 fn phantom(slice_axis_superior: bool) -> Volume<i16> {
     let dims = [12, 10, 7];
     let g = Geometry {
         spacing: [0.7, 0.6, 1.25],
-        origin: [95.5, 120.25, if slice_axis_superior { -310.0 } else { -302.5 }],
-        direction: [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, if slice_axis_superior { 1.0 } else { -1.0 }]],
+        origin: [
+            95.5,
+            120.25,
+            if slice_axis_superior { -310.0 } else { -302.5 },
+        ],
+        direction: [
+            [-1.0, 0.0, 0.0],
+            [0.0, -1.0, 0.0],
+            [0.0, 0.0, if slice_axis_superior { 1.0 } else { -1.0 }],
+        ],
     };
-    let data = (0..dims[0] * dims[1] * dims[2]).map(|n| ((n * 37) % 3000) as i16 - 1024).collect();
+    let data = (0..dims[0] * dims[1] * dims[2])
+        .map(|n| ((n * 37) % 3000) as i16 - 1024)
+        .collect();
     Volume::from_vec(dims, data, g).unwrap()
 }
 
@@ -19,10 +31,14 @@ fn phantom(slice_axis_superior: bool) -> Volume<i16> {
 fn every_file_order_reads_back_identically() {
     for order in [FileOrder::SuperiorFirst, FileOrder::InferiorFirst] {
         for storage in [PixelStorage::Signed, PixelStorage::Unsigned] {
-            for syntax in [WriteSyntax::ExplicitVrLittleEndian, WriteSyntax::ImplicitVrLittleEndian] {
+            for syntax in [
+                WriteSyntax::ExplicitVrLittleEndian,
+                WriteSyntax::ImplicitVrLittleEndian,
+            ] {
                 let dir = tempfile::tempdir().unwrap();
                 let v = phantom(true);
-                let mut spec = CtSeriesSpec::new("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2");
+                let mut spec =
+                    CtSeriesSpec::new("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2");
                 spec.order = order;
                 spec.storage = storage;
                 spec.syntax = syntax;
@@ -34,7 +50,11 @@ fn every_file_order_reads_back_identically() {
                 let (back, report) = read_series(dir.path(), ReadOptions::default()).unwrap();
                 assert_eq!(back.dims(), v.dims());
                 assert_eq!(back.data(), v.data(), "{order:?} {storage:?} {syntax:?}");
-                assert!(back.geometry.max_affine_difference(&v.geometry) < 1e-5, "{:?}", back.geometry);
+                assert!(
+                    back.geometry.max_affine_difference(&v.geometry) < 1e-5,
+                    "{:?}",
+                    back.geometry
+                );
                 let expected = match order {
                     FileOrder::SuperiorFirst => FileNumbering::SuperiorFirst,
                     FileOrder::InferiorFirst => FileNumbering::InferiorFirst,
@@ -79,7 +99,13 @@ fn progress_reaches_total_and_other_series_are_reported() {
     let v = phantom(true);
     write_ct_series(&v, dir.path(), &CtSeriesSpec::new("1.2.3", "1.2.3.4")).unwrap();
     // A second, smaller series in the same folder (numbered after the first).
-    let small = flow_imaging::ops::crop(&v, &flow_imaging::ops::BoundingBox { min: [0, 0, 0], max: [11, 9, 2] });
+    let small = flow_imaging::ops::crop(
+        &v,
+        &flow_imaging::ops::BoundingBox {
+            min: [0, 0, 0],
+            max: [11, 9, 2],
+        },
+    );
     let mut spec = CtSeriesSpec::new("1.2.3", "1.2.3.5");
     spec.first_number = 100;
     write_ct_series(&small, dir.path(), &spec).unwrap();
@@ -88,14 +114,39 @@ fn progress_reaches_total_and_other_series_are_reported() {
         assert_eq!(total, 7);
         max_seen.fetch_max(done, std::sync::atomic::Ordering::Relaxed);
     };
-    let (back, report) = read_series(dir.path(), ReadOptions { series_uid: None, progress: Some(&progress) }).unwrap();
+    let (back, report) = read_series(
+        dir.path(),
+        ReadOptions {
+            series_uid: None,
+            progress: Some(&progress),
+        },
+    )
+    .unwrap();
     assert_eq!(back.dims()[2], 7);
     assert_eq!(max_seen.into_inner(), 7);
     assert_eq!(report.other_series.len(), 1);
     assert_eq!(report.other_series[0].series_uid, "1.2.3.5");
     assert_eq!(report.other_series[0].files, 3);
-    let (picked, _) = read_series(dir.path(), ReadOptions { series_uid: Some("1.2.3.5"), progress: None }).unwrap();
+    let (picked, _) = read_series(
+        dir.path(),
+        ReadOptions {
+            series_uid: Some("1.2.3.5"),
+            progress: None,
+        },
+    )
+    .unwrap();
     assert_eq!(picked.dims()[2], 3);
-    let e = read_series(dir.path(), ReadOptions { series_uid: Some("9.9"), progress: None }).unwrap_err();
-    assert!(e.to_string().contains("series 9.9 not found (present: 1.2.3.4, 1.2.3.5)"), "{e}");
+    let e = read_series(
+        dir.path(),
+        ReadOptions {
+            series_uid: Some("9.9"),
+            progress: None,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("series 9.9 not found (present: 1.2.3.4, 1.2.3.5)"),
+        "{e}"
+    );
 }

@@ -9,11 +9,22 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CsvError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: header {found:?} does not start with the expected columns {expected:?}")]
-    Header { path: PathBuf, found: Vec<String>, expected: Vec<&'static str> },
+    Header {
+        path: PathBuf,
+        found: Vec<String>,
+        expected: Vec<&'static str>,
+    },
     #[error("{path}:{line}: {message}")]
-    Row { path: PathBuf, line: u64, message: String },
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
 }
 
 /// Fracture labels of one study (a row of train.csv).
@@ -41,16 +52,47 @@ pub struct FractureBox {
     pub line: u64,
 }
 
-const TRAIN_COLUMNS: [&str; 9] = ["StudyInstanceUID", "patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7"];
-const BOX_COLUMNS: [&str; 6] = ["StudyInstanceUID", "x", "y", "width", "height", "slice_number"];
+const TRAIN_COLUMNS: [&str; 9] = [
+    "StudyInstanceUID",
+    "patient_overall",
+    "C1",
+    "C2",
+    "C3",
+    "C4",
+    "C5",
+    "C6",
+    "C7",
+];
+const BOX_COLUMNS: [&str; 6] = [
+    "StudyInstanceUID",
+    "x",
+    "y",
+    "width",
+    "height",
+    "slice_number",
+];
 
 fn open(path: &Path, expected: &[&'static str]) -> Result<csv::Reader<std::fs::File>, CsvError> {
-    let file = std::fs::File::open(path).map_err(|source| CsvError::Io { path: path.to_path_buf(), source })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(file);
-    let header = reader.headers().map_err(|e| CsvError::Row { path: path.to_path_buf(), line: 1, message: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(file);
+    let header = reader.headers().map_err(|e| CsvError::Row {
+        path: path.to_path_buf(),
+        line: 1,
+        message: e.to_string(),
+    })?;
     let found: Vec<String> = header.iter().map(|s| s.trim().to_string()).collect();
     if found.len() < expected.len() || found.iter().zip(expected).any(|(f, e)| f != e) {
-        return Err(CsvError::Header { path: path.to_path_buf(), found, expected: expected.to_vec() });
+        return Err(CsvError::Header {
+            path: path.to_path_buf(),
+            found,
+            expected: expected.to_vec(),
+        });
     }
     Ok(reader)
 }
@@ -70,14 +112,22 @@ fn rows(
         })?;
         let line = r.position().map_or(0, |pos| pos.line());
         if r.len() != n {
-            return Err(CsvError::Row { path: p.clone(), line, message: format!("expected {n} fields, found {}", r.len()) });
+            return Err(CsvError::Row {
+                path: p.clone(),
+                line,
+                message: format!("expected {n} fields, found {}", r.len()),
+            });
         }
         Ok((line, r))
     }))
 }
 
 fn row_err(path: &Path, line: u64, message: String) -> CsvError {
-    CsvError::Row { path: path.to_path_buf(), line, message }
+    CsvError::Row {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
 }
 
 fn uid(path: &Path, line: u64, s: &str) -> Result<String, CsvError> {
@@ -86,7 +136,11 @@ fn uid(path: &Path, line: u64, s: &str) -> Result<String, CsvError> {
     if ok {
         Ok(s.to_string())
     } else {
-        Err(row_err(path, line, format!("StudyInstanceUID {s:?} is not a DICOM UID")))
+        Err(row_err(
+            path,
+            line,
+            format!("StudyInstanceUID {s:?} is not a DICOM UID"),
+        ))
     }
 }
 
@@ -103,17 +157,43 @@ pub fn read_train_labels(path: &Path) -> Result<Vec<StudyLabels>, CsvError> {
             *flag = match r[c + 1].trim() {
                 "0" => false,
                 "1" => true,
-                other => return Err(row_err(path, line, format!("column {} is {other:?}, expected 0 or 1", TRAIN_COLUMNS[c + 1]))),
+                other => {
+                    return Err(row_err(
+                        path,
+                        line,
+                        format!(
+                            "column {} is {other:?}, expected 0 or 1",
+                            TRAIN_COLUMNS[c + 1]
+                        ),
+                    ))
+                }
             };
         }
-        let vertebrae = [flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], flags[7]];
+        let vertebrae = [
+            flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], flags[7],
+        ];
         if flags[0] != vertebrae.iter().any(|&v| v) {
-            return Err(row_err(path, line, format!("patient_overall is {} but C1..C7 are {vertebrae:?}", flags[0] as u8)));
+            return Err(row_err(
+                path,
+                line,
+                format!(
+                    "patient_overall is {} but C1..C7 are {vertebrae:?}",
+                    flags[0] as u8
+                ),
+            ));
         }
         if let Some(prev) = seen.insert(study_uid.clone(), line) {
-            return Err(row_err(path, line, format!("study {study_uid} already listed at line {prev}")));
+            return Err(row_err(
+                path,
+                line,
+                format!("study {study_uid} already listed at line {prev}"),
+            ));
         }
-        out.push(StudyLabels { study_uid, patient_overall: flags[0], vertebrae });
+        out.push(StudyLabels {
+            study_uid,
+            patient_overall: flags[0],
+            vertebrae,
+        });
     }
     Ok(out)
 }
@@ -127,18 +207,38 @@ pub fn read_fracture_boxes(path: &Path) -> Result<Vec<FractureBox>, CsvError> {
             let s = r[c].trim();
             match s.parse::<f64>() {
                 Ok(v) if v.is_finite() => Ok(v),
-                _ => Err(row_err(path, line, format!("column {} is {s:?}, expected a number", BOX_COLUMNS[c]))),
+                _ => Err(row_err(
+                    path,
+                    line,
+                    format!("column {} is {s:?}, expected a number", BOX_COLUMNS[c]),
+                )),
             }
         };
         let (x, y, width, height) = (num(1)?, num(2)?, num(3)?, num(4)?);
         if width < 0.0 || height < 0.0 {
-            return Err(row_err(path, line, format!("negative box size {width} x {height}")));
+            return Err(row_err(
+                path,
+                line,
+                format!("negative box size {width} x {height}"),
+            ));
         }
         let s = r[5].trim();
-        let slice_number = s
-            .parse::<i64>()
-            .map_err(|_| row_err(path, line, format!("column slice_number is {s:?}, expected an integer")))?;
-        out.push(FractureBox { study_uid: uid(path, line, &r[0])?, x, y, width, height, slice_number, line });
+        let slice_number = s.parse::<i64>().map_err(|_| {
+            row_err(
+                path,
+                line,
+                format!("column slice_number is {s:?}, expected an integer"),
+            )
+        })?;
+        out.push(FractureBox {
+            study_uid: uid(path, line, &r[0])?,
+            x,
+            y,
+            width,
+            height,
+            slice_number,
+            line,
+        });
     }
     Ok(out)
 }
@@ -163,9 +263,13 @@ mod tests {
 
         let (_d, p) = write("StudyInstanceUID,patient_overall,C1,C2,C3,C4,C5,C6,C7\n1.2.3,1,0,1,0,0,0,0,0\n1.2.4,0,0,0,2,0,0,0,0\n");
         let e = read_train_labels(&p).unwrap_err().to_string();
-        assert!(e.ends_with("t.csv:3: column C3 is \"2\", expected 0 or 1"), "{e}");
+        assert!(
+            e.ends_with("t.csv:3: column C3 is \"2\", expected 0 or 1"),
+            "{e}"
+        );
 
-        let (_d, p) = write("StudyInstanceUID,patient_overall,C1,C2,C3,C4,C5,C6,C7\n1.2.3,0,0,1,0,0,0,0,0\n");
+        let (_d, p) =
+            write("StudyInstanceUID,patient_overall,C1,C2,C3,C4,C5,C6,C7\n1.2.3,0,0,1,0,0,0,0,0\n");
         let e = read_train_labels(&p).unwrap_err().to_string();
         assert!(e.contains("t.csv:2: patient_overall is 0"), "{e}");
 
@@ -174,17 +278,27 @@ mod tests {
         assert!(e.contains("t.csv:2: expected 9 fields, found 4"), "{e}");
 
         let (_d, p) = write("uid,overall\n");
-        assert!(matches!(read_train_labels(&p), Err(CsvError::Header { .. })));
+        assert!(matches!(
+            read_train_labels(&p),
+            Err(CsvError::Header { .. })
+        ));
     }
 
     #[test]
     fn reads_boxes_and_names_bad_rows() {
-        let (_d, p) = write("StudyInstanceUID,x,y,width,height,slice_number\n1.2.3,133.5,150.0,20.25,30,112\n");
+        let (_d, p) = write(
+            "StudyInstanceUID,x,y,width,height,slice_number\n1.2.3,133.5,150.0,20.25,30,112\n",
+        );
         let b = read_fracture_boxes(&p).unwrap();
         assert_eq!(b[0].slice_number, 112);
         assert_eq!(b[0].line, 2);
-        let (_d, p) = write("StudyInstanceUID,x,y,width,height,slice_number\n1.2.3,1,2,3,4,5\n1.2.3,abc,2,3,4,5\n");
+        let (_d, p) = write(
+            "StudyInstanceUID,x,y,width,height,slice_number\n1.2.3,1,2,3,4,5\n1.2.3,abc,2,3,4,5\n",
+        );
         let e = read_fracture_boxes(&p).unwrap_err().to_string();
-        assert!(e.ends_with("t.csv:3: column x is \"abc\", expected a number"), "{e}");
+        assert!(
+            e.ends_with("t.csv:3: column x is \"abc\", expected a number"),
+            "{e}"
+        );
     }
 }

@@ -8,7 +8,9 @@ pub mod vertebrae;
 pub use boxes::{boxes_to_mask, slice_positions, BoxMask, UnmatchedBox};
 pub use csv_tables::{read_fracture_boxes, read_train_labels, CsvError, FractureBox, StudyLabels};
 pub use segmentation::{
-    from_competition_layout, read_competition_segmentation, to_competition_layout, write_competition_segmentation,
-    SegmentationError,
+    from_competition_layout, read_competition_segmentation, to_competition_layout,
+    write_competition_segmentation, SegmentationError,
 };
-pub use vertebrae::{map_combined, read_combined, read_structure_folder, VertebraScheme, VertebraeError};
+pub use vertebrae::{
+    map_combined, read_combined, read_structure_folder, VertebraScheme, VertebraeError,
+};

@@ -20,7 +20,11 @@ pub enum SegmentationError {
     #[error("{path}: voxel value {value} is not a label (integer 0..=255)")]
     NotLabels { path: PathBuf, value: f64 },
     #[error("{path}: segmentation is {seg:?} voxels but the CT is {ct:?} (columns, rows, slices)")]
-    DimsMismatch { path: PathBuf, seg: [usize; 3], ct: [usize; 3] },
+    DimsMismatch {
+        path: PathBuf,
+        seg: [usize; 3],
+        ct: [usize; 3],
+    },
     #[error("CT slice axis has no superior-inferior component; the competition quirk assumes axial slices")]
     NotAxial,
 }
@@ -36,9 +40,17 @@ fn slices_ascend(ct_geometry: &Geometry) -> Result<bool, SegmentationError> {
 
 /// Map a competition-layout label array onto the CT grid (`ct_dims` = columns, rows, slices)
 /// and attach the CT geometry.
-pub fn from_competition_layout(seg: &Volume<u8>, ct_geometry: &Geometry, ct_dims: [usize; 3]) -> Result<Volume<u8>, SegmentationError> {
+pub fn from_competition_layout(
+    seg: &Volume<u8>,
+    ct_geometry: &Geometry,
+    ct_dims: [usize; 3],
+) -> Result<Volume<u8>, SegmentationError> {
     if seg.dims() != ct_dims {
-        return Err(SegmentationError::DimsMismatch { path: PathBuf::new(), seg: seg.dims(), ct: ct_dims });
+        return Err(SegmentationError::DimsMismatch {
+            path: PathBuf::new(),
+            seg: seg.dims(),
+            ct: ct_dims,
+        });
     }
     let ascend = slices_ascend(ct_geometry)?;
     let [nx, ny, nz] = ct_dims;
@@ -60,7 +72,10 @@ pub fn from_competition_layout(seg: &Volume<u8>, ct_geometry: &Geometry, ct_dims
 pub fn to_competition_layout(labels: &Volume<u8>) -> Result<Volume<u8>, SegmentationError> {
     let ascend = slices_ascend(&labels.geometry)?;
     let [nx, ny, nz] = labels.dims();
-    let g = Geometry { spacing: labels.geometry.spacing, ..Geometry::identity() };
+    let g = Geometry {
+        spacing: labels.geometry.spacing,
+        ..Geometry::identity()
+    };
     let mut out = Volume::filled(labels.dims(), 0u8, g).expect("same dims");
     for kz in 0..nz {
         let k = if ascend { kz } else { nz - 1 - kz };
@@ -75,18 +90,34 @@ pub fn to_competition_layout(labels: &Volume<u8>) -> Result<Volume<u8>, Segmenta
 
 /// Read `segmentations/<UID>.nii`, fix the quirk onto the CT grid and clean it: largest 3D
 /// connected component of the foreground (26-connectivity), then per label its largest.
-pub fn read_competition_segmentation(path: &Path, ct_geometry: &Geometry, ct_dims: [usize; 3]) -> Result<Volume<u8>, SegmentationError> {
+pub fn read_competition_segmentation(
+    path: &Path,
+    ct_geometry: &Geometry,
+    ct_dims: [usize; 3],
+) -> Result<Volume<u8>, SegmentationError> {
     let raw = read_nifti(path)?;
-    let labels = raw.to_labels().map_err(|value| SegmentationError::NotLabels { path: path.to_path_buf(), value })?;
+    let labels = raw
+        .to_labels()
+        .map_err(|value| SegmentationError::NotLabels {
+            path: path.to_path_buf(),
+            value,
+        })?;
     let fixed = from_competition_layout(&labels, ct_geometry, ct_dims).map_err(|e| match e {
-        SegmentationError::DimsMismatch { seg, ct, .. } => SegmentationError::DimsMismatch { path: path.to_path_buf(), seg, ct },
+        SegmentationError::DimsMismatch { seg, ct, .. } => SegmentationError::DimsMismatch {
+            path: path.to_path_buf(),
+            seg,
+            ct,
+        },
         other => other,
     })?;
     Ok(clean_label_map(&fixed, Connectivity::TwentySix))
 }
 
 /// Write a label map in the competition's layout (for synthetic cohorts and tests).
-pub fn write_competition_segmentation(labels: &Volume<u8>, path: &Path) -> Result<(), SegmentationError> {
+pub fn write_competition_segmentation(
+    labels: &Volume<u8>,
+    path: &Path,
+) -> Result<(), SegmentationError> {
     write_nifti(&to_competition_layout(labels)?, path)?;
     Ok(())
 }
@@ -99,7 +130,11 @@ mod tests {
         Geometry {
             spacing: [0.5, 0.5, 1.0],
             origin: [100.0, 100.0, if ascend { -200.0 } else { 50.0 }],
-            direction: [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, if ascend { 1.0 } else { -1.0 }]],
+            direction: [
+                [-1.0, 0.0, 0.0],
+                [0.0, -1.0, 0.0],
+                [0.0, 0.0, if ascend { 1.0 } else { -1.0 }],
+            ],
         }
     }
 
@@ -124,6 +159,10 @@ mod tests {
     fn dims_mismatch_is_reported() {
         let seg = Volume::filled([4, 3, 5], 0u8, Geometry::identity()).unwrap();
         let e = from_competition_layout(&seg, &ct_geometry(true), [4, 3, 6]).unwrap_err();
-        assert!(e.to_string().contains("[4, 3, 5] voxels but the CT is [4, 3, 6]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("[4, 3, 5] voxels but the CT is [4, 3, 6]"),
+            "{e}"
+        );
     }
 }

@@ -32,8 +32,16 @@ impl VertebraScheme {
 }
 
 /// Structure file stems of a TotalSegmentator case folder, in our label order 1..8.
-pub const STRUCTURE_FILES: [&str; 8] =
-    ["vertebrae_C1", "vertebrae_C2", "vertebrae_C3", "vertebrae_C4", "vertebrae_C5", "vertebrae_C6", "vertebrae_C7", "vertebrae_T1"];
+pub const STRUCTURE_FILES: [&str; 8] = [
+    "vertebrae_C1",
+    "vertebrae_C2",
+    "vertebrae_C3",
+    "vertebrae_C4",
+    "vertebrae_C5",
+    "vertebrae_C6",
+    "vertebrae_C7",
+    "vertebrae_T1",
+];
 
 /// Why a public case could not be used.
 #[derive(Debug, Error)]
@@ -43,9 +51,17 @@ pub enum VertebraeError {
     #[error("{path}: voxel value {value} is not a label (integer 0..=255)")]
     NotLabels { path: PathBuf, value: f64 },
     #[error("{path}: grid {dims:?} / geometry differs from {first} ({first_dims:?})")]
-    GridMismatch { path: PathBuf, dims: [usize; 3], first: PathBuf, first_dims: [usize; 3] },
+    GridMismatch {
+        path: PathBuf,
+        dims: [usize; 3],
+        first: PathBuf,
+        first_dims: [usize; 3],
+    },
     #[error("{source_name}: no {vertebra} voxels; cases need both C1 and T1")]
-    MissingVertebra { source_name: String, vertebra: &'static str },
+    MissingVertebra {
+        source_name: String,
+        vertebra: &'static str,
+    },
     #[error("{dir}: none of the vertebrae_C1..C7/T1 files exist")]
     NoStructureFiles { dir: PathBuf },
 }
@@ -53,7 +69,10 @@ pub enum VertebraeError {
 fn require_c1_t1(labels: &Volume<u8>, source_name: &str) -> Result<(), VertebraeError> {
     for (label, name) in [(1u8, "C1"), (8u8, "T1")] {
         if !labels.data().contains(&label) {
-            return Err(VertebraeError::MissingVertebra { source_name: source_name.to_string(), vertebra: name });
+            return Err(VertebraeError::MissingVertebra {
+                source_name: source_name.to_string(),
+                vertebra: name,
+            });
         }
     }
     Ok(())
@@ -61,7 +80,11 @@ fn require_c1_t1(labels: &Volume<u8>, source_name: &str) -> Result<(), Vertebrae
 
 /// Map a combined label volume to labels 1..8 (other labels become 0), then clean it (largest
 /// foreground component, then per label). Fails when C1 or T1 is absent.
-pub fn map_combined(map: &Volume<u8>, scheme: VertebraScheme, source_name: &str) -> Result<Volume<u8>, VertebraeError> {
+pub fn map_combined(
+    map: &Volume<u8>,
+    scheme: VertebraScheme,
+    source_name: &str,
+) -> Result<Volume<u8>, VertebraeError> {
     let mut lut = [0u8; 256];
     for ours in 1..=8u8 {
         lut[scheme.source_label(ours) as usize] = ours;
@@ -74,7 +97,12 @@ pub fn map_combined(map: &Volume<u8>, scheme: VertebraScheme, source_name: &str)
 
 /// Read a combined map file (any integer-valued NIfTI) and map it.
 pub fn read_combined(path: &Path, scheme: VertebraScheme) -> Result<Volume<u8>, VertebraeError> {
-    let labels = read_nifti(path)?.to_labels().map_err(|value| VertebraeError::NotLabels { path: path.to_path_buf(), value })?;
+    let labels = read_nifti(path)?
+        .to_labels()
+        .map_err(|value| VertebraeError::NotLabels {
+            path: path.to_path_buf(),
+            value,
+        })?;
     map_combined(&labels, scheme, &path.display().to_string())
 }
 
@@ -85,17 +113,32 @@ pub fn read_structure_folder(dir: &Path) -> Result<Volume<u8>, VertebraeError> {
     let mut combined: Option<(Volume<u8>, PathBuf)> = None;
     for (n, stem) in STRUCTURE_FILES.iter().enumerate() {
         let ours = n as u8 + 1;
-        let path = [".nii.gz", ".nii"].iter().map(|ext| dir.join(format!("{stem}{ext}"))).find(|p| p.is_file());
+        let path = [".nii.gz", ".nii"]
+            .iter()
+            .map(|ext| dir.join(format!("{stem}{ext}")))
+            .find(|p| p.is_file());
         let Some(path) = path else { continue };
-        let mask = read_nifti(&path)?.to_labels().map_err(|value| VertebraeError::NotLabels { path: path.clone(), value })?;
+        let mask = read_nifti(&path)?
+            .to_labels()
+            .map_err(|value| VertebraeError::NotLabels {
+                path: path.clone(),
+                value,
+            })?;
         match &mut combined {
             None => {
                 let out = mask.map(|x| if x != 0 { ours } else { 0 });
                 combined = Some((out, path));
             }
             Some((out, first)) => {
-                if out.dims() != mask.dims() || out.geometry.max_affine_difference(&mask.geometry) > 1e-3 {
-                    return Err(VertebraeError::GridMismatch { path, dims: mask.dims(), first: first.clone(), first_dims: out.dims() });
+                if out.dims() != mask.dims()
+                    || out.geometry.max_affine_difference(&mask.geometry) > 1e-3
+                {
+                    return Err(VertebraeError::GridMismatch {
+                        path,
+                        dims: mask.dims(),
+                        first: first.clone(),
+                        first_dims: out.dims(),
+                    });
                 }
                 for (o, &m) in out.data_mut().iter_mut().zip(mask.data()) {
                     if m != 0 && *o == 0 {
@@ -105,7 +148,9 @@ pub fn read_structure_folder(dir: &Path) -> Result<Volume<u8>, VertebraeError> {
             }
         }
     }
-    let (labels, _) = combined.ok_or_else(|| VertebraeError::NoStructureFiles { dir: dir.to_path_buf() })?;
+    let (labels, _) = combined.ok_or_else(|| VertebraeError::NoStructureFiles {
+        dir: dir.to_path_buf(),
+    })?;
     let cleaned = clean_label_map(&labels, Connectivity::TwentySix);
     require_c1_t1(&cleaned, &dir.display().to_string())?;
     Ok(cleaned)
@@ -118,7 +163,12 @@ mod tests {
 
     #[test]
     fn schemes_map_to_c1_t1_numbering() {
-        assert_eq!((1..=8).map(|l| VertebraScheme::TotalSegmentatorV1.source_label(l)).collect::<Vec<_>>(), [41, 40, 39, 38, 37, 36, 35, 34]);
+        assert_eq!(
+            (1..=8)
+                .map(|l| VertebraScheme::TotalSegmentatorV1.source_label(l))
+                .collect::<Vec<_>>(),
+            [41, 40, 39, 38, 37, 36, 35, 34]
+        );
         assert_eq!(VertebraScheme::TotalSegmentatorV2.source_label(1), 50);
         assert_eq!(VertebraScheme::TotalSegmentatorV2.source_label(7), 44);
         assert_eq!(VertebraScheme::TotalSegmentatorV2.source_label(8), 43);
@@ -133,10 +183,16 @@ mod tests {
             v.set(0, 0, k, *l);
         }
         let m = map_combined(&v, VertebraScheme::TotalSegmentatorV1, "case").unwrap();
-        assert_eq!((0..9).map(|k| m.get(0, 0, k)).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 8, 0]);
+        assert_eq!(
+            (0..9).map(|k| m.get(0, 0, k)).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7, 8, 0]
+        );
         v.set(0, 0, 7, 0);
         let e = map_combined(&v, VertebraScheme::TotalSegmentatorV1, "case").unwrap_err();
-        assert_eq!(e.to_string(), "case: no T1 voxels; cases need both C1 and T1");
+        assert_eq!(
+            e.to_string(),
+            "case: no T1 voxels; cases need both C1 and T1"
+        );
     }
 
     #[test]
@@ -148,8 +204,14 @@ mod tests {
             crate::write_nifti(&m, &d.path().join(format!("{stem}.nii.gz"))).unwrap();
         }
         let v = read_structure_folder(d.path()).unwrap();
-        assert_eq!((0..8).map(|k| v.get(1, 1, k)).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            (0..8).map(|k| v.get(1, 1, k)).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
         std::fs::remove_file(d.path().join("vertebrae_C1.nii.gz")).unwrap();
-        assert!(read_structure_folder(d.path()).unwrap_err().to_string().contains("no C1 voxels"));
+        assert!(read_structure_folder(d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no C1 voxels"));
     }
 }

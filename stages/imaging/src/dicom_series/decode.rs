@@ -30,7 +30,12 @@ pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
         hu.resize(n, 0);
         Some(&mut hu[..])
     })?;
-    Ok(SliceImage { header, hu, clamped, rounded })
+    Ok(SliceImage {
+        header,
+        hu,
+        clamped,
+        rounded,
+    })
 }
 
 /// Decode `path` into the buffer `out(n_pixels)` hands back (None: size mismatch, reported
@@ -40,28 +45,44 @@ pub(crate) fn decode_into<'o>(
     out: impl FnOnce(usize) -> Option<&'o mut [i16]>,
 ) -> Result<(SliceHeader, usize, bool), DicomReadError> {
     let file = load_file(path)?;
-    let obj = OpenFileOptions::new().from_reader(file.without_preamble()).map_err(|e| open_error(path, e))?;
+    let obj = OpenFileOptions::new()
+        .from_reader(file.without_preamble())
+        .map_err(|e| open_error(path, e))?;
     drop(file);
     let header = header_from_object(path, &obj)?;
     let pixel = obj
         .get(tags::PIXEL_DATA)
-        .ok_or(DicomReadError::MissingTag { path: path.to_path_buf(), tag: "PixelData (7FE0,0010)" })?;
+        .ok_or(DicomReadError::MissingTag {
+            path: path.to_path_buf(),
+            tag: "PixelData (7FE0,0010)",
+        })?;
     let n = header.rows as usize * header.columns as usize;
     let bytes_per = header.bits_allocated as usize / 8;
-    if header.transfer_syntax == "1.2.840.10008.1.2" || header.transfer_syntax == "1.2.840.10008.1.2.1" {
+    if header.transfer_syntax == "1.2.840.10008.1.2"
+        || header.transfer_syntax == "1.2.840.10008.1.2.1"
+    {
         let have = pixel.value().to_bytes().map(|b| b.len()).unwrap_or(0);
         if have < n * bytes_per {
             return Err(DicomReadError::Truncated {
                 path: path.to_path_buf(),
-                detail: format!("PixelData (7FE0,0010) holds {have} bytes, Rows x Columns need {}", n * bytes_per),
+                detail: format!(
+                    "PixelData (7FE0,0010) holds {have} bytes, Rows x Columns need {}",
+                    n * bytes_per
+                ),
             });
         }
     }
     let decoded = obj.decode_pixel_data().map_err(|e| {
         if is_eof(&e) {
-            DicomReadError::Truncated { path: path.to_path_buf(), detail: chain(&e) }
+            DicomReadError::Truncated {
+                path: path.to_path_buf(),
+                detail: chain(&e),
+            }
         } else {
-            DicomReadError::Decode { path: path.to_path_buf(), detail: chain(&e) }
+            DicomReadError::Decode {
+                path: path.to_path_buf(),
+                detail: chain(&e),
+            }
         }
     })?;
     if decoded.rows() != header.rows || decoded.columns() != header.columns {
@@ -76,13 +97,18 @@ pub(crate) fn decode_into<'o>(
             ),
         });
     }
-    let frame = decoded
-        .frame_data(0)
-        .map_err(|e| DicomReadError::Decode { path: path.to_path_buf(), detail: chain(&e) })?;
+    let frame = decoded.frame_data(0).map_err(|e| DicomReadError::Decode {
+        path: path.to_path_buf(),
+        detail: chain(&e),
+    })?;
     if frame.len() < n * bytes_per {
         return Err(DicomReadError::Truncated {
             path: path.to_path_buf(),
-            detail: format!("decoded PixelData (7FE0,0010) holds {} bytes, need {}", frame.len(), n * bytes_per),
+            detail: format!(
+                "decoded PixelData (7FE0,0010) holds {} bytes, need {}",
+                frame.len(),
+                n * bytes_per
+            ),
         });
     }
     let target = out(n).ok_or_else(|| DicomReadError::MixedSeries {
@@ -140,7 +166,10 @@ pub(crate) fn to_hu(bytes: &[u8], h: &SliceHeader, out: &mut [i16]) -> (usize, b
         }
         _ => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                put(o, stored_value(u16::from_le_bytes([c[0], c[1]]) as u32, shift, signed));
+                put(
+                    o,
+                    stored_value(u16::from_le_bytes([c[0], c[1]]) as u32, shift, signed),
+                );
             }
         }
     }
@@ -194,7 +223,10 @@ mod tests {
         let mut h = header(16, false, 16);
         h.rescale_intercept = -1024.0;
         // 40000 + (-1024) does not fit int16.
-        let bytes: Vec<u8> = [0u16, 40000, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = [0u16, 40000, 3]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert_eq!(hu(&bytes, &h), (vec![-1024, i16::MAX, -1021], 1, false));
         h.rescale_intercept = 0.0;
         h.rescale_slope = 0.5;

@@ -7,7 +7,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DicomReadError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: truncated file: {detail}")]
     Truncated { path: PathBuf, detail: String },
     #[error("{path}: not a readable DICOM file: {detail}")]
@@ -15,23 +18,51 @@ pub enum DicomReadError {
     #[error("{path}: missing {tag}")]
     MissingTag { path: PathBuf, tag: &'static str },
     #[error("{path}: {tag} value {value:?} is invalid: {reason}")]
-    BadTag { path: PathBuf, tag: &'static str, value: String, reason: String },
+    BadTag {
+        path: PathBuf,
+        tag: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("{path}: unsupported transfer syntax {uid} ({name})")]
-    UnsupportedTransferSyntax { path: PathBuf, uid: String, name: String },
+    UnsupportedTransferSyntax {
+        path: PathBuf,
+        uid: String,
+        name: String,
+    },
     #[error("{path}: cannot decode PixelData (7FE0,0010): {detail}")]
     Decode { path: PathBuf, detail: String },
     #[error("{path}: mixed series: {tag} is {found} but the first slice ({first}) has {expected}")]
-    MixedSeries { path: PathBuf, tag: &'static str, found: String, expected: String, first: PathBuf },
+    MixedSeries {
+        path: PathBuf,
+        tag: &'static str,
+        found: String,
+        expected: String,
+        first: PathBuf,
+    },
     #[error("{path}: inconsistent orientation: ImageOrientationPatient (0020,0037) {found:?} differs from {expected:?} of {first}")]
-    InconsistentOrientation { path: PathBuf, found: [f64; 6], expected: [f64; 6], first: PathBuf },
+    InconsistentOrientation {
+        path: PathBuf,
+        found: Box<[f64; 6]>,
+        expected: Box<[f64; 6]>,
+        first: PathBuf,
+    },
     #[error("{path}: absurd dimensions: {detail}")]
     AbsurdDims { path: PathBuf, detail: String },
     #[error("{dir}: series {series_uid} has a single slice ({path}); a volume needs at least two")]
-    SingleSlice { dir: PathBuf, series_uid: String, path: PathBuf },
+    SingleSlice {
+        dir: PathBuf,
+        series_uid: String,
+        path: PathBuf,
+    },
     #[error("{dir}: no DICOM files found")]
     NoFiles { dir: PathBuf },
     #[error("{dir}: series {series_uid} not found (present: {present})")]
-    SeriesNotFound { dir: PathBuf, series_uid: String, present: String },
+    SeriesNotFound {
+        dir: PathBuf,
+        series_uid: String,
+        present: String,
+    },
 }
 
 impl DicomReadError {

@@ -50,11 +50,20 @@ pub const SUPPORTED_SYNTAXES: &[&str] = &[
 
 pub(crate) fn open_error(path: &Path, e: dicom_object::ReadError) -> DicomReadError {
     if is_eof(&e) {
-        DicomReadError::Truncated { path: path.to_path_buf(), detail: chain(&e) }
+        DicomReadError::Truncated {
+            path: path.to_path_buf(),
+            detail: chain(&e),
+        }
     } else if let dicom_object::ReadError::OpenFile { source, .. } = e {
-        DicomReadError::Io { path: path.to_path_buf(), source }
+        DicomReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     } else {
-        DicomReadError::NotDicom { path: path.to_path_buf(), detail: chain(&e) }
+        DicomReadError::NotDicom {
+            path: path.to_path_buf(),
+            detail: chain(&e),
+        }
     }
 }
 
@@ -68,8 +77,16 @@ pub fn read_slice_header(path: &Path) -> Result<SliceHeader, DicomReadError> {
     header_from_object(path, &obj)
 }
 
-pub(crate) fn header_from_object(path: &Path, obj: &DefaultDicomObject) -> Result<SliceHeader, DicomReadError> {
-    let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+pub(crate) fn header_from_object(
+    path: &Path,
+    obj: &DefaultDicomObject,
+) -> Result<SliceHeader, DicomReadError> {
+    let transfer_syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
     let f = Fields { path, obj };
     let rows = f.uint(tags::ROWS, "Rows (0028,0010)")?;
     let columns = f.uint(tags::COLUMNS, "Columns (0028,0011)")?;
@@ -81,43 +98,91 @@ pub(crate) fn header_from_object(path: &Path, obj: &DefaultDicomObject) -> Resul
             });
         }
     }
-    let samples = f.opt_uint(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel (0028,0002)")?.unwrap_or(1);
+    let samples = f
+        .opt_uint(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel (0028,0002)")?
+        .unwrap_or(1);
     if samples != 1 {
-        return Err(f.bad("SamplesPerPixel (0028,0002)", samples.to_string(), "only single-sample (grey) images are CT"));
+        return Err(f.bad(
+            "SamplesPerPixel (0028,0002)",
+            samples.to_string(),
+            "only single-sample (grey) images are CT",
+        ));
     }
     if let Some(frames) = f.opt_str(tags::NUMBER_OF_FRAMES)? {
-        if frames.trim().parse::<u32>().map_or(true, |n| n != 1) {
-            return Err(f.bad("NumberOfFrames (0028,0008)", frames, "multi-frame images are not supported"));
+        if frames.trim().parse::<u32>() != Ok(1) {
+            return Err(f.bad(
+                "NumberOfFrames (0028,0008)",
+                frames,
+                "multi-frame images are not supported",
+            ));
         }
     }
-    let photometric = f.req_str(tags::PHOTOMETRIC_INTERPRETATION, "PhotometricInterpretation (0028,0004)")?;
+    let photometric = f.req_str(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        "PhotometricInterpretation (0028,0004)",
+    )?;
     if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
-        return Err(f.bad("PhotometricInterpretation (0028,0004)", photometric, "expected MONOCHROME1 or MONOCHROME2"));
+        return Err(f.bad(
+            "PhotometricInterpretation (0028,0004)",
+            photometric,
+            "expected MONOCHROME1 or MONOCHROME2",
+        ));
     }
     let bits_allocated = f.uint(tags::BITS_ALLOCATED, "BitsAllocated (0028,0100)")? as u16;
     if bits_allocated != 8 && bits_allocated != 16 {
-        return Err(f.bad("BitsAllocated (0028,0100)", bits_allocated.to_string(), "expected 8 or 16"));
+        return Err(f.bad(
+            "BitsAllocated (0028,0100)",
+            bits_allocated.to_string(),
+            "expected 8 or 16",
+        ));
     }
-    let bits_stored = f.opt_uint(tags::BITS_STORED, "BitsStored (0028,0101)")?.unwrap_or(bits_allocated as u64) as u16;
+    let bits_stored = f
+        .opt_uint(tags::BITS_STORED, "BitsStored (0028,0101)")?
+        .unwrap_or(bits_allocated as u64) as u16;
     if bits_stored == 0 || bits_stored > bits_allocated {
-        return Err(f.bad("BitsStored (0028,0101)", bits_stored.to_string(), "must be 1..=BitsAllocated"));
+        return Err(f.bad(
+            "BitsStored (0028,0101)",
+            bits_stored.to_string(),
+            "must be 1..=BitsAllocated",
+        ));
     }
-    let pixel_representation = f.uint(tags::PIXEL_REPRESENTATION, "PixelRepresentation (0028,0103)")? as u16;
+    let pixel_representation = f.uint(
+        tags::PIXEL_REPRESENTATION,
+        "PixelRepresentation (0028,0103)",
+    )? as u16;
     if pixel_representation > 1 {
-        return Err(f.bad("PixelRepresentation (0028,0103)", pixel_representation.to_string(), "expected 0 or 1"));
+        return Err(f.bad(
+            "PixelRepresentation (0028,0103)",
+            pixel_representation.to_string(),
+            "expected 0 or 1",
+        ));
     }
-    let orientation: [f64; 6] = f.floats(tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient (0020,0037)")?;
+    let orientation: [f64; 6] = f.floats(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "ImageOrientationPatient (0020,0037)",
+    )?;
     check_orientation(&f, &orientation)?;
-    let position: [f64; 3] = f.floats(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient (0020,0032)")?;
+    let position: [f64; 3] = f.floats(
+        tags::IMAGE_POSITION_PATIENT,
+        "ImagePositionPatient (0020,0032)",
+    )?;
     let pixel_spacing: [f64; 2] = f.floats(tags::PIXEL_SPACING, "PixelSpacing (0028,0030)")?;
     if pixel_spacing.iter().any(|&s| !(s > 0.0 && s < 1e3)) {
-        return Err(f.bad("PixelSpacing (0028,0030)", format!("{pixel_spacing:?}"), "must be positive and below 1000 mm"));
+        return Err(f.bad(
+            "PixelSpacing (0028,0030)",
+            format!("{pixel_spacing:?}"),
+            "must be positive and below 1000 mm",
+        ));
     }
-    let rescale_slope = f.opt_float(tags::RESCALE_SLOPE, "RescaleSlope (0028,1053)")?.unwrap_or(1.0);
+    let rescale_slope = f
+        .opt_float(tags::RESCALE_SLOPE, "RescaleSlope (0028,1053)")?
+        .unwrap_or(1.0);
     if rescale_slope == 0.0 {
         return Err(f.bad("RescaleSlope (0028,1053)", "0".into(), "must be non-zero"));
     }
-    let rescale_intercept = f.opt_float(tags::RESCALE_INTERCEPT, "RescaleIntercept (0028,1052)")?.unwrap_or(0.0);
+    let rescale_intercept = f
+        .opt_float(tags::RESCALE_INTERCEPT, "RescaleIntercept (0028,1052)")?
+        .unwrap_or(0.0);
     Ok(SliceHeader {
         path: path.to_path_buf(),
         series_uid: f.req_str(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID (0020,000E)")?,
@@ -134,8 +199,13 @@ pub(crate) fn header_from_object(path: &Path, obj: &DefaultDicomObject) -> Resul
         bits_stored,
         pixel_representation,
         photometric,
-        instance_number: f.opt_str(tags::INSTANCE_NUMBER)?.and_then(|s| s.trim().parse::<i64>().ok()),
-        slice_thickness: f.opt_float(tags::SLICE_THICKNESS, "SliceThickness (0018,0050)").ok().flatten(),
+        instance_number: f
+            .opt_str(tags::INSTANCE_NUMBER)?
+            .and_then(|s| s.trim().parse::<i64>().ok()),
+        slice_thickness: f
+            .opt_float(tags::SLICE_THICKNESS, "SliceThickness (0018,0050)")
+            .ok()
+            .flatten(),
     })
 }
 
@@ -162,11 +232,19 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn bad(&self, tag: &'static str, value: String, reason: &str) -> DicomReadError {
-        DicomReadError::BadTag { path: self.path.to_path_buf(), tag, value, reason: reason.to_string() }
+        DicomReadError::BadTag {
+            path: self.path.to_path_buf(),
+            tag,
+            value,
+            reason: reason.to_string(),
+        }
     }
 
     fn missing(&self, tag: &'static str) -> DicomReadError {
-        DicomReadError::MissingTag { path: self.path.to_path_buf(), tag }
+        DicomReadError::MissingTag {
+            path: self.path.to_path_buf(),
+            tag,
+        }
     }
 
     fn opt_str(&self, tag: Tag) -> Result<Option<String>, DicomReadError> {
@@ -186,11 +264,13 @@ impl Fields<'_> {
         match self.obj.get(tag) {
             None => Ok(None),
             Some(e) if e.value().multiplicity() == 0 => Ok(None),
-            Some(e) => e
-                .value()
-                .to_int::<u64>()
-                .map(Some)
-                .map_err(|err| self.bad(name, format!("{:?}", e.value().to_str().unwrap_or_default()), &err.to_string())),
+            Some(e) => e.value().to_int::<u64>().map(Some).map_err(|err| {
+                self.bad(
+                    name,
+                    format!("{:?}", e.value().to_str().unwrap_or_default()),
+                    &err.to_string(),
+                )
+            }),
         }
     }
 
@@ -205,17 +285,32 @@ impl Fields<'_> {
             Some(e) => match e.value().to_float64() {
                 Ok(v) if v.is_finite() => Ok(Some(v)),
                 Ok(v) => Err(self.bad(name, v.to_string(), "not finite")),
-                Err(err) => Err(self.bad(name, e.value().to_str().unwrap_or_default().to_string(), &err.to_string())),
+                Err(err) => Err(self.bad(
+                    name,
+                    e.value().to_str().unwrap_or_default().to_string(),
+                    &err.to_string(),
+                )),
             },
         }
     }
 
-    fn floats<const N: usize>(&self, tag: Tag, name: &'static str) -> Result<[f64; N], DicomReadError> {
+    fn floats<const N: usize>(
+        &self,
+        tag: Tag,
+        name: &'static str,
+    ) -> Result<[f64; N], DicomReadError> {
         let e = self.obj.get(tag).ok_or_else(|| self.missing(name))?;
         let text = || e.value().to_str().unwrap_or_default().to_string();
-        let v = e.value().to_multi_float64().map_err(|err| self.bad(name, text(), &err.to_string()))?;
+        let v = e
+            .value()
+            .to_multi_float64()
+            .map_err(|err| self.bad(name, text(), &err.to_string()))?;
         if v.len() != N {
-            return Err(self.bad(name, text(), &format!("expected {N} values, found {}", v.len())));
+            return Err(self.bad(
+                name,
+                text(),
+                &format!("expected {N} values, found {}", v.len()),
+            ));
         }
         if v.iter().any(|x| !x.is_finite()) {
             return Err(self.bad(name, text(), "not finite"));

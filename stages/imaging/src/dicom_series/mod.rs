@@ -93,7 +93,10 @@ pub struct SeriesReport {
 
 /// The files of a folder that are read (regular files, not hidden), sorted by name.
 fn list_files(dir: &Path) -> Result<Vec<PathBuf>, DicomReadError> {
-    let io = |source| DicomReadError::Io { path: dir.to_path_buf(), source };
+    let io = |source| DicomReadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -114,9 +117,14 @@ fn file_number(p: &Path) -> Option<i64> {
 pub fn scan_series(dir: &Path) -> Result<BTreeMap<String, Vec<SliceHeader>>, DicomReadError> {
     let files = list_files(dir)?;
     if files.is_empty() {
-        return Err(DicomReadError::NoFiles { dir: dir.to_path_buf() });
+        return Err(DicomReadError::NoFiles {
+            dir: dir.to_path_buf(),
+        });
     }
-    let headers: Vec<SliceHeader> = files.par_iter().map(|f| read_slice_header(f)).collect::<Result<_, _>>()?;
+    let headers: Vec<SliceHeader> = files
+        .par_iter()
+        .map(|f| read_slice_header(f))
+        .collect::<Result<_, _>>()?;
     let mut groups: BTreeMap<String, Vec<SliceHeader>> = BTreeMap::new();
     for h in headers {
         groups.entry(h.series_uid.clone()).or_default().push(h);
@@ -125,13 +133,20 @@ pub fn scan_series(dir: &Path) -> Result<BTreeMap<String, Vec<SliceHeader>>, Dic
 }
 
 /// Read one series of `dir` into an int16 HU volume (RAS geometry) and its report.
-pub fn read_series(dir: &Path, options: ReadOptions) -> Result<(Volume<i16>, SeriesReport), DicomReadError> {
+pub fn read_series(
+    dir: &Path,
+    options: ReadOptions,
+) -> Result<(Volume<i16>, SeriesReport), DicomReadError> {
     let mut groups = scan_series(dir)?;
     let chosen_uid = match options.series_uid {
         Some(uid) => {
             if !groups.contains_key(uid) {
                 let present = groups.keys().cloned().collect::<Vec<_>>().join(", ");
-                return Err(DicomReadError::SeriesNotFound { dir: dir.to_path_buf(), series_uid: uid.to_string(), present });
+                return Err(DicomReadError::SeriesNotFound {
+                    dir: dir.to_path_buf(),
+                    series_uid: uid.to_string(),
+                    present,
+                });
             }
             uid.to_string()
         }
@@ -140,20 +155,43 @@ pub fn read_series(dir: &Path, options: ReadOptions) -> Result<(Volume<i16>, Ser
             .iter()
             .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)))
             .map(|(k, _)| k.clone())
-            .ok_or(DicomReadError::NoFiles { dir: dir.to_path_buf() })?,
+            .ok_or(DicomReadError::NoFiles {
+                dir: dir.to_path_buf(),
+            })?,
     };
     let files_in_series = groups.get(&chosen_uid).map_or(0, |g| g.len());
     let series = groups.remove(&chosen_uid).unwrap_or_default();
-    let other_series = groups.iter().map(|(uid, g)| OtherSeries { series_uid: uid.clone(), files: g.len() }).collect();
+    let other_series = groups
+        .iter()
+        .map(|(uid, g)| OtherSeries {
+            series_uid: uid.clone(),
+            files: g.len(),
+        })
+        .collect();
 
     let stack = stack::order_stack(dir, series)?;
     let first = &stack.slices[0];
-    let dims = [first.columns as u64, first.rows as u64, stack.slices.len() as u64];
-    let dims = check_dims(dims).map_err(|e| DicomReadError::AbsurdDims { path: first.path.clone(), detail: e.to_string() })?;
+    let dims = [
+        first.columns as u64,
+        first.rows as u64,
+        stack.slices.len() as u64,
+    ];
+    let dims = check_dims(dims).map_err(|e| DicomReadError::AbsurdDims {
+        path: first.path.clone(),
+        detail: e.to_string(),
+    })?;
 
     let frame = DicomFrame {
-        row_cosine: [first.orientation[0], first.orientation[1], first.orientation[2]],
-        column_cosine: [first.orientation[3], first.orientation[4], first.orientation[5]],
+        row_cosine: [
+            first.orientation[0],
+            first.orientation[1],
+            first.orientation[2],
+        ],
+        column_cosine: [
+            first.orientation[3],
+            first.orientation[4],
+            first.orientation[5],
+        ],
         pixel_spacing: first.pixel_spacing,
         first_position: first.position,
         slice_step: stack.normal.map(|v| v * stack.spacing.slice_spacing),
@@ -169,8 +207,13 @@ pub fn read_series(dir: &Path, options: ReadOptions) -> Result<(Volume<i16>, Ser
         .zip(stack.slices.par_iter())
         .map(|(out, h)| {
             let expected = out.len();
-            let (_, clamped, rounded) = decode::decode_into(&h.path, |n| (n == expected).then_some(out)).map_err(|e| match e {
-                DicomReadError::MixedSeries { path, tag, found, .. } => DicomReadError::MixedSeries {
+            let (_, clamped, rounded) = decode::decode_into(&h.path, |n| {
+                (n == expected).then_some(out)
+            })
+            .map_err(|e| match e {
+                DicomReadError::MixedSeries {
+                    path, tag, found, ..
+                } => DicomReadError::MixedSeries {
                     path,
                     tag,
                     found,
@@ -186,8 +229,11 @@ pub fn read_series(dir: &Path, options: ReadOptions) -> Result<(Volume<i16>, Ser
             Ok((clamped, rounded))
         })
         .collect::<Result<_, DicomReadError>>()?;
-    let volume = Volume::from_vec(dims, data, geometry)
-        .map_err(|e| DicomReadError::AbsurdDims { path: first.path.clone(), detail: e.to_string() })?;
+    let volume =
+        Volume::from_vec(dims, data, geometry).map_err(|e| DicomReadError::AbsurdDims {
+            path: first.path.clone(),
+            detail: e.to_string(),
+        })?;
 
     let report = build_report(&stack, files_in_series, other_series, &outcomes, &volume);
     tracing::info!(
@@ -223,33 +269,57 @@ fn build_report(
     let numbers: Option<Vec<i64>> = s.iter().map(|h| file_number(&h.path)).collect();
     let superior_up = dot(stack.normal, [0.0, 0.0, 1.0]);
     let file_numbering = match numbers {
-        Some(n) if n.windows(2).all(|w| w[1] > w[0]) && superior_up > 0.0 => FileNumbering::InferiorFirst,
-        Some(n) if n.windows(2).all(|w| w[1] > w[0]) && superior_up < 0.0 => FileNumbering::SuperiorFirst,
-        Some(n) if n.windows(2).all(|w| w[1] < w[0]) && superior_up > 0.0 => FileNumbering::SuperiorFirst,
-        Some(n) if n.windows(2).all(|w| w[1] < w[0]) && superior_up < 0.0 => FileNumbering::InferiorFirst,
+        Some(n) if n.windows(2).all(|w| w[1] > w[0]) && superior_up > 0.0 => {
+            FileNumbering::InferiorFirst
+        }
+        Some(n) if n.windows(2).all(|w| w[1] > w[0]) && superior_up < 0.0 => {
+            FileNumbering::SuperiorFirst
+        }
+        Some(n) if n.windows(2).all(|w| w[1] < w[0]) && superior_up > 0.0 => {
+            FileNumbering::SuperiorFirst
+        }
+        Some(n) if n.windows(2).all(|w| w[1] < w[0]) && superior_up < 0.0 => {
+            FileNumbering::InferiorFirst
+        }
         _ => FileNumbering::Unordered,
     };
     let sp = &stack.spacing;
     let mut warnings = Vec::new();
     if !sp.gaps.is_empty() {
-        warnings.push(format!("{} gap(s) in slice positions, largest step {:.3} mm vs spacing {:.3} mm", sp.gaps.len(), sp.max_step, sp.slice_spacing));
+        warnings.push(format!(
+            "{} gap(s) in slice positions, largest step {:.3} mm vs spacing {:.3} mm",
+            sp.gaps.len(),
+            sp.max_step,
+            sp.slice_spacing
+        ));
     }
     if sp.non_uniform {
-        warnings.push(format!("non-uniform slice spacing: steps {:.4}..{:.4} mm, volume uses the median {:.4} mm", sp.min_step, sp.max_step, sp.slice_spacing));
+        warnings.push(format!(
+            "non-uniform slice spacing: steps {:.4}..{:.4} mm, volume uses the median {:.4} mm",
+            sp.min_step, sp.max_step, sp.slice_spacing
+        ));
     }
     if !sp.duplicates.is_empty() {
-        warnings.push(format!("{} file(s) duplicate another slice's position and were dropped", sp.duplicates.len()));
+        warnings.push(format!(
+            "{} file(s) duplicate another slice's position and were dropped",
+            sp.duplicates.len()
+        ));
     }
     if sp.max_in_plane_drift > 0.01 {
         warnings.push(format!("slice positions drift {:.3} mm in-plane (gantry tilt?); geometry assumes an orthogonal stack", sp.max_in_plane_drift));
     }
     if !other_series.is_empty() {
-        warnings.push(format!("{} other series in the folder were not converted", other_series.len()));
+        warnings.push(format!(
+            "{} other series in the folder were not converted",
+            other_series.len()
+        ));
     }
     let clamped_voxels = outcomes.iter().map(|o| o.0).sum();
     let rounded = outcomes.iter().any(|o| o.1);
     if clamped_voxels > 0 {
-        warnings.push(format!("{clamped_voxels} voxel(s) outside int16 were saturated"));
+        warnings.push(format!(
+            "{clamped_voxels} voxel(s) outside int16 were saturated"
+        ));
     }
     if rounded {
         warnings.push("fractional rescale slope/intercept: HU were rounded to integers".into());

@@ -29,36 +29,62 @@ impl LoadedFile {
 }
 
 fn truncated(path: &Path, detail: String) -> DicomReadError {
-    DicomReadError::Truncated { path: path.to_path_buf(), detail }
+    DicomReadError::Truncated {
+        path: path.to_path_buf(),
+        detail,
+    }
 }
 
 /// Read `path`, check preamble and magic, the meta group, the transfer syntax (supported?)
 /// and every element length of the data set.
 pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, DicomReadError> {
-    let bytes = std::fs::read(path).map_err(|source| DicomReadError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| DicomReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if bytes.len() < 132 {
-        return Err(truncated(path, format!("{} bytes, shorter than the 128-byte preamble and DICM magic", bytes.len())));
+        return Err(truncated(
+            path,
+            format!(
+                "{} bytes, shorter than the 128-byte preamble and DICM magic",
+                bytes.len()
+            ),
+        ));
     }
     if &bytes[128..132] != b"DICM" {
-        return Err(DicomReadError::NotDicom { path: path.to_path_buf(), detail: "no DICM magic after the 128-byte preamble".into() });
+        return Err(DicomReadError::NotDicom {
+            path: path.to_path_buf(),
+            detail: "no DICM magic after the 128-byte preamble".into(),
+        });
     }
     // The meta group is always explicit VR little endian.
     let meta_end = walk_elements(&bytes, 132, true, true).map_err(|e| e.into_error(path))?;
-    let meta = dicom_object::FileMetaTable::from_reader(&bytes[128..meta_end]).map_err(|e| DicomReadError::NotDicom {
-        path: path.to_path_buf(),
-        detail: format!("file meta group: {}", super::error::chain(&e)),
+    let meta = dicom_object::FileMetaTable::from_reader(&bytes[128..meta_end]).map_err(|e| {
+        DicomReadError::NotDicom {
+            path: path.to_path_buf(),
+            detail: format!("file meta group: {}", super::error::chain(&e)),
+        }
     })?;
-    let uid = meta.transfer_syntax().trim_end_matches('\0').trim().to_string();
+    let uid = meta
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
     if !SUPPORTED_SYNTAXES.contains(&uid.as_str()) {
         use dicom_encoding::TransferSyntaxIndex;
         let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
             .get(&uid)
             .map(|ts| ts.name().to_string())
             .unwrap_or_else(|| "unknown".to_string());
-        return Err(DicomReadError::UnsupportedTransferSyntax { path: path.to_path_buf(), uid, name });
+        return Err(DicomReadError::UnsupportedTransferSyntax {
+            path: path.to_path_buf(),
+            uid,
+            name,
+        });
     }
     if uid != DEFLATED {
-        walk_elements(&bytes, meta_end, uid != IMPLICIT_VR_LE, false).map_err(|e| e.into_error(path))?;
+        walk_elements(&bytes, meta_end, uid != IMPLICIT_VR_LE, false)
+            .map_err(|e| e.into_error(path))?;
     }
     Ok(LoadedFile { bytes })
 }
@@ -76,7 +102,10 @@ impl WalkError {
     fn into_error(self, path: &Path) -> DicomReadError {
         match self {
             WalkError::Truncated(d) => truncated(path, d),
-            WalkError::Malformed(detail) => DicomReadError::NotDicom { path: path.to_path_buf(), detail },
+            WalkError::Malformed(detail) => DicomReadError::NotDicom {
+                path: path.to_path_buf(),
+                detail,
+            },
         }
     }
 }
@@ -91,32 +120,57 @@ fn u32_at(b: &[u8], p: usize) -> u32 {
 
 /// VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length.
 fn long_vr(vr: &[u8]) -> bool {
-    matches!(vr, b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"SV" | b"UV")
+    matches!(
+        vr,
+        b"OB"
+            | b"OW"
+            | b"OF"
+            | b"OD"
+            | b"OL"
+            | b"OV"
+            | b"SQ"
+            | b"UT"
+            | b"UN"
+            | b"UC"
+            | b"UR"
+            | b"SV"
+            | b"UV"
+    )
 }
 
 /// Every VR of the standard; anything else in an explicit-VR header is corruption.
 fn known_vr(vr: &[u8]) -> bool {
     const ALL: [&[u8; 2]; 34] = [
-        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF", b"OL", b"OV",
-        b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV", b"OW",
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB",
+        b"OD", b"OF", b"OL", b"OV", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC",
+        b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV", b"OW",
     ];
     ALL.iter().any(|v| &v[..] == vr)
 }
 
 fn is_sequence_implicit(tag: Tag) -> bool {
-    StandardDataDictionary.by_tag(tag).is_some_and(|e| e.vr().relaxed() == VR::SQ)
+    StandardDataDictionary
+        .by_tag(tag)
+        .is_some_and(|e| e.vr().relaxed() == VR::SQ)
 }
 
 /// Walk element headers from `start`; returns where the walk ended (end of the file, or the
 /// first element outside group 2 when `meta_only`). Sequences and items are descended into
 /// (so nested lengths are checked too); fragments of encapsulated PixelData are skipped.
-pub(crate) fn walk_elements(b: &[u8], start: usize, explicit: bool, meta_only: bool) -> Result<usize, WalkError> {
+pub(crate) fn walk_elements(
+    b: &[u8],
+    start: usize,
+    explicit: bool,
+    meta_only: bool,
+) -> Result<usize, WalkError> {
     let mut pos = start;
     let mut in_fragments = false;
     while pos < b.len() {
         let remaining = b.len() - pos;
         if remaining < 8 {
-            return Err(WalkError::Truncated(format!("file ends inside an element header at byte {pos}")));
+            return Err(WalkError::Truncated(format!(
+                "file ends inside an element header at byte {pos}"
+            )));
         }
         let tag = Tag(u16_at(b, pos), u16_at(b, pos + 2));
         if meta_only && tag.0 != 0x0002 {
@@ -139,23 +193,36 @@ pub(crate) fn walk_elements(b: &[u8], start: usize, explicit: bool, meta_only: b
                 }
                 0xE000 => {
                     if len != u32::MAX && len as usize > b.len() - pos {
-                        return Err(WalkError::Truncated(format!("item at byte {} declares {len} bytes but {} remain", pos - 8, b.len() - pos)));
+                        return Err(WalkError::Truncated(format!(
+                            "item at byte {} declares {len} bytes but {} remain",
+                            pos - 8,
+                            b.len() - pos
+                        )));
                     }
                 }
                 0xE0DD => in_fragments = false,
                 0xE00D => {}
-                _ => return Err(WalkError::Malformed(format!("invalid item tag {tag} at byte {}", pos - 8))),
+                _ => {
+                    return Err(WalkError::Malformed(format!(
+                        "invalid item tag {tag} at byte {}",
+                        pos - 8
+                    )))
+                }
             }
             continue;
         }
         let (header, len, is_sq) = if explicit {
             let vr = &b[pos + 4..pos + 6];
             if !known_vr(vr) {
-                return Err(WalkError::Malformed(format!("element {tag} at byte {pos} has no valid VR")));
+                return Err(WalkError::Malformed(format!(
+                    "element {tag} at byte {pos} has no valid VR"
+                )));
             }
             if long_vr(vr) {
                 if remaining < 12 {
-                    return Err(WalkError::Truncated(format!("file ends inside the header of element {tag}")));
+                    return Err(WalkError::Truncated(format!(
+                        "file ends inside the header of element {tag}"
+                    )));
                 }
                 (12, u32_at(b, pos + 8), vr == b"SQ")
             } else {
@@ -173,7 +240,10 @@ pub(crate) fn walk_elements(b: &[u8], start: usize, explicit: bool, meta_only: b
             continue;
         }
         if len as usize > b.len() - pos {
-            return Err(WalkError::Truncated(format!("element {tag} declares {len} bytes but {} remain", b.len() - pos)));
+            return Err(WalkError::Truncated(format!(
+                "element {tag} declares {len} bytes but {} remain",
+                b.len() - pos
+            )));
         }
         if !is_sq {
             pos += len as usize;
@@ -203,12 +273,18 @@ mod tests {
 
     #[test]
     fn lengths_past_the_end_are_caught_at_any_depth() {
-        let ok = [explicit_element((0x0008, 0x0060), b"CS", b"CT"), explicit_element((0x7FE0, 0x0010), b"OW", &[0; 8])].concat();
+        let ok = [
+            explicit_element((0x0008, 0x0060), b"CS", b"CT"),
+            explicit_element((0x7FE0, 0x0010), b"OW", &[0; 8]),
+        ]
+        .concat();
         assert_eq!(walk_elements(&ok, 0, true, false), Ok(ok.len()));
 
         let mut bad = ok.clone();
         bad[6] = 200; // CS length 200 > remaining
-        assert!(matches!(walk_elements(&bad, 0, true, false), Err(WalkError::Truncated(m)) if m.contains("(0008,0060) declares 200")));
+        assert!(
+            matches!(walk_elements(&bad, 0, true, false), Err(WalkError::Truncated(m)) if m.contains("(0008,0060) declares 200"))
+        );
 
         // A defined-length sequence holding an item whose element lies about its length.
         let inner = explicit_element((0x0008, 0x0100), b"SH", b"AB");
@@ -220,12 +296,18 @@ mod tests {
         let n = seq.len();
         seq[n - 4] = 0xFF; // inner length low byte -> 0x00FF... beyond the end
         seq[n - 3] = 0x7F;
-        assert!(matches!(walk_elements(&seq, 0, true, false), Err(WalkError::Truncated(_))));
+        assert!(matches!(
+            walk_elements(&seq, 0, true, false),
+            Err(WalkError::Truncated(_))
+        ));
     }
 
     #[test]
     fn missing_vr_is_malformed() {
         let bytes = [0x08, 0x00, 0x60, 0x00, 0x01, 0x02, 0x02, 0x00, b'C', b'T'];
-        assert!(matches!(walk_elements(&bytes, 0, true, false), Err(WalkError::Malformed(_))));
+        assert!(matches!(
+            walk_elements(&bytes, 0, true, false),
+            Err(WalkError::Malformed(_))
+        ));
     }
 }

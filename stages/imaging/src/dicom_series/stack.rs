@@ -44,29 +44,42 @@ pub struct OrderedStack {
 }
 
 fn file_name(h: &SliceHeader) -> String {
-    h.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    h.path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Check the series is one consistent stack, order it by position along the normal (never by
 /// file number), drop duplicate positions, and measure spacing.
-pub fn order_stack(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<OrderedStack, DicomReadError> {
-    let first = slices.first().cloned().ok_or(DicomReadError::NoFiles { dir: dir.to_path_buf() })?;
+pub fn order_stack(
+    dir: &Path,
+    mut slices: Vec<SliceHeader>,
+) -> Result<OrderedStack, DicomReadError> {
+    let first = slices.first().cloned().ok_or(DicomReadError::NoFiles {
+        dir: dir.to_path_buf(),
+    })?;
     for s in &slices[1..] {
-        if s.orientation.iter().zip(first.orientation.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
+        if s.orientation
+            .iter()
+            .zip(first.orientation.iter())
+            .any(|(a, b)| (a - b).abs() > 1e-4)
+        {
             return Err(DicomReadError::InconsistentOrientation {
                 path: s.path.clone(),
-                found: s.orientation,
-                expected: first.orientation,
+                found: Box::new(s.orientation),
+                expected: Box::new(first.orientation),
                 first: first.path.clone(),
             });
         }
-        let mixed = |tag: &'static str, found: String, expected: String| DicomReadError::MixedSeries {
-            path: s.path.clone(),
-            tag,
-            found,
-            expected,
-            first: first.path.clone(),
-        };
+        let mixed =
+            |tag: &'static str, found: String, expected: String| DicomReadError::MixedSeries {
+                path: s.path.clone(),
+                tag,
+                found,
+                expected,
+                first: first.path.clone(),
+            };
         if (s.rows, s.columns) != (first.rows, first.columns) {
             return Err(mixed(
                 "Rows x Columns (0028,0010/0011)",
@@ -74,15 +87,26 @@ pub fn order_stack(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<OrderedSt
                 format!("{}x{}", first.rows, first.columns),
             ));
         }
-        if s.pixel_spacing.iter().zip(first.pixel_spacing.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
-            return Err(mixed("PixelSpacing (0028,0030)", format!("{:?}", s.pixel_spacing), format!("{:?}", first.pixel_spacing)));
+        if s.pixel_spacing
+            .iter()
+            .zip(first.pixel_spacing.iter())
+            .any(|(a, b)| (a - b).abs() > 1e-4)
+        {
+            return Err(mixed(
+                "PixelSpacing (0028,0030)",
+                format!("{:?}", s.pixel_spacing),
+                format!("{:?}", first.pixel_spacing),
+            ));
         }
     }
     let o = first.orientation;
     let normal = crate::geometry::cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
     let proj = |h: &SliceHeader| crate::geometry::dot(h.position, normal);
     slices.sort_by(|a, b| {
-        proj(a).total_cmp(&proj(b)).then(a.instance_number.cmp(&b.instance_number)).then(a.path.cmp(&b.path))
+        proj(a)
+            .total_cmp(&proj(b))
+            .then(a.instance_number.cmp(&b.instance_number))
+            .then(a.path.cmp(&b.path))
     });
 
     let mut kept: Vec<SliceHeader> = Vec::with_capacity(slices.len());
@@ -109,15 +133,26 @@ pub fn order_stack(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<OrderedSt
         .iter()
         .enumerate()
         .filter(|(_, &s)| s > 1.5 * median)
-        .map(|(i, &s)| Gap { after_slice: i, step_mm: s })
+        .map(|(i, &s)| Gap {
+            after_slice: i,
+            step_mm: s,
+        })
         .collect();
     let p0 = kept[0].position;
     let max_in_plane_drift = kept
         .iter()
         .map(|h| {
-            let d = [h.position[0] - p0[0], h.position[1] - p0[1], h.position[2] - p0[2]];
+            let d = [
+                h.position[0] - p0[0],
+                h.position[1] - p0[1],
+                h.position[2] - p0[2],
+            ];
             let along = crate::geometry::dot(d, normal);
-            let perp = [d[0] - along * normal[0], d[1] - along * normal[1], d[2] - along * normal[2]];
+            let perp = [
+                d[0] - along * normal[0],
+                d[1] - along * normal[1],
+                d[2] - along * normal[2],
+            ];
             crate::geometry::norm(perp)
         })
         .fold(0.0, f64::max);
@@ -130,7 +165,11 @@ pub fn order_stack(dir: &Path, mut slices: Vec<SliceHeader>) -> Result<OrderedSt
         duplicates,
         max_in_plane_drift,
     };
-    Ok(OrderedStack { slices: kept, normal, spacing })
+    Ok(OrderedStack {
+        slices: kept,
+        normal,
+        spacing,
+    })
 }
 
 #[cfg(test)]
@@ -161,27 +200,49 @@ mod tests {
 
     #[test]
     fn orders_by_position_not_name_and_reports_gaps_and_duplicates() {
-        let s = vec![slice("1.dcm", 3.0), slice("2.dcm", 2.0), slice("3.dcm", 2.0), slice("4.dcm", 0.0), slice("5.dcm", -1.0)];
+        let s = vec![
+            slice("1.dcm", 3.0),
+            slice("2.dcm", 2.0),
+            slice("3.dcm", 2.0),
+            slice("4.dcm", 0.0),
+            slice("5.dcm", -1.0),
+        ];
         let st = order_stack(Path::new("d"), s).unwrap();
         let names: Vec<_> = st.slices.iter().map(file_name).collect();
         assert_eq!(names, ["5.dcm", "4.dcm", "2.dcm", "1.dcm"]);
         assert_eq!(st.spacing.duplicates, ["3.dcm"]);
         assert_eq!(st.spacing.slice_spacing, 1.0);
         assert!(st.spacing.non_uniform);
-        assert_eq!(st.spacing.gaps, vec![Gap { after_slice: 1, step_mm: 2.0 }]);
+        assert_eq!(
+            st.spacing.gaps,
+            vec![Gap {
+                after_slice: 1,
+                step_mm: 2.0
+            }]
+        );
     }
 
     #[test]
     fn single_slice_and_bad_orientation_are_errors() {
-        let e = order_stack(Path::new("d"), vec![slice("1.dcm", 0.0), slice("2.dcm", 0.0)]).unwrap_err();
+        let e = order_stack(
+            Path::new("d"),
+            vec![slice("1.dcm", 0.0), slice("2.dcm", 0.0)],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("single slice"), "{e}");
         let mut tilted = slice("2.dcm", 1.0);
         tilted.orientation = [1.0, 0.0, 0.0, 0.0, 0.9, 0.43589];
         let e = order_stack(Path::new("d"), vec![slice("1.dcm", 0.0), tilted]).unwrap_err();
-        assert!(e.to_string().contains("2.dcm: inconsistent orientation"), "{e}");
+        assert!(
+            e.to_string().contains("2.dcm: inconsistent orientation"),
+            "{e}"
+        );
         let mut small = slice("2.dcm", 1.0);
         small.rows = 2;
         let e = order_stack(Path::new("d"), vec![slice("1.dcm", 0.0), small]).unwrap_err();
-        assert!(e.to_string().contains("mixed series: Rows x Columns"), "{e}");
+        assert!(
+            e.to_string().contains("mixed series: Rows x Columns"),
+            "{e}"
+        );
     }
 }

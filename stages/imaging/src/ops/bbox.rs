@@ -74,7 +74,9 @@ pub fn label_bboxes(labels: &Volume<u8>) -> BTreeMap<u8, BoundingBox> {
     for (idx, &l) in labels.data().iter().enumerate() {
         if l != 0 {
             let p = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
-            out.entry(l).and_modify(|b| b.include(p)).or_insert_with(|| BoundingBox::point(p));
+            out.entry(l)
+                .and_modify(|b| b.include(p))
+                .or_insert_with(|| BoundingBox::point(p));
         }
     }
     out
@@ -92,9 +94,21 @@ mod tests {
         v.set(4, 0, 1, 1);
         v.set(2, 2, 2, 7);
         let b = label_bboxes(&v);
-        assert_eq!(b[&1], BoundingBox { min: [1, 0, 1], max: [4, 2, 3] });
+        assert_eq!(
+            b[&1],
+            BoundingBox {
+                min: [1, 0, 1],
+                max: [4, 2, 3]
+            }
+        );
         assert_eq!(b[&7], BoundingBox::point([2, 2, 2]));
-        assert_eq!(foreground_bbox(&v), Some(BoundingBox { min: [1, 0, 1], max: [4, 2, 3] }));
+        assert_eq!(
+            foreground_bbox(&v),
+            Some(BoundingBox {
+                min: [1, 0, 1],
+                max: [4, 2, 3]
+            })
+        );
         assert_eq!(foreground_bbox(&v.like(0u8)), None);
         assert_eq!(b[&1].size(), [4, 3, 3]);
     }

@@ -55,7 +55,11 @@ fn offsets(conn: Connectivity) -> Vec<[isize; 3]> {
 }
 
 /// Label the connected components of the voxels where `is_fg` holds.
-pub fn label_components<T: Voxel>(v: &Volume<T>, conn: Connectivity, is_fg: impl Fn(T) -> bool) -> Components {
+pub fn label_components<T: Voxel>(
+    v: &Volume<T>,
+    conn: Connectivity,
+    is_fg: impl Fn(T) -> bool,
+) -> Components {
     let [nx, ny, nz] = v.dims();
     let data = v.data();
     let mut labels = vec![0u32; data.len()];
@@ -72,10 +76,20 @@ pub fn label_components<T: Voxel>(v: &Volume<T>, conn: Connectivity, is_fg: impl
         stack.push(start);
         while let Some(idx) = stack.pop() {
             size += 1;
-            let (i, j, k) = ((idx % nx) as isize, ((idx / nx) % ny) as isize, (idx / (nx * ny)) as isize);
+            let (i, j, k) = (
+                (idx % nx) as isize,
+                ((idx / nx) % ny) as isize,
+                (idx / (nx * ny)) as isize,
+            );
             for o in &offs {
                 let (a, b, d) = (i + o[0], j + o[1], k + o[2]);
-                if a < 0 || b < 0 || d < 0 || a >= nx as isize || b >= ny as isize || d >= nz as isize {
+                if a < 0
+                    || b < 0
+                    || d < 0
+                    || a >= nx as isize
+                    || b >= ny as isize
+                    || d >= nz as isize
+                {
                     continue;
                 }
                 let n = a as usize + nx * (b as usize + ny * d as usize);
@@ -142,8 +156,14 @@ mod tests {
     #[test]
     fn diagonal_neighbours_join_only_with_26() {
         let v = vol([3, 3, 3], &[([0, 0, 0], 1), ([1, 1, 1], 1), ([2, 2, 2], 1)]);
-        assert_eq!(label_components(&v, Connectivity::Six, |x| x != 0).sizes, vec![1, 1, 1]);
-        assert_eq!(label_components(&v, Connectivity::TwentySix, |x| x != 0).sizes, vec![3]);
+        assert_eq!(
+            label_components(&v, Connectivity::Six, |x| x != 0).sizes,
+            vec![1, 1, 1]
+        );
+        assert_eq!(
+            label_components(&v, Connectivity::TwentySix, |x| x != 0).sizes,
+            vec![3]
+        );
     }
 
     #[test]
@@ -153,10 +173,25 @@ mod tests {
         // island of label 3.
         let v = vol(
             [8, 3, 1],
-            &[([0, 0, 0], 1), ([1, 0, 0], 1), ([2, 0, 0], 2), ([3, 0, 0], 2), ([0, 1, 0], 2), ([7, 2, 0], 3)],
+            &[
+                ([0, 0, 0], 1),
+                ([1, 0, 0], 1),
+                ([2, 0, 0], 2),
+                ([3, 0, 0], 2),
+                ([0, 1, 0], 2),
+                ([7, 2, 0], 3),
+            ],
         );
         let c = clean_label_map(&v, Connectivity::Six);
-        let expected = vol([8, 3, 1], &[([0, 0, 0], 1), ([1, 0, 0], 1), ([2, 0, 0], 2), ([3, 0, 0], 2)]);
+        let expected = vol(
+            [8, 3, 1],
+            &[
+                ([0, 0, 0], 1),
+                ([1, 0, 0], 1),
+                ([2, 0, 0], 2),
+                ([3, 0, 0], 2),
+            ],
+        );
         assert_eq!(c, expected);
     }
 }

@@ -53,11 +53,10 @@ fn max_along_axis<T: Voxel>(v: &Volume<T>, axis: usize, r: usize) -> Volume<T> {
     let src = v.data();
     let dst = out.data_mut();
     let mut line = Vec::with_capacity(n);
-    // Iterate over every line along `axis`.
-    for start in 0..src.len() {
-        if (start / stride) % n != 0 {
-            continue;
-        }
+    // Every line along `axis` starts at `block * stride * n + offset` with offset < stride.
+    let starts = (0..src.len() / (stride * n))
+        .flat_map(|block| (0..stride).map(move |o| block * stride * n + o));
+    for start in starts {
         line.clear();
         line.extend((0..n).map(|t| src[start + t * stride]));
         for t in 0..n {
@@ -137,7 +136,14 @@ mod tests {
                                     Element::Box => true,
                                     Element::Cross => di.abs() + dj.abs() + dk.abs() <= r,
                                 };
-                                if let (true, Some(x)) = (inside, v.get_checked(i as isize + di, j as isize + dj, k as isize + dk)) {
+                                if let (true, Some(x)) = (
+                                    inside,
+                                    v.get_checked(
+                                        i as isize + di,
+                                        j as isize + dj,
+                                        k as isize + dk,
+                                    ),
+                                ) {
                                     if x > m {
                                         m = x;
                                     }

@@ -22,7 +22,13 @@ pub enum Interpolation {
 
 /// Resample `v` onto the grid `(dims, geometry)`. Output voxels whose world position is more
 /// than half a voxel outside the input get `fill`.
-pub fn resample_to_grid<T: Voxel>(v: &Volume<T>, dims: [usize; 3], geometry: Geometry, interp: Interpolation, fill: T) -> Volume<T> {
+pub fn resample_to_grid<T: Voxel>(
+    v: &Volume<T>,
+    dims: [usize; 3],
+    geometry: Geometry,
+    interp: Interpolation,
+    fill: T,
+) -> Volume<T> {
     // Source index = base + i * di + j * dj + k * dk (the map is affine).
     let src = |p: [f64; 3]| v.geometry.world_to_index(geometry.index_to_world(p));
     let base = src([0.0; 3]);
@@ -36,25 +42,29 @@ pub fn resample_to_grid<T: Voxel>(v: &Volume<T>, dims: [usize; 3], geometry: Geo
     let n = v.dims();
     let mut out = Volume::filled(dims, fill, geometry).expect("target dims were valid");
     let plane = dims[0] * dims[1];
-    out.data_mut().par_chunks_mut(plane).enumerate().for_each(|(k, slice)| {
-        for j in 0..dims[1] {
-            for i in 0..dims[0] {
-                let (fi, fj, fk) = (i as f64, j as f64, k as f64);
-                let p = [0, 1, 2].map(|a| base[a] + fi * di[a] + fj * dj[a] + fk * dk[a]);
-                if (0..3).any(|a| p[a] < -0.5 - 1e-9 || p[a] > n[a] as f64 - 0.5 + 1e-9) {
-                    continue;
-                }
-                let p = [0, 1, 2].map(|a| p[a].clamp(0.0, (n[a] - 1) as f64));
-                slice[i + dims[0] * j] = match interp {
-                    Interpolation::Nearest => {
-                        let q = [0, 1, 2].map(|a| ((p[a] + 0.5).floor() as usize).min(n[a] - 1));
-                        v.get(q[0], q[1], q[2])
+    out.data_mut()
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(k, slice)| {
+            for j in 0..dims[1] {
+                for i in 0..dims[0] {
+                    let (fi, fj, fk) = (i as f64, j as f64, k as f64);
+                    let p = [0, 1, 2].map(|a| base[a] + fi * di[a] + fj * dj[a] + fk * dk[a]);
+                    if (0..3).any(|a| p[a] < -0.5 - 1e-9 || p[a] > n[a] as f64 - 0.5 + 1e-9) {
+                        continue;
                     }
-                    Interpolation::Linear => T::from_f64(trilinear(v, p)),
-                };
+                    let p = [0, 1, 2].map(|a| p[a].clamp(0.0, (n[a] - 1) as f64));
+                    slice[i + dims[0] * j] = match interp {
+                        Interpolation::Nearest => {
+                            let q =
+                                [0, 1, 2].map(|a| ((p[a] + 0.5).floor() as usize).min(n[a] - 1));
+                            v.get(q[0], q[1], q[2])
+                        }
+                        Interpolation::Linear => T::from_f64(trilinear(v, p)),
+                    };
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -78,22 +88,35 @@ fn trilinear<T: Voxel>(v: &Volume<T>, p: [f64; 3]) -> f64 {
 }
 
 /// Resample to `size` voxels covering the same physical extent.
-pub fn resample_to_size<T: Voxel>(v: &Volume<T>, size: [usize; 3], interp: Interpolation) -> Volume<T> {
+pub fn resample_to_size<T: Voxel>(
+    v: &Volume<T>,
+    size: [usize; 3],
+    interp: Interpolation,
+) -> Volume<T> {
     let n = v.dims();
     let g = v.geometry;
     let size = size.map(|s| s.max(1));
     let ratio = [0, 1, 2].map(|a| n[a] as f64 / size[a] as f64);
     let spacing = [0, 1, 2].map(|a| g.spacing[a] * ratio[a]);
     let origin = g.index_to_world([0, 1, 2].map(|a| 0.5 * ratio[a] - 0.5));
-    let target = Geometry { spacing, origin, direction: g.direction };
+    let target = Geometry {
+        spacing,
+        origin,
+        direction: g.direction,
+    };
     resample_to_grid(v, size, target, interp, T::default())
 }
 
 /// Resample to (about) `spacing` mm: size is `round(n * old / new)` per axis and the extent is
 /// kept, so the exact output spacing is `extent / size` (as nnU-Net does).
-pub fn resample_to_spacing<T: Voxel>(v: &Volume<T>, spacing: [f64; 3], interp: Interpolation) -> Volume<T> {
+pub fn resample_to_spacing<T: Voxel>(
+    v: &Volume<T>,
+    spacing: [f64; 3],
+    interp: Interpolation,
+) -> Volume<T> {
     let n = v.dims();
-    let size = [0, 1, 2].map(|a| ((n[a] as f64 * v.geometry.spacing[a] / spacing[a]).round() as usize).max(1));
+    let size = [0, 1, 2]
+        .map(|a| ((n[a] as f64 * v.geometry.spacing[a] / spacing[a]).round() as usize).max(1));
     resample_to_size(v, size, interp)
 }
 
@@ -135,7 +158,10 @@ mod tests {
                         let w = r.geometry.index_to_world([i as f64, j as f64, k as f64]);
                         let src = v.geometry.world_to_index(w);
                         if (0..3).all(|a| src[a] >= 0.0 && src[a] <= (n[a] - 1) as f64) {
-                            assert!((r.get(i, j, k) as f64 - ramp(w)).abs() < 1e-3, "{i} {j} {k}");
+                            assert!(
+                                (r.get(i, j, k) as f64 - ramp(w)).abs() < 1e-3,
+                                "{i} {j} {k}"
+                            );
                         }
                     }
                 }
@@ -175,7 +201,10 @@ mod tests {
     #[test]
     fn outside_samples_get_fill() {
         let v = Volume::filled([4, 4, 4], 5i16, Geometry::identity()).unwrap();
-        let g = Geometry { origin: [10.0, 0.0, 0.0], ..Geometry::identity() };
+        let g = Geometry {
+            origin: [10.0, 0.0, 0.0],
+            ..Geometry::identity()
+        };
         let r = resample_to_grid(&v, [2, 2, 2], g, Interpolation::Linear, -1);
         assert!(r.data().iter().all(|&x| x == -1));
     }

@@ -11,7 +11,9 @@ pub fn python() -> Option<PathBuf> {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
             if std::env::var("FLOW_REQUIRE_ORACLES").as_deref() == Ok("1") {
-                panic!("FLOW_REQUIRE_ORACLES=1 but FLOW_PYTHON is unset: the oracle tests cannot run");
+                panic!(
+                    "FLOW_REQUIRE_ORACLES=1 but FLOW_PYTHON is unset: the oracle tests cannot run"
+                );
             }
             println!("skipped: FLOW_PYTHON unset");
             None
@@ -21,12 +23,19 @@ pub fn python() -> Option<PathBuf> {
 
 /// Path of an oracle script in tests/oracle/.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("oracle").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("oracle")
+        .join(name)
 }
 
 /// Run `python script args...`; panic with its stderr on failure; return stdout.
 pub fn run_python(python: &Path, script_name: &str, args: &[&Path]) -> String {
-    let out = Command::new(python).arg(script(script_name)).args(args).output().expect("spawn oracle python");
+    let out = Command::new(python)
+        .arg(script(script_name))
+        .args(args)
+        .output()
+        .expect("spawn oracle python");
     assert!(
         out.status.success(),
         "oracle {script_name} failed ({}):\n{}",
@@ -38,12 +47,23 @@ pub fn run_python(python: &Path, script_name: &str, args: &[&Path]) -> String {
 
 /// The dcm2niix executable installed next to the oracle interpreter (PyPI `dcm2niix`).
 pub fn dcm2niix(python: &Path) -> PathBuf {
-    let exe = python.parent().expect("python has a folder").join("dcm2niix");
-    assert!(exe.is_file(), "dcm2niix not found next to {} (pip install dcm2niix)", python.display());
+    let exe = python
+        .parent()
+        .expect("python has a folder")
+        .join("dcm2niix");
+    assert!(
+        exe.is_file(),
+        "dcm2niix not found next to {} (pip install dcm2niix)",
+        python.display()
+    );
     exe
 }
 
 /// Read little-endian i32 values written by an oracle script.
 pub fn read_i32_raw(path: &Path) -> Vec<i32> {
-    std::fs::read(path).unwrap().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
