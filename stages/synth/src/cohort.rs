@@ -184,7 +184,7 @@ fn write_study(out: &Path, plan: &StudyPlan, study: RenderedStudy) -> Result<usi
 #[derive(Serialize)]
 struct Manifest<'a> {
     generator: &'static str,
-    version: &'static str,
+    generator_version: u32,
     config: &'a CohortConfig,
     summary: &'a CohortSummary,
 }
@@ -249,7 +249,7 @@ pub fn generate_cohort(cfg: &CohortConfig, out: &Path, progress: &dyn Fn(usize, 
         plan.studies.iter().zip(&geometries).map(|(p, g)| StudyFacts { plan: p, geometry: g }),
     )?;
     tables::write_fractures(&out.join("truth/fractures.csv"), crack_rows.iter().map(|(u, i, c, n)| (u.as_str(), *i, c, *n)))?;
-    let manifest = Manifest { generator: "flow-synth", version: env!("CARGO_PKG_VERSION"), config: cfg, summary: &summary };
+    let manifest = Manifest { generator: "flow-synth", generator_version: crate::GENERATOR_VERSION, config: cfg, summary: &summary };
     let path = out.join("truth/cohort.json");
     let text = serde_json::to_string_pretty(&manifest).map_err(|source| SynthError::Json { path: path.clone(), source })?;
     std::fs::write(&path, text + "\n").map_err(|source| SynthError::Io { path, source })?;

@@ -15,6 +15,10 @@ pub mod seeds;
 pub mod tables;
 pub mod vertebra;
 
+/// Version of the generated content: bumped whenever the same config would produce different
+/// files, so a stage adapter can fold it into its own VERSION (and cache keys).
+pub const GENERATOR_VERSION: u32 = 1;
+
 pub use cohort::{generate_cohort, render_study, CohortSummary, RenderedStudy, SynthError};
 pub use config::{CohortConfig, ConfigError, Profile};
 pub use plan::{plan_cohort, realize, CohortPlan, Split, StudyModel, StudyPlan};
