@@ -9,9 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${1:-3}
 N=999
-FLOW=$PWD/target/release/flow
+FLOW=${FLOW:-$PWD/target/release/flow}
 [ -x "$FLOW" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-VENV=bench/.venv-snakemake
+VENV=$PWD/bench/.venv-snakemake
 if [ ! -x $VENV/bin/snakemake ]; then
   python3 -m venv $VENV && $VENV/bin/pip install --quiet snakemake
 fi
@@ -52,8 +52,8 @@ for r in $(seq "$REPEATS"); do
   rm -rf "$WORK/f" "$WORK/s"; mkdir -p "$WORK/f" "$WORK/s"; cp "$WORK/Snakefile" "$WORK/s/"
   FF+=($(cd "$WORK/f" && t "$FLOW" --quiet run "$WORK/fan.yaml" --jobs 2 --no-publish))
   FN+=($(cd "$WORK/f" && t "$FLOW" --quiet run "$WORK/fan.yaml" --jobs 2 --no-publish))
-  SF+=($(cd "$WORK/s" && t $VENV/bin/snakemake --cores 2 --quiet all))
-  SN+=($(cd "$WORK/s" && t $VENV/bin/snakemake --cores 2 --quiet all))
+  SF+=($(cd "$WORK/s" && t $VENV/bin/snakemake --cores 2 --quiet all -- gather))
+  SN+=($(cd "$WORK/s" && t $VENV/bin/snakemake --cores 2 --quiet all -- gather))
   [ "$(cat "$WORK/s/count.txt")" = "$N" ] || { echo "snakemake result wrong" >&2; exit 1; }
 done
 ff=$(printf '%s\n' "${FF[@]}" | median); fn=$(printf '%s\n' "${FN[@]}" | median)
