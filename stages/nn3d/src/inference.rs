@@ -118,7 +118,7 @@ pub fn predict_sliding_window(
             .iter()
             .map(|s| x.narrow(2, s[0], patch[0])?.narrow(3, s[1], patch[1])?.narrow(4, s[2], patch[2]))
             .collect::<Result<_>>()?;
-        let xb = Tensor::cat(&crops, 0)?;
+        let xb = Tensor::cat(&crops, 0)?.contiguous()?;
         let mut sum: Option<Tensor> = None;
         for model in models {
             for f in &flips {
