@@ -64,6 +64,9 @@ fn pointwise_model_matches_full_volume_with_many_windows() -> Result<()> {
     assert!(max_abs_diff(&p, &direct) < 1e-5);
     // 4 positions along D (13 vs 6 at step 3), 1 along H (padded), 5 along W (21 vs 8 at step 4).
     assert_eq!(seen.last(), Some(&(20, 20)));
+    // One window per batch: the crop is a strided view, mirroring must still work.
+    let p1 = predict_sliding_window(&[&conv], &x, 4, &SlidingWindowConfig { batch_size: 1, ..cfg.clone() }, &mut |_, _| {})?;
+    assert!(max_abs_diff(&p1, &direct) < 1e-5);
     assert!(predict_sliding_window(&[&conv], &x, 4, &SlidingWindowConfig { step_fraction: 0.0, ..cfg.clone() }, &mut |_, _| {}).is_err());
     assert!(predict_sliding_window(&[&conv], &x, 5, &cfg, &mut |_, _| {}).is_err());
     Ok(())
