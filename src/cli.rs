@@ -84,12 +84,9 @@ pub struct SynthArgs {
     pub profile: String,
     #[arg(long, default_value_t = 2022)]
     pub seed: u64,
-    /// Number of train studies (default: the profile's).
+    /// Total number of studies; one in eight becomes a test study (default: the profile's).
     #[arg(long)]
     pub studies: Option<usize>,
-    /// Number of test studies (default: the profile's).
-    #[arg(long)]
-    pub test_studies: Option<usize>,
 }
 
 #[derive(Args)]

@@ -5,6 +5,7 @@
 
 mod boxes;
 mod convert;
+mod public_vertebrae;
 mod score;
 mod segmentations;
 mod study_set;
@@ -12,6 +13,7 @@ mod synthetic;
 
 pub use boxes::BoxesToMasks;
 pub use convert::DicomToNifti;
+pub use public_vertebrae::PublicVertebrae;
 pub use score::ScoreSubmission;
 pub use segmentations::Segmentations;
 pub use study_set::StudyFailure;
@@ -26,6 +28,7 @@ pub fn registry() -> Registry {
     r.register(DicomToNifti);
     r.register(Segmentations);
     r.register(BoxesToMasks);
+    r.register(PublicVertebrae);
     r.register(ScoreSubmission);
     r
 }

@@ -13,22 +13,19 @@ pub struct SyntheticCohort;
 struct P {
     profile: String,
     seed: u64,
-    train_studies: Option<usize>,
-    test_studies: Option<usize>,
+    studies: Option<usize>,
     fracture_prevalence: Option<f64>,
 }
 
 /// The cohort configuration for the params (also used by `flow synth`).
-pub fn cohort_config(profile: &str, seed: u64, train: Option<usize>, test: Option<usize>, prevalence: Option<f64>) -> Result<CohortConfig, String> {
+/// `studies` is the total (train + test; one in eight becomes a test study).
+pub fn cohort_config(profile: &str, seed: u64, studies: Option<usize>, prevalence: Option<f64>) -> Result<CohortConfig, String> {
     let profile = Profile::parse(profile).map_err(|e| e.to_string())?;
     let mut cfg = CohortConfig::for_profile(profile);
+    if let Some(n) = studies {
+        cfg = cfg.with_total_studies(n);
+    }
     cfg.seed = seed;
-    if let Some(n) = train {
-        cfg.train_studies = n;
-    }
-    if let Some(n) = test {
-        cfg.test_studies = n;
-    }
     if let Some(p) = prevalence {
         cfg.fracture_prevalence = p;
     }
@@ -41,7 +38,8 @@ impl Stage for SyntheticCohort {
         "rsna.synthetic_cohort"
     }
     fn version(&self) -> u32 {
-        1
+        // The generator's own version: same config, different files => new key.
+        flow_synth::GENERATOR_VERSION
     }
     fn doc(&self) -> &'static str {
         "Generates a synthetic cervical-spine CT cohort in the RSNA 2022 competition layout \
@@ -52,8 +50,7 @@ impl Stage for SyntheticCohort {
         ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny | demo | full")
             .optional("seed", ParamType::Int, json!(2022), "master seed")
-            .optional("train_studies", ParamType::Any, json!(null), "number of train studies (null: the profile's)")
-            .optional("test_studies", ParamType::Any, json!(null), "number of test studies (null: the profile's)")
+            .optional("studies", ParamType::Any, json!(null), "total number of studies, one in eight for test (null: the profile's)")
             .optional("fracture_prevalence", ParamType::Any, json!(null), "probability a study is positive (null: competition's 961/2019)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
@@ -64,11 +61,11 @@ impl Stage for SyntheticCohort {
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
         let p: P = serde_json::from_value(serde_json::Value::Object(params.clone())).map_err(|e| e.to_string())?;
-        cohort_config(&p.profile, p.seed, p.train_studies, p.test_studies, p.fracture_prevalence).map(|_| ())
+        cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence).map(|_| ())
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let cfg = cohort_config(&p.profile, p.seed, p.train_studies, p.test_studies, p.fracture_prevalence).map_err(StageError::msg)?;
+        let cfg = cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence).map_err(StageError::msg)?;
         let out = ctx.output("root")?.to_path_buf();
         let pool = crate::study_set::pool(ctx.threads)?;
         let summary = pool
