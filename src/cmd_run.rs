@@ -21,14 +21,7 @@ pub fn state_root(g: &Global) -> Result<PathBuf> {
 }
 
 fn parse_memory(s: &str) -> Result<u64, flow_engine::EngineError> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('G' | 'g') => (&t[..t.len() - 1], 1024.0),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1.0),
-        Some('T' | 't') => (&t[..t.len() - 1], 1024.0 * 1024.0),
-        _ => (t, 1.0),
-    };
-    num.trim().parse::<f64>().map(|x| (x * mult) as u64).map_err(|_| flow_engine::EngineError::Usage(format!("--memory {s}: expected e.g. 16G or 512M")))
+    flow_engine::spec::parse_memory(&serde_json::Value::String(s.to_string())).map_err(|e| flow_engine::EngineError::Usage(format!("--memory {s}: {e}")))
 }
 
 fn default_gpus() -> Vec<usize> {

@@ -144,8 +144,13 @@ fn describe(v: &Value) -> String {
 }
 
 /// The known name closest to `name` by edit distance, if close enough to be a typo.
+/// The known name closest to `name` by edit distance, if within `max` edits (a likely typo).
+pub(crate) fn closest_within<'a>(name: &str, known: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
+    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= max).min().map(|(_, k)| k)
+}
+
 fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+    closest_within(name, known, 2)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -473,7 +473,7 @@ fn parse_input(v: &Yaml, scope: &Scope) -> Result<InputSpec, String> {
 }
 
 /// Memory like `512M`, `8G`, `1.5G` or a plain number of MiB.
-fn parse_memory(v: &Value) -> Result<u64, String> {
+pub fn parse_memory(v: &Value) -> Result<u64, String> {
     match v {
         Value::Number(n) => n.as_u64().ok_or_else(|| format!("memory `{n}` must be a whole number of MiB")),
         Value::String(s) => {
