@@ -111,16 +111,23 @@ pub struct PipelineArgs {
     pub set: Vec<String>,
 }
 
-#[derive(Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub pipeline: PipelineArgs,
+/// Which nodes a run (or a plan) covers; shared by `run` and `plan`.
+#[derive(Args, Clone)]
+pub struct Selection {
     /// Run only this node and what it needs (repeatable).
     #[arg(long)]
     pub target: Vec<String>,
     /// Force this node and everything downstream to run again (repeatable).
     #[arg(long)]
     pub rerun: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Keep running independent branches after a node fails.
     #[arg(long)]
     pub keep_going: bool,
@@ -148,10 +155,8 @@ pub struct RunArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
-    #[arg(long)]
-    pub target: Vec<String>,
-    #[arg(long)]
-    pub rerun: Vec<String>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -30,7 +30,7 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<u8> {
     let cwd = cwd()?;
     let dag = load(&a.pipeline, &cwd)?;
     let state = open(g)?;
-    let entries = inspect::plan(&dag, &state, &cwd, &a.target, &a.rerun)?;
+    let entries = inspect::plan(&dag, &state, &cwd, &a.selection.target, &a.selection.rerun)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(0);

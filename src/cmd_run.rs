@@ -49,8 +49,8 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     let opts = RunOptions {
         jobs,
         keep_going: a.keep_going,
-        targets: a.target.clone(),
-        rerun: a.rerun.clone(),
+        targets: a.selection.target.clone(),
+        rerun: a.selection.rerun.clone(),
         gpus: a.gpus.clone().unwrap_or_else(default_gpus),
         memory_mb,
         base_dir: cwd.clone(),
