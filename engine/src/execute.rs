@@ -61,7 +61,8 @@ impl NodeReporter for NodeSink {
     }
     fn log(&self, node: &str, line: &str) {
         if let Ok(mut f) = self.file.lock() {
-            let _ = writeln!(f, "{line}");
+            // Flushed per line so `tail -f` on a node log follows a long stage.
+            let _ = writeln!(f, "{line}").and_then(|_| f.flush());
         }
         self.bus.emit(Event::NodeLog { node: node.into(), line: line.into() });
     }

@@ -92,3 +92,9 @@ pub fn nifti_stem(p: &Path) -> Option<String> {
     let name = p.file_name()?.to_str()?;
     name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).map(String::from)
 }
+
+/// BLAKE3 of a file's bytes (hex), for per-item cache keys.
+pub fn file_digest(path: &Path) -> Result<String, StageError> {
+    let bytes = std::fs::read(path).map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}

@@ -1,0 +1,230 @@
+//! `rsna.fracture_train` and `rsna.fracture_predict`: the stage-2 fracture U-Net of one round
+//! (or one fold of round 3), and its probabilities on the ROI grid. With `oof: true` each
+//! study of a fold is predicted by the model that did not train on it; every other study by
+//! the ensemble of all models.
+
+use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_imaging::write_nifti;
+use flow_rsna7::normalize::sample_where;
+use flow_rsna7::{predict_probabilities, recipes, segnet::to_grid, training_case, CtNormalizer, SegModel, Split};
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::runtime::{candle_device, fail, pool, read_ct, read_labels, studies_in, TrainReporter};
+use crate::study_set::{file_digest, link_all, StudyFailure, StudySummary};
+
+pub struct FractureTrain;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainP {
+    profile: String,
+    round: u8,
+    fold: i64,
+    seed: u64,
+}
+
+impl Stage for FractureTrain {
+    fn kind(&self) -> &'static str {
+        "rsna.fracture_train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
+         round 1 with the synthetic-fracture augmentation, later rounds with deep supervision \
+         (full profile). With fold >= 0 the studies of that fold (split input) are left out. \
+         Resumes from its last epoch checkpoint. Output: model/."
+    }
+    fn params(&self) -> ParamsSchema {
+        ParamsSchema::new()
+            .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full")
+            .required("round", ParamType::Int, "1, 2 or 3")
+            .optional("fold", ParamType::Int, json!(-1), "fold left out (round 3), -1 for none")
+            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
+    }
+    fn inputs(&self) -> Option<Vec<InputDecl>> {
+        Some(vec![
+            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output" },
+            InputDecl { name: "labels", many: false, required: true, doc: "rsna.fracture_labels output" },
+            InputDecl { name: "split", many: false, required: false, doc: "split.json (needed with fold >= 0)" },
+        ])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
+        Ok(vec![OutputDecl::dir("model")])
+    }
+    fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
+        let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
+        let round = params.get("round").and_then(|v| v.as_u64()).unwrap_or(0) as u8;
+        recipes::fracture(profile, round, 0).map_err(|e| format!("profile/round: {e}"))?;
+        if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0 && !inputs.contains(&"split") {
+            return Err("fold: a fold needs the input `split`".into());
+        }
+        Ok(())
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: TrainP = ctx.params_as()?;
+        // Each fold gets its own seed so the five models differ beyond their data.
+        let seed = p.seed.wrapping_add(1000 * u64::from(p.round)).wrapping_add(p.fold.max(0) as u64);
+        let recipe = recipes::fracture(&p.profile, p.round, seed).map_err(fail("profile"))?;
+        let fold = (p.fold >= 0).then_some(p.fold as usize);
+        let left_out: Vec<String> = match fold {
+            Some(k) => {
+                let split = Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?;
+                split.folds.get(k).cloned().ok_or_else(|| StageError::msg(format!("fold {k}: the split has only {} folds", split.folds.len())))?
+            }
+            None => Vec::new(),
+        };
+        let rois = ctx.input("rois")?.to_path_buf();
+        let cts = studies_in(&rois, ".ct")?;
+        let verts = studies_in(&rois, ".vertebrae")?;
+        let labels: Vec<(String, std::path::PathBuf)> = studies_in(ctx.input("labels")?, "")?.into_iter().filter(|(u, _)| !left_out.contains(u)).collect();
+        if labels.is_empty() {
+            return Err(StageError::msg("no labelled study left to train on"));
+        }
+        let pool = pool(ctx)?;
+        let loaded = pool.install(|| {
+            labels
+                .par_iter()
+                .map(|(uid, label)| {
+                    let missing = || StageError::msg(format!("study {uid}: labelled but missing from rois/"));
+                    let ct = read_ct(cts.get(uid).ok_or_else(missing)?)?.map(f32::from);
+                    let vert = read_labels(verts.get(uid).ok_or_else(missing)?)?;
+                    Ok((uid.clone(), ct, read_labels(label)?, vert))
+                })
+                .collect::<Result<Vec<_>, StageError>>()
+        })?;
+        let mut samples = Vec::new();
+        for (_, ct, _, vert) in &loaded {
+            let v = vert.data();
+            samples.extend(sample_where(ct.data(), |i| (1..=7).contains(&v[i]), 5));
+        }
+        let norm = CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?;
+        let cases = loaded
+            .iter()
+            .map(|(uid, ct, label, vert)| training_case(uid, &ct.map(|x| norm.apply(x)), label, Some(vert)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail("cannot build training cases"))?;
+        drop(loaded);
+        let what = match fold {
+            Some(k) => format!("round {} fold {k}", p.round),
+            None => format!("round {}", p.round),
+        };
+        ctx.log(&format!("{what}: {} training studies, patch {:?}", cases.len(), recipe.patch_zyx));
+        let device = candle_device(ctx)?;
+        let out = ctx.output("model")?.to_path_buf();
+        let mut reporter = TrainReporter::new(ctx, what.clone());
+        let meta = pool.install(|| flow_rsna7::train_segmentation("fracture", &recipe, norm, fold, cases, &device, &ctx.checkpoint_dir, &out, &mut reporter)).map_err(fail(format!("{what} training failed")))?;
+        reporter.finish()?;
+        ctx.log(&format!("{what} trained: final loss {:.4}", meta.history.last().map_or(f64::NAN, |r| r.train_loss)));
+        Ok(())
+    }
+}
+
+pub struct FracturePredict;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictP {
+    oof: bool,
+}
+
+impl Stage for FracturePredict {
+    fn kind(&self) -> &'static str {
+        "rsna.fracture_predict"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Fracture probability of every ROI (probs/<UID>.nii.gz, float32 on the ROI grid) from the \
+         model(s), averaged. With oof: true, a study in fold k of the split is predicted only by \
+         the model that left fold k out (out-of-fold); all others by the ensemble. Cached per study."
+    }
+    fn params(&self) -> ParamsSchema {
+        ParamsSchema::new().optional("oof", ParamType::Bool, json!(false), "out-of-fold predictions for studies in the split's folds")
+    }
+    fn inputs(&self) -> Option<Vec<InputDecl>> {
+        Some(vec![
+            InputDecl { name: "model", many: true, required: true, doc: "rsna.fracture_train model(s)" },
+            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output" },
+            InputDecl { name: "split", many: false, required: false, doc: "split.json (with oof)" },
+        ])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
+        Ok(vec![OutputDecl::dir("probs"), OutputDecl::file("summary", "summary.json")])
+    }
+    fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
+        if params.get("oof").and_then(|v| v.as_bool()) == Some(true) && !inputs.contains(&"split") {
+            return Err("oof: out-of-fold prediction needs the input `split`".into());
+        }
+        Ok(())
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: PredictP = ctx.params_as()?;
+        let device = candle_device(ctx)?;
+        let dirs = ctx.inputs_of("model").to_vec();
+        let models = dirs.iter().map(|d| SegModel::load(d, &device)).collect::<Result<Vec<_>, _>>().map_err(fail("cannot load a fracture model"))?;
+        let digests = dirs.iter().map(|d| file_digest(&d.join("weights.safetensors"))).collect::<Result<Vec<_>, _>>()?;
+        let split = match (p.oof, ctx.input_opt("split")) {
+            (true, Some(s)) => Some(Split::read(s).map_err(fail("cannot read the split"))?),
+            _ => None,
+        };
+        if let Some(s) = &split {
+            for k in 0..s.folds.len() {
+                if !models.iter().any(|m| m.meta.fold == Some(k)) {
+                    return Err(StageError::msg(format!("oof: no model left fold {k} out; give one rsna.fracture_train per fold")));
+                }
+            }
+        }
+        let rois = ctx.input("rois")?.to_path_buf();
+        let cts = studies_in(&rois, ".ct")?;
+        let out = ctx.output("probs")?.to_path_buf();
+        std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create probs/", e))?;
+        let pool = pool(ctx)?;
+        let mut summary = StudySummary::default();
+        let (mut n_oof, mut n_ens) = (0, 0);
+        for (i, (uid, ct_path)) in cts.iter().enumerate() {
+            ctx.check_cancel()?;
+            ctx.progress(i as u64, cts.len() as u64, uid);
+            let fold = split.as_ref().and_then(|s| s.fold_of(uid));
+            let chosen: Vec<usize> = match fold {
+                Some(k) => models.iter().enumerate().filter(|(_, m)| m.meta.fold == Some(k)).map(|(j, _)| j).collect(),
+                None => (0..models.len()).collect(),
+            };
+            if fold.is_some() { n_oof += 1 } else { n_ens += 1 }
+            let refs: Vec<&SegModel> = chosen.iter().map(|&j| &models[j]).collect();
+            let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": chosen.iter().map(|&j| &digests[j]).collect::<Vec<_>>(), "v": self.version()});
+            let result = ctx
+                .cached_item(&key, uid, &mut |target| {
+                    std::fs::create_dir_all(target).map_err(|e| StageError::wrap("cannot create item dir", e))?;
+                    let ct = read_ct(ct_path)?;
+                    let norm = refs[0].meta.normalizer;
+                    let image = to_grid(&ct.map(|x| norm.apply(f32::from(x)))).map_err(fail("grid"))?;
+                    let probs = pool.install(|| predict_probabilities(&refs, &image, &device)).map_err(fail(format!("study {uid}")))?;
+                    let n = ct.len();
+                    let fracture = flow_imaging::Volume::from_vec(ct.dims(), probs[n..2 * n].to_vec(), ct.geometry).map_err(|e| StageError::wrap("probability map", e))?;
+                    write_nifti(&fracture, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write probabilities", e))
+                })
+                .and_then(|item| link_all(&item, &out));
+            match result {
+                Ok(()) => summary.done.push(uid.clone()),
+                Err(StageError::Cancelled) => return Err(StageError::Cancelled),
+                Err(e) => {
+                    ctx.log(&format!("study {uid} failed: {}", e.chain()));
+                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
+                }
+            }
+        }
+        if split.is_some() {
+            summary.notes.push(format!("{n_oof} studies predicted out-of-fold, {n_ens} by the {}-model ensemble", models.len()));
+        }
+        summary.write(ctx.output("summary")?)?;
+        if summary.done.is_empty() {
+            return Err(StageError::msg("no study could be predicted (see summary.json)"));
+        }
+        Ok(())
+    }
+}

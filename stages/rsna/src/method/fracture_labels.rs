@@ -1,0 +1,136 @@
+//! `rsna.fracture_labels`: the training labels of a fracture round, on the ROI grid. Round 1
+//! uses the boxes ("box and bone"); rounds 2 and 3 use the previous round's probabilities
+//! (pseudo labels: threshold, fractured-vertebra filter from train.csv, consistency check).
+
+use std::collections::BTreeMap;
+
+use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_imaging::write_nifti;
+use flow_rsna7::{box_and_bone, pseudo_label, PseudoOutcome, Split};
+use flow_scoring::LabelTable;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::runtime::{fail, read_labels, read_probs, studies_in};
+
+pub struct FractureLabels;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct P {
+    source: String,
+    threshold: f64,
+    exclude_holdout: bool,
+}
+
+/// `summary.json`: what happened to each study.
+#[derive(Default, Serialize)]
+struct LabelSummary {
+    labelled: usize,
+    outcomes: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Value {
+    Pseudo(PseudoOutcome),
+    Note(String),
+}
+
+impl Stage for FractureLabels {
+    fn kind(&self) -> &'static str {
+        "rsna.fracture_labels"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Training labels of a fracture round on the ROI grid (labels/<UID>.nii.gz). source=boxes: \
+         box mask AND C1-C7 dilated by one voxel, for studies with boxes (round 1). \
+         source=pseudo: previous round's probability >= threshold within the dilated vertebrae \
+         train.csv marks fractured; a study where a fractured vertebra gets no voxel is dropped \
+         (rounds 2, 3). summary.json lists every study's outcome."
+    }
+    fn params(&self) -> ParamsSchema {
+        ParamsSchema::new()
+            .required("source", ParamType::String, "boxes (round 1) or pseudo (rounds 2 and 3)")
+            .optional("threshold", ParamType::Float, json!(0.2), "pseudo labels: probability threshold")
+            .optional("exclude_holdout", ParamType::Bool, json!(false), "leave the split's hold-out studies unlabelled (round 2)")
+    }
+    fn inputs(&self) -> Option<Vec<InputDecl>> {
+        Some(vec![
+            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output (ROI CT, vertebrae, boxes)" },
+            InputDecl { name: "probs", many: false, required: false, doc: "pseudo: previous round's rsna.fracture_predict probabilities" },
+            InputDecl { name: "root", many: false, required: false, doc: "pseudo: competition root (train.csv)" },
+            InputDecl { name: "split", many: false, required: false, doc: "split.json (for exclude_holdout)" },
+        ])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
+        Ok(vec![OutputDecl::dir("labels"), OutputDecl::file("summary", "summary.json")])
+    }
+    fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
+        match params.get("source").and_then(|v| v.as_str()) {
+            Some("boxes") => Ok(()),
+            Some("pseudo") if inputs.contains(&"probs") && inputs.contains(&"root") => Ok(()),
+            Some("pseudo") => Err("source: pseudo needs the inputs `probs` (previous round) and `root` (train.csv)".into()),
+            other => Err(format!("source: expected `boxes` or `pseudo`, got {other:?}")),
+        }?;
+        if params.get("exclude_holdout").and_then(|v| v.as_bool()) == Some(true) && !inputs.contains(&"split") {
+            return Err("exclude_holdout: needs the input `split`".into());
+        }
+        Ok(())
+    }
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let p: P = ctx.params_as()?;
+        let rois = ctx.input("rois")?.to_path_buf();
+        let vertebrae = studies_in(&rois, ".vertebrae")?;
+        let holdout: Vec<String> = match (p.exclude_holdout, ctx.input_opt("split")) {
+            (true, Some(s)) => Split::read(s).map_err(fail("cannot read the split"))?.holdout,
+            _ => Vec::new(),
+        };
+        let out = ctx.output("labels")?.to_path_buf();
+        std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create labels/", e))?;
+        let mut summary = LabelSummary::default();
+        let write = |uid: &str, v: &flow_imaging::Volume<u8>| write_nifti(v, &out.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap(format!("study {uid}: cannot write the label"), e));
+        if p.source == "boxes" {
+            for (uid, boxes) in studies_in(&rois, ".boxes")? {
+                let vert = read_labels(vertebrae.get(&uid).ok_or_else(|| StageError::msg(format!("study {uid}: boxes but no vertebra map in rois/")))?)?;
+                let label = box_and_bone(&read_labels(&boxes)?, &vert).map_err(fail(format!("study {uid}")))?;
+                let n = label.data().iter().filter(|&&v| v != 0).count();
+                if n == 0 {
+                    summary.outcomes.insert(uid, Value::Note("no box voxel touches the predicted vertebrae: not used".into()));
+                    continue;
+                }
+                write(&uid, &label)?;
+                summary.labelled += 1;
+                summary.outcomes.insert(uid, Value::Note(format!("{n} voxels")));
+            }
+        } else {
+            let csv = ctx.input("root")?.join("train.csv");
+            let table = LabelTable::read(&csv).map_err(|e| StageError::wrap(format!("cannot read {}", csv.display()), e))?;
+            let probs = studies_in(ctx.input("probs")?, "")?;
+            for (uid, prob_path) in &probs {
+                let Some(targets) = table.get(uid) else { continue };
+                if holdout.contains(uid) {
+                    summary.outcomes.insert(uid.clone(), Value::Note("hold-out study: not labelled".into()));
+                    continue;
+                }
+                let vert = read_labels(vertebrae.get(uid).ok_or_else(|| StageError::msg(format!("study {uid}: no vertebra map in rois/")))?)?;
+                let fractured: [bool; 7] = std::array::from_fn(|i| targets[i + 1] == 1);
+                let (label, outcome) = pseudo_label(&read_probs(prob_path)?, &vert, fractured, p.threshold as f32).map_err(fail(format!("study {uid}")))?;
+                if let Some(label) = label {
+                    write(uid, &label)?;
+                    summary.labelled += 1;
+                }
+                summary.outcomes.insert(uid.clone(), Value::Pseudo(outcome));
+            }
+        }
+        ctx.log(&format!("{} studies labelled ({} considered)", summary.labelled, summary.outcomes.len()));
+        let text = serde_json::to_string_pretty(&summary).expect("summary serialises");
+        std::fs::write(ctx.output("summary")?, text + "\n").map_err(|e| StageError::wrap("cannot write summary.json", e))?;
+        if summary.labelled == 0 {
+            return Err(StageError::msg("no study got a fracture label, so the round has nothing to train on (see summary.json)"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! The model steps of the RSNA 2022 7th-place method, free of the engine: the seeded split,
+//! stage 1 (vertebra U-Net), the stage-2 ROI and fracture labels (box and bone, pseudo labels),
+//! segmentation training and sliding-window inference, and the stage-3 `patient_overall`
+//! classifier. The stage adapters in `flow-rsna` call these per study.
+
+pub mod error;
+pub mod evaluation;
+pub mod fracture;
+pub mod normalize;
+pub mod overall;
+pub mod recipes;
+pub mod roi;
+pub mod segnet;
+pub mod split;
+pub mod stage1;
+
+pub use error::{Result, Rsna7Error};
+pub use fracture::{binary_dice, box_and_bone, pseudo_label, PseudoOutcome};
+pub use normalize::CtNormalizer;
+pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
+pub use roi::{onto_grid_of, Roi};
+pub use segnet::{predict_probabilities, train_segmentation, training_case, SegModel, SegModelMeta, SegRecipe};
+pub use split::Split;
+pub use stage1::{dice_per_label, keep_cervical_component, segment_vertebrae, STAGE1_CLASSES};

@@ -1,0 +1,35 @@
+//! The stage-2 region of interest: the bounding box of the predicted C1-C7 grown by a margin
+//! (5 mm in the method), resampled to the fracture model's spacing. Every per-study volume of
+//! stage 2 and 3 (CT, vertebrae, box masks, pseudo labels, probabilities) lives on this grid,
+//! and each file carries its geometry, so any of them can be mapped back to the CT.
+
+use flow_imaging::ops::{bbox_where, crop, grow_bbox_mm, resample_to_grid, resample_to_spacing, BoundingBox, Interpolation};
+use flow_imaging::{Volume, Voxel};
+
+use crate::error::{Result, Rsna7Error};
+
+/// Where the ROI of one study lies on its CT grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Roi {
+    pub bbox: BoundingBox,
+    pub spacing_xyz: [f64; 3],
+}
+
+impl Roi {
+    /// The ROI around the C1-C7 labels of `vertebrae` (on the CT grid).
+    pub fn around_cervical(uid: &str, vertebrae: &Volume<u8>, margin_mm: f64, spacing_xyz: [f64; 3]) -> Result<Self> {
+        let bbox = bbox_where(vertebrae, |l| (1..=7).contains(&l))
+            .ok_or_else(|| Rsna7Error::study(uid, "stage 1 found no cervical vertebra, so there is no region to look for fractures in"))?;
+        Ok(Self { bbox: grow_bbox_mm(vertebrae, &bbox, [margin_mm; 3]), spacing_xyz })
+    }
+
+    /// `v` (on the CT grid) cut to the ROI and resampled to its spacing.
+    pub fn extract<T: Voxel>(&self, v: &Volume<T>, interp: Interpolation) -> Volume<T> {
+        resample_to_spacing(&crop(v, &self.bbox), self.spacing_xyz, interp)
+    }
+}
+
+/// `v` (any grid) resampled onto the grid of `like` (e.g. a ground-truth mask onto the ROI).
+pub fn onto_grid_of<T: Voxel, U: Voxel>(v: &Volume<T>, like: &Volume<U>, interp: Interpolation) -> Volume<T> {
+    resample_to_grid(v, like.dims(), like.geometry, interp, T::default())
+}

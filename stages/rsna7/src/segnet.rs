@@ -1,0 +1,185 @@
+//! A segmentation model as the pipeline stores it: a U-Net, the grid it works on (spacing,
+//! patch), the CT normalisation fitted on its training set, and its training history. Used by
+//! stage 1 (vertebrae) and by every fracture round; a model is a directory with `model.json`
+//! and `weights.safetensors`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use flow_imaging::Volume;
+use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
+use flow_nn3d::train::SegmentationObjective;
+use flow_nn3d::{init_seeded, predict_sliding_window, train, Nn3dError, OptimizerConfig, SlidingWindowConfig, TrainConfig, TrainProgress, UNet3d, UNetConfig};
+use flow_patches::{AugmentConfig, BatchSource as _, FractureConfig, Grid3, PatchBatchSource, PatchPipeline, PatchSampler, TrainingCase};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::error::{read_json, write_json, Result, Rsna7Error};
+use crate::normalize::CtNormalizer;
+
+/// How a segmentation model is trained (one per stage and profile; see `recipes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegRecipe {
+    pub net: UNetConfig,
+    /// Working voxel spacing `[x, y, z]` in mm.
+    pub spacing_xyz: [f64; 3],
+    /// Training patch and sliding window `[z, y, x]` in voxels.
+    pub patch_zyx: [usize; 3],
+    pub batch: usize,
+    pub epochs: usize,
+    pub iterations: usize,
+    pub lr: f64,
+    pub p_foreground: f64,
+    /// nnU-Net's augmentation recipe (false: mirroring only).
+    pub full_augmentation: bool,
+    /// Synthetic-fracture augmentation probability per batch (round 1), 0 = off.
+    pub synthetic_fracture_p: f64,
+    /// Mirror axes (of `[z, y, x]`) for test-time augmentation.
+    pub tta_axes: Vec<usize>,
+    /// Sliding-window step as a fraction of the patch (0.5 in the method).
+    pub step_fraction: f64,
+    pub seed: u64,
+}
+
+/// `model.json`: everything needed to run a trained network on a new study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegModelMeta {
+    /// What the model segments ("vertebrae" or "fracture").
+    pub task: String,
+    pub recipe: SegRecipe,
+    pub normalizer: CtNormalizer,
+    /// The fold this model leaves out (round 3), if any.
+    pub fold: Option<usize>,
+    pub training_studies: Vec<String>,
+    pub history: Vec<EpochRecord>,
+}
+
+/// A loaded model, ready for inference.
+pub struct SegModel {
+    pub meta: SegModelMeta,
+    net: UNet3d,
+    _vars: VarMap,
+}
+
+impl SegModel {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let meta: SegModelMeta = read_json(&dir.join("model.json"))?;
+        let (vars, net) = build(&meta.recipe.net, device)?;
+        load_weights(&vars, &dir.join("weights.safetensors"))?;
+        Ok(Self { meta, net, _vars: vars })
+    }
+
+    pub fn classes(&self) -> usize {
+        self.meta.recipe.net.num_classes
+    }
+}
+
+fn build(cfg: &UNetConfig, device: &Device) -> Result<(VarMap, UNet3d)> {
+    cfg.validate()?;
+    let vars = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+    let net = UNet3d::new(cfg, vb)?;
+    Ok((vars, net))
+}
+
+/// A training case from a volume already on the model's grid: image normalised, labels as is.
+pub fn training_case(id: &str, image: &Volume<f32>, label: &Volume<u8>, vertebrae: Option<&Volume<u8>>) -> Result<TrainingCase> {
+    let grid = |v: &Volume<u8>| to_grid(v);
+    let s = image.geometry.spacing;
+    TrainingCase::new(id, to_grid(image)?, grid(label)?, vertebrae.map(grid).transpose()?, [s[2], s[1], s[0]])
+        .map_err(|e| Rsna7Error::study(id, e))
+}
+
+/// A volume's buffer as a `[z, y, x]` grid (both are x-fastest).
+pub fn to_grid<T: flow_imaging::Voxel>(v: &Volume<T>) -> Result<Grid3<T>> {
+    let [nx, ny, nz] = v.dims();
+    Grid3::from_vec([nz, ny, nx], v.data().to_vec()).map_err(|e| Rsna7Error::Invalid(e.to_string()))
+}
+
+/// Feeds augmented patch batches to the training loop; batch `i` of epoch `e` is stream
+/// `e * iterations + i`, so a resumed run sees the same batches as an uninterrupted one.
+struct PatchFeed {
+    source: PatchBatchSource,
+    seed: u64,
+    next: u64,
+    iterations: u64,
+    device: Device,
+}
+
+impl flow_nn3d::BatchSource for PatchFeed {
+    fn start_epoch(&mut self, epoch: usize) -> flow_nn3d::Result<()> {
+        self.next = epoch as u64 * self.iterations;
+        Ok(())
+    }
+    fn next_batch(&mut self) -> flow_nn3d::Result<flow_nn3d::Batch> {
+        let mut rng = flow_patches::stream_rng(self.seed, self.next);
+        let b = self.source.make_batch(self.next, &mut rng).map_err(|e| Nn3dError::BatchSource(e.to_string()))?;
+        self.next += 1;
+        let [n, d, h, w] = b.shape();
+        let image = Tensor::from_vec(b.stacked_images(), (n, 1, d, h, w), &self.device)?;
+        let target = Tensor::from_vec(b.stacked_labels(), (n, 1, d, h, w), &self.device)?;
+        Ok(flow_nn3d::Batch { image, target })
+    }
+}
+
+/// Trains a U-Net on `cases` (already on the recipe's grid and normalised), resuming from the
+/// newest checkpoint in `checkpoint_dir`, and writes the model to `out_dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_segmentation(
+    task: &str,
+    recipe: &SegRecipe,
+    normalizer: CtNormalizer,
+    fold: Option<usize>,
+    cases: Vec<TrainingCase>,
+    device: &Device,
+    checkpoint_dir: &Path,
+    out_dir: &Path,
+    progress: &mut dyn TrainProgress,
+) -> Result<SegModelMeta> {
+    if cases.is_empty() {
+        return Err(Rsna7Error::Invalid(format!("no training cases for the {task} model")));
+    }
+    let training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    let (vars, net) = build(&recipe.net, device)?;
+    init_seeded(&vars, recipe.seed)?;
+    let augment = if recipe.full_augmentation { AugmentConfig::default() } else { AugmentConfig { p_mirror: [0.0, 0.0, 0.5], ..AugmentConfig::none() } };
+    let sampler = PatchSampler::new(recipe.patch_zyx, recipe.p_foreground).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let fracture = (recipe.synthetic_fracture_p > 0.0).then(|| FractureConfig { p_batch: recipe.synthetic_fracture_p, ..FractureConfig::method_default(normalizer.value_of(0.0)) });
+    let pipeline = PatchPipeline::new(sampler, augment, normalizer.apply(-1000.0));
+    let source = PatchBatchSource::new(Arc::new(cases), pipeline, recipe.batch, fracture).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let mut feed = PatchFeed { source, seed: recipe.seed, next: 0, iterations: recipe.iterations as u64, device: device.clone() };
+    let cfg = TrainConfig {
+        epochs: recipe.epochs,
+        iterations_per_epoch: recipe.iterations,
+        val_iterations: 0,
+        optimizer: OptimizerConfig::nnunet_sgd(),
+        schedule: flow_nn3d::LrSchedule::Poly { lr: recipe.lr, exponent: 0.9 },
+        schedule_unit: flow_nn3d::ScheduleUnit::Epoch,
+        grad_clip: Some(12.0),
+        keep_checkpoints: 2,
+    };
+    let objective = SegmentationObjective { net: &net };
+    let outcome = train(&objective, &vars, &cfg, &mut feed, None, checkpoint_dir, progress)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Rsna7Error::io(out_dir, e))?;
+    save_weights(&vars, &out_dir.join("weights.safetensors"))?;
+    let meta = SegModelMeta { task: task.into(), recipe: recipe.clone(), normalizer, fold, training_studies, history: outcome.history };
+    write_json(&out_dir.join("model.json"), &meta)?;
+    Ok(meta)
+}
+
+/// Class probabilities `(classes, z, y, x)` of a normalised image on the models' grid,
+/// averaged over `models` (which must share the grid, patch and classes).
+pub fn predict_probabilities(models: &[&SegModel], image: &Grid3<f32>, device: &Device) -> Result<Vec<f32>> {
+    let first = models.first().ok_or_else(|| Rsna7Error::Invalid("no models to predict with".into()))?;
+    let r = &first.meta.recipe;
+    if models.iter().any(|m| m.meta.recipe.patch_zyx != r.patch_zyx || m.classes() != first.classes()) {
+        return Err(Rsna7Error::Invalid("the models of an ensemble must share patch size and classes".into()));
+    }
+    let [d, h, w] = image.shape();
+    let x = Tensor::from_vec(image.as_slice().to_vec(), (1, d, h, w), device)?;
+    let nets: Vec<&dyn Module> = models.iter().map(|m| &m.net as &dyn Module).collect();
+    let cfg = SlidingWindowConfig { mirror_axes: r.tta_axes.clone(), step_fraction: r.step_fraction, ..SlidingWindowConfig::new(r.patch_zyx) };
+    let probs = predict_sliding_window(&nets, &x, first.classes(), &cfg, &mut |_, _| {})?;
+    Ok(probs.flatten_all()?.to_vec1::<f32>()?)
+}

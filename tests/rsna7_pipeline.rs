@@ -1,0 +1,86 @@
+//! The whole rsna7 pipeline on the tiny profile: every node runs, the submission has the
+//! Kaggle format, the report and metrics exist; then a failure injected into round 2 is
+//! resumed without re-running anything before round 2.
+
+mod common;
+
+use common::{with_state, Work};
+
+fn rsna7_yaml() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/rsna7.yaml")).unwrap()
+}
+
+const TINY: [&str; 6] = ["--set", "profile=tiny", "--set", "folds=3", "--jobs", "2"];
+
+fn check_submission(w: &Work) {
+    let sub = w.read("results/rsna7/stage3/submission.csv");
+    let mut lines = sub.lines();
+    assert_eq!(lines.next(), Some("row_id,fractured"));
+    let rows: Vec<(String, f64)> = lines
+        .map(|l| {
+            let (id, p) = l.split_once(',').unwrap();
+            (id.to_string(), p.parse().unwrap())
+        })
+        .collect();
+    let test_csv = w.read("results/rsna7/stage3/../../../.flow-tiny-root/sample_submission.csv");
+    let expected: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), expected, "rows in sample_submission order");
+    assert_eq!(rows.len() % 8, 0);
+    let studies: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.rsplit_once('_').unwrap().0).collect();
+    assert_eq!(studies.len() * 8, rows.len(), "8 rows per study");
+    for uid in &studies {
+        for t in ["patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7"] {
+            assert!(rows.iter().any(|r| r.0 == format!("{uid}_{t}")), "{uid}_{t} missing");
+        }
+    }
+    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.1)), "probabilities in [0, 1]");
+}
+
+#[test]
+fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
+    let w = Work::new();
+    w.write("pipelines/rsna7.yaml", &rsna7_yaml());
+    // The cohort once, as a plain folder, so the test can read its sample submission.
+    let out = w.flow(&["synth", "--out", ".flow-tiny-root", "--profile", "tiny", "--seed", "2022"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut args = TINY.to_vec();
+    args.extend(["--set", "data=./.flow-tiny-root"]);
+
+    // A failure injected into round-2 training: everything before it completes.
+    let (code, states) = {
+        let report = w.path().join("report.json");
+        let mut a = vec!["run", "pipelines/rsna7.yaml", "--report", report.to_str().unwrap()];
+        a.extend(&args);
+        let out = w.flow(&a).env("FLOW_FAIL_NODE", "train_round2").output().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&w.read("report.json")).unwrap();
+        let states: Vec<(String, String)> = v["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string())).collect();
+        (out.status.code().unwrap(), states)
+    };
+    assert_eq!(code, 1, "{states:?}");
+    assert_eq!(with_state(&states, "failed"), vec!["train_round2"]);
+    let ran_first = with_state(&states, "ran");
+    for n in ["stage1_train", "train_round1", "predict_round1_train", "labels_round2"] {
+        assert!(ran_first.contains(&n.to_string()), "{n} ran before the failure: {states:?}");
+    }
+
+    // Rerun: nothing before round 2 re-runs, the rest completes.
+    let (code, states) = w.run("pipelines/rsna7.yaml", &args);
+    assert_eq!(code, 0, "{states:?}");
+    let ran = with_state(&states, "ran");
+    for n in ["stage1_train", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {
+        assert!(!ran.contains(&n.to_string()), "{n} re-ran after the failure: {ran:?}");
+    }
+    for n in ["train_round2", "train_round3_fold0", "train_round3_fold2", "stage3", "report"] {
+        assert!(ran.contains(&n.to_string()), "{n} should run on resume: {ran:?}");
+    }
+    check_submission(&w);
+    let metrics: serde_json::Value = serde_json::from_str(&w.read("results/rsna7/report/metrics.json")).unwrap();
+    assert!(metrics["stage1_mean_dice"].as_f64().is_some(), "{metrics}");
+    assert!(metrics["test"]["metric"].as_f64().is_some_and(|m| m.is_finite() && m > 0.0), "{metrics}");
+    assert!(w.read("results/rsna7/report/report.html").contains("<img"));
+
+    // A third run is a no-op.
+    let (code, states) = w.run("pipelines/rsna7.yaml", &args);
+    assert_eq!(code, 0);
+    assert!(with_state(&states, "ran").is_empty(), "{states:?}");
+}
