@@ -89,6 +89,11 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
             run_dir.join("logs").display()
         );
     }
+    if report.ok && !a.no_publish && !g.quiet {
+        for page in published_pages(&cwd.join("results").join(&dag.name)) {
+            eprintln!("report: {}", page.display());
+        }
+    }
     for n in report.nodes.iter().filter(|n| n.state == NodeState::Failed) {
         let spec = dag.index_of(&n.id).map(|i| &dag.nodes[i].spec);
         let at = spec.map(|s| format!(" ({}, {})", s.stage, s.span)).unwrap_or_default();
@@ -106,4 +111,24 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         eprintln!("interrupted: rerun the same command to continue where it stopped");
     }
     Ok(if report.ok { 0 } else { 1 })
+}
+
+/// HTML pages among the published results (`results/<pipeline>/<node>/...`, three levels deep),
+/// so the run summary links the report.
+fn published_pages(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() && depth > 0 {
+                walk(&p, depth - 1, out);
+            } else if p.extension().is_some_and(|e| e == "html") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, 3, &mut out);
+    out
 }

@@ -1,6 +1,7 @@
 //! The whole rsna7 pipeline on the tiny profile: every node runs, the submission has the
-//! Kaggle format, the report and metrics exist; then a failure injected into round 2 is
-//! resumed without re-running anything before round 2.
+//! Kaggle format, the report and metrics exist; a failure injected into round-2 training is
+//! resumed from its checkpoint without re-running anything before round 2; the custom example
+//! is the same pipeline plus one user node.
 
 mod common;
 
@@ -22,7 +23,7 @@ fn check_submission(w: &Work) {
             (id.to_string(), p.parse().unwrap())
         })
         .collect();
-    let test_csv = w.read("results/rsna7/stage3/../../../.flow-tiny-root/sample_submission.csv");
+    let test_csv = w.read(".flow-tiny-root/sample_submission.csv");
     let expected: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), expected, "rows in sample_submission order");
     assert_eq!(rows.len() % 8, 0);
@@ -51,7 +52,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
         let report = w.path().join("report.json");
         let mut a = vec!["run", "pipelines/rsna7.yaml", "--report", report.to_str().unwrap()];
         a.extend(&args);
-        let out = w.flow(&a).env("FLOW_FAIL_NODE", "train_round2").output().unwrap();
+        let out = w.flow(&a).env("FLOW_INJECT_FAILURE", "train_round2@1").output().unwrap();
         let v: serde_json::Value = serde_json::from_str(&w.read("report.json")).unwrap();
         let states: Vec<(String, String)> = v["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string())).collect();
         (out.status.code().unwrap(), states)
@@ -63,8 +64,13 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
         assert!(ran_first.contains(&n.to_string()), "{n} ran before the failure: {states:?}");
     }
 
-    // Rerun: nothing before round 2 re-runs, the rest completes.
+    // Rerun: nothing before round 2 re-runs, round 2 continues from its epoch-1 checkpoint.
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);
+    let runs = w.path().join(".flow/runs");
+    let mut run_dirs: Vec<_> = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+    run_dirs.sort();
+    let log = std::fs::read_to_string(run_dirs.last().unwrap().join("logs/train_round2.log")).unwrap();
+    assert!(log.contains("resuming from the checkpoint after epoch 1"), "{log}");
     assert_eq!(code, 0, "{states:?}");
     let ran = with_state(&states, "ran");
     for n in ["stage1_train", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {
@@ -83,4 +89,36 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);
     assert_eq!(code, 0);
     assert!(with_state(&states, "ran").is_empty(), "{states:?}");
+}
+
+/// pipelines/examples/rsna7-custom.yaml must stay rsna7.yaml plus its marked additions.
+#[test]
+fn custom_example_is_rsna7_plus_the_marked_user_node() {
+    let custom = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/examples/rsna7-custom.yaml")).unwrap();
+    let base = rsna7_yaml();
+    let strip = |text: &str, name: &str| -> String {
+        let body = &text[text.find(&format!("name: {name}\n")).expect("name line")..];
+        let mut out = Vec::new();
+        let mut skipping = false;
+        for line in body.lines() {
+            if line.trim() == "# --- custom node ---" {
+                skipping = true;
+            }
+            if !skipping && !line.ends_with("# custom") {
+                out.push(line.replace(&format!("name: {name}"), "name: X"));
+            }
+            if line.trim() == "# --- end custom ---" {
+                skipping = false;
+            }
+        }
+        out.join("\n")
+    };
+    assert_eq!(strip(&custom, "rsna7-custom"), strip(&base, "rsna7"), "rsna7-custom.yaml drifted from rsna7.yaml");
+    let w = Work::new();
+    w.write("pipelines/examples/rsna7-custom.yaml", &custom);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/examples/scripts/vertebra_burden.py");
+    w.write("pipelines/examples/scripts/vertebra_burden.py", &std::fs::read_to_string(script).unwrap());
+    let out = w.flow(&["plan", "pipelines/examples/rsna7-custom.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("burden"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }

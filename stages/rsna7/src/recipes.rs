@@ -2,7 +2,12 @@
 //! grids and schedules so the whole pipeline runs on two CPU cores in minutes; `tiny` only
 //! exercises the code paths (tests).
 
-use flow_nn3d::{ClassifierConfig, UNetConfig};
+use flow_nn3d::{ClassifierConfig, OptimizerConfig, UNetConfig};
+
+/// Adam (weight decay 3e-5) for the short schedules of the small profiles.
+fn adam() -> OptimizerConfig {
+    OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 3e-5, decoupled: false, amsgrad: false }
+}
 
 use crate::error::{Result, Rsna7Error};
 use crate::overall::OverallRecipe;
@@ -30,6 +35,7 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             epochs: 1000,
             iterations: 250,
             lr: 0.01,
+            optimizer: OptimizerConfig::nnunet_sgd(),
             p_foreground: 0.5,
             full_augmentation: true,
             synthetic_fracture_p: 0.0,
@@ -44,7 +50,8 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             batch: 2,
             epochs: 7,
             iterations: 15,
-            lr: 0.02,
+            lr: 3e-3,
+            optimizer: adam(),
             p_foreground: 0.5,
             full_augmentation: false,
             synthetic_fracture_p: 0.0,
@@ -59,7 +66,8 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             batch: 2,
             epochs: 3,
             iterations: 10,
-            lr: 0.01,
+            lr: 3e-3,
+            optimizer: adam(),
             p_foreground: 0.5,
             full_augmentation: false,
             synthetic_fracture_p: 0.0,
@@ -97,6 +105,7 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
             epochs: 1000,
             iterations: 250,
             lr: 0.01,
+            optimizer: OptimizerConfig::nnunet_sgd(),
             p_foreground: 0.5,
             full_augmentation: true,
             synthetic_fracture_p: fracture_p,
@@ -111,7 +120,8 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
             batch: 2,
             epochs: if round == 3 { 3 } else { 5 },
             iterations: 10,
-            lr: 0.02,
+            lr: 3e-3,
+            optimizer: adam(),
             p_foreground: 0.6,
             full_augmentation: false,
             synthetic_fracture_p: fracture_p,
@@ -126,7 +136,8 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
             batch: 2,
             epochs: 2,
             iterations: 5,
-            lr: 0.01,
+            lr: 3e-3,
+            optimizer: adam(),
             p_foreground: 0.5,
             full_augmentation: false,
             synthetic_fracture_p: fracture_p,

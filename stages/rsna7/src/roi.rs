@@ -23,6 +23,13 @@ impl Roi {
         Ok(Self { bbox: grow_bbox_mm(vertebrae, &bbox, [margin_mm; 3]), spacing_xyz })
     }
 
+    /// The body's bounding box (voxels above -200 HU): the fallback region of a study in which
+    /// stage 1 found no cervical vertebra, so the study still gets fracture probabilities.
+    pub fn around_body<T: Voxel>(uid: &str, ct: &Volume<T>, spacing_xyz: [f64; 3]) -> Result<Self> {
+        let bbox = bbox_where(ct, |v| v.to_f64() > -200.0).ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
+        Ok(Self { bbox, spacing_xyz })
+    }
+
     /// `v` (on the CT grid) cut to the ROI and resampled to its spacing.
     pub fn extract<T: Voxel>(&self, v: &Volume<T>, interp: Interpolation) -> Volume<T> {
         resample_to_spacing(&crop(v, &self.bbox), self.spacing_xyz, interp)

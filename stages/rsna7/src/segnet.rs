@@ -30,6 +30,9 @@ pub struct SegRecipe {
     pub epochs: usize,
     pub iterations: usize,
     pub lr: f64,
+    /// SGD with Nesterov momentum in the method; Adam converges in the few hundred
+    /// iterations of the demo profile.
+    pub optimizer: OptimizerConfig,
     pub p_foreground: f64,
     /// nnU-Net's augmentation recipe (false: mirroring only).
     pub full_augmentation: bool,
@@ -68,6 +71,11 @@ impl SegModel {
         let (vars, net) = build(&meta.recipe.net, device)?;
         load_weights(&vars, &dir.join("weights.safetensors"))?;
         Ok(Self { meta, net, _vars: vars })
+    }
+
+    /// The network (for evaluation code that needs raw logits).
+    pub fn net(&self) -> &UNet3d {
+        &self.net
     }
 
     pub fn classes(&self) -> usize {
@@ -153,7 +161,7 @@ pub fn train_segmentation(
         epochs: recipe.epochs,
         iterations_per_epoch: recipe.iterations,
         val_iterations: 0,
-        optimizer: OptimizerConfig::nnunet_sgd(),
+        optimizer: recipe.optimizer.clone(),
         schedule: flow_nn3d::LrSchedule::Poly { lr: recipe.lr, exponent: 0.9 },
         schedule_unit: flow_nn3d::ScheduleUnit::Epoch,
         grad_clip: Some(12.0),

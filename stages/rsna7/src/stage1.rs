@@ -4,7 +4,7 @@
 //! largest "cervical" component (C1-C7 dilated by 2 mm), zeroing every label outside it.
 
 use candle_core::Device;
-use flow_imaging::ops::{bbox_where, binary_dilate, crop, grow_bbox_mm, label_components, resample_to_grid, resample_to_spacing, Connectivity, Element, Interpolation};
+use flow_imaging::ops::{bbox_where, binary_dilate, crop, grow_bbox_mm, label_components, resample_to_grid, resample_to_spacing, BoundingBox, Connectivity, Element, Interpolation};
 use flow_imaging::Volume;
 use flow_patches::TrainingCase;
 
@@ -60,14 +60,22 @@ pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device
     let classes = first.classes();
     let probs = predict_probabilities(models, &image, device)?;
     let n = roi.len();
-    // Back to the CT grid class by class (background is 1 outside the cropped box).
+    // Back to the CT grid class by class, only inside the box around the low-resolution
+    // foreground (grown by two voxels): elsewhere every class but background is ~0.
     let dims = ct.dims();
-    let mut best = vec![0u8; dims[0] * dims[1] * dims[2]];
-    let mut best_p = vec![f32::MIN; best.len()];
+    let mut labels = Volume::filled(dims, 0u8, ct.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let Some(region) = native_box_of_foreground(&probs, classes, &roi, ct) else {
+        return Ok(labels);
+    };
+    let sub_dims = region.size();
+    let sub_geom = ct.geometry.shifted([region.min[0] as isize, region.min[1] as isize, region.min[2] as isize]);
+    let m = sub_dims.iter().product::<usize>();
+    let mut best = vec![0u8; m];
+    let mut best_p = vec![f32::MIN; m];
     for c in 0..classes {
         let pc = Volume::from_vec(roi.dims(), probs[c * n..(c + 1) * n].to_vec(), roi.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
         let fill = if c == 0 { 1.0 } else { 0.0 };
-        let back = resample_to_grid(&pc, dims, ct.geometry, Interpolation::Linear, fill);
+        let back = resample_to_grid(&pc, sub_dims, sub_geom, Interpolation::Linear, fill);
         for ((b, bp), &p) in best.iter_mut().zip(best_p.iter_mut()).zip(back.data()) {
             if p > *bp {
                 *bp = p;
@@ -75,8 +83,35 @@ pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device
             }
         }
     }
-    let labels = Volume::from_vec(dims, best, ct.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    for k in 0..sub_dims[2] {
+        for j in 0..sub_dims[1] {
+            let src = (k * sub_dims[1] + j) * sub_dims[0];
+            let dst = labels.index(region.min[0], region.min[1] + j, region.min[2] + k);
+            labels.data_mut()[dst..dst + sub_dims[0]].copy_from_slice(&best[src..src + sub_dims[0]]);
+        }
+    }
     Ok(keep_cervical_component(&labels, cleanup_mm))
+}
+
+/// The box on `ct`'s grid covering the voxels of `grid` (the prediction grid) whose argmax is
+/// not background, grown by two prediction voxels; `None` when everything is background.
+fn native_box_of_foreground(probs: &[f32], classes: usize, grid: &Volume<f32>, ct: &Volume<i16>) -> Option<BoundingBox> {
+    let n = grid.len();
+    let fg = Volume::from_vec(grid.dims(), (0..n).map(|i| u8::from((1..classes).any(|c| probs[c * n + i] > probs[i]))).collect(), grid.geometry).ok()?;
+    let b = bbox_where(&fg, |v| v != 0)?;
+    let d = ct.dims();
+    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+    for corner in 0..8 {
+        let p = [0, 1, 2].map(|a| if corner & (1 << a) == 0 { b.min[a] as f64 - 2.0 } else { b.max[a] as f64 + 2.0 });
+        let q = ct.geometry.world_to_index(grid.geometry.index_to_world(p));
+        for a in 0..3 {
+            lo[a] = lo[a].min(q[a]);
+            hi[a] = hi[a].max(q[a]);
+        }
+    }
+    let min = [0, 1, 2].map(|a| lo[a].floor().clamp(0.0, (d[a] - 1) as f64) as usize);
+    let max = [0, 1, 2].map(|a| hi[a].ceil().clamp(0.0, (d[a] - 1) as f64) as usize);
+    Some(BoundingBox { min, max })
 }
 
 /// Keeps the largest connected component of C1-C7 dilated by `dilation_mm` and zeroes every

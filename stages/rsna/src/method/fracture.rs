@@ -23,6 +23,9 @@ struct TrainP {
     round: u8,
     fold: i64,
     seed: u64,
+    epochs: usize,
+    iterations: usize,
+    lr: f64,
 }
 
 impl Stage for FractureTrain {
@@ -44,6 +47,9 @@ impl Stage for FractureTrain {
             .required("round", ParamType::Int, "1, 2 or 3")
             .optional("fold", ParamType::Int, json!(-1), "fold left out (round 3), -1 for none")
             .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
+            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
+            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
+            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -68,7 +74,7 @@ impl Stage for FractureTrain {
         let p: TrainP = ctx.params_as()?;
         // Each fold gets its own seed so the five models differ beyond their data.
         let seed = p.seed.wrapping_add(1000 * u64::from(p.round)).wrapping_add(p.fold.max(0) as u64);
-        let recipe = recipes::fracture(&p.profile, p.round, seed).map_err(fail("profile"))?;
+        let recipe = super::runtime::with_overrides(recipes::fracture(&p.profile, p.round, seed).map_err(fail("profile"))?, p.epochs, p.iterations, p.lr);
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out: Vec<String> = match fold {
             Some(k) => {

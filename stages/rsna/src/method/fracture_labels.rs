@@ -95,15 +95,23 @@ impl Stage for FractureLabels {
         if p.source == "boxes" {
             for (uid, boxes) in studies_in(&rois, ".boxes")? {
                 let vert = read_labels(vertebrae.get(&uid).ok_or_else(|| StageError::msg(format!("study {uid}: boxes but no vertebra map in rois/")))?)?;
-                let label = box_and_bone(&read_labels(&boxes)?, &vert).map_err(fail(format!("study {uid}")))?;
-                let n = label.data().iter().filter(|&&v| v != 0).count();
+                let boxes = read_labels(&boxes)?;
+                let mut label = box_and_bone(&boxes, &vert).map_err(fail(format!("study {uid}")))?;
+                let mut n = label.data().iter().filter(|&&v| v != 0).count();
+                let mut how = "box and bone";
                 if n == 0 {
-                    summary.outcomes.insert(uid, Value::Note("no box voxel touches the predicted vertebrae: not used".into()));
+                    // Stage 1 missed the vertebra under the box: the box alone is the label.
+                    label = boxes.map(|b| u8::from(b != 0));
+                    n = label.data().iter().filter(|&&v| v != 0).count();
+                    how = "box only: no box voxel touches the predicted vertebrae";
+                }
+                if n == 0 {
+                    summary.outcomes.insert(uid, Value::Note("the box mask is empty in the region: not used".into()));
                     continue;
                 }
                 write(&uid, &label)?;
                 summary.labelled += 1;
-                summary.outcomes.insert(uid, Value::Note(format!("{n} voxels")));
+                summary.outcomes.insert(uid, Value::Note(format!("{n} voxels ({how})")));
             }
         } else {
             let csv = ctx.input("root")?.join("train.csv");

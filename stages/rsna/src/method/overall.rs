@@ -18,6 +18,9 @@ struct P {
     profile: String,
     fold: i64,
     seed: u64,
+    epochs: usize,
+    iterations: usize,
+    lr: f64,
 }
 
 impl Stage for OverallTrain {
@@ -37,6 +40,9 @@ impl Stage for OverallTrain {
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full")
             .optional("fold", ParamType::Int, json!(-1), "fold left out, -1 for none")
             .optional("seed", ParamType::Int, json!(2022), "initialisation and sampling seed")
+            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
+            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
+            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -59,7 +65,16 @@ impl Stage for OverallTrain {
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let recipe = recipes::overall(&p.profile, p.seed.wrapping_add(7000 + p.fold.max(0) as u64)).map_err(fail("profile"))?;
+        let mut recipe = recipes::overall(&p.profile, p.seed.wrapping_add(7000 + p.fold.max(0) as u64)).map_err(fail("profile"))?;
+        if p.epochs > 0 {
+            recipe.epochs = p.epochs;
+        }
+        if p.iterations > 0 {
+            recipe.iterations = p.iterations;
+        }
+        if p.lr > 0.0 {
+            recipe.lr = p.lr;
+        }
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out = match fold {
             Some(k) => Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?.folds.get(k).cloned().ok_or_else(|| StageError::msg(format!("fold {k} is not in the split")))?,

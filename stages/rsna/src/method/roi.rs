@@ -32,7 +32,7 @@ impl Stage for RoiExtract {
         "Cuts every study to its stage-2 region (bounding box of the predicted C1-C7 grown by \
          margin_mm) and resamples it to the profile's fracture grid: rois/<UID>.ct.nii.gz (HU), \
          <UID>.vertebrae.nii.gz (stage-1 labels) and, with a masks input, <UID>.boxes.nii.gz. \
-         Studies without any predicted cervical vertebra are listed in summary.json."
+         A study without any predicted cervical vertebra gets the body's bounding box instead (noted in summary.json), so it still gets probabilities."
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
@@ -65,14 +65,21 @@ impl Stage for RoiExtract {
         let out = ctx.output("rois")?.to_path_buf();
         std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create rois/", e))?;
         let work: Vec<(&String, &std::path::PathBuf)> = vertebrae.iter().collect();
-        let results: Vec<(String, Result<(), StageError>)> = pool(ctx)?.install(|| {
+        let results: Vec<(String, Result<Option<String>, StageError>)> = pool(ctx)?.install(|| {
             work.par_iter()
                 .map(|(uid, vert_path)| {
                     let r = (|| {
                         let ct_path = volumes.get(*uid).ok_or_else(|| StageError::msg("no converted CT"))?;
                         let vert = read_labels(vert_path)?;
-                        let roi = Roi::around_cervical(uid, &vert, p.margin_mm, spacing).map_err(fail("no ROI"))?;
                         let ct = read_ct(ct_path)?;
+                        let mut note = None;
+                        let roi = match Roi::around_cervical(uid, &vert, p.margin_mm, spacing) {
+                            Ok(r) => r,
+                            Err(_) => {
+                                note = Some(format!("{uid}: stage 1 found no cervical vertebra; the region is the whole body"));
+                                Roi::around_body(uid, &ct, spacing).map_err(fail("no ROI"))?
+                            }
+                        };
                         let write = |name: &str, r: Result<(), flow_imaging::NiftiIoError>| r.map_err(|e| StageError::wrap(format!("cannot write {name}"), e));
                         write("ct", write_nifti(&roi.extract(&ct, Interpolation::Linear), &out.join(format!("{uid}.ct.nii.gz"))))?;
                         write("vertebrae", write_nifti(&roi.extract(&vert, Interpolation::Nearest), &out.join(format!("{uid}.vertebrae.nii.gz"))))?;
@@ -83,7 +90,7 @@ impl Stage for RoiExtract {
                             }
                             write("boxes", write_nifti(&roi.extract(&mask, Interpolation::Nearest), &out.join(format!("{uid}.boxes.nii.gz"))))?;
                         }
-                        Ok(())
+                        Ok(note)
                     })();
                     ((*uid).clone(), r)
                 })
@@ -92,7 +99,13 @@ impl Stage for RoiExtract {
         let mut summary = StudySummary::default();
         for (uid, r) in results {
             match r {
-                Ok(()) => summary.done.push(uid),
+                Ok(note) => {
+                    if let Some(n) = note {
+                        ctx.log(&format!("warning: {n}"));
+                        summary.notes.push(n);
+                    }
+                    summary.done.push(uid)
+                }
                 Err(e) => {
                     ctx.log(&format!("study {uid}: {}", e.chain()));
                     summary.failed.push(StudyFailure { study: uid, error: e.chain() });

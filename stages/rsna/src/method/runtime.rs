@@ -121,3 +121,17 @@ pub fn read_probs(path: &Path) -> Result<Volume<f32>, StageError> {
 pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
     crate::study_set::pool(ctx.threads)
 }
+
+/// The profile's recipe with the node's `epochs` / `iterations` / `lr` overrides (0 = keep).
+pub fn with_overrides(mut r: flow_rsna7::SegRecipe, epochs: usize, iterations: usize, lr: f64) -> flow_rsna7::SegRecipe {
+    if epochs > 0 {
+        r.epochs = epochs;
+    }
+    if iterations > 0 {
+        r.iterations = iterations;
+    }
+    if lr > 0.0 {
+        r.lr = lr;
+    }
+    r
+}

@@ -17,6 +17,9 @@ pub struct Stage1Train;
 struct TrainP {
     profile: String,
     seed: u64,
+    epochs: usize,
+    iterations: usize,
+    lr: f64,
 }
 
 impl Stage for Stage1Train {
@@ -37,6 +40,9 @@ impl Stage for Stage1Train {
         ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (net, grid and schedule sizes)")
             .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
+            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
+            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
+            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -53,7 +59,7 @@ impl Stage for Stage1Train {
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: TrainP = ctx.params_as()?;
-        let recipe = recipes::stage1(&p.profile, p.seed).map_err(fail("profile"))?;
+        let recipe = super::runtime::with_overrides(recipes::stage1(&p.profile, p.seed).map_err(fail("profile"))?, p.epochs, p.iterations, p.lr);
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let mut pairs = Vec::new();
         for dir in ctx.inputs_of("labels") {
