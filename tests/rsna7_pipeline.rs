@@ -27,7 +27,11 @@ fn check_submission(w: &Work) {
     let expected: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), expected, "rows in sample_submission order");
     assert_eq!(rows.len() % 8, 0);
-    let studies: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.rsplit_once('_').unwrap().0).collect();
+    let study_of = |id: &str| -> String {
+        let cut = if id.ends_with("_patient_overall") { "_patient_overall".len() } else { 3 };
+        id[..id.len() - cut].to_string()
+    };
+    let studies: std::collections::BTreeSet<String> = rows.iter().map(|r| study_of(&r.0)).collect();
     assert_eq!(studies.len() * 8, rows.len(), "8 rows per study");
     for uid in &studies {
         for t in ["patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7"] {
@@ -80,10 +84,10 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
         assert!(ran.contains(&n.to_string()), "{n} should run on resume: {ran:?}");
     }
     check_submission(&w);
-    let metrics: serde_json::Value = serde_json::from_str(&w.read("results/rsna7/report/metrics.json")).unwrap();
+    let metrics: serde_json::Value = serde_json::from_str(&w.read("results/rsna7/report/report/metrics.json")).unwrap();
     assert!(metrics["stage1_mean_dice"].as_f64().is_some(), "{metrics}");
     assert!(metrics["test"]["metric"].as_f64().is_some_and(|m| m.is_finite() && m > 0.0), "{metrics}");
-    assert!(w.read("results/rsna7/report/report.html").contains("<img"));
+    assert!(w.read("results/rsna7/report/report/report.html").contains("<img"));
 
     // A third run is a no-op.
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);

@@ -29,8 +29,9 @@ fn main() {
     let pfg = if variant.contains("fg1") { 1.0 } else { 0.5 };
     let pipe = flow_patches::PatchPipeline::new(flow_patches::PatchSampler::new([32, 32, 32], pfg).unwrap(), flow_patches::AugmentConfig::none(), -3.0);
     let src = flow_patches::PatchBatchSource::new(Arc::new(cases), pipe, 2, None).unwrap();
-    let base = if variant.contains("b16") { 16 } else { 8 };
-    let cfg = UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, classes, base, 4) };
+    let base = if variant.contains("b16") { 16 } else if variant.contains("b4") { 4 } else { 8 };
+    let levels = if variant.contains("l3") { 3 } else { 4 };
+    let cfg = UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, classes, base, levels) };
     let vars = VarMap::new();
     let net = UNet3d::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
     init_seeded(&vars, 1).unwrap();
@@ -43,7 +44,14 @@ fn main() {
         let y = Tensor::from_vec(b.stacked_labels(), (2, 1, 32, 32, 32), &dev).unwrap();
         let logits = net.forward(&x).unwrap();
         let onehot = flow_nn3d::loss::one_hot(&y, classes, DType::F32).unwrap();
-        let loss = if variant.contains("ce") { flow_nn3d::loss::cross_entropy(&logits, &onehot).unwrap() } else { flow_nn3d::loss::dice_ce_loss(&logits, &y).unwrap() };
+        let loss = if variant.contains("aux") {
+            let pb = candle_nn::ops::softmax(&logits, 1).unwrap().narrow(1, 0, 1).unwrap();
+            let fgp = pb.affine(-1.0, 1.0).unwrap();
+            let fgt = onehot.narrow(1, 0, 1).unwrap().affine(-1.0, 1.0).unwrap();
+            let tp = (&fgp * &fgt).unwrap().sum_all().unwrap();
+            let d = ((tp * 2.0).unwrap() + 1.0).unwrap().div(&((fgp.sum_all().unwrap() + fgt.sum_all().unwrap()).unwrap() + 1.0).unwrap()).unwrap();
+            (flow_nn3d::loss::dice_ce_loss(&logits, &y).unwrap() - d).unwrap()
+        } else if variant.contains("sm1") { (flow_nn3d::loss::soft_dice_loss(&logits, &onehot, 1.0).unwrap() + flow_nn3d::loss::cross_entropy(&logits, &onehot).unwrap()).unwrap() } else if variant.contains("diceonly") { flow_nn3d::loss::soft_dice_loss(&logits, &onehot, 1e-5).unwrap() } else if variant.contains("dice3") { (flow_nn3d::loss::soft_dice_loss(&logits, &onehot, 1e-5).unwrap() * 3.0).unwrap().add(&flow_nn3d::loss::cross_entropy(&logits, &onehot).unwrap()).unwrap() } else if variant.contains("ce") { flow_nn3d::loss::cross_entropy(&logits, &onehot).unwrap() } else { flow_nn3d::loss::dice_ce_loss(&logits, &y).unwrap() };
         let g = loss.backward().unwrap();
         opt.step(&g, lr).unwrap();
         if (it + 1) % 25 == 0 {

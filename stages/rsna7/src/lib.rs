@@ -7,6 +7,7 @@ pub mod error;
 pub mod evaluation;
 pub mod fracture;
 pub mod normalize;
+pub mod objective;
 pub mod overall;
 pub mod recipes;
 pub mod roi;

@@ -9,7 +9,6 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flow_imaging::Volume;
 use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
-use flow_nn3d::train::SegmentationObjective;
 use flow_nn3d::{init_seeded, predict_sliding_window, train, Nn3dError, OptimizerConfig, SlidingWindowConfig, TrainConfig, TrainProgress, UNet3d, UNetConfig};
 use flow_patches::{AugmentConfig, BatchSource as _, FractureConfig, Grid3, PatchBatchSource, PatchPipeline, PatchSampler, TrainingCase};
 use serde::{Deserialize, Serialize};
@@ -38,6 +37,8 @@ pub struct SegRecipe {
     pub full_augmentation: bool,
     /// Synthetic-fracture augmentation probability per batch (round 1), 0 = off.
     pub synthetic_fracture_p: f64,
+    /// Add a Dice term on the foreground as a whole to the loss (see `objective`).
+    pub foreground_dice: bool,
     /// Mirror axes (of `[z, y, x]`) for test-time augmentation.
     pub tta_axes: Vec<usize>,
     /// Sliding-window step as a fraction of the patch (0.5 in the method).
@@ -167,7 +168,7 @@ pub fn train_segmentation(
         grad_clip: Some(12.0),
         keep_checkpoints: 2,
     };
-    let objective = SegmentationObjective { net: &net };
+    let objective = crate::objective::SegmentationLoss { net: &net, foreground_dice: recipe.foreground_dice };
     let outcome = train(&objective, &vars, &cfg, &mut feed, None, checkpoint_dir, progress)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Rsna7Error::io(out_dir, e))?;
     save_weights(&vars, &out_dir.join("weights.safetensors"))?;
