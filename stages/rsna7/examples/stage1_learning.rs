@@ -1,5 +1,12 @@
-//! Stage-1 learning-speed experiment on converted studies: trains variants for a few
-//! iterations and prints the foreground Dice of the argmax on fresh training patches.
+//! Stage-1 learning-speed experiment behind the demo profile's loss choice (docs/rsna7.md):
+//! trains one variant on converted studies and prints, every 25 iterations, the Dice of the
+//! argmax (correct class) on fresh training patches.
+//!
+//!     cargo run -p flow-rsna7 --example stage1_learning -- VOLUMES_DIR LABELS_DIR ITERATIONS VARIANT
+//!
+//! VARIANT words: `bin` (C1-C7 as one class), `aux` (+ foreground Dice), `sm1` (Dice smooth 1),
+//! `diceonly`, `ce`, `fg1` (always foreground patches), `s50`/`s45` (5 / 4.5 mm), `b4`/`b16`
+//! (base channels), `l3` (3 levels); e.g. `base`, `aux`, `bin`.
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flow_nn3d::{init_seeded, Optimizer, OptimizerConfig, UNet3d, UNetConfig};
