@@ -49,7 +49,8 @@ pub fn training_cases(studies: &[Stage1Study]) -> Result<(CtNormalizer, Vec<Trai
     Ok((norm, cases))
 }
 
-/// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid.
+/// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid; `cleanup_mm` <= 0
+/// skips the cervical-component clean-up.
 pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device, cleanup_mm: f64) -> Result<Volume<u8>> {
     let first = models.first().ok_or_else(|| Rsna7Error::Invalid("no stage-1 model".into()))?;
     let norm = first.meta.normalizer;
@@ -90,7 +91,7 @@ pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device
             labels.data_mut()[dst..dst + sub_dims[0]].copy_from_slice(&best[src..src + sub_dims[0]]);
         }
     }
-    Ok(keep_cervical_component(&labels, cleanup_mm))
+    Ok(if cleanup_mm > 0.0 { keep_cervical_component(&labels, cleanup_mm) } else { labels })
 }
 
 /// The box on `ct`'s grid covering the voxels of `grid` (the prediction grid) whose argmax is

@@ -55,7 +55,7 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
     let mut rows: Vec<Vec<Cell>> = r
         .labels
         .iter()
-        .map(|l| vec![Cell::Text(l.label.clone()), Cell::Number(Some(l.positives as f64)), Cell::Number(l.auc), Cell::Number(Some(l.metric_contribution)), Cell::Number(Some(l.prior_contribution))])
+        .map(|l| vec![Cell::Text(l.label.clone()), Cell::Text(l.positives.to_string()), Cell::Number(l.auc), Cell::Number(Some(l.metric_contribution)), Cell::Number(Some(l.prior_contribution))])
         .collect();
     rows.push(vec![Cell::Text("competition metric".into()), Cell::Text(String::new()), Cell::Number(r.mean_vertebra_auc), Cell::Number(Some(r.metric)), Cell::Number(Some(r.prior_baseline_metric))]);
     Table {
@@ -139,7 +139,7 @@ impl Stage for Report {
             let valid: Vec<f64> = means.iter().flatten().copied().collect();
             m.stage1_mean_dice = (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64);
             m.stage1_dice = Some(VERTEBRAE.iter().map(|s| s.to_string()).zip(means.iter().copied()).collect());
-            let mut rows: Vec<Vec<Cell>> = VERTEBRAE.iter().zip(&means).zip(&per).map(|((v, d), p)| vec![Cell::Text(v.to_string()), Cell::Number(*d), Cell::Number(Some(p.len() as f64))]).collect();
+            let mut rows: Vec<Vec<Cell>> = VERTEBRAE.iter().zip(&means).zip(&per).map(|((v, d), p)| vec![Cell::Text(v.to_string()), Cell::Number(*d), Cell::Text(p.len().to_string())]).collect();
             rows.push(vec![Cell::Text("mean".into()), Cell::Number(m.stage1_mean_dice), Cell::Text(String::new())]);
             input.tables.push(Table { caption: "Stage 1: Dice per vertebra on the test studies (CT grid, against the cohort's true labels)".into(), header: vec!["vertebra".into(), "Dice".into(), "studies".into()], rows });
         } else {
