@@ -8,7 +8,7 @@ use flow_imaging::{convert_series, write_report_json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::study_set::{folder_digest, link_all, study_dirs, StudyFailure, StudySummary};
+use crate::study_set::{folder_digest, link_all, study_dirs, StudySummary};
 
 /// See [`Stage::doc`].
 pub struct DicomToNifti;
@@ -69,14 +69,7 @@ impl Stage for DicomToNifti {
                 ctx.log(&format!("study {uid}: {}", if converted { "converted" } else { "reused from the per-study cache" }));
                 link_all(&item, &out)
             });
-            match result {
-                Ok(()) => summary.done.push(uid.clone()),
-                Err(StageError::Cancelled) => return Err(StageError::Cancelled),
-                Err(e) => {
-                    ctx.log(&format!("study {uid} failed: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
-                }
-            }
+            summary.record(ctx, uid, result)?;
         }
         ctx.progress(studies.len() as u64, studies.len() as u64, "done");
         summary.write(ctx.output("summary")?)?;

@@ -24,6 +24,20 @@ pub struct StudySummary {
 }
 
 impl StudySummary {
+    /// Records one study's outcome: done, or failed with its error (logged); a cancellation
+    /// is passed on instead.
+    pub fn record(&mut self, ctx: &flow_engine::StageContext, uid: &str, result: Result<(), StageError>) -> Result<(), StageError> {
+        match result {
+            Ok(()) => self.done.push(uid.to_string()),
+            Err(StageError::Cancelled) => return Err(StageError::Cancelled),
+            Err(e) => {
+                ctx.log(&format!("study {uid} failed: {}", e.chain()));
+                self.failed.push(StudyFailure { study: uid.to_string(), error: e.chain() });
+            }
+        }
+        Ok(())
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), StageError> {
         let text = serde_json::to_string_pretty(self).expect("summary serialises");
         std::fs::write(path, text + "\n").map_err(|e| StageError::wrap(format!("cannot write {}", path.display()), e))

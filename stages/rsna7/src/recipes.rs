@@ -49,7 +49,8 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             spacing_xyz: [3.5; 3],
             patch_zyx: [32, 32, 32],
             batch: 2,
-            epochs: 24,
+            // Level identification only takes off after ~400 iterations (docs/benchmarks.md).
+            epochs: 40,
             iterations: 15,
             lr: 1e-2,
             optimizer: adam(),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::runtime::{candle_device, fail, pool, read_ct, read_labels, studies_in, TrainReporter};
-use crate::study_set::{file_digest, link_all, StudyFailure, StudySummary};
+use crate::study_set::{file_digest, link_all, StudySummary};
 
 pub struct FractureTrain;
 
@@ -42,14 +42,11 @@ impl Stage for FractureTrain {
          Resumes from its last epoch checkpoint. Output: model/."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new()
+        super::runtime::training_params(ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full")
             .required("round", ParamType::Int, "1, 2 or 3")
             .optional("fold", ParamType::Int, json!(-1), "fold left out (round 3), -1 for none")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
-            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
-            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
-            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
+            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed"))
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -215,14 +212,7 @@ impl Stage for FracturePredict {
                     write_nifti(&fracture, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write probabilities", e))
                 })
                 .and_then(|item| link_all(&item, &out));
-            match result {
-                Ok(()) => summary.done.push(uid.clone()),
-                Err(StageError::Cancelled) => return Err(StageError::Cancelled),
-                Err(e) => {
-                    ctx.log(&format!("study {uid} failed: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
-                }
-            }
+            summary.record(ctx, uid, result)?;
         }
         if split.is_some() {
             summary.notes.push(format!("{n_oof} studies predicted out-of-fold, {n_ens} by the {}-model ensemble", models.len()));

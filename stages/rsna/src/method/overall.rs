@@ -36,13 +36,10 @@ impl Stage for OverallTrain {
          leaving out the split's fold `fold` (-1: none). Output: model/ (overall.json, weights)."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new()
+        super::runtime::training_params(ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full")
             .optional("fold", ParamType::Int, json!(-1), "fold left out, -1 for none")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and sampling seed")
-            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
-            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
-            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
+            .optional("seed", ParamType::Int, json!(2022), "initialisation and sampling seed"))
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![

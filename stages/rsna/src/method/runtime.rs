@@ -135,3 +135,13 @@ pub fn with_overrides(mut r: flow_rsna7::SegRecipe, epochs: usize, iterations: u
     }
     r
 }
+
+/// Adds the training overrides every model stage takes: `epochs`, `iterations`, `lr`.
+pub fn training_params(schema: flow_engine::ParamsSchema) -> flow_engine::ParamsSchema {
+    use flow_engine::ParamType;
+    use serde_json::json;
+    schema
+        .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
+        .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
+        .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::runtime::{candle_device, fail, pool, read_ct, read_labels, studies_in, TrainReporter};
-use crate::study_set::{file_digest, link_all, StudyFailure, StudySummary};
+use crate::study_set::{file_digest, link_all, StudySummary};
 
 pub struct Stage1Train;
 
@@ -37,12 +37,9 @@ impl Stage for Stage1Train {
          history; weights.safetensors)."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new()
+        super::runtime::training_params(ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (net, grid and schedule sizes)")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
-            .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
-            .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
-            .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
+            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed"))
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -119,7 +116,7 @@ impl Stage for Stage1Predict {
          Output: labels/<UID>.nii.gz on the CT grid, summary.json."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new().optional("cleanup_mm", ParamType::Float, json!(2.0), "dilation (mm) joining C1-C7 before keeping their largest component")
+        ParamsSchema::new().optional("cleanup_mm", ParamType::Float, json!(2.0), "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -158,14 +155,7 @@ impl Stage for Stage1Predict {
                     write_nifti(&labels, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write labels", e))
                 })
                 .and_then(|item| link_all(&item, &out));
-            match result {
-                Ok(()) => summary.done.push(uid.clone()),
-                Err(StageError::Cancelled) => return Err(StageError::Cancelled),
-                Err(e) => {
-                    ctx.log(&format!("study {uid} failed: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
-                }
-            }
+            summary.record(ctx, uid, result)?;
         }
         ctx.progress(volumes.len() as u64, volumes.len() as u64, "done");
         summary.write(ctx.output("summary")?)?;
