@@ -126,3 +126,38 @@ fn custom_example_is_rsna7_plus_the_marked_user_node() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("burden"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The model stages check their params before anything runs: exit 2, file:line, node, fix.
+#[test]
+fn bad_method_params_are_rejected_before_running() {
+    let w = Work::new();
+    w.write(
+        "bad.yaml",
+        r#"
+name: bad
+nodes:
+  train:
+    stage: rsna.stage1_train
+    params: {profile: huge}
+    inputs: {volumes: ./v, labels: [./l]}
+  labels:
+    stage: rsna.fracture_labels
+    params: {source: pseudo}
+    inputs: {rois: ./r}
+  fold:
+    stage: rsna.fracture_train
+    params: {round: 3, fold: 1}
+    inputs: {rois: ./r, labels: ./l}
+"#,
+    );
+    for d in ["v", "l", "r"] {
+        std::fs::create_dir_all(w.path().join(d)).unwrap();
+    }
+    let out = w.flow(&["plan", "bad.yaml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown profile `huge`") && err.contains("tiny, demo, full"), "{err}");
+    assert!(err.contains("source: pseudo needs the inputs `probs`"), "{err}");
+    assert!(err.contains("fold: a fold needs the input `split`"), "{err}");
+    assert!(err.contains("bad.yaml:"), "{err}");
+}

@@ -40,3 +40,31 @@ impl Roi {
 pub fn onto_grid_of<T: Voxel, U: Voxel>(v: &Volume<T>, like: &Volume<U>, interp: Interpolation) -> Volume<T> {
     resample_to_grid(v, like.dims(), like.geometry, interp, T::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_imaging::Geometry;
+
+    #[test]
+    fn cervical_roi_grows_the_c1_c7_box_and_body_roi_is_the_fallback() {
+        let mut vert = Volume::filled([20, 20, 20], 0u8, Geometry::identity()).unwrap();
+        vert.set(10, 10, 10, 3);
+        vert.set(12, 10, 11, 5);
+        vert.set(0, 0, 0, 8); // T1 does not widen the region
+        let roi = Roi::around_cervical("s", &vert, 2.0, [1.0; 3]).unwrap();
+        assert_eq!(roi.bbox.min, [8, 8, 8]);
+        assert_eq!(roi.bbox.max, [14, 12, 13]);
+        let cut = roi.extract(&vert, Interpolation::Nearest);
+        assert_eq!(cut.dims(), [7, 5, 6]);
+        assert_eq!(cut.get(2, 2, 2), 3, "voxels keep their world position");
+
+        let empty = vert.map(|l| u8::from(l == 8) * 8);
+        assert!(Roi::around_cervical("s", &empty, 2.0, [1.0; 3]).is_err());
+        let mut ct = Volume::filled([20, 20, 20], -1000i16, Geometry::identity()).unwrap();
+        ct.set(3, 4, 5, 40);
+        ct.set(6, 4, 9, 400);
+        let body = Roi::around_body("s", &ct, [1.0; 3]).unwrap();
+        assert_eq!((body.bbox.min, body.bbox.max), ([3, 4, 5], [6, 4, 9]));
+    }
+}

@@ -220,3 +220,34 @@ impl Stage for Stage3 {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_features;
+
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.csv");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn feature_csv_reads_columns_by_study() {
+        let (_d, p) = write("StudyInstanceUID,a,b\n1.2.3,0.5,2\n1.2.4,1e-3,-1\n");
+        let (names, rows) = read_features(&p).unwrap();
+        assert_eq!(names, vec!["a", "b"]);
+        assert_eq!(rows["1.2.4"], vec![1e-3, -1.0]);
+    }
+
+    #[test]
+    fn feature_csv_errors_name_the_line_and_column() {
+        let (_d, p) = write("StudyInstanceUID,a\n1.2.3,0.5\n1.2.4,oops\n");
+        let e = read_features(&p).unwrap_err().chain();
+        assert!(e.contains("f.csv:3") && e.contains("`a` = `oops`"), "{e}");
+        let (_d, p) = write("uid,a\n1,2\n");
+        assert!(read_features(&p).unwrap_err().chain().contains("f.csv:1: the header"));
+        let (_d, p) = write("StudyInstanceUID,a\n1.2.3,0.5,7\n");
+        assert!(read_features(&p).unwrap_err().chain().contains("f.csv:2: 3 cells"));
+    }
+}
