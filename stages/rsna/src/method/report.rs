@@ -51,6 +51,16 @@ fn curve(meta_history: &[flow_nn3d::checkpoint::EpochRecord]) -> Vec<(f64, f64)>
     meta_history.iter().map(|r| ((r.epoch + 1) as f64, r.train_loss)).collect()
 }
 
+/// `metric / prior = ratio`, without a ratio when the prior scores (nearly) 0 (e.g. every
+/// test study negative: the prevalence predicts them perfectly).
+fn ratio_text(r: &ScoreReport) -> String {
+    if r.prior_baseline_metric > 1e-9 {
+        format!("{:.4} / {:.4} = {:.2}", r.metric, r.prior_baseline_metric, r.ratio_to_prior)
+    } else {
+        format!("{:.4} / {:.4} (no ratio: the prior is exact on these studies)", r.metric, r.prior_baseline_metric)
+    }
+}
+
 fn score_table(caption: &str, r: &ScoreReport) -> Table {
     let mut rows: Vec<Vec<Cell>> = r
         .labels
@@ -59,7 +69,7 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
         .collect();
     rows.push(vec![Cell::Text("competition metric".into()), Cell::Text(String::new()), Cell::Number(r.mean_vertebra_auc), Cell::Number(Some(r.metric)), Cell::Number(Some(r.prior_baseline_metric))]);
     Table {
-        caption: format!("{caption}: {} studies, metric {:.4} = {:.2} x the prior-only baseline ({:.4}); AUC column's last row is the mean vertebra AUC", r.n_studies, r.metric, r.ratio_to_prior, r.prior_baseline_metric),
+        caption: format!("{caption}: {} studies, metric / prior-only baseline = {}; AUC column's last row is the mean vertebra AUC", r.n_studies, ratio_text(r)),
         header: ["target", "positives", "AUC", "metric share (model)", "metric share (prior)"].map(String::from).to_vec(),
         rows,
     }
@@ -252,7 +262,7 @@ impl Stage for Report {
             ("profile".into(), profile),
             ("test studies".into(), m.test_studies.to_string()),
             ("stage-1 mean Dice (test)".into(), m.stage1_mean_dice.map_or("–".into(), |d| format!("{d:.3}"))),
-            ("metric / prior-only (test)".into(), m.test.as_ref().map_or("–".into(), |t| format!("{:.4} / {:.4} = {:.2}", t.metric, t.prior_baseline_metric, t.ratio_to_prior))),
+            ("metric / prior-only (test)".into(), m.test.as_ref().map_or("–".into(), ratio_text)),
             ("patient_overall AUC (test)".into(), m.test.as_ref().and_then(|t| t.labels.first()).and_then(|l| l.auc).map_or("–".into(), |a| format!("{a:.3}"))),
         ];
         input.notes = m.notes.clone();
