@@ -165,3 +165,33 @@ pub fn overall(profile: &str, seed: u64) -> Result<OverallRecipe> {
         _ => OverallRecipe { size: 8, net: ClassifierConfig { stage_channels: vec![4, 8], ..ClassifierConfig::default() }, batch: 2, epochs: 2, iterations: 5, lr: 1e-3, seed },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_has_valid_nets_and_patches_the_nets_can_take() {
+        for profile in PROFILES {
+            let mut segs = vec![stage1(profile, 1).unwrap()];
+            for round in 1..=3 {
+                segs.push(fracture(profile, round, 1).unwrap());
+            }
+            for r in &segs {
+                r.net.validate().unwrap_or_else(|e| panic!("{profile}: {e}"));
+                let div = r.net.size_divisor();
+                for a in 0..3 {
+                    assert_eq!(r.patch_zyx[a] % div[a], 0, "{profile}: patch {:?} vs divisor {div:?}", r.patch_zyx);
+                }
+                assert!(r.epochs > 0 && r.iterations > 0 && r.batch > 0 && r.lr > 0.0);
+            }
+            assert_eq!(segs[0].net.num_classes, 9);
+            assert!(segs[1..].iter().all(|r| r.net.num_classes == 2));
+            assert!(segs[1].synthetic_fracture_p > 0.0 && segs[2].synthetic_fracture_p == 0.0);
+            assert!(roi_spacing(profile).unwrap().iter().all(|s| *s > 0.0));
+            assert!(overall(profile, 1).unwrap().size >= 8);
+        }
+        assert_eq!(stage1("full", 1).unwrap().net, UNetConfig::stage1());
+        assert!(stage1("huge", 1).is_err() && fracture("demo", 4, 1).is_err());
+    }
+}
