@@ -118,7 +118,10 @@ impl Stage for FractureLabels {
             let table = LabelTable::read(&csv).map_err(|e| StageError::wrap(format!("cannot read {}", csv.display()), e))?;
             let probs = studies_in(ctx.input("probs")?, "")?;
             for (uid, prob_path) in &probs {
-                let Some(targets) = table.get(uid) else { continue };
+                let Some(targets) = table.get(uid) else {
+                    summary.outcomes.insert(uid.clone(), Value::Note("no row in train.csv: not labelled".into()));
+                    continue;
+                };
                 if holdout.contains(uid) {
                     summary.outcomes.insert(uid.clone(), Value::Note("hold-out study: not labelled".into()));
                     continue;
