@@ -62,18 +62,6 @@ pub fn pseudo_label(prob: &Volume<f32>, vertebrae: &Volume<u8>, fractured: [bool
     Ok((Some(label), PseudoOutcome::Labelled { voxels }))
 }
 
-/// Dice of two binary masks (None when both are empty).
-pub fn binary_dice(pred: &Volume<u8>, truth: &Volume<u8>) -> Option<f64> {
-    let (mut tp, mut np, mut nt) = (0u64, 0u64, 0u64);
-    for (&p, &t) in pred.data().iter().zip(truth.data()) {
-        let (p, t) = (p != 0, t != 0);
-        tp += u64::from(p && t);
-        np += u64::from(p);
-        nt += u64::from(t);
-    }
-    (np + nt > 0).then(|| 2.0 * tp as f64 / (np + nt) as f64)
-}
-
 fn same_grid<A: flow_imaging::Voxel, B: flow_imaging::Voxel>(a: &Volume<A>, b: &Volume<B>, an: &str, bn: &str) -> Result<()> {
     if a.dims() != b.dims() || a.geometry.max_affine_difference(&b.geometry) > 1e-3 {
         return Err(Rsna7Error::Invalid(format!("the {an} ({:?}) and the {bn} ({:?}) are not on the same grid", a.dims(), b.dims())));
@@ -114,9 +102,4 @@ mod tests {
         assert_eq!(pseudo_label(&prob, &vert, [false; 7], 0.2).unwrap().1, PseudoOutcome::Negative);
     }
 
-    #[test]
-    fn dice_of_masks() {
-        assert_eq!(binary_dice(&line(&[1, 1, 0]), &line(&[1, 0, 0])), Some(2.0 / 3.0));
-        assert_eq!(binary_dice(&line(&[0, 0]), &line(&[0, 0])), None);
-    }
 }

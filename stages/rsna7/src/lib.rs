@@ -16,7 +16,7 @@ pub mod split;
 pub mod stage1;
 
 pub use error::{Result, Rsna7Error};
-pub use fracture::{binary_dice, box_and_bone, pseudo_label, PseudoOutcome};
+pub use fracture::{box_and_bone, pseudo_label, PseudoOutcome};
 pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};

@@ -12,6 +12,7 @@ fn adam() -> OptimizerConfig {
 use crate::error::{Result, Rsna7Error};
 use crate::overall::OverallRecipe;
 use crate::segnet::SegRecipe;
+use crate::stage1::STAGE1_CLASSES;
 
 pub const PROFILES: [&str; 3] = ["tiny", "demo", "full"];
 
@@ -45,7 +46,7 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             seed,
         },
         "demo" => SegRecipe {
-            net: UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, 9, 8, 4) },
+            net: UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, STAGE1_CLASSES, 8, 4) },
             spacing_xyz: [3.5; 3],
             patch_zyx: [32, 32, 32],
             batch: 2,
@@ -63,7 +64,7 @@ pub fn stage1(profile: &str, seed: u64) -> Result<SegRecipe> {
             seed,
         },
         _ => SegRecipe {
-            net: UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, 9, 4, 3) },
+            net: UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, STAGE1_CLASSES, 4, 3) },
             spacing_xyz: [6.0; 3],
             patch_zyx: [16, 16, 16],
             batch: 2,

@@ -74,11 +74,6 @@ impl SegModel {
         Ok(Self { meta, net, _vars: vars })
     }
 
-    /// The network (for evaluation code that needs raw logits).
-    pub fn net(&self) -> &UNet3d {
-        &self.net
-    }
-
     pub fn classes(&self) -> usize {
         self.meta.recipe.net.num_classes
     }

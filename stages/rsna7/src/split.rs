@@ -4,7 +4,6 @@
 //! set of studies (not on file-system order) and adding one study moves only that study. The
 //! original's split was unseeded (a known defect, not reproduced).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -65,15 +64,6 @@ impl Split {
     /// The fold validating `uid`, if it is in the split.
     pub fn fold_of(&self, uid: &str) -> Option<usize> {
         self.folds.iter().position(|f| f.iter().any(|u| u == uid))
-    }
-
-    pub fn in_holdout(&self, uid: &str) -> bool {
-        self.holdout.iter().any(|u| u == uid)
-    }
-
-    /// Fold of every study, for lookups in loops.
-    pub fn fold_map(&self) -> BTreeMap<&str, usize> {
-        self.folds.iter().enumerate().flat_map(|(k, f)| f.iter().map(move |u| (u.as_str(), k))).collect()
     }
 
     pub fn read(path: &Path) -> Result<Self> {
