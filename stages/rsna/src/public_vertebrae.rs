@@ -1,13 +1,16 @@
 //! `public.vertebrae`: public vertebra data sets (TotalSegmentator, VerSe) as extra stage-1
-//! training cases, with labels 1..8 = C1..C7, T1; cases without both C1 and T1 are dropped
-//! (and listed, with the reason, in summary.json).
+//! training cases, with labels 1..8 = C1..C7, T1, cleaned once with disc gaps bridged; cases
+//! without both C1 and T1 are dropped (and listed, with the reason, in summary.json), labels
+//! that lose much in the clean-up are noted there.
 
 use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
 use flow_imaging::competition::{read_combined, read_structure_folder, VertebraScheme};
+use flow_imaging::ops::CleanupReport;
 use flow_imaging::write_nifti;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::segmentations::cleanup_notes;
 use crate::study_set::{study_dirs, StudyFailure, StudySummary};
 
 /// See [`Stage::doc`].
@@ -33,14 +36,16 @@ impl Stage for PublicVertebrae {
         "public.vertebrae"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "A public data set as stage-1 cases: each case folder holds ct.nii.gz and either \
          segmentations/ (TotalSegmentator per-structure files vertebrae_C1..C7, T1) or labels.nii.gz \
          (a combined map read with `scheme`). Writes cases/<case>_ct.nii.gz and \
-         cases/<case>_labels.nii.gz (1..8 = C1..C7, T1, cleaned); cases without C1 and T1 are dropped \
-         and listed in summary.json."
+         cases/<case>_labels.nii.gz (1..8 = C1..C7, T1, cleaned: main body of the foreground with gaps \
+         up to 6 mm (disc gaps) bridged, then each label's largest component). Cases without C1 and \
+         T1 are dropped and listed in summary.json; labels that lose over 5% of their voxels in the \
+         clean-up are noted there."
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new().optional("scheme", ParamType::String, json!("totalsegmentator-v1"), "label scheme of labels.nii.gz: totalsegmentator-v1 | totalsegmentator-v2 | verse")
@@ -64,12 +69,12 @@ impl Stage for PublicVertebrae {
         for (i, (name, dir)) in cases.iter().enumerate() {
             ctx.check_cancel()?;
             ctx.progress(i as u64, cases.len() as u64, name);
-            let r = (|| -> Result<(), StageError> {
+            let r = (|| -> Result<CleanupReport, StageError> {
                 let ct = dir.join("ct.nii.gz");
                 if !ct.is_file() {
                     return Err(StageError::msg(format!("{} is missing", ct.display())));
                 }
-                let labels = if dir.join("segmentations").is_dir() {
+                let (labels, report) = if dir.join("segmentations").is_dir() {
                     read_structure_folder(&dir.join("segmentations"))
                 } else {
                     read_combined(&dir.join("labels.nii.gz"), scheme)
@@ -77,10 +82,16 @@ impl Stage for PublicVertebrae {
                 .map_err(|e| StageError::wrap("labels", e))?;
                 write_nifti(&labels, &out.join(format!("{name}_labels.nii.gz"))).map_err(|e| StageError::wrap("cannot write labels", e))?;
                 std::fs::copy(&ct, out.join(format!("{name}_ct.nii.gz"))).map_err(|e| StageError::wrap("cannot copy the CT", e))?;
-                Ok(())
+                Ok(report)
             })();
             match r {
-                Ok(()) => summary.done.push(name.clone()),
+                Ok(report) => {
+                    for note in cleanup_notes(&format!("case {name}"), &report) {
+                        ctx.log(&note);
+                        summary.notes.push(note);
+                    }
+                    summary.done.push(name.clone());
+                }
                 Err(e) => {
                     ctx.log(&format!("case {name} dropped: {}", e.chain()));
                     summary.failed.push(StudyFailure { study: name.clone(), error: e.chain() });

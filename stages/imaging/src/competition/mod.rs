@@ -12,5 +12,6 @@ pub use segmentation::{
     write_competition_segmentation, SegmentationError,
 };
 pub use vertebrae::{
-    map_combined, read_combined, read_structure_folder, VertebraScheme, VertebraeError,
+    map_combined, read_combined, read_structure_folder, vertebra_name, VertebraScheme,
+    VertebraeError,
 };

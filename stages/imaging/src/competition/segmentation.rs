@@ -3,10 +3,10 @@
 //! A `segmentations/<UID>.nii` holds labels whose header geometry cannot be trusted: its voxel
 //! `(i, j, k)` is DICOM column `i`, row `Rows - 1 - j`, and the `k`-th slice in ascending
 //! physical z (patient superior). We rebuild the array in the converted CT's voxel order and
-//! give it the CT's geometry.
+//! give it the CT's geometry. Reading does not clean the labels: callers run
+//! [`crate::ops::clean_label_map_with_report`] once, with their own settings.
 
 use crate::nifti_io::{read_nifti, write_nifti, NiftiIoError};
-use crate::ops::{clean_label_map, Connectivity};
 use crate::volume::Volume;
 use crate::Geometry;
 use std::path::{Path, PathBuf};
@@ -88,8 +88,8 @@ pub fn to_competition_layout(labels: &Volume<u8>) -> Result<Volume<u8>, Segmenta
     Ok(out)
 }
 
-/// Read `segmentations/<UID>.nii`, fix the quirk onto the CT grid and clean it: largest 3D
-/// connected component of the foreground (26-connectivity), then per label its largest.
+/// Read `segmentations/<UID>.nii` and fix the quirk onto the CT grid. The labels come back as
+/// stored (no clean-up), so the caller cleans once and can report what the clean-up removed.
 pub fn read_competition_segmentation(
     path: &Path,
     ct_geometry: &Geometry,
@@ -102,15 +102,14 @@ pub fn read_competition_segmentation(
             path: path.to_path_buf(),
             value,
         })?;
-    let fixed = from_competition_layout(&labels, ct_geometry, ct_dims).map_err(|e| match e {
+    from_competition_layout(&labels, ct_geometry, ct_dims).map_err(|e| match e {
         SegmentationError::DimsMismatch { seg, ct, .. } => SegmentationError::DimsMismatch {
             path: path.to_path_buf(),
             seg,
             ct,
         },
         other => other,
-    })?;
-    Ok(clean_label_map(&fixed, Connectivity::TwentySix))
+    })
 }
 
 /// Write a label map in the competition's layout (for synthetic cohorts and tests).

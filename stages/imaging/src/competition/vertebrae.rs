@@ -1,8 +1,9 @@
 //! Public vertebra segmentations (TotalSegmentator, VerSe) mapped to the method's labels
-//! 1..8 = C1..C7, T1. Cases without both C1 and T1 are rejected with a reason.
+//! 1..8 = C1..C7, T1, cleaned with the gap-bridging clean-up (whose report comes back so the
+//! caller can warn). Cases without both C1 and T1 are rejected with a reason.
 
 use crate::nifti_io::{read_nifti, NiftiIoError};
-use crate::ops::{clean_label_map, Connectivity};
+use crate::ops::{clean_label_map_with_report, CleanupConfig, CleanupReport};
 use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,16 @@ impl VertebraScheme {
             VertebraScheme::TotalSegmentatorV2 => 51 - ours,
             VertebraScheme::Verse => ours,
         }
+    }
+}
+
+/// Vertebra name of a label in the C1 = 1 numbering used here and by the competition
+/// (1..7 = C1..C7, 8..19 = T1..T12); `None` for other labels.
+pub fn vertebra_name(label: u8) -> Option<String> {
+    match label {
+        1..=7 => Some(format!("C{label}")),
+        8..=19 => Some(format!("T{}", label - 7)),
+        _ => None,
     }
 }
 
@@ -78,25 +89,37 @@ fn require_c1_t1(labels: &Volume<u8>, source_name: &str) -> Result<(), Vertebrae
     Ok(())
 }
 
-/// Map a combined label volume to labels 1..8 (other labels become 0), then clean it (largest
-/// foreground component, then per label). Fails when C1 or T1 is absent.
+/// Clean with the default bridging clean-up; fail when C1 or T1 did not survive it.
+fn clean_checked(
+    labels: &Volume<u8>,
+    source_name: &str,
+) -> Result<(Volume<u8>, CleanupReport), VertebraeError> {
+    let (cleaned, report) = clean_label_map_with_report(labels, &CleanupConfig::default());
+    require_c1_t1(&cleaned, source_name)?;
+    Ok((cleaned, report))
+}
+
+/// Map a combined label volume to labels 1..8 (other labels become 0), then clean it (main
+/// body with disc gaps bridged, then per label); returns the labels and the clean-up report.
+/// Fails when C1 or T1 is absent.
 pub fn map_combined(
     map: &Volume<u8>,
     scheme: VertebraScheme,
     source_name: &str,
-) -> Result<Volume<u8>, VertebraeError> {
+) -> Result<(Volume<u8>, CleanupReport), VertebraeError> {
     let mut lut = [0u8; 256];
     for ours in 1..=8u8 {
         lut[scheme.source_label(ours) as usize] = ours;
     }
     let mapped = map.map(|x| lut[x as usize]);
-    let cleaned = clean_label_map(&mapped, Connectivity::TwentySix);
-    require_c1_t1(&cleaned, source_name)?;
-    Ok(cleaned)
+    clean_checked(&mapped, source_name)
 }
 
-/// Read a combined map file (any integer-valued NIfTI) and map it.
-pub fn read_combined(path: &Path, scheme: VertebraScheme) -> Result<Volume<u8>, VertebraeError> {
+/// Read a combined map file (any integer-valued NIfTI) and map it (see [`map_combined`]).
+pub fn read_combined(
+    path: &Path,
+    scheme: VertebraScheme,
+) -> Result<(Volume<u8>, CleanupReport), VertebraeError> {
     let labels = read_nifti(path)?
         .to_labels()
         .map_err(|value| VertebraeError::NotLabels {
@@ -108,8 +131,8 @@ pub fn read_combined(path: &Path, scheme: VertebraScheme) -> Result<Volume<u8>, 
 
 /// Read a TotalSegmentator per-structure folder (`vertebrae_C1.nii.gz` .. `vertebrae_T1`,
 /// `.nii.gz` or `.nii`); missing files are treated as empty structures, overlaps go to the
-/// lower label. All files must share one grid.
-pub fn read_structure_folder(dir: &Path) -> Result<Volume<u8>, VertebraeError> {
+/// lower label. All files must share one grid. Cleaned as in [`map_combined`].
+pub fn read_structure_folder(dir: &Path) -> Result<(Volume<u8>, CleanupReport), VertebraeError> {
     let mut combined: Option<(Volume<u8>, PathBuf)> = None;
     for (n, stem) in STRUCTURE_FILES.iter().enumerate() {
         let ours = n as u8 + 1;
@@ -151,9 +174,7 @@ pub fn read_structure_folder(dir: &Path) -> Result<Volume<u8>, VertebraeError> {
     let (labels, _) = combined.ok_or_else(|| VertebraeError::NoStructureFiles {
         dir: dir.to_path_buf(),
     })?;
-    let cleaned = clean_label_map(&labels, Connectivity::TwentySix);
-    require_c1_t1(&cleaned, &dir.display().to_string())?;
-    Ok(cleaned)
+    clean_checked(&labels, &dir.display().to_string())
 }
 
 #[cfg(test)]
@@ -182,7 +203,8 @@ mod tests {
         for (k, l) in [41u8, 40, 39, 38, 37, 36, 35, 34, 18].iter().enumerate() {
             v.set(0, 0, k, *l);
         }
-        let m = map_combined(&v, VertebraScheme::TotalSegmentatorV1, "case").unwrap();
+        let (m, report) = map_combined(&v, VertebraScheme::TotalSegmentatorV1, "case").unwrap();
+        assert_eq!(report.labels.len(), 8);
         assert_eq!(
             (0..9).map(|k| m.get(0, 0, k)).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5, 6, 7, 8, 0]
@@ -196,6 +218,54 @@ mod tests {
     }
 
     #[test]
+    fn verse_vertebrae_separated_by_discs_are_all_kept() {
+        // VerSe numbering, 3x3x2 vertebrae with 2-voxel (2 mm) gaps along z, plus a far
+        // label-3 speck that the clean-up drops and reports.
+        let mut v = Volume::filled([12, 3, 32], 0u8, Geometry::identity()).unwrap();
+        for l in 1..=8u8 {
+            for k in 0..2 {
+                for j in 0..3 {
+                    for i in 0..3 {
+                        v.set(i, j, 4 * (l as usize - 1) + k, l);
+                    }
+                }
+            }
+        }
+        v.set(11, 2, 9, 3);
+        let (m, report) = map_combined(&v, VertebraScheme::Verse, "verse").unwrap();
+        for l in 1..=8u8 {
+            assert_eq!(
+                m.data().iter().filter(|&&x| x == l).count(),
+                18,
+                "label {l}"
+            );
+        }
+        assert_eq!(
+            report.warnings(0.01),
+            ["label 3 lost 5.3% of its voxels (1 of 19) in the clean-up"]
+        );
+    }
+
+    #[test]
+    fn vertebra_names() {
+        let names: Vec<_> = [1, 7, 8, 19, 20, 0]
+            .map(vertebra_name)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("C1".to_string()),
+                Some("C7".into()),
+                Some("T1".into()),
+                Some("T12".into()),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
     fn structure_folder_is_combined() {
         let d = tempfile::tempdir().unwrap();
         for (n, stem) in STRUCTURE_FILES.iter().enumerate() {
@@ -203,7 +273,7 @@ mod tests {
             m.set(1, 1, n, 1);
             crate::write_nifti(&m, &d.path().join(format!("{stem}.nii.gz"))).unwrap();
         }
-        let v = read_structure_folder(d.path()).unwrap();
+        let (v, _) = read_structure_folder(d.path()).unwrap();
         assert_eq!(
             (0..8).map(|k| v.get(1, 1, k)).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5, 6, 7, 8]

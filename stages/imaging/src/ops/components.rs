@@ -1,5 +1,5 @@
-//! Connected components of foreground voxels (6- or 26-connectivity) and the clean-ups the
-//! method uses: keep the largest component of the foreground, then per label its largest.
+//! Connected components of foreground voxels (6- or 26-connectivity) and the per-label
+//! clean-up (each label's largest component); the whole-map clean-up is in `spine_cleanup`.
 
 use crate::volume::{Volume, Voxel};
 use serde::{Deserialize, Serialize};
@@ -104,20 +104,6 @@ pub fn label_components<T: Voxel>(
     Components { labels, sizes }
 }
 
-/// Zero every non-zero voxel outside the largest connected component of the foreground
-/// (all non-zero voxels together); values inside are kept.
-pub fn keep_largest_component<T: Voxel>(v: &Volume<T>, conn: Connectivity) -> Volume<T> {
-    let comps = label_components(v, conn, |x| x != T::default());
-    let mut out = v.clone();
-    let keep = comps.largest();
-    for (x, &l) in out.data_mut().iter_mut().zip(comps.labels.iter()) {
-        if l != 0 && Some(l) != keep {
-            *x = T::default();
-        }
-    }
-    out
-}
-
 /// For each label value, keep only its largest connected component.
 pub fn keep_largest_component_per_label(labels: &Volume<u8>, conn: Connectivity) -> Volume<u8> {
     let present: BTreeSet<u8> = labels.data().iter().copied().filter(|&l| l != 0).collect();
@@ -132,12 +118,6 @@ pub fn keep_largest_component_per_label(labels: &Volume<u8>, conn: Connectivity)
         }
     }
     out
-}
-
-/// The method's clean-up of a label map: largest foreground component, then per label its
-/// largest component.
-pub fn clean_label_map(labels: &Volume<u8>, conn: Connectivity) -> Volume<u8> {
-    keep_largest_component_per_label(&keep_largest_component(labels, conn), conn)
 }
 
 #[cfg(test)]
@@ -164,34 +144,5 @@ mod tests {
             label_components(&v, Connectivity::TwentySix, |x| x != 0).sizes,
             vec![3]
         );
-    }
-
-    #[test]
-    fn clean_keeps_main_body_then_largest_piece_per_label() {
-        // A 4-voxel bar of labels 1,1,2,2 plus: a stray label-2 voxel touching the bar's
-        // label-1 end (same foreground component, but a separate label-2 piece), and a far
-        // island of label 3.
-        let v = vol(
-            [8, 3, 1],
-            &[
-                ([0, 0, 0], 1),
-                ([1, 0, 0], 1),
-                ([2, 0, 0], 2),
-                ([3, 0, 0], 2),
-                ([0, 1, 0], 2),
-                ([7, 2, 0], 3),
-            ],
-        );
-        let c = clean_label_map(&v, Connectivity::Six);
-        let expected = vol(
-            [8, 3, 1],
-            &[
-                ([0, 0, 0], 1),
-                ([1, 0, 0], 1),
-                ([2, 0, 0], 2),
-                ([3, 0, 0], 2),
-            ],
-        );
-        assert_eq!(c, expected);
     }
 }
