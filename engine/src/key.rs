@@ -1,7 +1,8 @@
 //! Node keys: BLAKE3 over one explicit, canonical manifest.
 //!
 //! The manifest holds the cache format version, the stage kind and version, the params that
-//! affect results (sorted keys, canonical numbers) and the digests of the inputs. It never
+//! affect results (sorted keys, canonical numbers), the settings the stage resolves from them
+//! (when it has any) and the digests of the inputs. It never
 //! holds paths, mtimes, thread counts or attempt numbers, so a key moves only when the
 //! result could.
 
@@ -20,8 +21,9 @@ pub struct InputDigest {
     pub digest: Digest,
 }
 
-/// The canonical manifest of a node.
-pub fn manifest(kind: &str, version: u32, params: &serde_json::Map<String, Value>, inputs: &BTreeMap<String, Vec<InputDigest>>, many: &BTreeMap<String, bool>) -> Value {
+/// The canonical manifest of a node; `settings` only appears when the stage has some, so
+/// the keys of stages without settings do not move.
+pub fn manifest(kind: &str, version: u32, params: &serde_json::Map<String, Value>, settings: Option<&Value>, inputs: &BTreeMap<String, Vec<InputDigest>>, many: &BTreeMap<String, bool>) -> Value {
     let inputs: serde_json::Map<String, Value> = inputs
         .iter()
         .map(|(name, ds)| {
@@ -30,13 +32,17 @@ pub fn manifest(kind: &str, version: u32, params: &serde_json::Map<String, Value
             (name.clone(), v)
         })
         .collect();
-    json!({
+    let mut m = json!({
         "format": FORMAT,
         "stage": kind,
         "version": version,
         "params": Value::Object(params.clone()),
         "inputs": Value::Object(inputs),
-    })
+    });
+    if let Some(s) = settings {
+        m["settings"] = s.clone();
+    }
+    m
 }
 
 /// Compact JSON with object keys sorted at every level, independent of map implementation.
@@ -93,8 +99,29 @@ pub fn diff(old: &Value, new: &Value) -> Vec<String> {
         out.push(format!("stage version changed ({} -> {})", old["version"], new["version"]));
     }
     diff_maps("param", &old["params"], &new["params"], &mut out, |v| canonical_json(v));
+    diff_maps("setting", &flatten(&old["settings"]), &flatten(&new["settings"]), &mut out, |v| canonical_json(v));
     diff_maps("input", &old["inputs"], &new["inputs"], &mut out, describe_input);
     out
+}
+
+/// `{"a": {"b": 1}, "c": [2]}` -> `{"a.b": 1, "c": [2]}`: a setting is named by its path.
+fn flatten(v: &Value) -> Value {
+    fn walk(prefix: &str, v: &Value, out: &mut serde_json::Map<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, x) in m {
+                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x, out);
+                }
+            }
+            Value::Null if prefix.is_empty() => {}
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    walk("", v, &mut out);
+    Value::Object(out)
 }
 
 fn describe_input(v: &Value) -> String {
@@ -128,7 +155,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn m(params: Value) -> Value {
-        manifest("command", 1, params.as_object().unwrap(), &BTreeMap::new(), &BTreeMap::new())
+        manifest("command", 1, params.as_object().unwrap(), None, &BTreeMap::new(), &BTreeMap::new())
+    }
+
+    #[test]
+    fn settings_move_the_key_and_diff_names_their_path() {
+        let p = json!({"profile": "demo"});
+        let with = |s: Value| manifest("rsna.x", 1, p.as_object().unwrap(), Some(&s), &BTreeMap::new(), &BTreeMap::new());
+        let a = with(json!({"recipe": {"lr": 0.01, "patch": [32, 32, 32]}}));
+        let b = with(json!({"recipe": {"lr": 0.003, "patch": [32, 32, 32]}}));
+        assert_ne!(key_of(&a), key_of(&b));
+        assert_eq!(diff(&a, &b), vec!["setting `recipe.lr` changed: 0.01 -> 0.003".to_string()]);
+        // A stage without settings keeps the manifest it always had.
+        let none = manifest("rsna.x", 1, p.as_object().unwrap(), None, &BTreeMap::new(), &BTreeMap::new());
+        assert!(none.get("settings").is_none());
+        assert!(diff(&none, &a).iter().any(|l| l.contains("setting `recipe.lr` added")));
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn key_node(dag: &Dag, i: usize, outputs: &[Option<BTreeMap<String, OutputRe
         inputs.insert(name.clone(), list);
     }
     let params = node.schema.key_params(&node.params);
-    let manifest = key::manifest(node.stage.kind(), node.stage.version(), &params, &digests, &many);
+    let settings = node.stage.settings(&node.params);
+    let manifest = key::manifest(node.stage.kind(), node.stage.version(), &params, settings.as_ref(), &digests, &many);
     Some(KeyedNode { key: key::key_of(&manifest), manifest, inputs })
 }

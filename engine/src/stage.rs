@@ -122,6 +122,12 @@ pub trait Stage: Send + Sync + 'static {
     fn check(&self, _params: &Params, _input_names: &[&str]) -> Result<(), String> {
         Ok(())
     }
+    /// What the run resolves from its params beyond the params themselves (e.g. a profile's
+    /// hyperparameters kept in code), as JSON. It is part of the node key, so changing a
+    /// setting re-runs exactly the nodes that use it, and `flow explain` names the setting.
+    fn settings(&self, _params: &Params) -> Option<serde_json::Value> {
+        None
+    }
     /// Does the work. Blocking; runs on a worker thread.
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
 }
