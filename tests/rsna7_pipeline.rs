@@ -64,7 +64,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     assert_eq!(code, 1, "{states:?}");
     assert_eq!(with_state(&states, "failed"), vec!["train_round2"]);
     let ran_first = with_state(&states, "ran");
-    for n in ["stage1_train", "train_round1", "predict_round1_train", "labels_round2"] {
+    for n in ["stage1_lowres", "stage1_fullres", "train_round1", "predict_round1_train", "labels_round2"] {
         assert!(ran_first.contains(&n.to_string()), "{n} ran before the failure: {states:?}");
     }
 
@@ -77,7 +77,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     assert!(log.contains("resuming from the checkpoint after epoch 1"), "{log}");
     assert_eq!(code, 0, "{states:?}");
     let ran = with_state(&states, "ran");
-    for n in ["stage1_train", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {
+    for n in ["stage1_lowres", "stage1_fullres", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {
         assert!(!ran.contains(&n.to_string()), "{n} re-ran after the failure: {ran:?}");
     }
     for n in ["train_round2", "train_round3_fold0", "train_round3_fold2", "stage3", "report"] {
@@ -138,7 +138,7 @@ name: bad
 nodes:
   train:
     stage: rsna.stage1_train
-    params: {profile: huge}
+    params: {profile: huge, resolution: lowres}
     inputs: {volumes: ./v, labels: [./l]}
   labels:
     stage: rsna.fracture_labels

@@ -17,12 +17,16 @@ pub struct SlidingWindowConfig {
     /// Spatial axes (0 = D, 1 = H, 2 = W) to mirror; every subset is evaluated and averaged.
     pub mirror_axes: Vec<usize>,
     pub batch_size: usize,
+    /// Value of the padding around a volume smaller than the patch, in the network's input
+    /// units: training pads with air, so inference must too (0 is about bone after z-scoring).
+    #[serde(default)]
+    pub pad_value: f32,
 }
 
 impl SlidingWindowConfig {
     /// Half-patch stride, sigma = patch/8, x-flip TTA (the method's stage-1 inference).
     pub fn new(patch: [usize; 3]) -> Self {
-        Self { patch, step_fraction: 0.5, sigma_scale: 1.0 / 8.0, mirror_axes: vec![2], batch_size: 1 }
+        Self { patch, step_fraction: 0.5, sigma_scale: 1.0 / 8.0, mirror_axes: vec![2], batch_size: 1, pad_value: 0.0 }
     }
 }
 
@@ -84,9 +88,13 @@ pub fn predict_sliding_window(
     let (_, d, h, w) = image.dims4()?;
     let size = [d, h, w];
     let patch = cfg.patch;
-    // Pad symmetrically to at least one patch.
+    // Pad symmetrically to at least one patch, with `pad_value` (shift, zero-pad, shift back).
     let mut lo = [0; 3];
     let mut x = image.unsqueeze(0)?;
+    let needs_pad = (0..3).any(|i| size[i] < patch[i]);
+    if needs_pad && cfg.pad_value != 0.0 {
+        x = x.affine(1.0, -f64::from(cfg.pad_value))?;
+    }
     let mut padded = size;
     for i in 0..3 {
         if size[i] < patch[i] {
@@ -95,6 +103,9 @@ pub fn predict_sliding_window(
             x = x.pad_with_zeros(i + 2, lo[i], total - lo[i])?;
             padded[i] = patch[i];
         }
+    }
+    if needs_pad && cfg.pad_value != 0.0 {
+        x = x.affine(1.0, f64::from(cfg.pad_value))?;
     }
     let starts: Vec<Vec<usize>> = (0..3).map(|i| window_starts(padded[i], patch[i], cfg.step_fraction)).collect();
     let mut windows = Vec::new();

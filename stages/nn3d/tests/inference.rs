@@ -71,3 +71,26 @@ fn pointwise_model_matches_full_volume_with_many_windows() -> Result<()> {
     assert!(predict_sliding_window(&[&conv], &x, 5, &cfg, &mut |_, _| {}).is_err());
     Ok(())
 }
+
+#[test]
+fn padding_uses_the_configured_value() -> Result<()> {
+    // A 3x3x3 convolution sees the padding next to the border, so the result depends on it.
+    let vm = VarMap::new();
+    let conv = Conv3d::new(1, 2, [3, 3, 3], Conv3dParams::new([1; 3], [1; 3]), true, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    init_seeded(&vm, 3)?;
+    let x = Tensor::randn(0f32, 1., (1, 4, 6, 6), &Device::Cpu)?;
+    let mut cfg = SlidingWindowConfig::new([8, 6, 6]);
+    cfg.mirror_axes = vec![];
+    cfg.pad_value = -3.0;
+    let p = predict_sliding_window(&[&conv], &x, 2, &cfg, &mut |_, _| {})?;
+    // Reference: pad D by 2 on both sides with -3 explicitly, run once, cut the middle.
+    let fill = Tensor::full(-3f32, (1, 2, 6, 6), &Device::Cpu)?;
+    let padded = Tensor::cat(&[&fill, &x, &fill], 1)?.unsqueeze(0)?;
+    let direct = softmax(&conv.forward(&padded)?, 1)?.squeeze(0)?.narrow(1, 2, 4)?;
+    assert!(max_abs_diff(&p, &direct) < 1e-5);
+    // Zero padding gives another answer at the border: the test can tell them apart.
+    cfg.pad_value = 0.0;
+    let zero = predict_sliding_window(&[&conv], &x, 2, &cfg, &mut |_, _| {})?;
+    assert!(max_abs_diff(&zero, &direct) > 1e-3);
+    Ok(())
+}

@@ -22,7 +22,7 @@ fn source() -> Arc<PatchBatchSource> {
         })
         .collect();
     let pipe = PatchPipeline::new(PatchSampler::new([8, 12, 10], 0.5).unwrap(), AugmentConfig::default(), -1.0);
-    Arc::new(PatchBatchSource::new(Arc::new(cases), pipe, 2, Some(FractureConfig::method_default(-2.0))).unwrap())
+    Arc::new(PatchBatchSource::new(Arc::new(cases), pipe, 2, Some(FractureConfig::method_default(flow_patches::Range::new(-2.0, -2.0)))).unwrap())
 }
 
 type Fingerprint = (Vec<usize>, Vec<u32>, Vec<u8>, bool);

@@ -16,10 +16,10 @@ pub mod split;
 pub mod stage1;
 
 pub use error::{Result, Rsna7Error};
-pub use fracture::{box_and_bone, pseudo_label, PseudoOutcome};
+pub use fracture::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome};
 pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};
-pub use segnet::{predict_probabilities, train_segmentation, training_case, SegModel, SegModelMeta, SegRecipe};
+pub use segnet::{models_for_study, predict_probabilities, train_segmentation, training_case, SegModel, SegModelMeta, SegRecipe};
 pub use split::Split;
-pub use stage1::{dice_per_label, keep_cervical_component, segment_vertebrae, STAGE1_CLASSES};
+pub use stage1::{dice_per_label, keep_cervical_component, prepare_study, segment_vertebrae, Resolution, STAGE1_CLASSES};

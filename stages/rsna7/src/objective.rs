@@ -7,10 +7,12 @@
 use candle_core::{Module, Tensor};
 use candle_nn::ops::softmax;
 use flow_nn3d::loss::{deep_supervision_loss, dice_ce_loss, foreground_confusion, one_hot};
-use flow_nn3d::{Batch, Objective, UNet3d};
+use flow_nn3d::{Batch, Objective};
+
+use crate::segnet::SegNet;
 
 pub struct SegmentationLoss<'a> {
-    pub net: &'a UNet3d,
+    pub net: &'a SegNet,
     pub foreground_dice: bool,
 }
 

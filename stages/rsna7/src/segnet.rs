@@ -41,6 +41,12 @@ pub struct SegRecipe {
     pub foreground_dice: bool,
     /// Mirror axes (of `[z, y, x]`) for test-time augmentation.
     pub tta_axes: Vec<usize>,
+    /// Feed the net each voxel's height in the window as a second input channel (CoordConv):
+    /// in a window that holds the whole neck, where a voxel sits is a strong cue to its level,
+    /// which a convolutional net otherwise learns slowly from the borders alone. The net's
+    /// `in_channels` counts it.
+    #[serde(default)]
+    pub position_channel: bool,
     /// Sliding-window step as a fraction of the patch (0.5 in the method).
     pub step_fraction: f64,
     pub seed: u64,
@@ -62,14 +68,49 @@ pub struct SegModelMeta {
 /// A loaded model, ready for inference.
 pub struct SegModel {
     pub meta: SegModelMeta,
-    net: UNet3d,
+    net: SegNet,
     _vars: VarMap,
+}
+
+/// A U-Net, optionally given the height in the window as an extra input channel.
+pub struct SegNet {
+    unet: UNet3d,
+    position: bool,
+}
+
+impl SegNet {
+    pub fn config(&self) -> &UNetConfig {
+        self.unet.config()
+    }
+
+    /// `x` with the height channel appended: -1 at the first slice of the window, +1 at the last.
+    fn input(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if !self.position {
+            return Ok(x.clone());
+        }
+        let (n, _, d, h, w) = x.dims5()?;
+        let step = if d > 1 { 2.0 / (d - 1) as f64 } else { 0.0 };
+        let ramp = Tensor::arange(0u32, d as u32, x.device())?.to_dtype(x.dtype())?.affine(step, -1.0)?;
+        let ramp = ramp.reshape((1, 1, d, 1, 1))?.broadcast_as((n, 1, d, h, w))?;
+        Tensor::cat(&[x, &ramp], 1)
+    }
+
+    /// Logits at every deep-supervision resolution (full resolution first).
+    pub fn forward_all(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        self.unet.forward_all(&self.input(x)?)
+    }
+}
+
+impl Module for SegNet {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.unet.forward(&self.input(x)?)
+    }
 }
 
 impl SegModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let meta: SegModelMeta = read_json(&dir.join("model.json"))?;
-        let (vars, net) = build(&meta.recipe.net, device)?;
+        let (vars, net) = build(&meta.recipe, device)?;
         load_weights(&vars, &dir.join("weights.safetensors"))?;
         Ok(Self { meta, net, _vars: vars })
     }
@@ -79,12 +120,17 @@ impl SegModel {
     }
 }
 
-fn build(cfg: &UNetConfig, device: &Device) -> Result<(VarMap, UNet3d)> {
+fn build(recipe: &SegRecipe, device: &Device) -> Result<(VarMap, SegNet)> {
+    let cfg = &recipe.net;
     cfg.validate()?;
+    let wanted = 1 + usize::from(recipe.position_channel);
+    if cfg.in_channels != wanted {
+        return Err(Rsna7Error::Invalid(format!("the net takes {} input channels, the recipe gives {wanted} (CT{})", cfg.in_channels, if recipe.position_channel { " + height" } else { "" })));
+    }
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
-    let net = UNet3d::new(cfg, vb)?;
-    Ok((vars, net))
+    let unet = UNet3d::new(cfg, vb)?;
+    Ok((vars, SegNet { unet, position: recipe.position_channel }))
 }
 
 /// A training case from a volume already on the model's grid: image normalised, labels as is.
@@ -145,11 +191,13 @@ pub fn train_segmentation(
         return Err(Rsna7Error::Invalid(format!("no training cases for the {task} model")));
     }
     let training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
-    let (vars, net) = build(&recipe.net, device)?;
+    let (vars, net) = build(recipe, device)?;
     init_seeded(&vars, recipe.seed)?;
     let augment = if recipe.full_augmentation { AugmentConfig::default() } else { AugmentConfig { p_mirror: [0.0, 0.0, 0.5], ..AugmentConfig::none() } };
     let sampler = PatchSampler::new(recipe.patch_zyx, recipe.p_foreground).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
-    let fracture = (recipe.synthetic_fracture_p > 0.0).then(|| FractureConfig { p_batch: recipe.synthetic_fracture_p, ..FractureConfig::method_default(normalizer.value_of(0.0)) });
+    // The gap of a synthetic crack: fluid to haematoma, 0-80 HU (as real cracks fill).
+    let gap = flow_patches::Range::new(f64::from(normalizer.value_of(0.0)), f64::from(normalizer.value_of(80.0)));
+    let fracture = (recipe.synthetic_fracture_p > 0.0).then(|| FractureConfig { p_batch: recipe.synthetic_fracture_p, ..FractureConfig::method_default(gap) });
     let pipeline = PatchPipeline::new(sampler, augment, normalizer.apply(-1000.0));
     let source = PatchBatchSource::new(Arc::new(cases), pipeline, recipe.batch, fracture).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
     let mut feed = PatchFeed { source, seed: recipe.seed, next: 0, iterations: recipe.iterations as u64, device: device.clone() };
@@ -172,6 +220,22 @@ pub fn train_segmentation(
     Ok(meta)
 }
 
+/// The models (indices into `metas`) that predict study `uid`. A study of fold `k` is
+/// predicted out of fold: only by the models that left fold `k` out, and it is an error if any
+/// of them trained on the study after all, so an out-of-fold prediction can never come from
+/// weights that saw it. Any other study (`fold` is `None`) is predicted by every model.
+pub fn models_for_study(uid: &str, fold: Option<usize>, metas: &[&SegModelMeta]) -> Result<Vec<usize>> {
+    let Some(k) = fold else { return Ok((0..metas.len()).collect()) };
+    let chosen: Vec<usize> = (0..metas.len()).filter(|&j| metas[j].fold == Some(k)).collect();
+    if chosen.is_empty() {
+        return Err(Rsna7Error::study(uid, format!("no model left fold {k} out, so the study cannot be predicted out of fold")));
+    }
+    if let Some(&j) = chosen.iter().find(|&&j| metas[j].training_studies.iter().any(|s| s == uid)) {
+        return Err(Rsna7Error::study(uid, format!("the model that left fold {k} out trained on this study (model {j}): its prediction would not be out of fold")));
+    }
+    Ok(chosen)
+}
+
 /// Class probabilities `(classes, z, y, x)` of a normalised image on the models' grid,
 /// averaged over `models` (which must share the grid, patch and classes).
 pub fn predict_probabilities(models: &[&SegModel], image: &Grid3<f32>, device: &Device) -> Result<Vec<f32>> {
@@ -183,7 +247,41 @@ pub fn predict_probabilities(models: &[&SegModel], image: &Grid3<f32>, device: &
     let [d, h, w] = image.shape();
     let x = Tensor::from_vec(image.as_slice().to_vec(), (1, d, h, w), device)?;
     let nets: Vec<&dyn Module> = models.iter().map(|m| &m.net as &dyn Module).collect();
-    let cfg = SlidingWindowConfig { mirror_axes: r.tta_axes.clone(), step_fraction: r.step_fraction, ..SlidingWindowConfig::new(r.patch_zyx) };
+    // Training pads patches with air, so windows past the volume are padded with air too.
+    let pad_value = first.meta.normalizer.apply(-1000.0);
+    let cfg = SlidingWindowConfig { mirror_axes: r.tta_axes.clone(), step_fraction: r.step_fraction, pad_value, ..SlidingWindowConfig::new(r.patch_zyx) };
     let probs = predict_sliding_window(&nets, &x, first.classes(), &cfg, &mut |_, _| {})?;
     Ok(probs.flatten_all()?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(fold: Option<usize>, studies: &[&str]) -> SegModelMeta {
+        SegModelMeta {
+            task: "fracture".into(),
+            recipe: crate::recipes::fracture("tiny", 3, 1).unwrap(),
+            normalizer: CtNormalizer { clip_low: 0.0, clip_high: 1.0, mean: 0.0, std: 1.0 },
+            fold,
+            training_studies: studies.iter().map(|s| s.to_string()).collect(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn out_of_fold_studies_only_meet_weights_that_never_saw_them() {
+        // Folds 0 and 1: {a, b} and {c}; each model trained on the other fold.
+        let m0 = meta(Some(0), &["c"]);
+        let m1 = meta(Some(1), &["a", "b"]);
+        let metas = [&m0, &m1];
+        assert_eq!(models_for_study("a", Some(0), &metas).unwrap(), vec![0]);
+        assert_eq!(models_for_study("c", Some(1), &metas).unwrap(), vec![1]);
+        assert_eq!(models_for_study("test", None, &metas).unwrap(), vec![0, 1], "other studies: the ensemble");
+        // A model labelled as leaving fold 0 out that trained on `a` anyway is caught.
+        let leaky = meta(Some(0), &["a", "c"]);
+        let err = models_for_study("a", Some(0), &[&leaky, &m1]).unwrap_err().to_string();
+        assert!(err.contains("trained on this study"), "{err}");
+        assert!(models_for_study("a", Some(2), &metas).unwrap_err().to_string().contains("no model left fold 2 out"));
+    }
 }

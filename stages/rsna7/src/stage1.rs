@@ -1,12 +1,19 @@
-//! Stage 1: C1-C7 (+T1) segmentation. Training cases are CT + label maps resampled to the
-//! recipe's spacing and normalised; inference crops away air, runs the sliding window,
-//! resamples the class probabilities back to the CT grid, takes the argmax and keeps the
-//! largest "cervical" component (C1-C7 dilated by 2 mm), zeroing every label outside it.
+//! Stage 1: C1-C7 (+T1) segmentation as a two-model cascade, after nnU-Net's 3d_cascade.
+//!
+//! The low-resolution model sees the whole air-cropped neck in one window and tells the
+//! levels apart (a window that shows both ends of the neck can count vertebrae). The
+//! full-resolution model works inside the low-resolution spine box, where the boundaries of
+//! bone are drawn: in the small profiles it segments the spine as one class and each of its
+//! voxels takes the most likely level of the upsampled low-resolution probabilities; with 9
+//! classes (the method's `full` nets) its own argmax is the answer. Without a full-resolution
+//! model the low-resolution argmax is used. The result is resampled to the CT grid and the
+//! largest "cervical" component (C1-C7 dilated by 2 mm) is kept.
 
 use candle_core::Device;
 use flow_imaging::ops::{bbox_where, binary_dilate, crop, grow_bbox_mm, label_components, resample_to_grid, resample_to_spacing, BoundingBox, Connectivity, Element, Interpolation};
 use flow_imaging::Volume;
 use flow_patches::TrainingCase;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
 use crate::normalize::{sample_where, CtNormalizer};
@@ -14,24 +21,82 @@ use crate::segnet::{predict_probabilities, to_grid, training_case, SegModel, Seg
 
 /// Number of stage-1 classes: background, C1..C7, T1.
 pub const STAGE1_CLASSES: usize = 9;
-/// Voxels darker than this (HU) are air, cropped away before inference.
+/// Voxels darker than this (HU) are air, cropped away around the body.
 const AIR_HU: f32 = -200.0;
+/// Margin around the body when air is cropped away.
+const BODY_MARGIN_MM: f64 = 6.0;
+/// Margin around the spine box the full-resolution model works in: the low-resolution box
+/// is a few mm off at worst, and training crops use the same margin around the true spine.
+pub const SPINE_MARGIN_MM: f64 = 12.0;
 
-/// One study resampled to the recipe's grid: HU (not yet normalised) and labels 0..=8
-/// (labels beyond T1 are background for stage 1).
+/// Which model of the cascade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Whole neck in one window, 9 classes.
+    Lowres,
+    /// Inside the spine box: spine vs background (2 classes) or all 9 classes.
+    Fullres,
+}
+
+impl Resolution {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "lowres" => Ok(Self::Lowres),
+            "fullres" => Ok(Self::Fullres),
+            other => Err(Rsna7Error::Invalid(format!("resolution `{other}`: use lowres or fullres"))),
+        }
+    }
+
+    /// The `task` a model of this resolution records in model.json.
+    pub fn task(self) -> &'static str {
+        match self {
+            Self::Lowres => "vertebrae-lowres",
+            Self::Fullres => "vertebrae-fullres",
+        }
+    }
+}
+
+/// One training study on a model's grid: HU (not yet normalised) and its label map.
 pub struct Stage1Study {
     pub uid: String,
     pub hu: Volume<f32>,
     pub labels: Volume<u8>,
 }
 
-pub fn resample_study(uid: &str, ct: &Volume<i16>, labels: &Volume<u8>, recipe: &SegRecipe) -> Result<Stage1Study> {
+/// The body's box (voxels above -200 HU) grown by 6 mm: what inference and training crop to.
+fn body_box(hu: &Volume<f32>) -> Option<BoundingBox> {
+    bbox_where(hu, |x| x > AIR_HU).map(|b| grow_bbox_mm(hu, &b, [BODY_MARGIN_MM; 3]))
+}
+
+/// A training study for `resolution`: the low-resolution model's is the whole air-cropped
+/// neck; the full-resolution model's is the box around the labelled spine grown by
+/// [`SPINE_MARGIN_MM`], with labels 1..8 merged into one class when its net has 2 classes.
+pub fn prepare_study(uid: &str, ct: &Volume<i16>, labels: &Volume<u8>, recipe: &SegRecipe, resolution: Resolution) -> Result<Stage1Study> {
     if ct.dims() != labels.dims() {
         return Err(Rsna7Error::study(uid, format!("CT {:?} and label map {:?} differ in size", ct.dims(), labels.dims())));
     }
-    let hu = resample_to_spacing(&ct.map(f32::from), recipe.spacing_xyz, Interpolation::Linear);
-    let labels = resample_to_spacing(&labels.map(|l| if l <= 8 { l } else { 0 }), recipe.spacing_xyz, Interpolation::Nearest);
-    Ok(Stage1Study { uid: uid.into(), hu, labels })
+    let binary = recipe.net.num_classes == 2;
+    let relabel = |l: u8| match l {
+        1..=8 if binary => 1,
+        0..=8 => l,
+        _ => 0,
+    };
+    match resolution {
+        Resolution::Lowres => {
+            let hu = resample_to_spacing(&ct.map(f32::from), recipe.spacing_xyz, Interpolation::Linear);
+            let labels = resample_to_spacing(&labels.map(relabel), recipe.spacing_xyz, Interpolation::Nearest);
+            let body = body_box(&hu).ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
+            Ok(Stage1Study { uid: uid.into(), hu: crop(&hu, &body), labels: crop(&labels, &body) })
+        }
+        Resolution::Fullres => {
+            let spine = bbox_where(labels, |l| (1..=8).contains(&l)).ok_or_else(|| Rsna7Error::study(uid, "the label map has no C1-T1 voxel"))?;
+            let region = grow_bbox_mm(labels, &spine, [SPINE_MARGIN_MM; 3]);
+            let hu = resample_to_spacing(&crop(&ct.map(f32::from), &region), recipe.spacing_xyz, Interpolation::Linear);
+            let labels = resample_to_spacing(&crop(labels, &region).map(relabel), recipe.spacing_xyz, Interpolation::Nearest);
+            Ok(Stage1Study { uid: uid.into(), hu, labels })
+        }
+    }
 }
 
 /// The normaliser fitted on the labelled voxels of `studies`, and the training cases.
@@ -49,41 +114,51 @@ pub fn training_cases(studies: &[Stage1Study]) -> Result<(CtNormalizer, Vec<Trai
     Ok((norm, cases))
 }
 
-/// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid; `cleanup_mm` <= 0
-/// skips the cervical-component clean-up.
-pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device, cleanup_mm: f64) -> Result<Volume<u8>> {
-    let first = models.first().ok_or_else(|| Rsna7Error::Invalid("no stage-1 model".into()))?;
-    let norm = first.meta.normalizer;
-    let hu = resample_to_spacing(&ct.map(f32::from), first.meta.recipe.spacing_xyz, Interpolation::Linear);
-    let body = bbox_where(&hu, |x| x > AIR_HU).ok_or_else(|| Rsna7Error::Invalid("the CT has no voxel above -200 HU".into()))?;
-    let roi = crop(&hu, &grow_bbox_mm(&hu, &body, [6.0; 3]));
-    let image = to_grid(&roi.map(|x| norm.apply(x)))?;
-    let classes = first.classes();
-    let probs = predict_probabilities(models, &image, device)?;
-    let n = roi.len();
-    // Back to the CT grid class by class, only inside the box around the low-resolution
-    // foreground (grown by two voxels): elsewhere every class but background is ~0.
-    let dims = ct.dims();
-    let mut labels = Volume::filled(dims, 0u8, ct.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
-    let Some(region) = native_box_of_foreground(&probs, classes, &roi, ct) else {
+/// Class probabilities of `hu` (already on the models' grid) as one volume per class.
+fn class_probabilities(models: &[&SegModel], hu: &Volume<f32>, device: &Device) -> Result<Vec<Volume<f32>>> {
+    let norm = models.first().ok_or_else(|| Rsna7Error::Invalid("no model to predict with".into()))?.meta.normalizer;
+    let probs = predict_probabilities(models, &to_grid(&hu.map(|x| norm.apply(x)))?, device)?;
+    let n = hu.len();
+    probs.chunks(n).map(|c| Volume::from_vec(hu.dims(), c.to_vec(), hu.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))).collect()
+}
+
+/// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid from the cascade
+/// (`fullres` may be empty: then the low-resolution argmax); `cleanup_mm` <= 0 skips the
+/// cervical-component clean-up.
+pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volume<i16>, device: &Device, cleanup_mm: f64) -> Result<Volume<u8>> {
+    let low = lowres.first().ok_or_else(|| Rsna7Error::Invalid("no low-resolution stage-1 model".into()))?;
+    if low.classes() != STAGE1_CLASSES {
+        return Err(Rsna7Error::Invalid(format!("the low-resolution stage-1 model has {} classes, expected {STAGE1_CLASSES}", low.classes())));
+    }
+    let hu_low = resample_to_spacing(&ct.map(f32::from), low.meta.recipe.spacing_xyz, Interpolation::Linear);
+    let body = body_box(&hu_low).ok_or_else(|| Rsna7Error::Invalid("the CT has no voxel above -200 HU".into()))?;
+    let hu_low = crop(&hu_low, &body);
+    let low_probs = class_probabilities(lowres, &hu_low, device)?;
+    let mut labels = Volume::filled(ct.dims(), 0u8, ct.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let Some(spine) = native_box_of_foreground(&low_probs, ct) else {
         return Ok(labels);
     };
+    let region = grow_bbox_mm(ct, &spine, [SPINE_MARGIN_MM; 3]);
     let sub_dims = region.size();
     let sub_geom = ct.geometry.shifted([region.min[0] as isize, region.min[1] as isize, region.min[2] as isize]);
-    let m = sub_dims.iter().product::<usize>();
-    let mut best = vec![0u8; m];
-    let mut best_p = vec![f32::MIN; m];
-    for c in 0..classes {
-        let pc = Volume::from_vec(roi.dims(), probs[c * n..(c + 1) * n].to_vec(), roi.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
-        let fill = if c == 0 { 1.0 } else { 0.0 };
-        let back = resample_to_grid(&pc, sub_dims, sub_geom, Interpolation::Linear, fill);
-        for ((b, bp), &p) in best.iter_mut().zip(best_p.iter_mut()).zip(back.data()) {
-            if p > *bp {
-                *bp = p;
-                *b = c as u8;
+    let back = |v: &Volume<f32>, fill: f32| resample_to_grid(v, sub_dims, sub_geom, Interpolation::Linear, fill);
+    let best = match fullres.first() {
+        None => argmax(&low_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
+        Some(fine) => {
+            let hu_fine = resample_to_spacing(&crop(&ct.map(f32::from), &region), fine.meta.recipe.spacing_xyz, Interpolation::Linear);
+            let fine_probs = class_probabilities(fullres, &hu_fine, device)?;
+            match fine.classes() {
+                STAGE1_CLASSES => argmax(&fine_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
+                2 => {
+                    // Spine voxels of the fine model take the most likely level of the coarse one.
+                    let spine_p = back(&fine_probs[1], 0.0);
+                    let levels = argmax(&low_probs[1..].iter().map(|p| back(p, 0.0)).collect::<Vec<_>>(), 1);
+                    spine_p.data().iter().zip(levels).map(|(&p, l)| if p >= 0.5 { l } else { 0 }).collect()
+                }
+                n => return Err(Rsna7Error::Invalid(format!("the full-resolution stage-1 model has {n} classes, expected 2 or {STAGE1_CLASSES}"))),
             }
         }
-    }
+    };
     for k in 0..sub_dims[2] {
         for j in 0..sub_dims[1] {
             let src = (k * sub_dims[1] + j) * sub_dims[0];
@@ -94,11 +169,27 @@ pub fn segment_vertebrae(models: &[&SegModel], ct: &Volume<i16>, device: &Device
     Ok(if cleanup_mm > 0.0 { keep_cervical_component(&labels, cleanup_mm) } else { labels })
 }
 
-/// The box on `ct`'s grid covering the voxels of `grid` (the prediction grid) whose argmax is
-/// not background, grown by two prediction voxels; `None` when everything is background.
-fn native_box_of_foreground(probs: &[f32], classes: usize, grid: &Volume<f32>, ct: &Volume<i16>) -> Option<BoundingBox> {
-    let n = grid.len();
-    let fg = Volume::from_vec(grid.dims(), (0..n).map(|i| u8::from((1..classes).any(|c| probs[c * n + i] > probs[i]))).collect(), grid.geometry).ok()?;
+/// Per voxel, `first + ` the index of the largest of `probs` (all on one grid).
+fn argmax(probs: &[Volume<f32>], first: u8) -> Vec<u8> {
+    let n = probs.first().map_or(0, |p| p.len());
+    let mut best = vec![first; n];
+    let mut best_p = vec![f32::MIN; n];
+    for (c, p) in probs.iter().enumerate() {
+        for ((b, bp), &v) in best.iter_mut().zip(best_p.iter_mut()).zip(p.data()) {
+            if v > *bp {
+                *bp = v;
+                *b = first + c as u8;
+            }
+        }
+    }
+    best
+}
+
+/// The box on `ct`'s grid covering the prediction-grid voxels whose argmax is a vertebra
+/// (C1..T1), grown by two prediction voxels; `None` when everything is background.
+fn native_box_of_foreground(probs: &[Volume<f32>], ct: &Volume<i16>) -> Option<BoundingBox> {
+    let grid = probs.first()?;
+    let fg = Volume::from_vec(grid.dims(), (0..grid.len()).map(|i| u8::from(probs[1..].iter().any(|p| p.data()[i] > grid.data()[i]))).collect(), grid.geometry).ok()?;
     let b = bbox_where(&fg, |v| v != 0)?;
     let d = ct.dims();
     let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
@@ -183,5 +274,45 @@ mod tests {
         assert!((d[0].unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!((d[1].unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(d[2], None);
+    }
+
+    #[test]
+    fn argmax_picks_the_largest_class_offset_by_first() {
+        let g = Geometry::identity();
+        let a = Volume::from_vec([3, 1, 1], vec![0.2, 0.7, 0.1], g).unwrap();
+        let b = Volume::from_vec([3, 1, 1], vec![0.5, 0.1, 0.1], g).unwrap();
+        assert_eq!(argmax(&[a.clone(), b.clone()], 0), vec![1, 0, 0]);
+        assert_eq!(argmax(&[a, b], 1), vec![2, 1, 1]);
+    }
+
+    #[test]
+    fn studies_are_cropped_to_the_body_or_the_spine() {
+        // A 40 mm cube of air with a 10 mm "neck" of soft tissue holding a 4 mm spine of C3.
+        let g = Geometry::identity();
+        let mut ct = Volume::filled([40, 40, 40], -1000i16, g).unwrap();
+        let mut labels = Volume::filled([40, 40, 40], 0u8, g).unwrap();
+        for k in 5..35 {
+            for j in 15..25 {
+                for i in 15..25 {
+                    ct.set(i, j, k, 40);
+                    if (18..22).contains(&i) && (18..22).contains(&j) && (10..30).contains(&k) {
+                        labels.set(i, j, k, 3);
+                    }
+                }
+            }
+        }
+        let mut recipe = crate::recipes::stage1_lowres("tiny", 1).unwrap();
+        recipe.spacing_xyz = [1.0; 3];
+        let low = prepare_study("s", &ct, &labels, &recipe, Resolution::Lowres).unwrap();
+        // body 15..=24 grown by 6 mm: 9..=30 in-plane, 5..=34 grown to 0..=39 along z.
+        assert_eq!(low.hu.dims(), [22, 22, 40]);
+        assert_eq!(low.labels.data().iter().filter(|&&l| l == 3).count(), 4 * 4 * 20);
+        let mut fine = crate::recipes::stage1_fullres("tiny", 1).unwrap();
+        fine.spacing_xyz = [1.0; 3];
+        let high = prepare_study("s", &ct, &labels, &fine, Resolution::Fullres).unwrap();
+        // spine 18..=21 / 10..=29 grown by 12 mm and clipped.
+        assert_eq!(high.hu.dims(), [28, 28, 40]);
+        assert!(high.labels.data().iter().all(|&l| l <= 1), "the 2-class full-resolution net sees one spine class");
+        assert!(prepare_study("s", &ct, &labels.map(|_| 0), &fine, Resolution::Fullres).is_err());
     }
 }

@@ -28,6 +28,15 @@ struct TrainP {
     lr: f64,
 }
 
+impl TrainP {
+    /// The profile's recipe for this round (and fold) with the node's overrides.
+    fn recipe(&self) -> flow_rsna7::Result<flow_rsna7::SegRecipe> {
+        // Each fold gets its own seed so the five models differ beyond their data.
+        let seed = self.seed.wrapping_add(1000 * u64::from(self.round)).wrapping_add(self.fold.max(0) as u64);
+        Ok(super::runtime::with_overrides(recipes::fracture(&self.profile, self.round, seed)?, self.epochs, self.iterations, self.lr))
+    }
+}
+
 impl Stage for FractureTrain {
     fn kind(&self) -> &'static str {
         "rsna.fracture_train"
@@ -67,11 +76,12 @@ impl Stage for FractureTrain {
         }
         Ok(())
     }
+    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
+        super::runtime::recipe_settings(super::runtime::parse_params::<TrainP>(params)?.recipe())
+    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: TrainP = ctx.params_as()?;
-        // Each fold gets its own seed so the five models differ beyond their data.
-        let seed = p.seed.wrapping_add(1000 * u64::from(p.round)).wrapping_add(p.fold.max(0) as u64);
-        let recipe = super::runtime::with_overrides(recipes::fracture(&p.profile, p.round, seed).map_err(fail("profile"))?, p.epochs, p.iterations, p.lr);
+        let recipe = p.recipe().map_err(fail("profile"))?;
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out: Vec<String> = match fold {
             Some(k) => {
@@ -139,7 +149,7 @@ impl Stage for FracturePredict {
         "rsna.fracture_predict"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Fracture probability of every ROI (probs/<UID>.nii.gz, float32 on the ROI grid) from the \
@@ -182,6 +192,7 @@ impl Stage for FracturePredict {
                 }
             }
         }
+        let metas: Vec<&flow_rsna7::SegModelMeta> = models.iter().map(|m| &m.meta).collect();
         let rois = ctx.input("rois")?.to_path_buf();
         let cts = studies_in(&rois, ".ct")?;
         let out = ctx.output("probs")?.to_path_buf();
@@ -193,10 +204,7 @@ impl Stage for FracturePredict {
             ctx.check_cancel()?;
             ctx.progress(i as u64, cts.len() as u64, uid);
             let fold = split.as_ref().and_then(|s| s.fold_of(uid));
-            let chosen: Vec<usize> = match fold {
-                Some(k) => models.iter().enumerate().filter(|(_, m)| m.meta.fold == Some(k)).map(|(j, _)| j).collect(),
-                None => (0..models.len()).collect(),
-            };
+            let chosen = flow_rsna7::models_for_study(uid, fold, &metas).map_err(fail("out-of-fold prediction"))?;
             if fold.is_some() { n_oof += 1 } else { n_ens += 1 }
             let refs: Vec<&SegModel> = chosen.iter().map(|&j| &models[j]).collect();
             let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": chosen.iter().map(|&j| &digests[j]).collect::<Vec<_>>(), "v": self.version()});
@@ -215,7 +223,7 @@ impl Stage for FracturePredict {
             summary.record(ctx, uid, result)?;
         }
         if split.is_some() {
-            summary.notes.push(format!("{n_oof} studies predicted out-of-fold, {n_ens} by the {}-model ensemble", models.len()));
+            summary.notes.push(format!("{n_oof} studies predicted out-of-fold (each by the model that left its fold out and, checked, never trained on it), {n_ens} by the {}-model ensemble", models.len()));
         }
         summary.write(ctx.output("summary")?)?;
         if summary.done.is_empty() {

@@ -23,6 +23,23 @@ struct P {
     lr: f64,
 }
 
+impl P {
+    /// The profile's recipe for this fold with the node's overrides.
+    fn recipe(&self) -> flow_rsna7::Result<flow_rsna7::OverallRecipe> {
+        let mut recipe = recipes::overall(&self.profile, self.seed.wrapping_add(7000 + self.fold.max(0) as u64))?;
+        if self.epochs > 0 {
+            recipe.epochs = self.epochs;
+        }
+        if self.iterations > 0 {
+            recipe.iterations = self.iterations;
+        }
+        if self.lr > 0.0 {
+            recipe.lr = self.lr;
+        }
+        Ok(recipe)
+    }
+}
+
 impl Stage for OverallTrain {
     fn kind(&self) -> &'static str {
         "rsna.overall_train"
@@ -60,18 +77,12 @@ impl Stage for OverallTrain {
         }
         Ok(())
     }
+    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
+        super::runtime::recipe_settings(super::runtime::parse_params::<P>(params)?.recipe())
+    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let mut recipe = recipes::overall(&p.profile, p.seed.wrapping_add(7000 + p.fold.max(0) as u64)).map_err(fail("profile"))?;
-        if p.epochs > 0 {
-            recipe.epochs = p.epochs;
-        }
-        if p.iterations > 0 {
-            recipe.iterations = p.iterations;
-        }
-        if p.lr > 0.0 {
-            recipe.lr = p.lr;
-        }
+        let recipe = p.recipe().map_err(fail("profile"))?;
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out = match fold {
             Some(k) => Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?.folds.get(k).cloned().ok_or_else(|| StageError::msg(format!("fold {k} is not in the split")))?,

@@ -1,6 +1,6 @@
 //! `rsna.report`: metrics.json and an HTML report (PNG figures) of a finished run: stage-1
 //! Dice per vertebra and fracture Dice per round against the cohort's hidden truth (when the
-//! root has one), the competition metric and AUC per label against the prior-only baseline
+//! root has one), the competition metric and AUC per label against the training-prevalence baseline
 //! (test and out-of-fold), loss curves and slices with overlays.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use flow_report::{BarChart, Cell, CurveChart, ReportInput, Series, SliceFigure, 
 use flow_rsna7::error::read_json;
 use flow_rsna7::evaluation::{centre_of, cut, Plane, PooledDice};
 use flow_rsna7::{dice_per_label, onto_grid_of, OverallModelMeta, SegModelMeta};
-use flow_scoring::{score_files, ScoreReport};
+use flow_scoring::{score_files_against_prior, LabelTable, ScoreReport};
 use serde::Serialize;
 use serde_json::json;
 
@@ -51,13 +51,12 @@ fn curve(meta_history: &[flow_nn3d::checkpoint::EpochRecord]) -> Vec<(f64, f64)>
     meta_history.iter().map(|r| ((r.epoch + 1) as f64, r.train_loss)).collect()
 }
 
-/// `metric / prior = ratio`, without a ratio when the prior scores (nearly) 0 (e.g. every
-/// test study negative: the prevalence predicts them perfectly).
+/// `metric / baseline = ratio`, without a ratio when the baseline scores (nearly) 0.
 fn ratio_text(r: &ScoreReport) -> String {
     if r.prior_baseline_metric > 1e-9 {
         format!("{:.4} / {:.4} = {:.2}", r.metric, r.prior_baseline_metric, r.ratio_to_prior)
     } else {
-        format!("{:.4} / {:.4} (no ratio: the prior is exact on these studies)", r.metric, r.prior_baseline_metric)
+        format!("{:.4} / {:.4} (no ratio: the baseline is exact on these studies)", r.metric, r.prior_baseline_metric)
     }
 }
 
@@ -69,8 +68,8 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
         .collect();
     rows.push(vec![Cell::Text("competition metric".into()), Cell::Text(String::new()), Cell::Number(r.mean_vertebra_auc), Cell::Number(Some(r.metric)), Cell::Number(Some(r.prior_baseline_metric))]);
     Table {
-        caption: format!("{caption}: {} studies, metric / prior-only baseline = {}; AUC column's last row is the mean vertebra AUC", r.n_studies, ratio_text(r)),
-        header: ["target", "positives", "AUC", "metric share (model)", "metric share (prior)"].map(String::from).to_vec(),
+        caption: format!("{caption}: {} studies, metric / training-prevalence baseline = {}; AUC column's last row is the mean vertebra AUC", r.n_studies, ratio_text(r)),
+        header: ["target", "positives", "AUC", "metric share (model)", "metric share (baseline)"].map(String::from).to_vec(),
         rows,
     }
 }
@@ -80,14 +79,14 @@ impl Stage for Report {
         "rsna.report"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Writes report/ (report.html with PNG figures, metrics.json): stage-1 Dice per vertebra and \
          fracture Dice per round on the test studies against <root>/truth (the synthetic cohort's \
          hidden truth; skipped with a note on real data), the competition metric and AUC per \
          label for the test submission (with <root>/truth/test_labels.csv) and the out-of-fold \
-         training predictions against the prior-only baseline, loss curves, and slices with the \
+         training predictions against the training-prevalence baseline, loss curves, and slices with the \
          vertebra and fracture overlays."
     }
     fn params(&self) -> ParamsSchema {
@@ -99,7 +98,7 @@ impl Stage for Report {
         let i = |name, many, doc| InputDecl { name, many, required: true, doc };
         Some(vec![
             i("root", false, "competition root (train.csv; truth/ when synthetic)"),
-            i("stage1", false, "rsna.stage1_train model"),
+            i("stage1", true, "rsna.stage1_train models (low and full resolution)"),
             i("round1", false, "round-1 model"),
             i("round2", false, "round-2 model"),
             i("round3", true, "round-3 fold models"),
@@ -111,6 +110,7 @@ impl Stage for Report {
             i("round3_probs", false, "round-3 probabilities of the test studies"),
             i("submission", false, "stage-3 submission.csv"),
             i("oof", false, "stage-3 oof.csv"),
+            InputDecl { name: "label_summaries", many: true, required: false, doc: "summary.json of the rsna.fracture_labels nodes, one per round in order: their warnings (a round that fell back to the previous round's labels) are shown" },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
@@ -192,16 +192,19 @@ impl Stage for Report {
             m.fracture_dice = Some(dice);
         }
 
-        // Competition metric and AUC.
+        // Competition metric and AUC, against the baseline a submission can know: the
+        // training studies' prevalence (the test set's own would be an oracle).
+        let train_table = LabelTable::read(&root.join("train.csv")).map_err(|e| StageError::wrap("cannot read train.csv", e))?;
+        let train_prevalence = train_table.prevalence();
         let test_labels = truth.join("test_labels.csv");
         if test_labels.is_file() {
-            let r = score_files(&test_labels, ctx.input("submission")?).map_err(|e| StageError::wrap("cannot score the submission", e))?;
+            let r = score_files_against_prior(&test_labels, ctx.input("submission")?, &train_prevalence).map_err(|e| StageError::wrap("cannot score the submission", e))?;
             input.tables.push(score_table("Test submission", &r));
             m.test = Some(r);
         } else {
             m.notes.push("No truth/test_labels.csv in the data root: the test submission is not scored.".into());
         }
-        let oof = score_files(&root.join("train.csv"), ctx.input("oof")?).map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
+        let oof = score_files_against_prior(&root.join("train.csv"), ctx.input("oof")?, &train_prevalence).map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
         input.tables.push(score_table("Training studies, out of fold (quantile parameters and combiner fitted on these same predictions: optimistic)", &oof));
         m.out_of_fold = Some(oof);
 
@@ -211,7 +214,11 @@ impl Stage for Report {
             m.final_losses.insert(name.clone(), history.last().map(|r| r.train_loss));
             seg_curves.push(Series { name, points: curve(history) });
         };
-        add("stage 1".into(), &seg_meta(ctx.input("stage1")?)?.history, &mut m);
+        for d in ctx.inputs_of("stage1") {
+            let meta = seg_meta(d)?;
+            let name = meta.task.strip_prefix("vertebrae-").map_or_else(|| "stage 1".to_string(), |r| format!("stage 1 {r}"));
+            add(name, &meta.history, &mut m);
+        }
         add("round 1".into(), &seg_meta(ctx.input("round1")?)?.history, &mut m);
         add("round 2".into(), &seg_meta(ctx.input("round2")?)?.history, &mut m);
         for d in ctx.inputs_of("round3") {
@@ -262,9 +269,16 @@ impl Stage for Report {
             ("profile".into(), profile),
             ("test studies".into(), m.test_studies.to_string()),
             ("stage-1 mean Dice (test)".into(), m.stage1_mean_dice.map_or("–".into(), |d| format!("{d:.3}"))),
-            ("metric / prior-only (test)".into(), m.test.as_ref().map_or("–".into(), ratio_text)),
+            ("metric / training prevalence (test)".into(), m.test.as_ref().map_or("–".into(), ratio_text)),
             ("patient_overall AUC (test)".into(), m.test.as_ref().and_then(|t| t.labels.first()).and_then(|l| l.auc).map_or("–".into(), |a| format!("{a:.3}"))),
         ];
+        for (k, path) in ctx.inputs_of("label_summaries").iter().enumerate() {
+            let text = std::fs::read_to_string(path).map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+            let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| StageError::wrap(format!("{}: not JSON", path.display()), e))?;
+            if let Some(w) = summary.get("fallback").and_then(|v| v.as_str()) {
+                m.notes.push(format!("Fracture labels of round {}: {w}", k + 1));
+            }
+        }
         input.notes = m.notes.clone();
         let out = ctx.output("report")?.to_path_buf();
         let files = flow_report::write_report(&input, &out).map_err(|e| StageError::wrap("cannot write the report", e))?;

@@ -53,6 +53,10 @@ impl Stage for RoiExtract {
         let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
         recipes::roi_spacing(profile).map(|_| ()).map_err(|e| format!("profile: {e}"))
     }
+    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
+        let p = super::runtime::parse_params::<P>(params)?;
+        recipes::roi_spacing(&p.profile).ok().map(|s| serde_json::json!({ "spacing_xyz": s }))
+    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
         let spacing = recipes::roi_spacing(&p.profile).map_err(fail("profile"))?;

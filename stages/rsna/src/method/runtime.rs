@@ -136,6 +136,17 @@ pub fn with_overrides(mut r: flow_rsna7::SegRecipe, epochs: usize, iterations: u
     r
 }
 
+/// A node's params as its params struct (they are validated before keys are computed).
+pub fn parse_params<T: serde::de::DeserializeOwned>(params: &flow_engine::Params) -> Option<T> {
+    serde_json::from_value(serde_json::Value::Object(params.clone())).ok()
+}
+
+/// The `settings` of a model node: the recipe it trains with, so that a change to a profile's
+/// numbers re-runs the node (and `flow explain` names the number).
+pub fn recipe_settings<T: serde::Serialize>(recipe: flow_rsna7::Result<T>) -> Option<serde_json::Value> {
+    recipe.ok().map(|r| serde_json::json!({ "recipe": r }))
+}
+
 /// Adds the training overrides every model stage takes: `epochs`, `iterations`, `lr`.
 pub fn training_params(schema: flow_engine::ParamsSchema) -> flow_engine::ParamsSchema {
     use flow_engine::ParamType;

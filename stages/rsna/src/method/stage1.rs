@@ -1,8 +1,9 @@
-//! `rsna.stage1_train` and `rsna.stage1_predict`: the vertebra U-Net (C1-C7 + T1).
+//! `rsna.stage1_train` and `rsna.stage1_predict`: the vertebra U-Net cascade (C1-C7 + T1).
 
 use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
 use flow_imaging::write_nifti;
-use flow_rsna7::{recipes, segment_vertebrae, SegModel};
+use flow_rsna7::stage1::Resolution;
+use flow_rsna7::{recipes, segment_vertebrae, SegModel, SegRecipe};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,6 +17,7 @@ pub struct Stage1Train;
 #[serde(deny_unknown_fields)]
 struct TrainP {
     profile: String,
+    resolution: String,
     seed: u64,
     epochs: usize,
     iterations: usize,
@@ -27,18 +29,21 @@ impl Stage for Stage1Train {
         "rsna.stage1_train"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
-        "Trains the stage-1 U-Net (background, C1..C7, T1) on every study with a label map: CT \
-         and labels resampled to the profile's spacing, nnU-Net CT normalisation fitted on the \
-         labelled voxels, Dice + CE, SGD Nesterov with the poly schedule. Resumes from its last \
-         epoch checkpoint. Output: model/ (model.json with the recipe, normaliser and loss \
-         history; weights.safetensors)."
+        "Trains one model of the stage-1 cascade on every study with a label map. \
+         resolution=lowres: background, C1..C7, T1 on a coarse grid, the whole air-cropped neck in \
+         one window; resolution=fullres: inside the labelled spine box (grown by 12 mm) on a fine \
+         grid, the spine as one class in the small profiles (9 classes in full). nnU-Net CT \
+         normalisation fitted on the labelled voxels, Dice + CE. Resumes from its last epoch \
+         checkpoint. Output: model/ (model.json with the recipe, normaliser and loss history; \
+         weights.safetensors)."
     }
     fn params(&self) -> ParamsSchema {
         super::runtime::training_params(ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (net, grid and schedule sizes)")
+            .required("resolution", ParamType::String, "lowres (levels, whole neck) or fullres (boundaries, spine box)")
             .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed"))
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
@@ -52,11 +57,16 @@ impl Stage for Stage1Train {
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
         let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
-        recipes::stage1(profile, 0).map(|_| ()).map_err(|e| format!("profile: {e}"))
+        let resolution = Resolution::parse(params.get("resolution").and_then(|v| v.as_str()).unwrap_or_default()).map_err(|e| e.to_string())?;
+        stage1_recipe(profile, resolution, 0).map(|_| ()).map_err(|e| format!("profile: {e}"))
+    }
+    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
+        super::runtime::recipe_settings(super::runtime::parse_params::<TrainP>(params)?.recipe())
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: TrainP = ctx.params_as()?;
-        let recipe = super::runtime::with_overrides(recipes::stage1(&p.profile, p.seed).map_err(fail("profile"))?, p.epochs, p.iterations, p.lr);
+        let resolution = Resolution::parse(&p.resolution).map_err(fail("resolution"))?;
+        let recipe = p.recipe().map_err(fail("profile"))?;
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let mut pairs = Vec::new();
         for dir in ctx.inputs_of("labels") {
@@ -70,7 +80,7 @@ impl Stage for Stage1Train {
         if pairs.is_empty() {
             return Err(StageError::msg("no study has both a converted CT and a label map: nothing to train stage 1 on"));
         }
-        ctx.log(&format!("stage 1: {} labelled studies, spacing {:?} mm, patch {:?}", pairs.len(), recipe.spacing_xyz, recipe.patch_zyx));
+        ctx.log(&format!("stage 1 ({}): {} labelled studies, spacing {:?} mm, patch {:?}", p.resolution, pairs.len(), recipe.spacing_xyz, recipe.patch_zyx));
         let pool = pool(ctx)?;
         let device = candle_device(ctx)?;
         let studies = pool.install(|| {
@@ -79,19 +89,51 @@ impl Stage for Stage1Train {
                 .map(|(uid, ct, label)| {
                     let ct = read_ct(ct)?;
                     let labels = read_labels(label)?;
-                    flow_rsna7::stage1::resample_study(uid, &ct, &labels, &recipe).map_err(fail(format!("study {uid}")))
+                    flow_rsna7::stage1::prepare_study(uid, &ct, &labels, &recipe, resolution).map_err(fail(format!("study {uid}")))
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         })?;
         let (norm, cases) = flow_rsna7::stage1::training_cases(&studies).map_err(fail("cannot build training cases"))?;
         drop(studies);
         let out = ctx.output("model")?.to_path_buf();
-        let mut reporter = TrainReporter::new(ctx, "stage 1");
-        let meta = pool.install(|| flow_rsna7::train_segmentation("vertebrae", &recipe, norm, None, cases, &device, &ctx.checkpoint_dir, &out, &mut reporter)).map_err(fail("stage-1 training failed"))?;
+        let what = format!("stage 1 {}", p.resolution);
+        let mut reporter = TrainReporter::new(ctx, what.clone());
+        let meta = pool.install(|| flow_rsna7::train_segmentation(resolution.task(), &recipe, norm, None, cases, &device, &ctx.checkpoint_dir, &out, &mut reporter)).map_err(fail("stage-1 training failed"))?;
         reporter.finish()?;
-        ctx.log(&format!("stage 1 trained: final loss {:.4}", meta.history.last().map_or(f64::NAN, |r| r.train_loss)));
+        ctx.log(&format!("{what} trained: final loss {:.4}", meta.history.last().map_or(f64::NAN, |r| r.train_loss)));
         Ok(())
     }
+}
+
+impl TrainP {
+    /// The profile's recipe with the node's overrides.
+    fn recipe(&self) -> flow_rsna7::Result<SegRecipe> {
+        let r = stage1_recipe(&self.profile, Resolution::parse(&self.resolution)?, self.seed)?;
+        Ok(super::runtime::with_overrides(r, self.epochs, self.iterations, self.lr))
+    }
+}
+
+fn stage1_recipe(profile: &str, resolution: Resolution, seed: u64) -> flow_rsna7::Result<SegRecipe> {
+    match resolution {
+        Resolution::Lowres => recipes::stage1_lowres(profile, seed),
+        Resolution::Fullres => recipes::stage1_fullres(profile, seed),
+    }
+}
+
+/// Loads the models of one input and checks that they are stage-1 models of `resolution`.
+fn load_models(ctx: &StageContext, input: &str, resolution: Resolution, device: &candle_core::Device) -> Result<(Vec<SegModel>, Vec<String>), StageError> {
+    let mut models = Vec::new();
+    let mut digests = Vec::new();
+    for d in ctx.inputs_of(input) {
+        let m = SegModel::load(d, device).map_err(fail(format!("cannot load the stage-1 model {}", d.display())))?;
+        if m.meta.task != resolution.task() {
+            return Err(StageError::msg(format!("input `{input}`: {} holds a `{}` model, expected `{}` (rsna.stage1_train with resolution: {})", d.display(), m.meta.task, resolution.task(), if resolution == Resolution::Lowres { "lowres" } else { "fullres" })));
+        }
+        models.push(m);
+        digests.push(file_digest(&d.join("weights.safetensors"))?);
+        digests.push(file_digest(&d.join("model.json"))?);
+    }
+    Ok((models, digests))
 }
 
 pub struct Stage1Predict;
@@ -107,20 +149,24 @@ impl Stage for Stage1Predict {
         "rsna.stage1_predict"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
-        "Segments C1..C7 and T1 in every converted study with the stage-1 model(s) (averaged): \
-         air crop, sliding window with Gaussian weighting, probabilities resampled to the CT grid, \
-         argmax, largest cervical component (dilated by cleanup_mm) kept. Cached per study. \
-         Output: labels/<UID>.nii.gz on the CT grid, summary.json."
+        "Segments C1..C7 and T1 in every converted study with the stage-1 cascade (each input's \
+         models averaged): the low-resolution model on the air-cropped neck gives the levels and \
+         the spine box; the full-resolution model(s), when given, segment inside that box with \
+         overlapping Gaussian-weighted windows; probabilities are resampled to the CT grid, \
+         spine voxels take their most likely level, and the largest cervical component (dilated \
+         by cleanup_mm) is kept. Cached per study. Output: labels/<UID>.nii.gz on the CT grid, \
+         summary.json."
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new().optional("cleanup_mm", ParamType::Float, json!(2.0), "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "model", many: true, required: true, doc: "rsna.stage1_train model(s); several are averaged" },
+            InputDecl { name: "model", many: true, required: true, doc: "rsna.stage1_train lowres model(s); several are averaged" },
+            InputDecl { name: "fullres", many: true, required: false, doc: "rsna.stage1_train fullres model(s); without them the low-resolution argmax is used" },
             InputDecl { name: "volumes", many: false, required: true, doc: "converted CT volumes" },
         ])
     }
@@ -130,14 +176,11 @@ impl Stage for Stage1Predict {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: PredictP = ctx.params_as()?;
         let device = candle_device(ctx)?;
-        let model_dirs = ctx.inputs_of("model").to_vec();
-        let models = model_dirs.iter().map(|d| SegModel::load(d, &device)).collect::<Result<Vec<_>, _>>().map_err(fail("cannot load the stage-1 model"))?;
-        let refs: Vec<&SegModel> = models.iter().collect();
-        let mut model_key = Vec::new();
-        for d in &model_dirs {
-            model_key.push(file_digest(&d.join("weights.safetensors"))?);
-            model_key.push(file_digest(&d.join("model.json"))?);
-        }
+        let (low, mut model_key) = load_models(ctx, "model", Resolution::Lowres, &device)?;
+        let (fine, fine_key) = load_models(ctx, "fullres", Resolution::Fullres, &device)?;
+        model_key.extend(fine_key);
+        let low: Vec<&SegModel> = low.iter().collect();
+        let fine: Vec<&SegModel> = fine.iter().collect();
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let out = ctx.output("labels")?.to_path_buf();
         std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create labels/", e))?;
@@ -151,7 +194,7 @@ impl Stage for Stage1Predict {
                 .cached_item(&key, uid, &mut |target| {
                     std::fs::create_dir_all(target).map_err(|e| StageError::wrap("cannot create item dir", e))?;
                     let ct = read_ct(ct_path)?;
-                    let labels = pool.install(|| segment_vertebrae(&refs, &ct, &device, p.cleanup_mm)).map_err(fail(format!("study {uid}")))?;
+                    let labels = pool.install(|| segment_vertebrae(&low, &fine, &ct, &device, p.cleanup_mm)).map_err(fail(format!("study {uid}")))?;
                     write_nifti(&labels, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write labels", e))
                 })
                 .and_then(|item| link_all(&item, &out));
