@@ -123,23 +123,13 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
     let fracture_p = if round == 1 { 0.5 } else { 0.0 };
     let net = |base, levels| UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, 2, base, levels) };
     Ok(match profile {
+        // The method's stage-2 sizes: the stage-1 schedule on the 0.8 x 0.4 x 0.4 mm ROI.
         "full" => SegRecipe {
             net: UNetConfig { deep_supervision: round > 1, ..UNetConfig::stage2() },
             spacing_xyz: [0.4, 0.4, 0.8],
             patch_zyx: [96, 192, 192],
-            batch: 2,
-            epochs: 1000,
-            iterations: 250,
-            lr: 0.01,
-            optimizer: OptimizerConfig::nnunet_sgd(),
-            p_foreground: 0.5,
-            full_augmentation: true,
             synthetic_fracture_p: fracture_p,
-            foreground_dice: false,
-            tta_axes: vec![2],
-            step_fraction: 0.5,
-            position_channel: false,
-            seed,
+            ..method_stage1(seed)
         },
         // Fracture-free negatives are in every round now, so later rounds train nearly as long
         // as round 1, and forced-foreground patches are drawn more often (a negative case has
