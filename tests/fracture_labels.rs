@@ -68,3 +68,19 @@ fn an_empty_pseudo_round_without_a_previous_round_fails_and_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no study got a fracture label"), "{err}");
 }
+
+#[test]
+fn a_study_that_cannot_be_read_is_noted_and_the_round_goes_on() {
+    let w = Work::new();
+    setup(&w, false);
+    // A's C3 (the fractured vertebra) is predicted; B's probability map is not a NIfTI file.
+    write_nifti(&grid(|i| if i % 6 < 3 { 0.9f32 } else { 0.0 }), &at(&w, &format!("probs/{A}.nii.gz"))).unwrap();
+    w.write(&format!("probs/{B}.nii.gz"), "not a volume");
+    let (code, states) = w.run("p.yaml", &[]);
+    assert_eq!(code, 0, "{states:?}");
+    let summary: serde_json::Value = serde_json::from_str(&w.read("results/t/lab/summary.json")).unwrap();
+    assert_eq!(summary["labelled"], 1, "{summary}");
+    assert!(summary["fallback"].is_null());
+    let why = summary["outcomes"][B].as_str().unwrap_or_default();
+    assert!(why.starts_with("not used:") && why.contains("cannot read the probability map"), "{summary}");
+}

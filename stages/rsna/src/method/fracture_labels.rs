@@ -47,6 +47,14 @@ enum Value {
     Note(String),
 }
 
+/// A study whose inputs cannot be read or used: noted in the summary and the log, skipped; one
+/// bad study never fails the round.
+fn not_used(ctx: &StageContext, summary: &mut LabelSummary, uid: &str, e: StageError) {
+    let why = format!("not used: {}", e.chain());
+    ctx.log(&format!("warning: study {uid} {why}"));
+    summary.outcomes.insert(uid.to_string(), Value::Note(why));
+}
+
 impl Stage for FractureLabels {
     fn kind(&self) -> &'static str {
         "rsna.fracture_labels"
@@ -123,24 +131,30 @@ impl Stage for FractureLabels {
         };
         if p.source == "boxes" {
             for (uid, boxes) in studies_in(&rois, ".boxes")? {
-                let vert = read_labels(vertebrae.get(&uid).ok_or_else(|| StageError::msg(format!("study {uid}: boxes but no vertebra map in rois/")))?)?;
-                let boxes = read_labels(&boxes)?;
-                let mut label = box_and_bone(&boxes, &vert).map_err(fail(format!("study {uid}")))?;
-                let mut n = label.data().iter().filter(|&&v| v != 0).count();
-                let mut how = "box and bone";
-                if n == 0 {
+                let made = (|| -> Result<(flow_imaging::Volume<u8>, usize, &str), StageError> {
+                    let vert = read_labels(vertebrae.get(&uid).ok_or_else(|| StageError::msg("boxes but no vertebra map in rois/"))?)?;
+                    let boxes = read_labels(&boxes)?;
+                    let label = box_and_bone(&boxes, &vert).map_err(fail("box and bone"))?;
+                    let n = label.data().iter().filter(|&&v| v != 0).count();
+                    if n > 0 {
+                        return Ok((label, n, "box and bone"));
+                    }
                     // Stage 1 missed the vertebra under the box: the box alone is the label.
-                    label = boxes.map(|b| u8::from(b != 0));
-                    n = label.data().iter().filter(|&&v| v != 0).count();
-                    how = "box only: no box voxel touches the predicted vertebrae";
+                    let label = boxes.map(|b| u8::from(b != 0));
+                    let n = label.data().iter().filter(|&&v| v != 0).count();
+                    Ok((label, n, "box only: no box voxel touches the predicted vertebrae"))
+                })();
+                match made {
+                    Ok((_, 0, _)) => {
+                        summary.outcomes.insert(uid, Value::Note("the box mask is empty in the region: not used".into()));
+                    }
+                    Ok((label, n, how)) => {
+                        write(&uid, &label)?;
+                        summary.labelled += 1;
+                        summary.outcomes.insert(uid, Value::Note(format!("{n} voxels ({how})")));
+                    }
+                    Err(e) => not_used(ctx, &mut summary, &uid, e),
                 }
-                if n == 0 {
-                    summary.outcomes.insert(uid, Value::Note("the box mask is empty in the region: not used".into()));
-                    continue;
-                }
-                write(&uid, &label)?;
-                summary.labelled += 1;
-                summary.outcomes.insert(uid, Value::Note(format!("{n} voxels ({how})")));
             }
         } else {
             let table = table.as_ref().ok_or_else(|| StageError::msg("source: pseudo needs the input `root` (train.csv)"))?;
@@ -158,13 +172,20 @@ impl Stage for FractureLabels {
                 if !fractured.contains(&true) {
                     continue; // a negative study: handled below
                 }
-                let vert = read_labels(vertebrae.get(uid).ok_or_else(|| StageError::msg(format!("study {uid}: no vertebra map in rois/")))?)?;
-                let (label, outcome) = pseudo_label(&read_probs(prob_path)?, &vert, fractured, cfg).map_err(fail(format!("study {uid}")))?;
-                if let Some(label) = label {
-                    write(uid, &label)?;
-                    summary.labelled += 1;
+                let made = (|| {
+                    let vert = read_labels(vertebrae.get(uid).ok_or_else(|| StageError::msg("no vertebra map in rois/"))?)?;
+                    pseudo_label(&read_probs(prob_path)?, &vert, fractured, cfg).map_err(fail("pseudo label"))
+                })();
+                match made {
+                    Ok((label, outcome)) => {
+                        if let Some(label) = label {
+                            write(uid, &label)?;
+                            summary.labelled += 1;
+                        }
+                        summary.outcomes.insert(uid.clone(), Value::Pseudo(outcome));
+                    }
+                    Err(e) => not_used(ctx, &mut summary, uid, e),
                 }
-                summary.outcomes.insert(uid.clone(), Value::Pseudo(outcome));
             }
         }
         if summary.labelled == 0 {
@@ -192,9 +213,14 @@ impl Stage for FractureLabels {
                 if !negative || holdout.contains(uid) {
                     continue;
                 }
-                write(uid, &read_labels(vert_path)?.map(|_| 0u8))?;
-                summary.negatives += 1;
-                summary.outcomes.insert(uid.clone(), Value::Pseudo(PseudoOutcome::Negative));
+                match read_labels(vert_path) {
+                    Ok(vert) => {
+                        write(uid, &vert.map(|_| 0u8))?;
+                        summary.negatives += 1;
+                        summary.outcomes.insert(uid.clone(), Value::Pseudo(PseudoOutcome::Negative));
+                    }
+                    Err(e) => not_used(ctx, &mut summary, uid, e),
+                }
             }
         }
         ctx.log(&format!("{} studies labelled, {} negative studies fracture-free ({} considered)", summary.labelled, summary.negatives, summary.outcomes.len()));
