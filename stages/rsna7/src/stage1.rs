@@ -25,9 +25,10 @@ pub const STAGE1_CLASSES: usize = 9;
 const AIR_HU: f32 = -200.0;
 /// Margin around the body when air is cropped away.
 const BODY_MARGIN_MM: f64 = 6.0;
-/// Margin around the spine box the full-resolution model works in: the low-resolution box
-/// is a few mm off at worst, and training crops use the same margin around the true spine.
-pub const SPINE_MARGIN_MM: f64 = 12.0;
+/// Margin around the spine box the full-resolution model works in, on top of the two
+/// low-resolution voxels the box is already grown by; training crops use the same margin
+/// around the true spine.
+pub const SPINE_MARGIN_MM: f64 = 6.0;
 
 /// Which model of the cascade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,9 +152,12 @@ pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volum
                 STAGE1_CLASSES => argmax(&fine_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
                 2 => {
                     // Spine voxels of the fine model take the most likely level of the coarse one.
+                    // (Outside the low-resolution crop every level is 0: no level, no label.)
                     let spine_p = back(&fine_probs[1], 0.0);
-                    let levels = argmax(&low_probs[1..].iter().map(|p| back(p, 0.0)).collect::<Vec<_>>(), 1);
-                    spine_p.data().iter().zip(levels).map(|(&p, l)| if p >= 0.5 { l } else { 0 }).collect()
+                    let levels: Vec<Volume<f32>> = low_probs[1..].iter().map(|p| back(p, 0.0)).collect();
+                    let seen: Vec<bool> = (0..spine_p.len()).map(|i| levels.iter().any(|q| q.data()[i] > 0.0)).collect();
+                    let levels = argmax(&levels, 1);
+                    spine_p.data().iter().zip(levels).zip(seen).map(|((&p, l), seen)| if p >= 0.5 && seen { l } else { 0 }).collect()
                 }
                 n => return Err(Rsna7Error::Invalid(format!("the full-resolution stage-1 model has {n} classes, expected 2 or {STAGE1_CLASSES}"))),
             }
@@ -310,8 +314,8 @@ mod tests {
         let mut fine = crate::recipes::stage1_fullres("tiny", 1).unwrap();
         fine.spacing_xyz = [1.0; 3];
         let high = prepare_study("s", &ct, &labels, &fine, Resolution::Fullres).unwrap();
-        // spine 18..=21 / 10..=29 grown by 12 mm and clipped.
-        assert_eq!(high.hu.dims(), [28, 28, 40]);
+        // spine 18..=21 / 10..=29 grown by 6 mm.
+        assert_eq!(high.hu.dims(), [16, 16, 32]);
         assert!(high.labels.data().iter().all(|&l| l <= 1), "the 2-class full-resolution net sees one spine class");
         assert!(prepare_study("s", &ct, &labels.map(|_| 0), &fine, Resolution::Fullres).is_err());
     }

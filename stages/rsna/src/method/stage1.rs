@@ -34,7 +34,7 @@ impl Stage for Stage1Train {
     fn doc(&self) -> &'static str {
         "Trains one model of the stage-1 cascade on every study with a label map. \
          resolution=lowres: background, C1..C7, T1 on a coarse grid, the whole air-cropped neck in \
-         one window; resolution=fullres: inside the labelled spine box (grown by 12 mm) on a fine \
+         one window; resolution=fullres: inside the labelled spine box (grown by 6 mm) on a fine \
          grid, the spine as one class in the small profiles (9 classes in full). nnU-Net CT \
          normalisation fitted on the labelled voxels, Dice + CE. Resumes from its last epoch \
          checkpoint. Output: model/ (model.json with the recipe, normaliser and loss history; \
