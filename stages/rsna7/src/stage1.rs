@@ -49,6 +49,14 @@ impl Resolution {
         }
     }
 
+    /// The name `parse` reads (the `resolution` param).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lowres => "lowres",
+            Self::Fullres => "fullres",
+        }
+    }
+
     /// The `task` a model of this resolution records in model.json.
     pub fn task(self) -> &'static str {
         match self {
@@ -93,7 +101,7 @@ pub fn prepare_study(uid: &str, ct: &Volume<i16>, labels: &Volume<u8>, recipe: &
         Resolution::Fullres => {
             let spine = bbox_where(labels, |l| (1..=8).contains(&l)).ok_or_else(|| Rsna7Error::study(uid, "the label map has no C1-T1 voxel"))?;
             let region = grow_bbox_mm(labels, &spine, [SPINE_MARGIN_MM; 3]);
-            let hu = resample_to_spacing(&crop(&ct.map(f32::from), &region), recipe.spacing_xyz, Interpolation::Linear);
+            let hu = resample_to_spacing(&crop(ct, &region).map(f32::from), recipe.spacing_xyz, Interpolation::Linear);
             let labels = resample_to_spacing(&crop(labels, &region).map(relabel), recipe.spacing_xyz, Interpolation::Nearest);
             Ok(Stage1Study { uid: uid.into(), hu, labels })
         }
@@ -146,7 +154,7 @@ pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volum
     let best = match fullres.first() {
         None => argmax(&low_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
         Some(fine) => {
-            let hu_fine = resample_to_spacing(&crop(&ct.map(f32::from), &region), fine.meta.recipe.spacing_xyz, Interpolation::Linear);
+            let hu_fine = resample_to_spacing(&crop(ct, &region).map(f32::from), fine.meta.recipe.spacing_xyz, Interpolation::Linear);
             let fine_probs = class_probabilities(fullres, &hu_fine, device)?;
             match fine.classes() {
                 STAGE1_CLASSES => argmax(&fine_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),

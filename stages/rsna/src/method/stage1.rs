@@ -127,7 +127,7 @@ fn load_models(ctx: &StageContext, input: &str, resolution: Resolution, device: 
     for d in ctx.inputs_of(input) {
         let m = SegModel::load(d, device).map_err(fail(format!("cannot load the stage-1 model {}", d.display())))?;
         if m.meta.task != resolution.task() {
-            return Err(StageError::msg(format!("input `{input}`: {} holds a `{}` model, expected `{}` (rsna.stage1_train with resolution: {})", d.display(), m.meta.task, resolution.task(), if resolution == Resolution::Lowres { "lowres" } else { "fullres" })));
+            return Err(StageError::msg(format!("input `{input}`: {} holds a `{}` model, expected `{}` (rsna.stage1_train with resolution: {})", d.display(), m.meta.task, resolution.task(), resolution.name())));
         }
         models.push(m);
         digests.push(file_digest(&d.join("weights.safetensors"))?);
