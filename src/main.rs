@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a node failed (or the run was interrupted); 2 invalid pipeline,
 //! arguments or input.
 
+mod allocator;
 mod cli;
 mod cmd_cache;
 mod cmd_inspect;

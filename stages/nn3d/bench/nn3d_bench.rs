@@ -9,14 +9,28 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use flow_nn3d::ops::{conv3d, Conv3dParams};
 use flow_nn3d::train::{Batch, Objective, SegmentationObjective};
-use flow_nn3d::{init_seeded, predict_sliding_window, Optimizer, OptimizerConfig, SlidingWindowConfig, UNet3d, UNetConfig};
+use flow_nn3d::{
+    init_seeded, predict_sliding_window, Optimizer, OptimizerConfig, SlidingWindowConfig, UNet3d,
+    UNetConfig,
+};
+
+// The same allocator set-up as the flow binary (src/allocator.rs), so the step is timed as
+// flow runs it.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"thp:always,dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-fn time<F: FnMut() -> candle_core::Result<()>>(reps: usize, mut f: F) -> candle_core::Result<Vec<f64>> {
+fn time<F: FnMut() -> candle_core::Result<()>>(
+    reps: usize,
+    mut f: F,
+) -> candle_core::Result<Vec<f64>> {
     f()?; // warm-up
     let mut out = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -46,8 +60,20 @@ pub fn demo_unet_config() -> UNetConfig {
 
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let reps = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME` runs the measurements whose name starts with NAME (for profiling one).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.starts_with(o));
     let dev = Device::Cpu;
 
     // conv3d (1,32,64,64,64) -> 32, 3x3x3, padding 1.
@@ -56,25 +82,36 @@ fn main() -> candle_core::Result<()> {
     let w = Tensor::randn(0f32, 0.05, (32, 32, 3, 3, 3), &dev)?;
     let p = Conv3dParams::same([3; 3], [1; 3]);
     let gflop_fwd = 2.0 * 32.0 * 32.0 * 27.0 * (s * s * s) as f64 / 1e9;
-    report(&format!("conv3d_fwd_{s}"), time(reps, || conv3d(&x, &w, None, &p).map(|_| ()))?, Some(gflop_fwd));
+    if wanted("conv3d_fwd_") {
+        report(
+            &format!("conv3d_fwd_{s}"),
+            time(reps, || conv3d(&x, &w, None, &p).map(|_| ()))?,
+            Some(gflop_fwd),
+        );
+    }
     let xv = Var::from_tensor(&x)?;
     let wv = Var::from_tensor(&w)?;
     let g = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
-    report(
-        &format!("conv3d_fwd_bwd_{s}"),
-        time(reps, || {
-            let y = conv3d(xv.as_tensor(), wv.as_tensor(), None, &p)?;
-            let grads = (y * &g)?.sum_all()?.backward()?;
-            assert!(grads.get(xv.as_tensor()).is_some() && grads.get(wv.as_tensor()).is_some());
-            Ok(())
-        })?,
-        Some(3.0 * gflop_fwd),
-    );
+    if wanted("conv3d_fwd_bwd") {
+        report(
+            &format!("conv3d_fwd_bwd_{s}"),
+            time(reps, || {
+                let y = conv3d(xv.as_tensor(), wv.as_tensor(), None, &p)?;
+                let grads = (y * &g)?.sum_all()?.backward()?;
+                assert!(grads.get(xv.as_tensor()).is_some() && grads.get(wv.as_tensor()).is_some());
+                Ok(())
+            })?,
+            Some(3.0 * gflop_fwd),
+        );
+    }
 
     // One training iteration of the demo U-Net: patch 64^3, batch 2, Dice+CE with deep
     // supervision, backward, SGD Nesterov step.
     let vm = VarMap::new();
-    let net = UNet3d::new(&demo_unet_config(), VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    let net = UNet3d::new(
+        &demo_unet_config(),
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+    )?;
     init_seeded(&vm, 0)?;
     let mut opt = Optimizer::from_varmap(OptimizerConfig::nnunet_sgd(), &vm);
     let ps = if quick { 32 } else { 64 };
@@ -84,24 +121,31 @@ fn main() -> candle_core::Result<()> {
     };
     let obj = SegmentationObjective { net: &net };
     let train_reps = reps.min(3);
-    report(
-        &format!("unet_train_iter_b2_{ps}"),
-        time(train_reps, || {
-            let loss = obj.loss(&batch)?;
-            let grads = loss.backward()?;
-            opt.step(&grads, 0.01)
-        })?,
-        None,
-    );
+    if wanted("unet_train") {
+        report(
+            &format!("unet_train_iter_b2_{ps}"),
+            time(train_reps, || {
+                let loss = obj.loss(&batch)?;
+                let grads = loss.backward()?;
+                opt.step(&grads, 0.01)
+            })?,
+            None,
+        );
+    }
 
     // Sliding-window inference of a 128^3 volume, patch 64^3, half-patch step, x-mirroring.
     let vs = if quick { 64 } else { 128 };
     let vol = Tensor::randn(0f32, 1., (1, vs, vs, vs), &dev)?;
     let cfg = SlidingWindowConfig::new([ps, ps, ps]);
-    report(
-        &format!("sliding_window_{vs}"),
-        time(1, || predict_sliding_window(&[&net as &dyn Module], &vol, 3, &cfg, &mut |_, _| {}).map(|_| ()))?,
-        None,
-    );
+    if wanted("sliding") {
+        report(
+            &format!("sliding_window_{vs}"),
+            time(1, || {
+                predict_sliding_window(&[&net as &dyn Module], &vol, 3, &cfg, &mut |_, _| {})
+                    .map(|_| ())
+            })?,
+            None,
+        );
+    }
     Ok(())
 }

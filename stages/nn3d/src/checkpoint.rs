@@ -49,17 +49,30 @@ fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
 /// Paths of the three files of the checkpoint after `epochs_done` epochs.
 pub fn checkpoint_paths(dir: &Path, epochs_done: usize) -> [PathBuf; 3] {
     let s = stem(dir, epochs_done);
-    [with_suffix(&s, ".weights.safetensors"), with_suffix(&s, ".optimizer.safetensors"), with_suffix(&s, ".json")]
+    [
+        with_suffix(&s, ".weights.safetensors"),
+        with_suffix(&s, ".optimizer.safetensors"),
+        with_suffix(&s, ".json"),
+    ]
 }
 
 /// Writes a checkpoint and removes older ones beyond `keep` (0 keeps all).
-pub fn save_checkpoint(dir: &Path, varmap: &VarMap, opt: &Optimizer, meta: &CheckpointMeta, keep: usize) -> Result<()> {
+pub fn save_checkpoint(
+    dir: &Path,
+    varmap: &VarMap,
+    opt: &Optimizer,
+    meta: &CheckpointMeta,
+    keep: usize,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Nn3dError::io(dir, e))?;
     let [wp, op, jp] = checkpoint_paths(dir, meta.epochs_done);
     varmap.save(&wp)?;
     candle_core::safetensors::save(&opt.state_tensors(), &op)?;
     let tmp = with_suffix(&jp, ".tmp");
-    let text = serde_json::to_string_pretty(meta).map_err(|e| Nn3dError::Json { path: jp.clone(), source: e })?;
+    let text = serde_json::to_string_pretty(meta).map_err(|e| Nn3dError::Json {
+        path: jp.clone(),
+        source: e,
+    })?;
     std::fs::write(&tmp, text).map_err(|e| Nn3dError::io(&tmp, e))?;
     std::fs::rename(&tmp, &jp).map_err(|e| Nn3dError::io(&jp, e))?;
     tracing::debug!(path = %jp.display(), "checkpoint written");
@@ -92,7 +105,10 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<usize>> {
         let entry = entry.map_err(|e| Nn3dError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(num) = name.strip_prefix("epoch-").and_then(|r| r.strip_suffix(".json")) {
+        if let Some(num) = name
+            .strip_prefix("epoch-")
+            .and_then(|r| r.strip_suffix(".json"))
+        {
             if let Ok(k) = num.parse::<usize>() {
                 out.push(k);
             }
@@ -105,7 +121,10 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<usize>> {
 pub fn read_meta(dir: &Path, epochs_done: usize) -> Result<CheckpointMeta> {
     let [_, _, jp] = checkpoint_paths(dir, epochs_done);
     let text = std::fs::read_to_string(&jp).map_err(|e| Nn3dError::io(&jp, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Nn3dError::Json { path: jp.clone(), source: e })?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Nn3dError::Json {
+        path: jp.clone(),
+        source: e,
+    })?;
     if meta.format != FORMAT || meta.epochs_done != epochs_done {
         return Err(Nn3dError::Checkpoint {
             path: jp,
@@ -116,16 +135,35 @@ pub fn read_meta(dir: &Path, epochs_done: usize) -> Result<CheckpointMeta> {
 }
 
 /// Loads weights and optimiser state of the newest complete checkpoint, if any.
-pub fn load_latest(dir: &Path, varmap: &VarMap, opt: &mut Optimizer, device: &Device) -> Result<Option<CheckpointMeta>> {
-    let Some(&latest) = list_checkpoints(dir)?.iter().max() else { return Ok(None) };
+pub fn load_latest(
+    dir: &Path,
+    varmap: &VarMap,
+    opt: &mut Optimizer,
+    device: &Device,
+) -> Result<Option<CheckpointMeta>> {
+    let Some(&latest) = list_checkpoints(dir)?.iter().max() else {
+        return Ok(None);
+    };
     let meta = read_meta(dir, latest)?;
     let [wp, op, jp] = checkpoint_paths(dir, latest);
     if &meta.optimizer != opt.config() {
-        return Err(Nn3dError::Checkpoint { path: jp, reason: format!("optimiser {:?} differs from the configured {:?}", meta.optimizer, opt.config()) });
+        return Err(Nn3dError::Checkpoint {
+            path: jp,
+            reason: format!(
+                "optimiser {:?} differs from the configured {:?}",
+                meta.optimizer,
+                opt.config()
+            ),
+        });
     }
     load_weights(varmap, &wp)?;
-    let state: HashMap<String, Tensor> = candle_core::safetensors::load(&op, device).map_err(|e| Nn3dError::Checkpoint { path: op.clone(), reason: e.to_string() })?;
-    opt.load_state(&state, meta.optimizer_steps).map_err(|reason| Nn3dError::Checkpoint { path: op, reason })?;
+    let state: HashMap<String, Tensor> =
+        candle_core::safetensors::load(&op, device).map_err(|e| Nn3dError::Checkpoint {
+            path: op.clone(),
+            reason: e.to_string(),
+        })?;
+    opt.load_state(&state, meta.optimizer_steps)
+        .map_err(|reason| Nn3dError::Checkpoint { path: op, reason })?;
     Ok(Some(meta))
 }
 
@@ -138,19 +176,36 @@ pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
 /// `VarMap` (in place, so modules built from it see the new values). Every variable must be
 /// present with its shape.
 pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
-    let bad = |reason: String| Nn3dError::Checkpoint { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Nn3dError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
     if !path.exists() {
         return Err(bad("file not found".into()));
     }
-    let data = varmap.data().lock().map_err(|_| bad("VarMap mutex poisoned".into()))?;
-    let device = data.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| bad("VarMap mutex poisoned".into()))?;
+    let device = data
+        .values()
+        .next()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu);
     let tensors = candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))?;
     for (name, var) in data.iter() {
-        let t = tensors.get(name).ok_or_else(|| bad(format!("missing tensor {name}")))?;
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("missing tensor {name}")))?;
         if t.dims() != var.dims() {
-            return Err(bad(format!("tensor {name} has shape {:?}, the model expects {:?}", t.dims(), var.dims())));
+            return Err(bad(format!(
+                "tensor {name} has shape {:?}, the model expects {:?}",
+                t.dims(),
+                var.dims()
+            )));
         }
-        var.set(&t.to_dtype(var.dtype())?).map_err(|e| bad(format!("{name}: {e}")))?;
+        var.set(&t.to_dtype(var.dtype())?)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
     }
     Ok(())
 }

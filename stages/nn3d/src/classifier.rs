@@ -23,7 +23,13 @@ impl Default for ClassifierConfig {
     /// The method's stage-3 network: inputs [fracture probability, stage-1 label map], 16-32-64-128
     /// channels, one logit; about 0.88M parameters.
     fn default() -> Self {
-        Self { in_channels: 2, stage_channels: vec![16, 32, 64, 128], convs_per_stage: 2, outputs: 1, norm_eps: 1e-5 }
+        Self {
+            in_channels: 2,
+            stage_channels: vec![16, 32, 64, 128],
+            convs_per_stage: 2,
+            outputs: 1,
+            norm_eps: 1e-5,
+        }
     }
 }
 
@@ -36,7 +42,11 @@ pub struct Classifier3d {
 
 impl Classifier3d {
     pub fn new(cfg: &ClassifierConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.stage_channels.is_empty() || cfg.convs_per_stage == 0 || cfg.in_channels == 0 || cfg.outputs == 0 {
+        if cfg.stage_channels.is_empty()
+            || cfg.convs_per_stage == 0
+            || cfg.in_channels == 0
+            || cfg.outputs == 0
+        {
             bail!("classifier config: need at least one stage, one conv per stage and positive channel counts")
         }
         let mut layers = Vec::new();
@@ -45,7 +55,14 @@ impl Classifier3d {
             for i in 0..cfg.convs_per_stage {
                 let stride = if s > 0 && i == 0 { [2; 3] } else { [1; 3] };
                 let vbl = vb.pp(format!("stage{s}")).pp(format!("conv{i}"));
-                let conv = Conv3d::new(cin, cout, [3; 3], Conv3dParams::same([3; 3], stride), false, vbl.pp("conv"))?;
+                let conv = Conv3d::new(
+                    cin,
+                    cout,
+                    [3; 3],
+                    Conv3dParams::same([3; 3], stride),
+                    false,
+                    vbl.pp("conv"),
+                )?;
                 let norm = InstanceNorm3d::new(cout, cfg.norm_eps, vbl.pp("norm"))?;
                 layers.push((conv, norm));
                 cin = cout;
@@ -60,7 +77,7 @@ impl Module for Classifier3d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (conv, norm) in &self.layers {
-            h = norm.forward(&conv.forward(&h)?)?.relu()?;
+            h = norm.forward_leaky_relu(&conv.forward(&h)?, 0.0)?;
         }
         self.head.forward(&global_avg_pool3d(&h)?)
     }

@@ -8,19 +8,25 @@ use crate::error::{Nn3dError, Result};
 /// without the `cuda` feature or the GPU is unavailable.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let s = spec.trim().to_ascii_lowercase();
-    let err = |reason: String| Nn3dError::Device { spec: spec.to_string(), reason };
+    let err = |reason: String| Nn3dError::Device {
+        spec: spec.to_string(),
+        reason,
+    };
     if s == "cpu" {
         return Ok(Device::Cpu);
     }
     let ordinal = if s == "cuda" || s == "gpu" {
         0
     } else if let Some(n) = s.strip_prefix("cuda:").or_else(|| s.strip_prefix("gpu:")) {
-        n.parse::<usize>().map_err(|_| err(format!("{n:?} is not a device number")))?
+        n.parse::<usize>()
+            .map_err(|_| err(format!("{n:?} is not a device number")))?
     } else {
         return Err(err("expected cpu, cuda or cuda:N".into()));
     };
     if !cfg!(feature = "cuda") {
-        return Err(err("this build has no CUDA support (enable the `cuda` feature)".into()));
+        return Err(err(
+            "this build has no CUDA support (enable the `cuda` feature)".into(),
+        ));
     }
     Device::new_cuda(ordinal).map_err(|e| err(e.to_string()))
 }
@@ -34,10 +40,16 @@ mod tests {
         assert!(parse_device("cpu").unwrap().is_cpu());
         assert!(parse_device(" CPU ").unwrap().is_cpu());
         for bad in ["", "tpu", "cuda:x", "cuda:-1", "cuda:"] {
-            assert!(matches!(parse_device(bad), Err(Nn3dError::Device { .. })), "{bad}");
+            assert!(
+                matches!(parse_device(bad), Err(Nn3dError::Device { .. })),
+                "{bad}"
+            );
         }
         if !cfg!(feature = "cuda") {
-            assert!(matches!(parse_device("cuda:0"), Err(Nn3dError::Device { .. })));
+            assert!(matches!(
+                parse_device("cuda:0"),
+                Err(Nn3dError::Device { .. })
+            ));
         }
     }
 }

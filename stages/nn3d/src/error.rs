@@ -34,6 +34,9 @@ pub type Result<T> = std::result::Result<T, Nn3dError>;
 
 impl Nn3dError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Nn3dError::Io { path: path.into(), source }
+        Nn3dError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -26,7 +26,14 @@ pub struct SlidingWindowConfig {
 impl SlidingWindowConfig {
     /// Half-patch stride, sigma = patch/8, x-flip TTA (the method's stage-1 inference).
     pub fn new(patch: [usize; 3]) -> Self {
-        Self { patch, step_fraction: 0.5, sigma_scale: 1.0 / 8.0, mirror_axes: vec![2], batch_size: 1, pad_value: 0.0 }
+        Self {
+            patch,
+            step_fraction: 0.5,
+            sigma_scale: 1.0 / 8.0,
+            mirror_axes: vec![2],
+            batch_size: 1,
+            pad_value: 0.0,
+        }
     }
 }
 
@@ -38,7 +45,9 @@ pub fn window_starts(size: usize, patch: usize, step_fraction: f64) -> Vec<usize
     let target = patch as f64 * step_fraction;
     let n = ((size - patch) as f64 / target).ceil() as usize + 1;
     let actual = (size - patch) as f64 / (n - 1) as f64;
-    (0..n).map(|i| (actual * i as f64).round() as usize).collect()
+    (0..n)
+        .map(|i| (actual * i as f64).round() as usize)
+        .collect()
 }
 
 /// Gaussian importance map of the patch, maximum 1 (row-major D, H, W).
@@ -46,7 +55,9 @@ pub fn gaussian_importance(patch: [usize; 3], sigma_scale: f64) -> Vec<f32> {
     let axis = |p: usize| -> Vec<f64> {
         let c = (p / 2) as f64;
         let s = (p as f64 * sigma_scale).max(1e-6);
-        (0..p).map(|i| (-((i as f64 - c).powi(2)) / (2.0 * s * s)).exp()).collect()
+        (0..p)
+            .map(|i| (-((i as f64 - c).powi(2)) / (2.0 * s * s)).exp())
+            .collect()
     };
     let (gd, gh, gw) = (axis(patch[0]), axis(patch[1]), axis(patch[2]));
     let mut out = Vec::with_capacity(patch.iter().product());
@@ -58,14 +69,32 @@ pub fn gaussian_importance(patch: [usize; 3], sigma_scale: f64) -> Vec<f32> {
         }
     }
     let max = out.iter().cloned().fold(0.0, f64::max);
-    let min_pos = out.iter().cloned().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-    out.iter().map(|v| if *v > 0.0 { (v / max) as f32 } else { (min_pos / max) as f32 }).collect()
+    let min_pos = out
+        .iter()
+        .cloned()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    out.iter()
+        .map(|v| {
+            if *v > 0.0 {
+                (v / max) as f32
+            } else {
+                (min_pos / max) as f32
+            }
+        })
+        .collect()
 }
 
 fn mirror_sets(axes: &[usize]) -> Vec<Vec<usize>> {
     let mut sets = Vec::with_capacity(1 << axes.len());
     for mask in 0..(1usize << axes.len()) {
-        sets.push(axes.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| a + 2).collect());
+        sets.push(
+            axes.iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, a)| a + 2)
+                .collect(),
+        );
     }
     sets
 }
@@ -82,7 +111,11 @@ pub fn predict_sliding_window(
     if models.is_empty() {
         bail!("sliding window: no models")
     }
-    if cfg.mirror_axes.iter().any(|&a| a > 2) || cfg.patch.contains(&0) || cfg.batch_size == 0 || !(cfg.step_fraction > 0.0 && cfg.step_fraction <= 1.0) {
+    if cfg.mirror_axes.iter().any(|&a| a > 2)
+        || cfg.patch.contains(&0)
+        || cfg.batch_size == 0
+        || !(cfg.step_fraction > 0.0 && cfg.step_fraction <= 1.0)
+    {
         bail!("sliding window: invalid config {cfg:?}")
     }
     let (_, d, h, w) = image.dims4()?;
@@ -107,7 +140,9 @@ pub fn predict_sliding_window(
     if needs_pad && cfg.pad_value != 0.0 {
         x = x.affine(1.0, f64::from(cfg.pad_value))?;
     }
-    let starts: Vec<Vec<usize>> = (0..3).map(|i| window_starts(padded[i], patch[i], cfg.step_fraction)).collect();
+    let starts: Vec<Vec<usize>> = (0..3)
+        .map(|i| window_starts(padded[i], patch[i], cfg.step_fraction))
+        .collect();
     let mut windows = Vec::new();
     for &a in &starts[0] {
         for &b in &starts[1] {
@@ -127,16 +162,28 @@ pub fn predict_sliding_window(
     for (bi, chunk) in windows.chunks(cfg.batch_size).enumerate() {
         let crops: Vec<Tensor> = chunk
             .iter()
-            .map(|s| x.narrow(2, s[0], patch[0])?.narrow(3, s[1], patch[1])?.narrow(4, s[2], patch[2]))
+            .map(|s| {
+                x.narrow(2, s[0], patch[0])?
+                    .narrow(3, s[1], patch[1])?
+                    .narrow(4, s[2], patch[2])
+            })
             .collect::<Result<_>>()?;
         let xb = Tensor::cat(&crops, 0)?.contiguous()?;
         let mut sum: Option<Tensor> = None;
         for model in models {
             for f in &flips {
-                let xin = if f.is_empty() { xb.clone() } else { xb.flip(f)? };
+                let xin = if f.is_empty() {
+                    xb.clone()
+                } else {
+                    xb.flip(f)?
+                };
                 let logits = model.forward(&xin)?;
                 if logits.dims() != [chunk.len(), num_classes, patch[0], patch[1], patch[2]] {
-                    bail!("sliding window: model output {:?}, expected {:?}", logits.dims(), [chunk.len(), num_classes, patch[0], patch[1], patch[2]])
+                    bail!(
+                        "sliding window: model output {:?}, expected {:?}",
+                        logits.dims(),
+                        [chunk.len(), num_classes, patch[0], patch[1], patch[2]]
+                    )
                 }
                 let mut p = softmax(&logits.to_dtype(DType::F32)?, 1)?;
                 if !f.is_empty() {
@@ -148,8 +195,13 @@ pub fn predict_sliding_window(
                 });
             }
         }
-        let Some(sum) = sum else { bail!("sliding window: nothing predicted") };
-        let probs = (sum / n_pred)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let Some(sum) = sum else {
+            bail!("sliding window: nothing predicted")
+        };
+        let probs = (sum / n_pred)?
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         for (k, s) in chunk.iter().enumerate() {
             for cls in 0..num_classes {
                 let src = &probs[(k * num_classes + cls) * pvol..][..pvol];
@@ -166,18 +218,36 @@ pub fn predict_sliding_window(
             *v /= *wt;
         }
     }
-    let out = Tensor::from_vec(acc, (num_classes, padded[0], padded[1], padded[2]), &Device::Cpu)?;
-    out.narrow(1, lo[0], d)?.narrow(2, lo[1], h)?.narrow(3, lo[2], w)?.contiguous()
+    let out = Tensor::from_vec(
+        acc,
+        (num_classes, padded[0], padded[1], padded[2]),
+        &Device::Cpu,
+    )?;
+    out.narrow(1, lo[0], d)?
+        .narrow(2, lo[1], h)?
+        .narrow(3, lo[2], w)?
+        .contiguous()
 }
 
 /// `dst[window] += src * gauss` for a window starting at `s` in a volume of `size`.
-fn accumulate(dst: &mut [f32], src: &[f32], gauss: &[f32], size: [usize; 3], patch: [usize; 3], s: [usize; 3]) {
+fn accumulate(
+    dst: &mut [f32],
+    src: &[f32],
+    gauss: &[f32],
+    size: [usize; 3],
+    patch: [usize; 3],
+    s: [usize; 3],
+) {
     for a in 0..patch[0] {
         for b in 0..patch[1] {
             let drow = ((s[0] + a) * size[1] + s[1] + b) * size[2] + s[2];
             let prow = (a * patch[1] + b) * patch[2];
             let d = &mut dst[drow..drow + patch[2]];
-            for ((dv, sv), gv) in d.iter_mut().zip(&src[prow..prow + patch[2]]).zip(&gauss[prow..prow + patch[2]]) {
+            for ((dv, sv), gv) in d
+                .iter_mut()
+                .zip(&src[prow..prow + patch[2]])
+                .zip(&gauss[prow..prow + patch[2]])
+            {
                 *dv += sv * gv;
             }
         }
@@ -202,7 +272,11 @@ mod tests {
     #[test]
     fn gaussian_peaks_at_centre() {
         let g = gaussian_importance([5, 4, 6], 0.125);
-        let max_idx = g.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        let max_idx = g
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
         assert_eq!(max_idx, Some((2 * 4 + 2) * 6 + 3));
         assert!((g[(2 * 4 + 2) * 6 + 3] - 1.0).abs() < 1e-7);
         assert!(g.iter().all(|v| *v > 0.0));

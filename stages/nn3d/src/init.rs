@@ -29,7 +29,10 @@ impl SeededRng {
 
 /// Re-initialises every variable of `varmap` deterministically from `seed`.
 pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
-    let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     let mut rng = SeededRng(seed);
@@ -38,7 +41,10 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
         let dims = var.dims().to_vec();
         let n = var.elem_count();
         let leaf = name.rsplit('.').next().unwrap_or(name);
-        let parent_is_norm = name.rsplit('.').nth(1).is_some_and(|p| p.starts_with("norm"));
+        let parent_is_norm = name
+            .rsplit('.')
+            .nth(1)
+            .is_some_and(|p| p.starts_with("norm"));
         let values: Vec<f64> = if leaf == "bias" {
             vec![0.0; n]
         } else if parent_is_norm {
@@ -51,7 +57,9 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
             let bound = 1.0 / (dims[1] as f64).sqrt();
             (0..n).map(|_| (rng.unit() * 2.0 - 1.0) * bound).collect()
         } else {
-            return Err(candle_core::Error::Msg(format!("init_seeded: no rule for {name} with shape {dims:?}")));
+            return Err(candle_core::Error::Msg(format!(
+                "init_seeded: no rule for {name} with shape {dims:?}"
+            )));
         };
         let t = Tensor::from_vec(values, dims, var.device())?.to_dtype(var.dtype())?;
         var.set(&t)?;

@@ -3,12 +3,17 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::{conv3d, conv_transpose3d_nonoverlapping, instance_norm, Conv3dParams};
+use crate::ops::{
+    conv3d, conv_transpose3d_nonoverlapping, instance_norm, instance_norm_leaky_relu, Conv3dParams,
+};
 
 /// He-normal initialisation as nnU-Net's `InitWeights_He(1e-2)`: std = sqrt(2 / ((1 + a^2) fan_in)).
 fn he_normal(fan_in: usize) -> Init {
     let a: f64 = 1e-2;
-    Init::Randn { mean: 0.0, stdev: (2.0 / ((1.0 + a * a) * fan_in as f64)).sqrt() }
+    Init::Randn {
+        mean: 0.0,
+        stdev: (2.0 / ((1.0 + a * a) * fan_in as f64)).sqrt(),
+    }
 }
 
 /// 3D convolution layer with weight `(Co, Ci, kd, kh, kw)` and optional bias.
@@ -20,11 +25,30 @@ pub struct Conv3d {
 }
 
 impl Conv3d {
-    pub fn new(cin: usize, cout: usize, kernel: [usize; 3], params: Conv3dParams, bias: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        params: Conv3dParams,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let fan_in = cin * kernel.iter().product::<usize>();
-        let weight = vb.get_with_hints((cout, cin, kernel[0], kernel[1], kernel[2]), "weight", he_normal(fan_in))?;
-        let bias = if bias { Some(vb.get_with_hints(cout, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Self { weight, bias, params })
+        let weight = vb.get_with_hints(
+            (cout, cin, kernel[0], kernel[1], kernel[2]),
+            "weight",
+            he_normal(fan_in),
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(cout, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            params,
+        })
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -48,7 +72,11 @@ pub struct ConvTranspose3d {
 impl ConvTranspose3d {
     pub fn new(cin: usize, cout: usize, kernel: [usize; 3], vb: VarBuilder) -> Result<Self> {
         let fan_in = cout * kernel.iter().product::<usize>();
-        let weight = vb.get_with_hints((cin, cout, kernel[0], kernel[1], kernel[2]), "weight", he_normal(fan_in))?;
+        let weight = vb.get_with_hints(
+            (cin, cout, kernel[0], kernel[1], kernel[2]),
+            "weight",
+            he_normal(fan_in),
+        )?;
         let bias = vb.get_with_hints(cout, "bias", Init::Const(0.0))?;
         Ok(Self { weight, bias })
     }
@@ -73,6 +101,13 @@ impl InstanceNorm3d {
         let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
         Ok(Self { weight, bias, eps })
+    }
+}
+
+impl InstanceNorm3d {
+    /// Normalisation followed by LeakyReLU with `slope` (0 is ReLU), as one fused op on the CPU.
+    pub fn forward_leaky_relu(&self, x: &Tensor, slope: f64) -> Result<Tensor> {
+        instance_norm_leaky_relu(x, &self.weight, &self.bias, self.eps, slope)
     }
 }
 

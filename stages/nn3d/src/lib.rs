@@ -19,9 +19,11 @@ pub mod unet;
 pub use classifier::{Classifier3d, ClassifierConfig};
 pub use device::parse_device;
 pub use error::{Nn3dError, Result};
-pub use init::init_seeded;
 pub use inference::{predict_sliding_window, SlidingWindowConfig};
+pub use init::init_seeded;
 pub use optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 pub use schedule::LrSchedule;
-pub use train::{train, Batch, BatchSource, Objective, ScheduleUnit, TrainConfig, TrainOutcome, TrainProgress};
+pub use train::{
+    train, Batch, BatchSource, Objective, ScheduleUnit, TrainConfig, TrainOutcome, TrainProgress,
+};
 pub use unet::{UNet3d, UNetConfig};

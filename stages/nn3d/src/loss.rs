@@ -14,8 +14,12 @@ pub fn one_hot(labels: &Tensor, classes: usize, like: DType) -> Result<Tensor> {
         bail!("labels must have one channel, got {c}")
     }
     let lab = labels.to_dtype(DType::F32)?;
-    let ids = Tensor::arange(0u32, classes as u32, labels.device())?.to_dtype(DType::F32)?.reshape((1, classes, 1, 1, 1))?;
-    lab.broadcast_as((n, classes, d, h, w))?.broadcast_eq(&ids)?.to_dtype(like)
+    let ids = Tensor::arange(0u32, classes as u32, labels.device())?
+        .to_dtype(DType::F32)?
+        .reshape((1, classes, 1, 1, 1))?;
+    lab.broadcast_as((n, classes, d, h, w))?
+        .broadcast_eq(&ids)?
+        .to_dtype(like)
 }
 
 /// Mean voxel-wise cross-entropy of `logits (N, C, ...)` against a one-hot target.
@@ -70,7 +74,11 @@ pub fn deep_supervision_loss(outputs: &[Tensor], labels: &Tensor) -> Result<Tens
             continue;
         }
         let (_, _, d, h, wd) = out.dims5()?;
-        let target = if labels.dims()[2..] == [d, h, wd] { labels.clone() } else { resize_nearest3d(&labels.to_dtype(DType::F32)?, [d, h, wd])? };
+        let target = if labels.dims()[2..] == [d, h, wd] {
+            labels.clone()
+        } else {
+            resize_nearest3d(&labels.to_dtype(DType::F32)?, [d, h, wd])?
+        };
         let l = (dice_ce_loss(out, &target)? * w)?;
         total = Some(match total {
             None => l,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{load_latest, save_checkpoint, CheckpointMeta, EpochRecord};
 use crate::classifier::Classifier3d;
 use crate::error::{Nn3dError, Result};
-use crate::loss::{bce_with_logits, dice_ce_loss, deep_supervision_loss, foreground_confusion};
+use crate::loss::{bce_with_logits, deep_supervision_loss, dice_ce_loss, foreground_confusion};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 use crate::schedule::LrSchedule;
 use crate::unet::UNet3d;
@@ -71,8 +71,17 @@ impl Objective for BinaryClassificationObjective<'_> {
         bce_with_logits(&self.net.forward(&batch.image)?, &batch.target)
     }
     fn confusion(&self, batch: &Batch) -> candle_core::Result<Vec<[f64; 3]>> {
-        let logits = self.net.forward(&batch.image)?.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
-        let target = batch.target.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+        let logits = self
+            .net
+            .forward(&batch.image)?
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
+        let target = batch
+            .target
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
         let mut c = [0.0; 3];
         for (l, t) in logits.iter().zip(&target) {
             match (*l > 0.0, *t >= 0.5) {
@@ -114,7 +123,10 @@ impl TrainConfig {
             iterations_per_epoch: 250,
             val_iterations: 50,
             optimizer: OptimizerConfig::nnunet_sgd(),
-            schedule: LrSchedule::Poly { lr: 0.01, exponent: 0.9 },
+            schedule: LrSchedule::Poly {
+                lr: 0.01,
+                exponent: 0.9,
+            },
             schedule_unit: ScheduleUnit::Epoch,
             grad_clip: Some(12.0),
             keep_checkpoints: 2,
@@ -128,7 +140,10 @@ impl TrainConfig {
             iterations_per_epoch: 250,
             val_iterations: 0,
             optimizer: OptimizerConfig::adam_amsgrad(),
-            schedule: LrSchedule::Cosine { lr: 3e-4, final_lr: 1e-8 },
+            schedule: LrSchedule::Cosine {
+                lr: 3e-4,
+                final_lr: 1e-8,
+            },
             schedule_unit: ScheduleUnit::Iteration,
             grad_clip: None,
             keep_checkpoints: 2,
@@ -180,11 +195,19 @@ fn mean_dice(conf: &[[f64; 3]]) -> (Option<f64>, Vec<f64>) {
         .iter()
         .map(|[tp, fp, fn_]| {
             let den = 2.0 * tp + fp + fn_;
-            if den > 0.0 { 2.0 * tp / den } else { f64::NAN }
+            if den > 0.0 {
+                2.0 * tp / den
+            } else {
+                f64::NAN
+            }
         })
         .collect();
     let valid: Vec<f64> = per.iter().copied().filter(|v| v.is_finite()).collect();
-    let mean = if valid.is_empty() { None } else { Some(valid.iter().sum::<f64>() / valid.len() as f64) };
+    let mean = if valid.is_empty() {
+        None
+    } else {
+        Some(valid.iter().sum::<f64>() / valid.len() as f64)
+    };
     (mean, per)
 }
 
@@ -200,9 +223,15 @@ pub fn train(
     progress: &mut dyn TrainProgress,
 ) -> Result<TrainOutcome> {
     if cfg.epochs == 0 || cfg.iterations_per_epoch == 0 {
-        return Err(Nn3dError::Config("epochs and iterations_per_epoch must be positive".into()));
+        return Err(Nn3dError::Config(
+            "epochs and iterations_per_epoch must be positive".into(),
+        ));
     }
-    let device = varmap.all_vars().first().map(|v| v.device().clone()).ok_or_else(|| Nn3dError::Config("the VarMap has no variables".into()))?;
+    let device = varmap
+        .all_vars()
+        .first()
+        .map(|v| v.device().clone())
+        .ok_or_else(|| Nn3dError::Config("the VarMap has no variables".into()))?;
     let mut opt = Optimizer::from_varmap(cfg.optimizer.clone(), varmap);
     let mut history = Vec::new();
     let mut start = 0;
@@ -231,7 +260,9 @@ pub fn train(
             let loss = objective.loss(&batch)?;
             let loss_value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             if !loss_value.is_finite() {
-                return Err(Nn3dError::Config(format!("loss became {loss_value} at epoch {epoch}, iteration {it}")));
+                return Err(Nn3dError::Config(format!(
+                    "loss became {loss_value} at epoch {epoch}, iteration {it}"
+                )));
             }
             let mut grads = loss.backward()?;
             if let Some(max) = cfg.grad_clip {
@@ -281,13 +312,29 @@ pub fn train(
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
         history.push(record.clone());
-        let meta = CheckpointMeta { format: 1, epochs_done: epoch + 1, optimizer_steps: opt.steps(), optimizer: cfg.optimizer.clone(), history: history.clone() };
+        let meta = CheckpointMeta {
+            format: 1,
+            epochs_done: epoch + 1,
+            optimizer_steps: opt.steps(),
+            optimizer: cfg.optimizer.clone(),
+            history: history.clone(),
+        };
         save_checkpoint(checkpoint_dir, varmap, &opt, &meta, cfg.keep_checkpoints)?;
         let per_iter = run_start.elapsed().as_secs_f64() / iters_this_run.max(1) as f64;
-        let eta = Duration::from_secs_f64(per_iter * ((cfg.epochs - epoch - 1) * cfg.iterations_per_epoch) as f64);
+        let eta = Duration::from_secs_f64(
+            per_iter * ((cfg.epochs - epoch - 1) * cfg.iterations_per_epoch) as f64,
+        );
         if progress.epoch_end(&record, eta).is_break() {
-            return Ok(TrainOutcome { history, resumed_from, stopped: true });
+            return Ok(TrainOutcome {
+                history,
+                resumed_from,
+                stopped: true,
+            });
         }
     }
-    Ok(TrainOutcome { history, resumed_from, stopped: false })
+    Ok(TrainOutcome {
+        history,
+        resumed_from,
+        stopped: false,
+    })
 }

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{Conv3d, ConvTranspose3d, InstanceNorm3d};
-use crate::ops::{leaky_relu, Conv3dParams};
+use crate::ops::Conv3dParams;
 
 /// Architecture of a [`UNet3d`]; `kernel_sizes` and `strides` have one entry per level.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,7 +35,14 @@ impl UNetConfig {
             base_channels: 32,
             max_channels: 320,
             kernel_sizes: vec![[3, 3, 3]; 6],
-            strides: vec![[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+            strides: vec![
+                [1, 1, 1],
+                [2, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+            ],
             convs_per_level: 2,
             deep_supervision: true,
             negative_slope: 0.01,
@@ -49,14 +56,33 @@ impl UNetConfig {
     pub fn stage2() -> Self {
         Self {
             num_classes: 2,
-            kernel_sizes: vec![[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
-            strides: vec![[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]],
+            kernel_sizes: vec![
+                [1, 3, 3],
+                [3, 3, 3],
+                [3, 3, 3],
+                [3, 3, 3],
+                [3, 3, 3],
+                [3, 3, 3],
+            ],
+            strides: vec![
+                [1, 1, 1],
+                [1, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+                [2, 2, 2],
+            ],
             ..Self::stage1()
         }
     }
 
     /// A small configuration for demos and tests.
-    pub fn tiny(in_channels: usize, num_classes: usize, base_channels: usize, levels: usize) -> Self {
+    pub fn tiny(
+        in_channels: usize,
+        num_classes: usize,
+        base_channels: usize,
+        levels: usize,
+    ) -> Self {
         let mut strides = vec![[2, 2, 2]; levels];
         if let Some(s) = strides.first_mut() {
             *s = [1, 1, 1];
@@ -78,7 +104,9 @@ impl UNetConfig {
 
     /// Feature channels per level: base * 2^level, capped.
     pub fn channels(&self) -> Vec<usize> {
-        (0..self.levels()).map(|l| (self.base_channels << l).min(self.max_channels)).collect()
+        (0..self.levels())
+            .map(|l| (self.base_channels << l).min(self.max_channels))
+            .collect()
     }
 
     /// Cumulative downsampling factor of each level.
@@ -103,12 +131,22 @@ impl UNetConfig {
     pub fn validate(&self) -> Result<()> {
         let l = self.levels();
         if l == 0 || self.kernel_sizes.len() != l {
-            bail!("U-Net config: {} strides but {} kernel sizes (need one per level, at least one)", l, self.kernel_sizes.len())
+            bail!(
+                "U-Net config: {} strides but {} kernel sizes (need one per level, at least one)",
+                l,
+                self.kernel_sizes.len()
+            )
         }
-        if self.in_channels == 0 || self.num_classes == 0 || self.base_channels == 0 || self.convs_per_level == 0 {
+        if self.in_channels == 0
+            || self.num_classes == 0
+            || self.base_channels == 0
+            || self.convs_per_level == 0
+        {
             bail!("U-Net config: channel counts and convs_per_level must be positive")
         }
-        if self.kernel_sizes.iter().flatten().any(|k| k % 2 == 0) || self.strides.iter().flatten().any(|&s| s == 0) {
+        if self.kernel_sizes.iter().flatten().any(|k| k % 2 == 0)
+            || self.strides.iter().flatten().any(|&s| s == 0)
+        {
             bail!("U-Net config: kernels must be odd and strides positive")
         }
         Ok(())
@@ -123,15 +161,36 @@ struct ConvBlock {
 }
 
 impl ConvBlock {
-    fn new(cin: usize, cout: usize, kernel: [usize; 3], stride: [usize; 3], cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        cfg: &UNetConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let mut layers = Vec::with_capacity(cfg.convs_per_level);
         for i in 0..cfg.convs_per_level {
-            let (ci, s) = if i == 0 { (cin, stride) } else { (cout, [1; 3]) };
-            let conv = Conv3d::new(ci, cout, kernel, Conv3dParams::same(kernel, s), true, vb.pp(format!("conv{i}")))?;
+            let (ci, s) = if i == 0 {
+                (cin, stride)
+            } else {
+                (cout, [1; 3])
+            };
+            let conv = Conv3d::new(
+                ci,
+                cout,
+                kernel,
+                Conv3dParams::same(kernel, s),
+                true,
+                vb.pp(format!("conv{i}")),
+            )?;
             let norm = InstanceNorm3d::new(cout, cfg.norm_eps, vb.pp(format!("norm{i}")))?;
             layers.push((conv, norm));
         }
-        Ok(Self { layers, slope: cfg.negative_slope })
+        Ok(Self {
+            layers,
+            slope: cfg.negative_slope,
+        })
     }
 }
 
@@ -139,7 +198,7 @@ impl Module for ConvBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (conv, norm) in &self.layers {
-            h = leaky_relu(&norm.forward(&conv.forward(&h)?)?, self.slope)?;
+            h = norm.forward_leaky_relu(&conv.forward(&h)?, self.slope)?;
         }
         Ok(h)
     }
@@ -168,21 +227,46 @@ impl UNet3d {
         let mut encoder = Vec::with_capacity(cfg.levels());
         for l in 0..cfg.levels() {
             let cin = if l == 0 { cfg.in_channels } else { ch[l - 1] };
-            encoder.push(ConvBlock::new(cin, ch[l], cfg.kernel_sizes[l], cfg.strides[l], cfg, vb.pp(format!("encoder{l}")))?);
+            encoder.push(ConvBlock::new(
+                cin,
+                ch[l],
+                cfg.kernel_sizes[l],
+                cfg.strides[l],
+                cfg,
+                vb.pp(format!("encoder{l}")),
+            )?);
         }
         // decoder[i] upsamples from level i+1 to level i.
         let mut decoder = Vec::with_capacity(cfg.levels().saturating_sub(1));
         for l in 0..cfg.levels() - 1 {
             let vbd = vb.pp(format!("decoder{l}"));
             let up = ConvTranspose3d::new(ch[l + 1], ch[l], cfg.strides[l + 1], vbd.pp("up"))?;
-            let block = ConvBlock::new(2 * ch[l], ch[l], cfg.kernel_sizes[l], [1; 3], cfg, vbd.pp("block"))?;
-            let head = Conv3d::new(ch[l], cfg.num_classes, [1; 3], Conv3dParams::default(), true, vbd.pp("head"))?;
+            let block = ConvBlock::new(
+                2 * ch[l],
+                ch[l],
+                cfg.kernel_sizes[l],
+                [1; 3],
+                cfg,
+                vbd.pp("block"),
+            )?;
+            let head = Conv3d::new(
+                ch[l],
+                cfg.num_classes,
+                [1; 3],
+                Conv3dParams::default(),
+                true,
+                vbd.pp("head"),
+            )?;
             decoder.push(DecoderStage { up, block, head });
         }
         if decoder.is_empty() {
             bail!("U-Net config: at least two levels are needed")
         }
-        Ok(Self { cfg: cfg.clone(), encoder, decoder })
+        Ok(Self {
+            cfg: cfg.clone(),
+            encoder,
+            decoder,
+        })
     }
 
     pub fn config(&self) -> &UNetConfig {

@@ -33,14 +33,22 @@ pub fn tensor(rng: &mut Rng, dims: &[usize]) -> Tensor {
 }
 
 pub fn to_vec(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
 }
 
 pub fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: length mismatch");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let scale = 1.0f64.max(x.abs()).max(y.abs());
-        assert!((x - y).abs() <= tol * scale, "{what}: element {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}: element {i}: {x} vs {y}"
+        );
     }
 }
 
@@ -58,16 +66,24 @@ pub fn check_grad(x: &Tensor, loss: impl Fn(&Tensor) -> Result<Tensor>, tol: f64
         (0..base.len()).collect()
     } else {
         let mut rng = Rng::new(base.len() as u64);
-        (0..64).map(|_| (rng.next_u64() % base.len() as u64) as usize).collect()
+        (0..64)
+            .map(|_| (rng.next_u64() % base.len() as u64) as usize)
+            .collect()
     };
     let analytic: Vec<f64> = picks.iter().map(|&i| analytic[i]).collect();
     let mut numeric = Vec::with_capacity(picks.len());
     for &i in &picks {
         let mut p = base.clone();
         p[i] += eps;
-        let lp = loss(&Tensor::from_vec(p.clone(), x.dims(), &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap();
+        let lp = loss(&Tensor::from_vec(p.clone(), x.dims(), &Device::Cpu).unwrap())
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         p[i] -= 2.0 * eps;
-        let lm = loss(&Tensor::from_vec(p, x.dims(), &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap();
+        let lm = loss(&Tensor::from_vec(p, x.dims(), &Device::Cpu).unwrap())
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         numeric.push((lp - lm) / (2.0 * eps));
     }
     assert_close(&analytic, &numeric, tol, what);

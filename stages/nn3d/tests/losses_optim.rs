@@ -5,12 +5,16 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::{assert_close, check_grad, tensor, to_vec, Rng};
-use flow_nn3d::loss::{bce_with_logits, deep_supervision_loss, deep_supervision_weights, dice_ce_loss, one_hot};
+use flow_nn3d::loss::{
+    bce_with_logits, deep_supervision_loss, deep_supervision_weights, dice_ce_loss, one_hot,
+};
 use flow_nn3d::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 
 fn labels(rng: &mut Rng, dims: &[usize], classes: usize) -> Tensor {
     let n: usize = dims.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| (rng.next_u64() % classes as u64) as f64).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|_| (rng.next_u64() % classes as u64) as f64)
+        .collect();
     Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
 }
 
@@ -37,7 +41,10 @@ fn naive_dice_ce(logits: &[f64], lab: &[f64], n: usize, c: usize, v: usize) -> f
             }
         }
     }
-    let dice: f64 = (1..c).map(|k| (2.0 * tp[k] + 1e-5) / (sp[k] + sg[k] + 1e-5)).sum::<f64>() / (c - 1) as f64;
+    let dice: f64 = (1..c)
+        .map(|k| (2.0 * tp[k] + 1e-5) / (sp[k] + sg[k] + 1e-5))
+        .sum::<f64>()
+        / (c - 1) as f64;
     ce / (n * v) as f64 - dice
 }
 
@@ -58,7 +65,10 @@ fn dice_ce_matches_naive_and_finite_differences() -> Result<()> {
 fn one_hot_encodes_labels() -> Result<()> {
     let lab = Tensor::new(&[0f32, 2., 1., 2.], &Device::Cpu)?.reshape((1, 1, 1, 2, 2))?;
     let oh = one_hot(&lab, 3, DType::F32)?;
-    assert_eq!(oh.flatten_all()?.to_vec1::<f32>()?, vec![1., 0., 0., 0., 0., 0., 1., 0., 0., 1., 0., 1.]);
+    assert_eq!(
+        oh.flatten_all()?.to_vec1::<f32>()?,
+        vec![1., 0., 0., 0., 0., 0., 1., 0., 0., 1., 0., 1.]
+    );
     Ok(())
 }
 
@@ -66,14 +76,20 @@ fn one_hot_encodes_labels() -> Result<()> {
 fn deep_supervision_weights_and_loss() -> Result<()> {
     let w = deep_supervision_weights(5);
     let s = 1.0 + 0.5 + 0.25 + 0.125;
-    assert_close(&w, &[1.0 / s, 0.5 / s, 0.25 / s, 0.125 / s, 0.0], 1e-15, "ds weights");
+    assert_close(
+        &w,
+        &[1.0 / s, 0.5 / s, 0.25 / s, 0.125 / s, 0.0],
+        1e-15,
+        "ds weights",
+    );
     assert_eq!(deep_supervision_weights(1), vec![1.0]);
     let mut rng = Rng::new(12);
     let lab = labels(&mut rng, &[1, 1, 4, 4, 4], 2);
     let full = tensor(&mut rng, &[1, 2, 4, 4, 4]);
     let half = tensor(&mut rng, &[1, 2, 2, 2, 2]);
     let quarter = tensor(&mut rng, &[1, 2, 1, 1, 1]);
-    let l = deep_supervision_loss(&[full.clone(), half.clone(), quarter], &lab)?.to_scalar::<f64>()?;
+    let l =
+        deep_supervision_loss(&[full.clone(), half.clone(), quarter], &lab)?.to_scalar::<f64>()?;
     // Nearest downsampling by 2 takes the even-indexed voxels.
     let lv = to_vec(&lab);
     let mut small = Vec::new();
@@ -85,7 +101,8 @@ fn deep_supervision_weights_and_loss() -> Result<()> {
         }
     }
     let lab_half = Tensor::from_vec(small, (1, 1, 2, 2, 2), &Device::Cpu)?;
-    let expect = (2.0 / 3.0) * dice_ce_loss(&full, &lab)?.to_scalar::<f64>()? + (1.0 / 3.0) * dice_ce_loss(&half, &lab_half)?.to_scalar::<f64>()?;
+    let expect = (2.0 / 3.0) * dice_ce_loss(&full, &lab)?.to_scalar::<f64>()?
+        + (1.0 / 3.0) * dice_ce_loss(&half, &lab_half)?.to_scalar::<f64>()?;
     assert!((l - expect).abs() < 1e-12, "{l} vs {expect}");
     Ok(())
 }
@@ -97,14 +114,24 @@ fn bce_with_logits_matches_naive_and_is_stable() -> Result<()> {
     let l = bce_with_logits(&x, &t)?.to_scalar::<f64>()?;
     let xv = to_vec(&x);
     let tv = to_vec(&t);
-    let naive: f64 = xv.iter().zip(&tv).map(|(x, t)| {
-        let p: f64 = 1.0 / (1.0 + (-x).exp());
-        -(t * p.max(1e-300).ln() + (1.0 - t) * (1.0 - p).max(1e-300).ln())
-    }).sum::<f64>() / 7.0;
+    let naive: f64 = xv
+        .iter()
+        .zip(&tv)
+        .map(|(x, t)| {
+            let p: f64 = 1.0 / (1.0 + (-x).exp());
+            -(t * p.max(1e-300).ln() + (1.0 - t) * (1.0 - p).max(1e-300).ln())
+        })
+        .sum::<f64>()
+        / 7.0;
     assert!(l.is_finite());
     // The two saturated entries contribute ~0 in both.
     assert!((l - naive).abs() < 1e-9, "{l} vs {naive}");
-    check_grad(&Tensor::new(&[-1.5f64, 0.2, 2.5], &Device::Cpu)?, |x| bce_with_logits(x, &Tensor::new(&[1.0f64, 0.0, 0.3], &Device::Cpu)?), 1e-6, "bce grad");
+    check_grad(
+        &Tensor::new(&[-1.5f64, 0.2, 2.5], &Device::Cpu)?,
+        |x| bce_with_logits(x, &Tensor::new(&[1.0f64, 0.0, 0.3], &Device::Cpu)?),
+        1e-6,
+        "bce grad",
+    );
     Ok(())
 }
 
@@ -115,7 +142,13 @@ fn run_optimizer(cfg: OptimizerConfig) -> Vec<f64> {
     let k = Tensor::new(&[1.0f64, 2.0, 3.0], &Device::Cpu).unwrap();
     let mut opt = Optimizer::new(cfg, vec![("p".into(), p.clone())]);
     for lr in [0.01, 0.009, 0.008, 0.007, 0.006] {
-        let loss = ((p.as_tensor() * &c).unwrap().sum_all().unwrap() + (p.as_tensor().sqr().unwrap() * &k).unwrap().sum_all().unwrap() * 0.5).unwrap();
+        let loss = ((p.as_tensor() * &c).unwrap().sum_all().unwrap()
+            + (p.as_tensor().sqr().unwrap() * &k)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                * 0.5)
+            .unwrap();
         let grads = loss.backward().unwrap();
         opt.step(&grads, lr).unwrap();
     }
@@ -125,26 +158,64 @@ fn run_optimizer(cfg: OptimizerConfig) -> Vec<f64> {
 #[test]
 fn optimizers_match_pytorch() {
     let sgd = run_optimizer(OptimizerConfig::nnunet_sgd());
-    assert_close(&sgd, &[0.3858748608883018, -0.8088136444082048, 1.054155158931814], 1e-13, "sgd nesterov");
+    assert_close(
+        &sgd,
+        &[0.3858748608883018, -0.8088136444082048, 1.054155158931814],
+        1e-13,
+        "sgd nesterov",
+    );
     let adam = run_optimizer(OptimizerConfig::adam_amsgrad());
-    assert_close(&adam, &[0.4600353419746198, -1.210017057674385, 1.9600114001679703], 1e-13, "adam amsgrad");
-    let adamw = run_optimizer(OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, decoupled: true, amsgrad: false });
-    assert_close(&adamw, &[0.45810380285826635, -1.2050906262262266, 1.9520898647524798], 1e-13, "adamw");
+    assert_close(
+        &adam,
+        &[0.4600353419746198, -1.210017057674385, 1.9600114001679703],
+        1e-13,
+        "adam amsgrad",
+    );
+    let adamw = run_optimizer(OptimizerConfig::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decoupled: true,
+        amsgrad: false,
+    });
+    assert_close(
+        &adamw,
+        &[0.45810380285826635, -1.2050906262262266, 1.9520898647524798],
+        1e-13,
+        "adamw",
+    );
 }
 
 #[test]
 fn optimizer_state_round_trips() {
     let p = Var::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
-    let mut opt = Optimizer::new(OptimizerConfig::adam_amsgrad(), vec![("p".into(), p.clone())]);
-    let grads = p.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let mut opt = Optimizer::new(
+        OptimizerConfig::adam_amsgrad(),
+        vec![("p".into(), p.clone())],
+    );
+    let grads = p
+        .as_tensor()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     opt.step(&grads, 0.1).unwrap();
     let state = opt.state_tensors();
     assert_eq!(state.len(), 3);
-    let mut fresh = Optimizer::new(OptimizerConfig::adam_amsgrad(), vec![("p".into(), p.clone())]);
+    let mut fresh = Optimizer::new(
+        OptimizerConfig::adam_amsgrad(),
+        vec![("p".into(), p.clone())],
+    );
     fresh.load_state(&state, opt.steps()).unwrap();
     assert_eq!(fresh.steps(), 1);
     let mut bad = state.clone();
-    bad.insert("q/exp_avg".into(), Tensor::zeros(2, DType::F64, &Device::Cpu).unwrap());
+    bad.insert(
+        "q/exp_avg".into(),
+        Tensor::zeros(2, DType::F64, &Device::Cpu).unwrap(),
+    );
     assert!(fresh.load_state(&bad, 1).is_err());
     let mut missing = state;
     missing.remove("p/exp_avg_sq");
@@ -155,7 +226,8 @@ fn optimizer_state_round_trips() {
 fn clip_grad_norm_scales_to_max() -> Result<()> {
     let a = Var::new(&[3.0f64, 0.0], &Device::Cpu)?;
     let b = Var::new(&[0.0f64, 4.0], &Device::Cpu)?;
-    let loss = (((a.as_tensor() * a.as_tensor())?.sum_all()? * 0.5)? + ((b.as_tensor() * b.as_tensor())?.sum_all()? * 0.5)?)?;
+    let loss = (((a.as_tensor() * a.as_tensor())?.sum_all()? * 0.5)?
+        + ((b.as_tensor() * b.as_tensor())?.sum_all()? * 0.5)?)?;
     let mut grads = loss.backward()?;
     let params = vec![("a".to_string(), a.clone()), ("b".to_string(), b.clone())];
     let norm = clip_grad_norm(&mut grads, &params, 1.0)?;
@@ -167,6 +239,11 @@ fn clip_grad_norm_scales_to_max() -> Result<()> {
     assert_close(&gb, &[0.0, 4.0 * scale], 1e-12, "clipped b");
     let norm2 = clip_grad_norm(&mut grads, &params, 10.0)?;
     assert!((norm2 - 5.0 * scale).abs() < 1e-12, "{norm2}");
-    assert_close(&to_vec(grads.get(a.as_tensor()).unwrap()), &ga, 0.0, "unclipped a");
+    assert_close(
+        &to_vec(grads.get(a.as_tensor()).unwrap()),
+        &ga,
+        0.0,
+        "unclipped a",
+    );
     Ok(())
 }

@@ -19,16 +19,25 @@ fn stage1_unet_has_about_31m_parameters() -> Result<()> {
     assert_eq!(param_count(&vm), 31_201_229);
     assert_eq!(net.config().channels(), vec![32, 64, 128, 256, 320, 320]);
     let vm2 = VarMap::new();
-    UNet3d::new(&UNetConfig::stage2(), VarBuilder::from_varmap(&vm2, DType::F32, &Device::Cpu))?;
+    UNet3d::new(
+        &UNetConfig::stage2(),
+        VarBuilder::from_varmap(&vm2, DType::F32, &Device::Cpu),
+    )?;
     let n2 = param_count(&vm2);
-    assert!((30_500_000..31_500_000).contains(&n2), "stage-2 U-Net has {n2} parameters");
+    assert!(
+        (30_500_000..31_500_000).contains(&n2),
+        "stage-2 U-Net has {n2} parameters"
+    );
     Ok(())
 }
 
 #[test]
 fn stage3_classifier_has_about_0_9m_parameters() -> Result<()> {
     let vm = VarMap::new();
-    let net = Classifier3d::new(&ClassifierConfig::default(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    let net = Classifier3d::new(
+        &ClassifierConfig::default(),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )?;
     // convs 878,688 + instance-norm affine 960 + linear 129.
     assert_eq!(param_count(&vm), 879_777);
     let x = Tensor::randn(0f32, 1., (2, 2, 9, 8, 7), &Device::Cpu)?;
@@ -43,7 +52,11 @@ fn unet_output_shapes_for_odd_sizes() -> Result<()> {
     cfg.strides[1] = [1, 2, 2];
     cfg.kernel_sizes[0] = [1, 3, 3];
     let net = UNet3d::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
-    for dims in [(1usize, 2usize, 5usize, 9usize, 7usize), (2, 2, 4, 8, 8), (1, 2, 3, 13, 6)] {
+    for dims in [
+        (1usize, 2usize, 5usize, 9usize, 7usize),
+        (2, 2, 4, 8, 8),
+        (1, 2, 3, 13, 6),
+    ] {
         let x = Tensor::randn(0f32, 1., dims, &Device::Cpu)?;
         let y = net.forward(&x)?;
         assert_eq!(y.dims(), &[dims.0, 3, dims.2, dims.3, dims.4]);
@@ -51,7 +64,10 @@ fn unet_output_shapes_for_odd_sizes() -> Result<()> {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].dims(), y.dims());
         // Level 1 downsamples by (1, 2, 2).
-        assert_eq!(all[1].dims(), &[dims.0, 3, dims.2, dims.3.div_ceil(2), dims.4.div_ceil(2)]);
+        assert_eq!(
+            all[1].dims(),
+            &[dims.0, 3, dims.2, dims.3.div_ceil(2), dims.4.div_ceil(2)]
+        );
         let diff = (&all[0] - &y)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0);
     }
@@ -80,13 +96,31 @@ fn weights_round_trip_through_safetensors() -> Result<()> {
     let y = net.forward(&x)?;
     save_weights(&vm, &path).unwrap();
     let vm2 = VarMap::new();
-    let net2 = UNet3d::new(&cfg, VarBuilder::from_varmap(&vm2, DType::F32, &Device::Cpu))?;
-    assert!((net2.forward(&x)? - &y)?.abs()?.max_all()?.to_scalar::<f32>()? > 0.0);
+    let net2 = UNet3d::new(
+        &cfg,
+        VarBuilder::from_varmap(&vm2, DType::F32, &Device::Cpu),
+    )?;
+    assert!(
+        (net2.forward(&x)? - &y)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?
+            > 0.0
+    );
     load_weights(&vm2, &path).unwrap();
-    assert_eq!((net2.forward(&x)? - &y)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+    assert_eq!(
+        (net2.forward(&x)? - &y)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?,
+        0.0
+    );
     // A different architecture does not load.
     let vm3 = VarMap::new();
-    UNet3d::new(&UNetConfig::tiny(1, 3, 4, 2), VarBuilder::from_varmap(&vm3, DType::F32, &Device::Cpu))?;
+    UNet3d::new(
+        &UNetConfig::tiny(1, 3, 4, 2),
+        VarBuilder::from_varmap(&vm3, DType::F32, &Device::Cpu),
+    )?;
     assert!(load_weights(&vm3, &path).is_err());
     assert!(load_weights(&vm3, &dir.path().join("missing.safetensors")).is_err());
     Ok(())

@@ -5,12 +5,20 @@ mod common;
 use candle_core::{DType, Result, Tensor};
 use common::{assert_close, check_grad, tensor, to_vec, weighted_sum, Rng};
 use flow_nn3d::ops::{
-    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm, leaky_relu, leaky_relu_generic, max_pool3d,
+    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm,
+    instance_norm_generic, instance_norm_leaky_relu, leaky_relu, leaky_relu_generic, max_pool3d,
     resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
 };
 
 /// Plain nested-loop conv3d, f64.
-fn naive_conv3d(x: &[f64], xd: [usize; 5], w: &[f64], wd: [usize; 5], b: Option<&[f64]>, p: &Conv3dParams) -> (Vec<f64>, [usize; 5]) {
+fn naive_conv3d(
+    x: &[f64],
+    xd: [usize; 5],
+    w: &[f64],
+    wd: [usize; 5],
+    b: Option<&[f64]>,
+    p: &Conv3dParams,
+) -> (Vec<f64>, [usize; 5]) {
     let [n, ci, d, h, ww] = xd;
     let [co, _, kd, kh, kw] = wd;
     let od = (d + 2 * p.padding[0] - kd) / p.stride[0] + 1;
@@ -27,13 +35,25 @@ fn naive_conv3d(x: &[f64], xd: [usize; 5], w: &[f64], wd: [usize; 5], b: Option<
                             for a in 0..kd {
                                 for bb in 0..kh {
                                     for e in 0..kw {
-                                        let iz = (z * p.stride[0] + a) as isize - p.padding[0] as isize;
-                                        let iy = (y * p.stride[1] + bb) as isize - p.padding[1] as isize;
-                                        let ix = (xx * p.stride[2] + e) as isize - p.padding[2] as isize;
-                                        if iz < 0 || iy < 0 || ix < 0 || iz as usize >= d || iy as usize >= h || ix as usize >= ww {
+                                        let iz =
+                                            (z * p.stride[0] + a) as isize - p.padding[0] as isize;
+                                        let iy =
+                                            (y * p.stride[1] + bb) as isize - p.padding[1] as isize;
+                                        let ix =
+                                            (xx * p.stride[2] + e) as isize - p.padding[2] as isize;
+                                        if iz < 0
+                                            || iy < 0
+                                            || ix < 0
+                                            || iz as usize >= d
+                                            || iy as usize >= h
+                                            || ix as usize >= ww
+                                        {
                                             continue;
                                         }
-                                        let xi = (((bn * ci + c) * d + iz as usize) * h + iy as usize) * ww + ix as usize;
+                                        let xi = (((bn * ci + c) * d + iz as usize) * h
+                                            + iy as usize)
+                                            * ww
+                                            + ix as usize;
                                         let wi = (((o * ci + c) * kd + a) * kh + bb) * kw + e;
                                         s += x[xi] * w[wi];
                                     }
@@ -58,12 +78,42 @@ struct ConvCase {
 
 fn conv_cases() -> Vec<ConvCase> {
     vec![
-        ConvCase { x: [1, 1, 4, 4, 4], co: 1, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [1; 3]) },
-        ConvCase { x: [2, 3, 5, 6, 7], co: 4, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [1; 3]) },
-        ConvCase { x: [2, 2, 7, 5, 6], co: 3, k: [3, 3, 3], p: Conv3dParams::same([3; 3], [2; 3]) },
-        ConvCase { x: [1, 3, 5, 9, 8], co: 2, k: [1, 3, 3], p: Conv3dParams::same([1, 3, 3], [1, 2, 2]) },
-        ConvCase { x: [2, 2, 6, 5, 7], co: 3, k: [2, 3, 1], p: Conv3dParams::new([2, 1, 3], [0, 2, 1]) },
-        ConvCase { x: [1, 2, 3, 4, 5], co: 2, k: [1, 1, 1], p: Conv3dParams::default() },
+        ConvCase {
+            x: [1, 1, 4, 4, 4],
+            co: 1,
+            k: [3, 3, 3],
+            p: Conv3dParams::same([3; 3], [1; 3]),
+        },
+        ConvCase {
+            x: [2, 3, 5, 6, 7],
+            co: 4,
+            k: [3, 3, 3],
+            p: Conv3dParams::same([3; 3], [1; 3]),
+        },
+        ConvCase {
+            x: [2, 2, 7, 5, 6],
+            co: 3,
+            k: [3, 3, 3],
+            p: Conv3dParams::same([3; 3], [2; 3]),
+        },
+        ConvCase {
+            x: [1, 3, 5, 9, 8],
+            co: 2,
+            k: [1, 3, 3],
+            p: Conv3dParams::same([1, 3, 3], [1, 2, 2]),
+        },
+        ConvCase {
+            x: [2, 2, 6, 5, 7],
+            co: 3,
+            k: [2, 3, 1],
+            p: Conv3dParams::new([2, 1, 3], [0, 2, 1]),
+        },
+        ConvCase {
+            x: [1, 2, 3, 4, 5],
+            co: 2,
+            k: [1, 1, 1],
+            p: Conv3dParams::default(),
+        },
     ]
 }
 
@@ -75,12 +125,28 @@ fn conv3d_matches_naive_reference() -> Result<()> {
         let x = tensor(&mut rng, &c.x);
         let w = tensor(&mut rng, &wd);
         let b = tensor(&mut rng, &[c.co]);
-        let (expect, dims) = naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, Some(&to_vec(&b)), &c.p);
+        let (expect, dims) =
+            naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, Some(&to_vec(&b)), &c.p);
         let fast = conv3d(&x, &w, Some(&b), &c.p)?;
         assert_eq!(fast.dims(), &dims);
-        assert_close(&to_vec(&fast), &expect, 1e-12, &format!("case {i} fast f64"));
-        let fast32 = conv3d(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?, Some(&b.to_dtype(DType::F32)?), &c.p)?;
-        assert_close(&to_vec(&fast32), &expect, 1e-4, &format!("case {i} fast f32"));
+        assert_close(
+            &to_vec(&fast),
+            &expect,
+            1e-12,
+            &format!("case {i} fast f64"),
+        );
+        let fast32 = conv3d(
+            &x.to_dtype(DType::F32)?,
+            &w.to_dtype(DType::F32)?,
+            Some(&b.to_dtype(DType::F32)?),
+            &c.p,
+        )?;
+        assert_close(
+            &to_vec(&fast32),
+            &expect,
+            1e-4,
+            &format!("case {i} fast f32"),
+        );
         let generic = conv3d_generic(&x, &w, &c.p)?;
         let nb = naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, None, &c.p).0;
         assert_close(&to_vec(&generic), &nb, 1e-12, &format!("case {i} generic"));
@@ -96,10 +162,30 @@ fn conv3d_gradients_match_finite_differences() {
         let x = tensor(&mut rng, &c.x);
         let w = tensor(&mut rng, &wd);
         let p = c.p;
-        check_grad(&x, |x| weighted_sum(&conv3d(x, &w, None, &p)?, 7), 1e-6, &format!("case {i} dx"));
-        check_grad(&w, |w| weighted_sum(&conv3d(&x, w, None, &p)?, 7), 1e-6, &format!("case {i} dw"));
-        check_grad(&x, |x| weighted_sum(&conv3d_generic(x, &w, &p)?, 7), 1e-6, &format!("case {i} generic dx"));
-        check_grad(&w, |w| weighted_sum(&conv3d_generic(&x, w, &p)?, 7), 1e-6, &format!("case {i} generic dw"));
+        check_grad(
+            &x,
+            |x| weighted_sum(&conv3d(x, &w, None, &p)?, 7),
+            1e-6,
+            &format!("case {i} dx"),
+        );
+        check_grad(
+            &w,
+            |w| weighted_sum(&conv3d(&x, w, None, &p)?, 7),
+            1e-6,
+            &format!("case {i} dw"),
+        );
+        check_grad(
+            &x,
+            |x| weighted_sum(&conv3d_generic(x, &w, &p)?, 7),
+            1e-6,
+            &format!("case {i} generic dx"),
+        );
+        check_grad(
+            &w,
+            |w| weighted_sum(&conv3d_generic(&x, w, &p)?, 7),
+            1e-6,
+            &format!("case {i} generic dw"),
+        );
     }
 }
 
@@ -110,7 +196,12 @@ fn conv3d_bias_gradient_is_the_output_gradient_sum() {
     let w = tensor(&mut rng, &[3, 2, 3, 3, 3]);
     let b = tensor(&mut rng, &[3]);
     let p = Conv3dParams::same([3; 3], [1; 3]);
-    check_grad(&b, |b| weighted_sum(&conv3d(&x, &w, Some(b), &p)?, 9), 1e-6, "bias");
+    check_grad(
+        &b,
+        |b| weighted_sum(&conv3d(&x, &w, Some(b), &p)?, 9),
+        1e-6,
+        "bias",
+    );
 }
 
 #[test]
@@ -126,7 +217,10 @@ fn conv3d_rejects_mismatched_shapes() {
 #[test]
 fn transposed_conv_matches_naive_and_finite_differences() -> Result<()> {
     let mut rng = Rng::new(5);
-    for (xd, k) in [([2usize, 3, 2, 3, 2], [2usize, 2, 2]), ([1, 2, 3, 2, 2], [1, 2, 2])] {
+    for (xd, k) in [
+        ([2usize, 3, 2, 3, 2], [2usize, 2, 2]),
+        ([1, 2, 3, 2, 2], [1, 2, 2]),
+    ] {
         let co = 2;
         let x = tensor(&mut rng, &xd);
         let w = tensor(&mut rng, &[xd[1], co, k[0], k[1], k[2]]);
@@ -143,8 +237,11 @@ fn transposed_conv_matches_naive_and_finite_differences() -> Result<()> {
                         for xx in 0..ow {
                             let mut s = bv[o];
                             for c in 0..ci {
-                                let xi = (((bn * ci + c) * d + z / k[0]) * h + yy / k[1]) * wd + xx / k[2];
-                                let wi = (((c * co + o) * k[0] + z % k[0]) * k[1] + yy % k[1]) * k[2] + xx % k[2];
+                                let xi = (((bn * ci + c) * d + z / k[0]) * h + yy / k[1]) * wd
+                                    + xx / k[2];
+                                let wi = (((c * co + o) * k[0] + z % k[0]) * k[1] + yy % k[1])
+                                    * k[2]
+                                    + xx % k[2];
                                 s += xv[xi] * wv[wi];
                             }
                             expect[(((bn * co + o) * od + z) * oh + yy) * ow + xx] = s;
@@ -155,8 +252,18 @@ fn transposed_conv_matches_naive_and_finite_differences() -> Result<()> {
         }
         assert_eq!(y.dims(), &[n, co, od, oh, ow]);
         assert_close(&to_vec(&y), &expect, 1e-12, "transposed conv");
-        check_grad(&x, |x| weighted_sum(&conv_transpose3d_nonoverlapping(x, &w, Some(&b))?, 3), 1e-6, "tconv dx");
-        check_grad(&w, |w| weighted_sum(&conv_transpose3d_nonoverlapping(&x, w, Some(&b))?, 3), 1e-6, "tconv dw");
+        check_grad(
+            &x,
+            |x| weighted_sum(&conv_transpose3d_nonoverlapping(x, &w, Some(&b))?, 3),
+            1e-6,
+            "tconv dx",
+        );
+        check_grad(
+            &w,
+            |w| weighted_sum(&conv_transpose3d_nonoverlapping(&x, w, Some(&b))?, 3),
+            1e-6,
+            "tconv dw",
+        );
     }
     Ok(())
 }
@@ -181,8 +288,78 @@ fn instance_norm_matches_naive_and_finite_differences() -> Result<()> {
         }
     }
     assert_close(&to_vec(&y), &expect, 1e-12, "instance norm");
-    check_grad(&x, |x| weighted_sum(&instance_norm(x, Some(&g), Some(&b), 1e-5)?, 4), 1e-5, "in dx");
-    check_grad(&g, |g| weighted_sum(&instance_norm(&x, Some(g), Some(&b), 1e-5)?, 4), 1e-6, "in dgamma");
+    check_grad(
+        &x,
+        |x| weighted_sum(&instance_norm(x, Some(&g), Some(&b), 1e-5)?, 4),
+        1e-5,
+        "in dx",
+    );
+    check_grad(
+        &g,
+        |g| weighted_sum(&instance_norm(&x, Some(g), Some(&b), 1e-5)?, 4),
+        1e-6,
+        "in dgamma",
+    );
+    Ok(())
+}
+
+/// Values and gradients (x, weight, bias) of `loss` under autograd, as f64 vectors.
+fn value_and_grads(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Vec<Vec<f64>>> {
+    let (xv, wv, bv) = (
+        candle_core::Var::from_tensor(x)?,
+        candle_core::Var::from_tensor(w)?,
+        candle_core::Var::from_tensor(b)?,
+    );
+    let y = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor())?;
+    let grads = weighted_sum(&y, 9)?.backward()?;
+    let g = |v: &candle_core::Var| to_vec(grads.get(v.as_tensor()).expect("gradient"));
+    Ok(vec![to_vec(&y), g(&xv), g(&wv), g(&bv)])
+}
+
+#[test]
+fn fused_instance_norm_leaky_relu_matches_generic_ops() -> Result<()> {
+    let mut rng = Rng::new(16);
+    // Planes of 1, 18 and 4096 voxels (the last spans several rayon tasks per channel set).
+    for dims in [[2, 3, 1, 1, 1], [2, 3, 3, 2, 3], [3, 5, 16, 16, 16]] {
+        let x = (tensor(&mut rng, &dims) * 3.0)?;
+        let w = tensor(&mut rng, &dims[1..2]);
+        let b = (tensor(&mut rng, &dims[1..2]) * 0.5)?;
+        for slope in [1.0, 0.01, 0.0] {
+            for dtype in [DType::F64, DType::F32] {
+                let (x, w, b) = (x.to_dtype(dtype)?, w.to_dtype(dtype)?, b.to_dtype(dtype)?);
+                let fused = value_and_grads(&x, &w, &b, |x, w, b| {
+                    instance_norm_leaky_relu(x, w, b, 1e-5, slope)
+                })?;
+                let generic = value_and_grads(&x, &w, &b, |x, w, b| {
+                    leaky_relu_generic(&instance_norm_generic(x, Some(w), Some(b), 1e-5)?, slope)
+                })?;
+                let tol = if dtype == DType::F64 { 1e-9 } else { 2e-3 };
+                for (i, what) in ["value", "dx", "dweight", "dbias"].iter().enumerate() {
+                    assert_close(
+                        &fused[i],
+                        &generic[i],
+                        tol,
+                        &format!("{what} {dims:?} slope {slope} {dtype:?}"),
+                    );
+                }
+            }
+        }
+    }
+    // Finite differences for every argument (f64, LeakyReLU slope).
+    let dims = [2, 3, 3, 2, 3];
+    let x = tensor(&mut rng, &dims);
+    let (w, b) = (tensor(&mut rng, &[3]), tensor(&mut rng, &[3]));
+    let f = |x: &Tensor, w: &Tensor, b: &Tensor| {
+        weighted_sum(&instance_norm_leaky_relu(x, w, b, 1e-5, 0.01)?, 4)
+    };
+    check_grad(&x, |x| f(x, &w, &b), 1e-5, "fused dx");
+    check_grad(&w, |w| f(&x, w, &b), 1e-6, "fused dweight");
+    check_grad(&b, |b| f(&x, &w, b), 1e-6, "fused dbias");
     Ok(())
 }
 
@@ -191,11 +368,29 @@ fn leaky_relu_values_and_gradient() -> Result<()> {
     let mut rng = Rng::new(7);
     let x = tensor(&mut rng, &[2, 2, 3, 3, 3]);
     let y = leaky_relu(&x, 0.01)?;
-    let expect: Vec<f64> = to_vec(&x).iter().map(|&v| if v >= 0.0 { v } else { 0.01 * v }).collect();
+    let expect: Vec<f64> = to_vec(&x)
+        .iter()
+        .map(|&v| if v >= 0.0 { v } else { 0.01 * v })
+        .collect();
     assert_close(&to_vec(&y), &expect, 1e-15, "leaky relu");
-    check_grad(&x, |x| weighted_sum(&leaky_relu(x, 0.01)?, 5), 1e-6, "leaky relu grad");
-    assert_close(&to_vec(&leaky_relu_generic(&x, 0.01)?), &expect, 1e-15, "generic leaky relu");
-    check_grad(&x, |x| weighted_sum(&leaky_relu_generic(x, 0.01)?, 5), 1e-6, "generic leaky relu grad");
+    check_grad(
+        &x,
+        |x| weighted_sum(&leaky_relu(x, 0.01)?, 5),
+        1e-6,
+        "leaky relu grad",
+    );
+    assert_close(
+        &to_vec(&leaky_relu_generic(&x, 0.01)?),
+        &expect,
+        1e-15,
+        "generic leaky relu",
+    );
+    check_grad(
+        &x,
+        |x| weighted_sum(&leaky_relu_generic(x, 0.01)?, 5),
+        1e-6,
+        "generic leaky relu grad",
+    );
     Ok(())
 }
 
@@ -216,13 +411,28 @@ fn naive_pool(x: &[f64], xd: [usize; 5], p: &Pool3dParams, max: bool) -> Vec<f64
                                 let iz = (z * p.stride[0] + a) as isize - p.padding[0] as isize;
                                 let iy = (y * p.stride[1] + b) as isize - p.padding[1] as isize;
                                 let ix = (xx * p.stride[2] + e) as isize - p.padding[2] as isize;
-                                let inside = iz >= 0 && iy >= 0 && ix >= 0 && (iz as usize) < d && (iy as usize) < h && (ix as usize) < w;
-                                let v = if inside { x[((nc * d + iz as usize) * h + iy as usize) * w + ix as usize] } else if max { f64::NEG_INFINITY } else { 0.0 };
+                                let inside = iz >= 0
+                                    && iy >= 0
+                                    && ix >= 0
+                                    && (iz as usize) < d
+                                    && (iy as usize) < h
+                                    && (ix as usize) < w;
+                                let v = if inside {
+                                    x[((nc * d + iz as usize) * h + iy as usize) * w + ix as usize]
+                                } else if max {
+                                    f64::NEG_INFINITY
+                                } else {
+                                    0.0
+                                };
                                 acc = if max { acc.max(v) } else { acc + v };
                             }
                         }
                     }
-                    out.push(if max { acc } else { acc / (p.kernel.iter().product::<usize>() as f64) });
+                    out.push(if max {
+                        acc
+                    } else {
+                        acc / (p.kernel.iter().product::<usize>() as f64)
+                    });
                 }
             }
         }
@@ -234,16 +444,53 @@ fn naive_pool(x: &[f64], xd: [usize; 5], p: &Pool3dParams, max: bool) -> Vec<f64
 fn pooling_matches_naive_and_finite_differences() -> Result<()> {
     let mut rng = Rng::new(8);
     let cases = [
-        ([2usize, 2, 4, 4, 4], Pool3dParams::non_overlapping([2, 2, 2])),
-        ([1, 3, 5, 7, 6], Pool3dParams { kernel: [3, 3, 3], stride: [2, 2, 2], padding: [1, 1, 1] }),
-        ([2, 1, 3, 5, 4], Pool3dParams { kernel: [1, 3, 2], stride: [1, 2, 1], padding: [0, 1, 0] }),
+        (
+            [2usize, 2, 4, 4, 4],
+            Pool3dParams::non_overlapping([2, 2, 2]),
+        ),
+        (
+            [1, 3, 5, 7, 6],
+            Pool3dParams {
+                kernel: [3, 3, 3],
+                stride: [2, 2, 2],
+                padding: [1, 1, 1],
+            },
+        ),
+        (
+            [2, 1, 3, 5, 4],
+            Pool3dParams {
+                kernel: [1, 3, 2],
+                stride: [1, 2, 1],
+                padding: [0, 1, 0],
+            },
+        ),
     ];
     for (i, (xd, p)) in cases.iter().enumerate() {
         let x = tensor(&mut rng, xd);
-        assert_close(&to_vec(&max_pool3d(&x, p)?), &naive_pool(&to_vec(&x), *xd, p, true), 1e-15, &format!("max {i}"));
-        assert_close(&to_vec(&avg_pool3d(&x, p)?), &naive_pool(&to_vec(&x), *xd, p, false), 1e-12, &format!("avg {i}"));
-        check_grad(&x, |x| weighted_sum(&max_pool3d(x, p)?, 2), 1e-6, &format!("max grad {i}"));
-        check_grad(&x, |x| weighted_sum(&avg_pool3d(x, p)?, 2), 1e-6, &format!("avg grad {i}"));
+        assert_close(
+            &to_vec(&max_pool3d(&x, p)?),
+            &naive_pool(&to_vec(&x), *xd, p, true),
+            1e-15,
+            &format!("max {i}"),
+        );
+        assert_close(
+            &to_vec(&avg_pool3d(&x, p)?),
+            &naive_pool(&to_vec(&x), *xd, p, false),
+            1e-12,
+            &format!("avg {i}"),
+        );
+        check_grad(
+            &x,
+            |x| weighted_sum(&max_pool3d(x, p)?, 2),
+            1e-6,
+            &format!("max grad {i}"),
+        );
+        check_grad(
+            &x,
+            |x| weighted_sum(&avg_pool3d(x, p)?, 2),
+            1e-6,
+            &format!("avg grad {i}"),
+        );
     }
     Ok(())
 }
@@ -288,8 +535,18 @@ fn resize_matches_naive_and_finite_differences() -> Result<()> {
     let x = tensor(&mut rng, &xd);
     for size in [[5usize, 3, 7], [3, 8, 2], [1, 4, 10]] {
         let y = resize_trilinear3d(&x, size)?;
-        assert_close(&to_vec(&y), &naive_trilinear(&to_vec(&x), xd, size), 1e-12, &format!("trilinear {size:?}"));
-        check_grad(&x, |x| weighted_sum(&resize_trilinear3d(x, size)?, 6), 1e-6, "trilinear grad");
+        assert_close(
+            &to_vec(&y),
+            &naive_trilinear(&to_vec(&x), xd, size),
+            1e-12,
+            &format!("trilinear {size:?}"),
+        );
+        check_grad(
+            &x,
+            |x| weighted_sum(&resize_trilinear3d(x, size)?, 6),
+            1e-6,
+            "trilinear grad",
+        );
         let yn = to_vec(&resize_nearest3d(&x, size)?);
         let xv = to_vec(&x);
         let mut expect = Vec::new();

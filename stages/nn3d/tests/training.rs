@@ -10,7 +10,10 @@ use candle_nn::{VarBuilder, VarMap};
 use common::Rng;
 use flow_nn3d::checkpoint::{list_checkpoints, EpochRecord};
 use flow_nn3d::train::{IterationProgress, SegmentationObjective};
-use flow_nn3d::{init_seeded, train, Batch, BatchSource, LrSchedule, OptimizerConfig, ScheduleUnit, TrainConfig, TrainProgress, UNet3d, UNetConfig};
+use flow_nn3d::{
+    init_seeded, train, Batch, BatchSource, LrSchedule, OptimizerConfig, ScheduleUnit, TrainConfig,
+    TrainProgress, UNet3d, UNetConfig,
+};
 
 /// Batches of random spheres in a 12^3 volume: image = sphere + noise, label = sphere.
 struct Spheres {
@@ -21,7 +24,11 @@ struct Spheres {
 
 impl Spheres {
     fn new(seed: u64, batch: usize) -> Self {
-        Self { seed, rng: Rng::new(seed), batch }
+        Self {
+            seed,
+            rng: Rng::new(seed),
+            batch,
+        }
     }
 }
 
@@ -40,16 +47,23 @@ impl BatchSource for Spheres {
             for z in 0..s {
                 for y in 0..s {
                     for x in 0..s {
-                        let d2 = (z as f64 - c[0]).powi(2) + (y as f64 - c[1]).powi(2) + (x as f64 - c[2]).powi(2);
+                        let d2 = (z as f64 - c[0]).powi(2)
+                            + (y as f64 - c[1]).powi(2)
+                            + (x as f64 - c[2]).powi(2);
                         let inside = d2 <= r * r;
                         lab.push(if inside { 1f32 } else { 0. });
-                        img.push((if inside { 1.0 } else { 0.0 } + 0.2 * self.rng.uniform()) as f32);
+                        img.push(
+                            (if inside { 1.0 } else { 0.0 } + 0.2 * self.rng.uniform()) as f32,
+                        );
                     }
                 }
             }
         }
         let dims = (self.batch, 1, s, s, s);
-        Ok(Batch { image: Tensor::from_vec(img, dims, &Device::Cpu)?, target: Tensor::from_vec(lab, dims, &Device::Cpu)? })
+        Ok(Batch {
+            image: Tensor::from_vec(img, dims, &Device::Cpu)?,
+            target: Tensor::from_vec(lab, dims, &Device::Cpu)?,
+        })
     }
 }
 
@@ -88,8 +102,18 @@ fn config(epochs: usize, iters: usize) -> TrainConfig {
         epochs,
         iterations_per_epoch: iters,
         val_iterations: 2,
-        optimizer: OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 3e-5, decoupled: false, amsgrad: true },
-        schedule: LrSchedule::Poly { lr: 0.01, exponent: 0.9 },
+        optimizer: OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 3e-5,
+            decoupled: false,
+            amsgrad: true,
+        },
+        schedule: LrSchedule::Poly {
+            lr: 0.01,
+            exponent: 0.9,
+        },
         schedule_unit: ScheduleUnit::Iteration,
         grad_clip: Some(12.0),
         keep_checkpoints: 0,
@@ -101,13 +125,32 @@ fn tiny_unet_overfits_spheres() {
     let (vm, net) = tiny_net(1);
     let dir = tempfile::tempdir().unwrap();
     let mut rec = Recorder::default();
-    let out = train(&SegmentationObjective { net: &net }, &vm, &config(10, 10), &mut Spheres::new(3, 2), Some(&mut Spheres::new(99, 2)), dir.path(), &mut rec).unwrap();
+    let out = train(
+        &SegmentationObjective { net: &net },
+        &vm,
+        &config(10, 10),
+        &mut Spheres::new(3, 2),
+        Some(&mut Spheres::new(99, 2)),
+        dir.path(),
+        &mut rec,
+    )
+    .unwrap();
     for r in &out.history {
-        eprintln!("epoch {} loss {:.4} val dice {:?} {:.2}s", r.epoch, r.train_loss, r.val_dice, r.seconds);
+        eprintln!(
+            "epoch {} loss {:.4} val dice {:?} {:.2}s",
+            r.epoch, r.train_loss, r.val_dice, r.seconds
+        );
     }
     let last = out.history.last().unwrap();
     let dice = last.val_dice.unwrap();
-    assert!(dice > 0.95, "validation Dice {dice}; history {:?}", out.history.iter().map(|r| (r.train_loss, r.val_dice)).collect::<Vec<_>>());
+    assert!(
+        dice > 0.95,
+        "validation Dice {dice}; history {:?}",
+        out.history
+            .iter()
+            .map(|r| (r.train_loss, r.val_dice))
+            .collect::<Vec<_>>()
+    );
     assert!(last.train_loss < out.history[0].train_loss);
     assert_eq!(rec.losses.len(), 100);
     assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 10);
@@ -119,29 +162,75 @@ fn resumed_run_reproduces_uninterrupted_run() {
     let dir_a = tempfile::tempdir().unwrap();
     let (vm_a, net_a) = tiny_net(5);
     let mut rec_a = Recorder::default();
-    let full = train(&SegmentationObjective { net: &net_a }, &vm_a, &cfg, &mut Spheres::new(7, 1), Some(&mut Spheres::new(8, 1)), dir_a.path(), &mut rec_a).unwrap();
+    let full = train(
+        &SegmentationObjective { net: &net_a },
+        &vm_a,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_a.path(),
+        &mut rec_a,
+    )
+    .unwrap();
     assert!(!full.stopped && full.resumed_from.is_none());
 
     let dir_b = tempfile::tempdir().unwrap();
     let (vm_b, net_b) = tiny_net(5);
-    let mut rec_b = Recorder { stop_after: Some(1), ..Default::default() };
-    let first = train(&SegmentationObjective { net: &net_b }, &vm_b, &cfg, &mut Spheres::new(7, 1), Some(&mut Spheres::new(8, 1)), dir_b.path(), &mut rec_b).unwrap();
+    let mut rec_b = Recorder {
+        stop_after: Some(1),
+        ..Default::default()
+    };
+    let first = train(
+        &SegmentationObjective { net: &net_b },
+        &vm_b,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_b.path(),
+        &mut rec_b,
+    )
+    .unwrap();
     assert!(first.stopped);
     assert_eq!(first.history.len(), 2);
 
     // A fresh process: new, differently initialised weights, then resume from the directory.
     let (vm_c, net_c) = tiny_net(12345);
     let mut rec_c = Recorder::default();
-    let resumed = train(&SegmentationObjective { net: &net_c }, &vm_c, &cfg, &mut Spheres::new(7, 1), Some(&mut Spheres::new(8, 1)), dir_b.path(), &mut rec_c).unwrap();
+    let resumed = train(
+        &SegmentationObjective { net: &net_c },
+        &vm_c,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_b.path(),
+        &mut rec_c,
+    )
+    .unwrap();
     assert_eq!(resumed.resumed_from, Some(2));
     let mut losses_b = rec_b.losses.clone();
     losses_b.extend(&rec_c.losses);
-    assert_eq!(losses_b, rec_a.losses, "per-iteration losses differ after resume");
-    let strip = |h: &[EpochRecord]| h.iter().map(|r| (r.epoch, r.train_loss, r.lr, r.val_dice)).collect::<Vec<_>>();
+    assert_eq!(
+        losses_b, rec_a.losses,
+        "per-iteration losses differ after resume"
+    );
+    let strip = |h: &[EpochRecord]| {
+        h.iter()
+            .map(|r| (r.epoch, r.train_loss, r.lr, r.val_dice))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strip(&resumed.history), strip(&full.history));
     for (name, var) in vm_a.data().lock().unwrap().iter() {
         let other = vm_c.data().lock().unwrap()[name].clone();
-        let diff = (var.as_tensor() - other.as_tensor()).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = (var.as_tensor() - other.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0, "{name} differs after resume");
     }
 }

@@ -35,11 +35,13 @@ impl LeakyReluCpu {
         let slope = T::from_f64(self.slope);
         let zero = T::from_f64(0.0);
         let mut out = vec![zero; x.len()];
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
-            for (o, &v) in o.iter_mut().zip(x) {
-                *o = if v >= zero { v } else { v * slope };
-            }
-        });
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = if v >= zero { v } else { v * slope };
+                }
+            });
         Ok(T::to_cpu_storage_owned(out))
     }
 
@@ -49,11 +51,13 @@ impl LeakyReluCpu {
         let gx = with_cpu_slice::<T, _>(x, |xs| {
             with_cpu_slice::<T, _>(g, |gs| {
                 let mut out = vec![zero; xs.len()];
-                out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK))).for_each(|(o, (x, g))| {
-                    for ((o, &v), &gv) in o.iter_mut().zip(x).zip(g) {
-                        *o = if v >= zero { gv } else { gv * slope };
-                    }
-                });
+                out.par_chunks_mut(CHUNK)
+                    .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
+                    .for_each(|(o, (x, g))| {
+                        for ((o, &v), &gv) in o.iter_mut().zip(x).zip(g) {
+                            *o = if v >= zero { gv } else { gv * slope };
+                        }
+                    });
                 Ok(out)
             })
         })?;

@@ -16,7 +16,10 @@ pub struct Conv3dParams {
 
 impl Default for Conv3dParams {
     fn default() -> Self {
-        Self { stride: [1; 3], padding: [0; 3] }
+        Self {
+            stride: [1; 3],
+            padding: [0; 3],
+        }
     }
 }
 
@@ -27,7 +30,10 @@ impl Conv3dParams {
 
     /// "Same" padding (`k / 2`) for odd kernels, with the given stride.
     pub fn same(kernel: [usize; 3], stride: [usize; 3]) -> Self {
-        Self { stride, padding: kernel.map(|k| k / 2) }
+        Self {
+            stride,
+            padding: kernel.map(|k| k / 2),
+        }
     }
 
     /// Output spatial size for an input of `input` voxels and a kernel of `kernel`.
@@ -62,9 +68,12 @@ fn check_shapes(x: &Tensor, w: &Tensor, p: &Conv3dParams) -> Result<()> {
 /// `(Co)`. Uses the CPU custom op for f32/f64 CPU tensors, the generic path otherwise.
 pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv3dParams) -> Result<Tensor> {
     check_shapes(x, w, p)?;
-    let cpu_ok = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype();
+    let cpu_ok = x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && x.dtype() == w.dtype();
     let y = if cpu_ok {
-        x.contiguous()?.apply_op2(&w.contiguous()?, Conv3dCpu { params: *p })?
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, Conv3dCpu { params: *p })?
     } else {
         conv3d_generic(x, w, p)?
     };
@@ -90,7 +99,10 @@ pub fn conv3d_generic(x: &Tensor, w: &Tensor, p: &Conv3dParams) -> Result<Tensor
     let [od, oh, ow] = p.output_dims([d, h, wd], [kd, kh, kw])?;
     let [sd, sh, sw] = p.stride;
     let [pd, ph, pw] = p.padding;
-    let xp = x.pad_with_zeros(2, pd, pd)?.pad_with_zeros(3, ph, ph)?.pad_with_zeros(4, pw, pw)?;
+    let xp = x
+        .pad_with_zeros(2, pd, pd)?
+        .pad_with_zeros(3, ph, ph)?
+        .pad_with_zeros(4, pw, pw)?;
     // Keep exactly the rows/columns the kernel reaches: candle's conv2d backward assumes
     // (size - k) divisible by the stride.
     let (hp, wp) = ((oh - 1) * sh + kh, (ow - 1) * sw + kw);
@@ -114,6 +126,10 @@ pub fn conv3d_generic(x: &Tensor, w: &Tensor, p: &Conv3dParams) -> Result<Tensor
             Some(s) => (s + y)?,
         });
     }
-    let Some(acc) = acc else { bail!("conv3d: empty kernel") };
-    acc.reshape((n, od, co, oh, ow))?.permute((0, 2, 1, 3, 4))?.contiguous()
+    let Some(acc) = acc else {
+        bail!("conv3d: empty kernel")
+    };
+    acc.reshape((n, od, co, oh, ow))?
+        .permute((0, 2, 1, 3, 4))?
+        .contiguous()
 }

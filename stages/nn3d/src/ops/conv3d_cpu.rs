@@ -5,7 +5,9 @@
 //! and weight partials are reduced in task order, so results are deterministic.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{
+    bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -50,7 +52,26 @@ impl Geometry {
         let [sd, sh, sw] = p.stride;
         let [pd, ph, pw] = p.padding;
         let [od, oh, ow] = p.output_dims([d, h, w], [kd, kh, kw])?;
-        Ok(Self { n, ci, d, h, w, co, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow })
+        Ok(Self {
+            n,
+            ci,
+            d,
+            h,
+            w,
+            co,
+            kd,
+            kh,
+            kw,
+            sd,
+            sh,
+            sw,
+            pd,
+            ph,
+            pw,
+            od,
+            oh,
+            ow,
+        })
     }
 
     pub fn k(&self) -> usize {
@@ -68,7 +89,9 @@ impl Geometry {
         let mut nb = (TARGET_COLS / ohw).max(1);
         nb = nb.min((MAX_COL_ELEMS / (self.k() * ohw).max(1)).max(1));
         let blocks_per_item = threads.div_ceil(self.n.max(1));
-        nb = nb.min(self.od.div_ceil(blocks_per_item).max(1)).min(self.od.max(1));
+        nb = nb
+            .min(self.od.div_ceil(blocks_per_item).max(1))
+            .min(self.od.max(1));
         let mut tasks = Vec::new();
         for n in 0..self.n {
             let mut o0 = 0;
@@ -84,15 +107,31 @@ impl Geometry {
     /// Input depth range touched by output depths [o0, o1).
     fn depth_span(&self, o0: usize, o1: usize) -> (usize, usize) {
         let lo = (o0 * self.sd).saturating_sub(self.pd);
-        let hi = ((o1 - 1) * self.sd + self.kd).saturating_sub(self.pd).min(self.d);
+        let hi = ((o1 - 1) * self.sd + self.kd)
+            .saturating_sub(self.pd)
+            .min(self.d);
         (lo, hi.max(lo))
     }
 }
 
 /// Output positions `o` in `0..out_len` for which `o*stride + k - pad` lies in `0..in_len`.
-fn valid_range(out_len: usize, stride: usize, pad: usize, k: usize, in_len: usize) -> (usize, usize) {
-    let lo = if pad > k { (pad - k).div_ceil(stride) } else { 0 };
-    let hi = if in_len + pad > k { (in_len + pad - k).div_ceil(stride).min(out_len) } else { 0 };
+fn valid_range(
+    out_len: usize,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    in_len: usize,
+) -> (usize, usize) {
+    let lo = if pad > k {
+        (pad - k).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if in_len + pad > k {
+        (in_len + pad - k).div_ceil(stride).min(out_len)
+    } else {
+        0
+    };
     (lo.min(hi), hi)
 }
 
@@ -145,7 +184,15 @@ fn im2col<T: WithDType>(g: &Geometry, x: &[T], n: usize, o0: usize, o1: usize, c
 }
 
 /// Adds the column gradient back into `slab`, laid out `(ci, depth dlo..dlo+span, h, w)`.
-fn col2im<T: WithDType>(g: &Geometry, col: &[T], o0: usize, o1: usize, dlo: usize, span: usize, slab: &mut [T]) {
+fn col2im<T: WithDType>(
+    g: &Geometry,
+    col: &[T],
+    o0: usize,
+    o1: usize,
+    dlo: usize,
+    span: usize,
+    slab: &mut [T],
+) {
     let ohw = g.ohw();
     let cols = (o1 - o0) * ohw;
     let plane = g.h * g.w;
@@ -215,23 +262,39 @@ pub(crate) fn forward<T: WithDType>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let tasks = g.tasks();
     let par = gemm_parallelism(tasks.len());
     let out_ptr = SendPtr(out.as_mut_ptr());
-    tasks.par_iter().for_each_init(Vec::new, |col: &mut Vec<T>, &(n, o0, o1)| {
-        let cols = (o1 - o0) * ohw;
-        col.resize(k * cols, zero);
-        im2col(g, x, n, o0, o1, col);
-        // SAFETY: tasks write disjoint output columns (n, :, o0..o1, :, :); the strides
-        // describe matrices that lie inside `out`, `w` and `col`.
-        unsafe {
-            let dst = out_ptr.get().add((n * g.co * g.od + o0) * ohw);
-            gemm::gemm(
-                g.co, cols, k,
-                dst, 1, (g.od * ohw) as isize, false,
-                w.as_ptr(), 1, k as isize,
-                col.as_ptr(), 1, cols as isize,
-                zero, one, false, false, false, par,
-            );
-        }
-    });
+    tasks
+        .par_iter()
+        .for_each_init(Vec::new, |col: &mut Vec<T>, &(n, o0, o1)| {
+            let cols = (o1 - o0) * ohw;
+            col.resize(k * cols, zero);
+            im2col(g, x, n, o0, o1, col);
+            // SAFETY: tasks write disjoint output columns (n, :, o0..o1, :, :); the strides
+            // describe matrices that lie inside `out`, `w` and `col`.
+            unsafe {
+                let dst = out_ptr.get().add((n * g.co * g.od + o0) * ohw);
+                gemm::gemm(
+                    g.co,
+                    cols,
+                    k,
+                    dst,
+                    1,
+                    (g.od * ohw) as isize,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    k as isize,
+                    col.as_ptr(),
+                    1,
+                    cols as isize,
+                    zero,
+                    one,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        });
     out
 }
 
@@ -255,19 +318,47 @@ pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -
             unsafe {
                 // gw (co, k) = gy_block (co, cols) * col^T (cols, k)
                 gemm::gemm(
-                    g.co, k, cols,
-                    gw.as_mut_ptr(), 1, k as isize, false,
-                    gy_block.as_ptr(), 1, (g.od * ohw) as isize,
-                    col.as_ptr(), cols as isize, 1,
-                    zero, one, false, false, false, par,
+                    g.co,
+                    k,
+                    cols,
+                    gw.as_mut_ptr(),
+                    1,
+                    k as isize,
+                    false,
+                    gy_block.as_ptr(),
+                    1,
+                    (g.od * ohw) as isize,
+                    col.as_ptr(),
+                    cols as isize,
+                    1,
+                    zero,
+                    one,
+                    false,
+                    false,
+                    false,
+                    par,
                 );
                 // col (k, cols) = w^T (k, co) * gy_block (co, cols)
                 gemm::gemm(
-                    k, cols, g.co,
-                    col.as_mut_ptr(), 1, cols as isize, false,
-                    w.as_ptr(), k as isize, 1,
-                    gy_block.as_ptr(), 1, (g.od * ohw) as isize,
-                    zero, one, false, false, false, par,
+                    k,
+                    cols,
+                    g.co,
+                    col.as_mut_ptr(),
+                    1,
+                    cols as isize,
+                    false,
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    gy_block.as_ptr(),
+                    1,
+                    (g.od * ohw) as isize,
+                    zero,
+                    one,
+                    false,
+                    false,
+                    false,
+                    par,
                 );
             }
             let (dlo, dhi) = g.depth_span(o0, o1);
@@ -304,7 +395,10 @@ pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -
 }
 
 /// Runs `f` on the contiguous CPU data of `t`.
-pub(crate) fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_cpu_slice<T: WithDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T]) -> Result<R>,
+) -> Result<R> {
     let (guard, layout) = t.storage_and_layout();
     let Some((start, end)) = layout.contiguous_offsets() else {
         bail!("conv3d-cpu: tensor is not contiguous")
@@ -328,16 +422,32 @@ pub(crate) struct Conv3dCpu {
 }
 
 impl Conv3dCpu {
-    fn fwd_typed<T: WithDType>(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn fwd_typed<T: WithDType>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.dims(), l2.dims(), &self.params)?;
         let out = forward(&g, storage_slice::<T>(s1, l1)?, storage_slice::<T>(s2, l2)?);
-        Ok((T::to_cpu_storage_owned(out), Shape::from((g.n, g.co, g.od, g.oh, g.ow))))
+        Ok((
+            T::to_cpu_storage_owned(out),
+            Shape::from((g.n, g.co, g.od, g.oh, g.ow)),
+        ))
     }
 
-    fn bwd_typed<T: WithDType>(&self, x: &Tensor, w: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn bwd_typed<T: WithDType>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let g = Geometry::new(x.dims(), w.dims(), &self.params)?;
         let (gx, gw) = with_cpu_slice::<T, _>(x, |xs| {
-            with_cpu_slice::<T, _>(w, |ws| with_cpu_slice::<T, _>(gy, |gys| Ok(backward(&g, xs, ws, gys))))
+            with_cpu_slice::<T, _>(w, |ws| {
+                with_cpu_slice::<T, _>(gy, |gys| Ok(backward(&g, xs, ws, gys)))
+            })
         })?;
         let gx = Tensor::from_vec(gx, x.dims(), x.device())?;
         let gw = Tensor::from_vec(gw, w.dims(), w.device())?;
@@ -350,7 +460,13 @@ impl CustomOp2 for Conv3dCpu {
         "conv3d-cpu"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         match (s1.dtype(), s2.dtype()) {
             (DType::F32, DType::F32) => self.fwd_typed::<f32>(s1, l1, s2, l2),
             (DType::F64, DType::F64) => self.fwd_typed::<f64>(s1, l1, s2, l2),
@@ -358,7 +474,13 @@ impl CustomOp2 for Conv3dCpu {
         }
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, gy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (x, w, gy) = (x.contiguous()?, w.contiguous()?, gy.contiguous()?);
         let (gx, gw) = match x.dtype() {
             DType::F32 => self.bwd_typed::<f32>(&x, &w, &gy)?,
@@ -384,7 +506,11 @@ mod tests {
                             for o in 0..out_len {
                                 let i = (o * stride + k) as isize - pad as isize;
                                 let ok = i >= 0 && (i as usize) < in_len;
-                                assert_eq!(ok, o >= lo && o < hi, "o={o} s={stride} p={pad} k={k} in={in_len}");
+                                assert_eq!(
+                                    ok,
+                                    o >= lo && o < hi,
+                                    "o={o} s={stride} p={pad} k={k} in={in_len}"
+                                );
                             }
                         }
                     }

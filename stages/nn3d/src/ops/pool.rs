@@ -17,14 +17,22 @@ pub struct Pool3dParams {
 impl Pool3dParams {
     /// Non-overlapping windows: stride = kernel, no padding.
     pub fn non_overlapping(kernel: [usize; 3]) -> Self {
-        Self { kernel, stride: kernel, padding: [0; 3] }
+        Self {
+            kernel,
+            stride: kernel,
+            padding: [0; 3],
+        }
     }
 
     fn output_dims(&self, input: [usize; 3]) -> Result<[usize; 3]> {
         let mut out = [0; 3];
         for i in 0..3 {
             let padded = input[i] + 2 * self.padding[i];
-            if self.kernel[i] == 0 || self.stride[i] == 0 || padded < self.kernel[i] || 2 * self.padding[i] > self.kernel[i] {
+            if self.kernel[i] == 0
+                || self.stride[i] == 0
+                || padded < self.kernel[i]
+                || 2 * self.padding[i] > self.kernel[i]
+            {
                 bail!("pool3d: window {self:?} does not fit input {input:?}")
             }
             out[i] = (padded - self.kernel[i]) / self.stride[i] + 1;
@@ -49,7 +57,12 @@ fn pad_value(x: &Tensor, pad: [usize; 3], value: f64) -> Result<Tensor> {
 }
 
 /// Applies `combine` over all kernel offsets of the (padded) input.
-fn pool_offsets(x: &Tensor, p: &Pool3dParams, pad_with: f64, combine: impl Fn(Tensor, Tensor) -> Result<Tensor>) -> Result<Tensor> {
+fn pool_offsets(
+    x: &Tensor,
+    p: &Pool3dParams,
+    pad_with: f64,
+    combine: impl Fn(Tensor, Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let (_, _, d, h, w) = x.dims5()?;
     let [od, oh, ow] = p.output_dims([d, h, w])?;
     let xp = pad_value(x, p.padding, pad_with)?;

@@ -6,7 +6,9 @@ use candle_core::{bail, Device, Result, Tensor};
 /// Source index of each output position for PyTorch's `mode="nearest"`.
 fn nearest_indices(in_len: usize, out_len: usize) -> Vec<u32> {
     let scale = in_len as f64 / out_len as f64;
-    (0..out_len).map(|o| ((o as f64 * scale).floor() as usize).min(in_len - 1) as u32).collect()
+    (0..out_len)
+        .map(|o| ((o as f64 * scale).floor() as usize).min(in_len - 1) as u32)
+        .collect()
 }
 
 /// Resizes `x (N, C, D, H, W)` to `size` with nearest-neighbour sampling.
@@ -50,7 +52,13 @@ fn linear_taps(in_len: usize, out_len: usize) -> (Vec<u32>, Vec<u32>, Vec<f64>) 
     (lo, hi, wt)
 }
 
-fn weight_tensor(w: &[f64], dim: usize, rank: usize, x: &Tensor, device: &Device) -> Result<Tensor> {
+fn weight_tensor(
+    w: &[f64],
+    dim: usize,
+    rank: usize,
+    x: &Tensor,
+    device: &Device,
+) -> Result<Tensor> {
     let mut shape = vec![1; rank];
     shape[dim] = w.len();
     Tensor::new(w, device)?.to_dtype(x.dtype())?.reshape(shape)
@@ -71,7 +79,13 @@ pub fn resize_trilinear3d(x: &Tensor, size: [usize; 3]) -> Result<Tensor> {
         let a = t.index_select(&Tensor::new(lo, dev)?, dim)?;
         let b = t.index_select(&Tensor::new(hi, dev)?, dim)?;
         let w1 = weight_tensor(&wt, dim, 5, &t, dev)?;
-        let w0 = weight_tensor(&wt.iter().map(|v| 1.0 - v).collect::<Vec<_>>(), dim, 5, &t, dev)?;
+        let w0 = weight_tensor(
+            &wt.iter().map(|v| 1.0 - v).collect::<Vec<_>>(),
+            dim,
+            5,
+            &t,
+            dev,
+        )?;
         t = (a.broadcast_mul(&w0)? + b.broadcast_mul(&w1)?)?;
     }
     Ok(t)

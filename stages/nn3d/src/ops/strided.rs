@@ -3,7 +3,13 @@
 use candle_core::{bail, Result, Tensor};
 
 /// Elements `start, start+step, ..., start+(len-1)*step` of `x` along `dim`.
-pub fn strided_narrow(x: &Tensor, dim: usize, start: usize, len: usize, step: usize) -> Result<Tensor> {
+pub fn strided_narrow(
+    x: &Tensor,
+    dim: usize,
+    start: usize,
+    len: usize,
+    step: usize,
+) -> Result<Tensor> {
     let size = x.dim(dim)?;
     if len == 0 || step == 0 || start + (len - 1) * step >= size {
         bail!("strided_narrow: start {start}, len {len}, step {step} out of range for size {size}")
