@@ -5,9 +5,9 @@ mod common;
 use candle_core::{DType, Result, Tensor};
 use common::{assert_close, check_grad, tensor, to_vec, weighted_sum, Rng};
 use flow_nn3d::ops::{
-    avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping, instance_norm,
-    instance_norm_generic, instance_norm_leaky_relu, leaky_relu, leaky_relu_generic, max_pool3d,
-    resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
+    add_channel_bias, avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping,
+    instance_norm, instance_norm_generic, instance_norm_leaky_relu, leaky_relu, leaky_relu_generic,
+    max_pool3d, resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
 };
 
 /// Plain nested-loop conv3d, f64.
@@ -202,6 +202,47 @@ fn conv3d_bias_gradient_is_the_output_gradient_sum() {
         1e-6,
         "bias",
     );
+}
+
+#[test]
+fn channel_bias_matches_broadcast_add() -> Result<()> {
+    let mut rng = Rng::new(5);
+    for dims in [vec![2, 3, 4, 5, 2], vec![1, 4, 1, 1, 1], vec![3, 2, 7]] {
+        for dtype in [DType::F64, DType::F32] {
+            let y = candle_core::Var::from_tensor(&tensor(&mut rng, &dims).to_dtype(dtype)?)?;
+            let b = candle_core::Var::from_tensor(&tensor(&mut rng, &dims[1..2]).to_dtype(dtype)?)?;
+            let mut shape = vec![1; dims.len()];
+            shape[1] = dims[1];
+            let fast = add_channel_bias(y.as_tensor(), b.as_tensor())?;
+            let reference = y
+                .as_tensor()
+                .broadcast_add(&b.as_tensor().reshape(shape)?)?;
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            assert_close(
+                &to_vec(&fast),
+                &to_vec(&reference),
+                tol,
+                "channel bias value",
+            );
+            let (gf, gr) = (
+                weighted_sum(&fast, 3)?.backward()?,
+                weighted_sum(&reference, 3)?.backward()?,
+            );
+            for (v, what) in [(&y, "dy"), (&b, "dbias")] {
+                let grad = |g: &candle_core::backprop::GradStore| {
+                    to_vec(g.get(v.as_tensor()).expect("gradient"))
+                };
+                assert_close(
+                    &grad(&gf),
+                    &grad(&gr),
+                    tol,
+                    &format!("channel bias {what} {dims:?} {dtype:?}"),
+                );
+            }
+        }
+    }
+    assert!(add_channel_bias(&tensor(&mut rng, &[1, 3, 2]), &tensor(&mut rng, &[2])).is_err());
+    Ok(())
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use candle_core::{bail, DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::channel_bias::add_channel_bias;
 use super::conv3d_cpu::Conv3dCpu;
 use super::strided::strided_narrow;
 
@@ -82,10 +83,7 @@ pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv3dParams) -
 
 pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
-        Some(b) => {
-            let co = b.elem_count();
-            y.broadcast_add(&b.reshape((1, co, 1, 1, 1))?)
-        }
+        Some(b) => add_channel_bias(&y, b),
         None => Ok(y),
     }
 }

@@ -2,6 +2,7 @@
 //! activation, pooling and resizing. Layout is always `(N, C, D, H, W)`.
 
 pub mod activation;
+pub mod channel_bias;
 pub mod conv3d;
 mod conv3d_cpu;
 pub mod conv_transpose;
@@ -12,6 +13,7 @@ pub mod resize;
 pub mod strided;
 
 pub use activation::{leaky_relu, leaky_relu_generic};
+pub use channel_bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_generic, Conv3dParams};
 pub use conv_transpose::conv_transpose3d_nonoverlapping;
 pub use instance_norm::{instance_norm, instance_norm_generic};
