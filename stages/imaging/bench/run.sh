@@ -5,13 +5,14 @@
 #   stages/imaging/bench/run.sh [RUNS]
 #
 # Needs a Python venv with pydicom, python-gdcm (to make the JPEG Lossless copy) and dcm2niix:
-# BENCH_VENV (default /work/imaging-bench-venv); created with pip if missing.
+# BENCH_VENV (default .bench-venv-imaging in the repository); created with pip if missing.
+# CARGO_TARGET_DIR defaults to the repository's target/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 runs="${1:-5}"
-venv="${BENCH_VENV:-/work/imaging-bench-venv}"
-target="${CARGO_TARGET_DIR:-/work/target-imaging}"
+venv="${BENCH_VENV:-$root/.bench-venv-imaging}"
+target="${CARGO_TARGET_DIR:-$root/target}"
 if [ ! -x "$venv/bin/dcm2niix" ] || ! "$venv/bin/python" -c "import gdcm" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q pydicom python-gdcm numpy dcm2niix

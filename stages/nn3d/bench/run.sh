@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the flow and PyTorch benchmarks with the same thread count and prints a markdown table.
 # Usage: stages/nn3d/bench/run.sh [--threads N] [--reps N] [--quick]
-# Needs: a PyTorch venv (default /work/bench-venv; override with TORCH_PYTHON).
+# Needs PyTorch: TORCH_PYTHON (default .bench-venv/bin/python in the repository, created with
+# pip install torch numpy if missing). CARGO_TARGET_DIR defaults to the repository's target/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 threads=2
@@ -12,10 +13,14 @@ while [[ $# -gt 0 ]]; do
     *) args+=("$1"); shift ;;
   esac
 done
-py="${TORCH_PYTHON:-/work/bench-venv/bin/python}"
+root="$(cd "$here/../../.." && pwd)"
+py="${TORCH_PYTHON:-$root/.bench-venv/bin/python}"
+if [[ -z "${TORCH_PYTHON:-}" ]] && ! "$py" -c "import torch" 2>/dev/null; then
+  python3 -m venv "$root/.bench-venv"
+  "$root/.bench-venv/bin/pip" install -q torch numpy
+fi
 out="$(mktemp -d)"
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-(cd "$here/../../.." && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-nn3d}" \
-  cargo run --release -q -p flow-nn3d --example nn3d_bench -- "${args[@]}") | tee "$out/flow.jsonl"
+(cd "$root" && cargo run --release -q -p flow-nn3d --example nn3d_bench -- "${args[@]}") | tee "$out/flow.jsonl"
 "$py" "$here/torch_bench.py" --threads "$threads" "${args[@]}" | tee "$out/torch.jsonl"
 python3 "$here/table.py" "$out/flow.jsonl" "$out/torch.jsonl" "$threads"

@@ -38,6 +38,8 @@ pub(crate) struct Geometry {
 
 /// Upper bound on the elements of one im2col block (64 MiB of f32).
 const MAX_COL_ELEMS: usize = 16 << 20;
+/// Below this many output channels the gemms put the spatial axis on the kernel's rows.
+const NARROW_CO: usize = 32;
 /// Preferred number of gemm columns per task.
 const TARGET_COLS: usize = 4096;
 
@@ -272,27 +274,55 @@ pub(crate) fn forward<T: WithDType>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
             // describe matrices that lie inside `out`, `w` and `col`.
             unsafe {
                 let dst = out_ptr.get().add((n * g.co * g.od + o0) * ohw);
-                gemm::gemm(
-                    g.co,
-                    cols,
-                    k,
-                    dst,
-                    1,
-                    (g.od * ohw) as isize,
-                    false,
-                    w.as_ptr(),
-                    1,
-                    k as isize,
-                    col.as_ptr(),
-                    1,
-                    cols as isize,
-                    zero,
-                    one,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
+                let (rows_co, cs_co) = ((g.od * ohw) as isize, 1);
+                if g.co >= NARROW_CO {
+                    // y (co, cols) = w (co, k) * col (k, cols); gemm takes (column, row) strides.
+                    gemm::gemm(
+                        g.co,
+                        cols,
+                        k,
+                        dst,
+                        cs_co,
+                        rows_co,
+                        false,
+                        w.as_ptr(),
+                        1,
+                        k as isize,
+                        col.as_ptr(),
+                        1,
+                        cols as isize,
+                        zero,
+                        one,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                } else {
+                    // Few output channels: y^T (cols, co) = col^T (cols, k) * w^T (k, co), so
+                    // the long axis fills the rows of gemm's micro-kernel.
+                    gemm::gemm(
+                        cols,
+                        g.co,
+                        k,
+                        dst,
+                        rows_co,
+                        cs_co,
+                        false,
+                        col.as_ptr(),
+                        cols as isize,
+                        1,
+                        w.as_ptr(),
+                        k as isize,
+                        1,
+                        zero,
+                        one,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
             }
         });
     out
@@ -316,28 +346,54 @@ pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -
             let mut gw = vec![zero; g.co * k];
             // SAFETY: all matrices lie inside their slices (row stride od*ohw over co rows).
             unsafe {
-                // gw (co, k) = gy_block (co, cols) * col^T (cols, k)
-                gemm::gemm(
-                    g.co,
-                    k,
-                    cols,
-                    gw.as_mut_ptr(),
-                    1,
-                    k as isize,
-                    false,
-                    gy_block.as_ptr(),
-                    1,
-                    (g.od * ohw) as isize,
-                    col.as_ptr(),
-                    cols as isize,
-                    1,
-                    zero,
-                    one,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
+                let gy_rows = (g.od * ohw) as isize;
+                if g.co >= NARROW_CO {
+                    // gw (co, k) = gy_block (co, cols) * col^T (cols, k)
+                    gemm::gemm(
+                        g.co,
+                        k,
+                        cols,
+                        gw.as_mut_ptr(),
+                        1,
+                        k as isize,
+                        false,
+                        gy_block.as_ptr(),
+                        1,
+                        gy_rows,
+                        col.as_ptr(),
+                        cols as isize,
+                        1,
+                        zero,
+                        one,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                } else {
+                    // gw^T (k, co) = col (k, cols) * gy_block^T (cols, co)
+                    gemm::gemm(
+                        k,
+                        g.co,
+                        cols,
+                        gw.as_mut_ptr(),
+                        k as isize,
+                        1,
+                        false,
+                        col.as_ptr(),
+                        1,
+                        cols as isize,
+                        gy_block.as_ptr(),
+                        gy_rows,
+                        1,
+                        zero,
+                        one,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
                 // col (k, cols) = w^T (k, co) * gy_block (co, cols)
                 gemm::gemm(
                     k,
