@@ -75,6 +75,9 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     run_dirs.sort();
     let log = std::fs::read_to_string(run_dirs.last().unwrap().join("logs/train_round2.log")).unwrap();
     assert!(log.contains("resuming from the checkpoint after epoch 1"), "{log}");
+    // Stage 1 segments its own training studies and says which attempt it kept.
+    let stage1_log = std::fs::read_to_string(run_dirs[0].join("logs/stage1_lowres.log")).unwrap();
+    assert!(stage1_log.contains("attempt 0 (seed ") && stage1_log.contains("training-study Dice per class") && stage1_log.contains("kept attempt"), "{stage1_log}");
     assert_eq!(code, 0, "{states:?}");
     let ran = with_state(&states, "ran");
     for n in ["stage1_lowres", "stage1_fullres", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {

@@ -14,6 +14,7 @@ pub mod roi;
 pub mod segnet;
 pub mod split;
 pub mod stage1;
+pub mod stage1_training;
 
 pub use error::{Result, Rsna7Error};
 pub use fracture::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome};
@@ -22,4 +23,5 @@ pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, 
 pub use roi::{onto_grid_of, Roi};
 pub use segnet::{models_for_study, predict_probabilities, train_segmentation, training_case, SegModel, SegModelMeta, SegRecipe};
 pub use split::Split;
+pub use stage1_training::{train_stage1, Stage1Attempt, Stage1Training, LEVEL_DICE_FLOOR};
 pub use stage1::{dice_per_label, keep_cervical_component, prepare_study, segment_vertebrae, Resolution, STAGE1_CLASSES};

@@ -124,7 +124,7 @@ pub fn training_cases(studies: &[Stage1Study]) -> Result<(CtNormalizer, Vec<Trai
 }
 
 /// Class probabilities of `hu` (already on the models' grid) as one volume per class.
-fn class_probabilities(models: &[&SegModel], hu: &Volume<f32>, device: &Device) -> Result<Vec<Volume<f32>>> {
+pub(crate) fn class_probabilities(models: &[&SegModel], hu: &Volume<f32>, device: &Device) -> Result<Vec<Volume<f32>>> {
     let norm = models.first().ok_or_else(|| Rsna7Error::Invalid("no model to predict with".into()))?.meta.normalizer;
     let probs = predict_probabilities(models, &to_grid(&hu.map(|x| norm.apply(x)))?, device)?;
     let n = hu.len();
@@ -182,7 +182,7 @@ pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volum
 }
 
 /// Per voxel, `first + ` the index of the largest of `probs` (all on one grid).
-fn argmax(probs: &[Volume<f32>], first: u8) -> Vec<u8> {
+pub(crate) fn argmax(probs: &[Volume<f32>], first: u8) -> Vec<u8> {
     let n = probs.first().map_or(0, |p| p.len());
     let mut best = vec![first; n];
     let mut best_p = vec![f32::MIN; n];

@@ -19,6 +19,7 @@ struct TrainP {
     profile: String,
     resolution: String,
     seed: u64,
+    attempts: usize,
     epochs: usize,
     iterations: usize,
     lr: f64,
@@ -29,7 +30,7 @@ impl Stage for Stage1Train {
         "rsna.stage1_train"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Trains one model of the stage-1 cascade on every study with a label map. \
@@ -37,14 +38,17 @@ impl Stage for Stage1Train {
          one window; resolution=fullres: inside the labelled spine box (grown by 6 mm) on a fine \
          grid, the spine as one class in the small profiles (9 classes in full). nnU-Net CT \
          normalisation fitted on the labelled voxels, Dice + CE. Resumes from its last epoch \
-         checkpoint. Output: model/ (model.json with the recipe, normaliser and loss history; \
-         weights.safetensors)."
+         checkpoint. Then segments its training studies: while some level C1-C7 has a Dice under \
+         0.3 there, it trains again from the next seed (at most `attempts` trainings) and keeps \
+         the best. Output: model/ (model.json with the recipe, normaliser and loss history; \
+         weights.safetensors; training_check.json with every attempt's Dice per class)."
     }
     fn params(&self) -> ParamsSchema {
         super::runtime::training_params(ParamsSchema::new()
             .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (net, grid and schedule sizes)")
             .required("resolution", ParamType::String, "lowres (levels, whole neck) or fullres (boundaries, spine box)")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed"))
+            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
+            .optional("attempts", ParamType::Int, json!(1), "trainings at most (seed, seed+1, ...) while a level is not learned"))
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -93,14 +97,29 @@ impl Stage for Stage1Train {
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         })?;
-        let (norm, cases) = flow_rsna7::stage1::training_cases(&studies).map_err(fail("cannot build training cases"))?;
-        drop(studies);
         let out = ctx.output("model")?.to_path_buf();
         let what = format!("stage 1 {}", p.resolution);
         let mut reporter = TrainReporter::new(ctx, what.clone());
-        let meta = pool.install(|| flow_rsna7::train_segmentation(resolution.task(), &recipe, norm, None, cases, &device, &ctx.checkpoint_dir, &out, &mut reporter)).map_err(fail("stage-1 training failed"))?;
+        let checkpoints = ctx.checkpoint_dir.clone();
+        let training = pool
+            .install(|| flow_rsna7::train_stage1(resolution, &recipe, &studies, p.attempts, &device, &checkpoints, &out, &mut reporter))
+            .map_err(fail("stage-1 training failed"))?;
         reporter.finish()?;
-        ctx.log(&format!("{what} trained: final loss {:.4}", meta.history.last().map_or(f64::NAN, |r| r.train_loss)));
+        let final_loss = training.meta.as_ref().and_then(|m| m.history.last()).map_or(f64::NAN, |r| r.train_loss);
+        let dice = |a: &flow_rsna7::Stage1Attempt| a.class_dice.iter().map(|d| d.map_or("-".to_string(), |d| format!("{d:.2}"))).collect::<Vec<_>>().join(" ");
+        for (i, a) in training.attempts.iter().enumerate() {
+            ctx.log(&format!("{what} attempt {i} (seed {}): training-study Dice per class {}", a.seed, dice(a)));
+        }
+        let kept = training.kept_attempt();
+        if !kept.learned_every_level() {
+            ctx.log(&format!(
+                "warning: {what}: after {} training(s) a level still has a training-study Dice of {:.2} (< {}); the levels of its predictions will be wrong there (raise `attempts` or the iterations)",
+                training.attempts.len(),
+                kept.lowest_level_dice(),
+                flow_rsna7::LEVEL_DICE_FLOOR
+            ));
+        }
+        ctx.log(&format!("{what} trained: kept attempt {} (seed {}), final loss {final_loss:.4}", training.kept, kept.seed));
         Ok(())
     }
 }
