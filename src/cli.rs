@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "flow", version, about = "Declarative DAG workflows with content-addressed caching and resume")]
+#[command(
+    name = "flow",
+    version,
+    about = "Declarative DAG workflows with content-addressed caching and resume"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

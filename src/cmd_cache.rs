@@ -11,13 +11,28 @@ pub fn cache(g: &Global, a: &CacheArgs) -> Result<u8> {
     match a.action {
         CacheAction::Ls => {
             let mut actions = state.index.actions()?;
-            actions.sort_by(|x, y| x.node.cmp(&y.node).then(x.started_unix_ms.cmp(&y.started_unix_ms)));
+            actions.sort_by(|x, y| {
+                x.node
+                    .cmp(&y.node)
+                    .then(x.started_unix_ms.cmp(&y.started_unix_ms))
+            });
             for r in &actions {
                 let size: u64 = r.outputs.values().map(|o| o.size).sum();
                 let outs: Vec<&str> = r.outputs.keys().map(|s| s.as_str()).collect();
-                println!("{}  {:<30} {:>10} B  {:>8.2}s  outputs: {}", r.key.short(), r.node, size, r.seconds, outs.join(", "));
+                println!(
+                    "{}  {:<30} {:>10} B  {:>8.2}s  outputs: {}",
+                    r.key.short(),
+                    r.node,
+                    size,
+                    r.seconds,
+                    outs.join(", ")
+                );
             }
-            println!("{} cached result(s), {} blob(s)", actions.len(), state.store.list()?.len());
+            println!(
+                "{} cached result(s), {} blob(s)",
+                actions.len(),
+                state.store.list()?.len()
+            );
         }
         CacheAction::Gc => {
             let keep = state.index.live_blobs(&state.store)?;
@@ -33,7 +48,12 @@ pub fn cache(g: &Global, a: &CacheArgs) -> Result<u8> {
             for node in &dropped {
                 println!("dropped cached result of `{node}`: it will run again");
             }
-            println!("checked {} blob(s): {} corrupt, {} cached result(s) dropped", report.checked, report.bad.len(), dropped.len());
+            println!(
+                "checked {} blob(s): {} corrupt, {} cached result(s) dropped",
+                report.checked,
+                report.bad.len(),
+                dropped.len()
+            );
             return Ok(if report.bad.is_empty() { 0 } else { 1 });
         }
     }

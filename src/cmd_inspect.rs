@@ -9,13 +9,25 @@ use flow_engine::spec::parse_override;
 use flow_engine::state::{LockMode, StateDir};
 use flow_engine::{Dag, EngineError};
 
-use crate::cli::{ExplainArgs, Global, GraphArgs, GraphFormatArg, PipelineArgs, PlanArgs, StagesArgs};
+use crate::cli::{
+    ExplainArgs, Global, GraphArgs, GraphFormatArg, PipelineArgs, PlanArgs, StagesArgs,
+};
 use crate::cmd_run::state_root;
 
 /// Parses `--set` values and loads + validates the pipeline.
 pub fn load(p: &PipelineArgs, cwd: &Path) -> Result<Dag> {
-    let overrides = p.set.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>().map_err(EngineError::Usage)?;
-    Ok(flow_engine::load_pipeline(&p.file, &overrides, &flow_rsna::registry(), cwd)?)
+    let overrides = p
+        .set
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(EngineError::Usage)?;
+    Ok(flow_engine::load_pipeline(
+        &p.file,
+        &overrides,
+        &flow_rsna::registry(),
+        cwd,
+    )?)
 }
 
 fn open(g: &Global) -> Result<StateDir> {
@@ -40,7 +52,12 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<u8> {
         println!("{:<w$}  {:<7}  {}", e.id, e.action, e.reason);
     }
     let runs = entries.iter().filter(|e| e.action != "cached").count();
-    println!("{} node(s): {} cached, {} to run or pending", entries.len(), entries.len() - runs, runs);
+    println!(
+        "{} node(s): {} cached, {} to run or pending",
+        entries.len(),
+        entries.len() - runs,
+        runs
+    );
     Ok(0)
 }
 
@@ -88,7 +105,10 @@ pub fn stages(a: &StagesArgs) -> Result<u8> {
         println!("  {}", s.doc());
         println!("  params:");
         for p in s.params().params {
-            let default = p.default.map(|d| format!(" = {d}")).unwrap_or_else(|| " (required)".into());
+            let default = p
+                .default
+                .map(|d| format!(" = {d}"))
+                .unwrap_or_else(|| " (required)".into());
             let key = if p.in_key { "" } else { " [not in key]" };
             println!("    {}: {}{default}{key} — {}", p.name, p.ty.name(), p.doc);
         }
@@ -106,7 +126,12 @@ pub fn stages(a: &StagesArgs) -> Result<u8> {
         println!();
     }
     if !found {
-        return Err(EngineError::Usage(format!("no stage kind `{}`; known: {}", a.kind.clone().unwrap_or_default(), reg.names().join(", "))).into());
+        return Err(EngineError::Usage(format!(
+            "no stage kind `{}`; known: {}",
+            a.kind.clone().unwrap_or_default(),
+            reg.names().join(", ")
+        ))
+        .into());
     }
     Ok(0)
 }

@@ -16,32 +16,53 @@ use crate::cmd_inspect::load;
 pub fn state_root(g: &Global) -> Result<PathBuf> {
     Ok(match &g.state_dir {
         Some(d) => d.clone(),
-        None => std::env::current_dir().context("cannot read the working directory")?.join(".flow"),
+        None => std::env::current_dir()
+            .context("cannot read the working directory")?
+            .join(".flow"),
     })
 }
 
 fn parse_memory(s: &str) -> Result<u64, flow_engine::EngineError> {
-    flow_engine::spec::parse_memory(&serde_json::Value::String(s.to_string())).map_err(|e| flow_engine::EngineError::Usage(format!("--memory {s}: {e}")))
+    flow_engine::spec::parse_memory(&serde_json::Value::String(s.to_string()))
+        .map_err(|e| flow_engine::EngineError::Usage(format!("--memory {s}: {e}")))
 }
 
 fn default_gpus() -> Vec<usize> {
-    std::env::var("CUDA_VISIBLE_DEVICES").ok().map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_default()
+    std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let dag = Arc::new(load(&a.pipeline, &cwd)?);
-    let state = Arc::new(StateDir::open(&state_root(g)?, if a.wait { LockMode::Wait } else { LockMode::FailFast })?);
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let state = Arc::new(StateDir::open(
+        &state_root(g)?,
+        if a.wait {
+            LockMode::Wait
+        } else {
+            LockMode::FailFast
+        },
+    )?);
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     if jobs == 0 {
         return Err(flow_engine::EngineError::Usage("--jobs must be at least 1".into()).into());
     }
     let memory_mb = a.memory.as_deref().map(parse_memory).transpose()?;
     let run_id = runner::new_run_id();
     let run_dir = state.run_dir(&run_id);
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(TraceReporter)];
-    reporters.push(Box::new(JsonlJournal::create(&run_dir.join("events.jsonl")).with_context(|| format!("cannot write {}", run_dir.display()))?));
+    reporters.push(Box::new(
+        JsonlJournal::create(&run_dir.join("events.jsonl"))
+            .with_context(|| format!("cannot write {}", run_dir.display()))?,
+    ));
     if !g.quiet {
         reporters.push(Box::new(ProgressUi::new(dag.nodes.len())));
     }
@@ -54,16 +75,27 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         gpus: a.gpus.clone().unwrap_or_else(default_gpus),
         memory_mb,
         base_dir: cwd.clone(),
-        results_dir: if a.no_publish { None } else { Some(cwd.join("results")) },
+        results_dir: if a.no_publish {
+            None
+        } else {
+            Some(cwd.join("results"))
+        },
         run_id,
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(jobs.max(2) * 2 + 4).enable_all().build().context("cannot start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(jobs.max(2) * 2 + 4)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let report = rt.block_on(async {
         let c = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupt: stopping running nodes (press Ctrl-C again to quit at once)");
+                tracing::warn!(
+                    "interrupt: stopping running nodes (press Ctrl-C again to quit at once)"
+                );
                 c.store(true, Ordering::SeqCst);
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(1);
@@ -74,7 +106,8 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     })?;
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");
-        std::fs::write(path, text).with_context(|| format!("cannot write report {}", path.display()))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write report {}", path.display()))?;
     }
     let count = |s: NodeState| report.nodes.iter().filter(|n| n.state == s).count();
     if !g.quiet || !report.ok {
@@ -96,8 +129,14 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     }
     for n in report.nodes.iter().filter(|n| n.state == NodeState::Failed) {
         let spec = dag.index_of(&n.id).map(|i| &dag.nodes[i].spec);
-        let at = spec.map(|s| format!(" ({}, {})", s.stage, s.span)).unwrap_or_default();
-        eprintln!("node {}{at} failed: {}", n.id, n.error.clone().unwrap_or_default());
+        let at = spec
+            .map(|s| format!(" ({}, {})", s.stage, s.span))
+            .unwrap_or_default();
+        eprintln!(
+            "node {}{at} failed: {}",
+            n.id,
+            n.error.clone().unwrap_or_default()
+        );
         let log = run_dir.join("logs").join(format!("{}.log", n.id));
         let tail = flow_engine::execute::log_tail(&log, 15);
         if !tail.is_empty() {
@@ -117,7 +156,9 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
 /// so the run summary links the report.
 fn published_pages(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         entries.sort();
         for p in entries {

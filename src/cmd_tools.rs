@@ -11,7 +11,10 @@ fn bar(quiet: bool, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let b = flow_engine::progress::multi().add(ProgressBar::new(0));
-    b.set_style(ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} {msg} eta {eta}").expect("valid template"));
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} {msg} eta {eta}")
+            .expect("valid template"),
+    );
     b.set_message(what.to_string());
     b
 }
@@ -22,13 +25,20 @@ pub fn convert(a: &ConvertArgs) -> Result<u8> {
         b.set_length(total as u64);
         b.set_position(done as u64);
     };
-    let options = flow_imaging::ReadOptions { series_uid: a.series.as_deref(), progress: Some(&progress) };
+    let options = flow_imaging::ReadOptions {
+        series_uid: a.series.as_deref(),
+        progress: Some(&progress),
+    };
     let report = match flow_imaging::convert_series_with(&a.dicom_dir, &a.out, options) {
         Ok(r) => r,
         // No usable series (or unreadable input) is invalid input: exit 2.
         Err(flow_imaging::ConvertError::Read(e)) => {
             b.finish_and_clear();
-            return Err(EngineError::Usage(format!("cannot convert {}: {e}", a.dicom_dir.display())).into());
+            return Err(EngineError::Usage(format!(
+                "cannot convert {}: {e}",
+                a.dicom_dir.display()
+            ))
+            .into());
         }
         Err(e) => return Err(e).with_context(|| format!("cannot write {}", a.out.display())),
     };
@@ -41,7 +51,8 @@ pub fn convert(a: &ConvertArgs) -> Result<u8> {
 }
 
 pub fn synth(g: &Global, a: &SynthArgs) -> Result<u8> {
-    let cfg = flow_rsna::cohort_config(&a.profile, a.seed, a.studies, None).map_err(EngineError::Usage)?;
+    let cfg = flow_rsna::cohort_config(&a.profile, a.seed, a.studies, None)
+        .map_err(EngineError::Usage)?;
     let b = bar(g.quiet, "studies");
     let t0 = std::time::Instant::now();
     let summary = flow_synth::generate_cohort(&cfg, &a.out, &|done, total| {
@@ -64,7 +75,8 @@ pub fn synth(g: &Global, a: &SynthArgs) -> Result<u8> {
 }
 
 pub fn score(a: &ScoreArgs) -> Result<u8> {
-    let report = flow_scoring::score_files(&a.labels, &a.pred).map_err(|e| EngineError::Usage(e.to_string()))?;
+    let report = flow_scoring::score_files(&a.labels, &a.pred)
+        .map_err(|e| EngineError::Usage(e.to_string()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

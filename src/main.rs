@@ -35,7 +35,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = e.downcast_ref::<flow_engine::EngineError>().map(|e| e.exit_code()).unwrap_or(1);
+            let code = e
+                .downcast_ref::<flow_engine::EngineError>()
+                .map(|e| e.exit_code())
+                .unwrap_or(1);
             eprintln!("error: {e:#}");
             ExitCode::from(code as u8)
         }

@@ -10,7 +10,11 @@ use common::{with_state, Work};
 fn wait_for(path: &std::path::Path, secs: u64) {
     let t = Instant::now();
     while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {}", path.display());
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -61,10 +65,20 @@ fn kill_dash_nine_then_rerun_completes() {
     std::fs::write(w.path().join("second"), "").unwrap();
     let (code, states) = w.run("slow.yaml", &[]);
     assert_eq!(code, 0);
-    assert_eq!(with_state(&states, "cached"), ["first"], "finished work survives the kill");
+    assert_eq!(
+        with_state(&states, "cached"),
+        ["first"],
+        "finished work survives the kill"
+    );
     assert_eq!(with_state(&states, "ran"), ["last", "slow"]);
     assert_eq!(w.read("results/slow/last/o.txt"), "1\n2\n");
-    assert!(std::fs::read_dir(w.path().join(".flow/tmp")).unwrap().next().is_none(), "scratch cleaned");
+    assert!(
+        std::fs::read_dir(w.path().join(".flow/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "scratch cleaned"
+    );
 }
 
 #[test]
@@ -76,12 +90,18 @@ fn second_run_on_a_locked_state_dir_fails_fast() {
     let out = w.flow(&["run", "slow.yaml"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("locked by pid {}", child.id())), "{err}");
+    assert!(
+        err.contains(&format!("locked by pid {}", child.id())),
+        "{err}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // another state dir is independent
     let other = w.path().join("other-state");
-    let out = w.flow(&["--state-dir", other.to_str().unwrap(), "plan", "slow.yaml"]).output().unwrap();
+    let out = w
+        .flow(&["--state-dir", other.to_str().unwrap(), "plan", "slow.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -93,7 +113,12 @@ fn cache_verify_finds_a_corrupted_blob_and_the_node_reruns() {
     slow_pipeline(&w);
     assert_eq!(w.run("slow.yaml", &[]).0, 0);
     let out = w.flow(&["cache", "verify"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Corrupt the blob holding slow's output ("1\n2\n").
     let digest = blake3::hash(b"1\n2\n").to_hex().to_string();
     let blob = w.path().join(".flow/cas").join(&digest[..2]).join(&digest);
@@ -113,7 +138,14 @@ fn cache_verify_finds_a_corrupted_blob_and_the_node_reruns() {
     // gc keeps what is referenced
     let out = w.flow(&["cache", "gc"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(w.run("slow.yaml", &[]).1.iter().filter(|(_, s)| s == "cached").count(), 3);
+    assert_eq!(
+        w.run("slow.yaml", &[])
+            .1
+            .iter()
+            .filter(|(_, s)| s == "cached")
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -121,7 +153,10 @@ fn status_graph_stages_work() {
     let w = Work::new();
     std::fs::write(w.path().join("second"), "").unwrap();
     slow_pipeline(&w);
-    let out = w.flow(&["graph", "slow.yaml", "--format", "mermaid"]).output().unwrap();
+    let out = w
+        .flow(&["graph", "slow.yaml", "--format", "mermaid"])
+        .output()
+        .unwrap();
     let g = String::from_utf8_lossy(&out.stdout);
     assert!(g.contains("first -->|o→x| slow"), "{g}");
     let out = w.flow(&["graph", "slow.yaml"]).output().unwrap();
@@ -134,5 +169,8 @@ fn status_graph_stages_work() {
     assert_eq!(s.lines().filter(|l| l.contains("done")).count(), 3, "{s}");
     let out = w.flow(&["stages", "command"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("cmd: any (required)"));
-    assert_eq!(w.flow(&["stages", "nope"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        w.flow(&["stages", "nope"]).output().unwrap().status.code(),
+        Some(2)
+    );
 }

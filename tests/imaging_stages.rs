@@ -24,8 +24,15 @@ nodes:
 "#;
 
 fn synth(w: &Work, dir: &str) {
-    let out = w.flow(&["synth", "--out", dir, "--profile", "tiny", "--seed", "7"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w
+        .flow(&["synth", "--out", dir, "--profile", "tiny", "--seed", "7"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn summary(w: &Work, node: &str) -> serde_json::Value {
@@ -44,14 +51,25 @@ fn imaging_pipeline_converts_and_caches_per_study() {
     let n = conv["done"].as_array().unwrap().len();
     assert!(n >= 6, "{conv}");
     assert!(conv["failed"].as_array().unwrap().is_empty(), "{conv}");
-    assert!(summary(&w, "segmentations")["failed"].as_array().unwrap().is_empty());
+    assert!(summary(&w, "segmentations")["failed"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let boxes = summary(&w, "boxes");
     assert!(boxes["failed"].as_array().unwrap().is_empty(), "{boxes}");
-    assert!(!boxes["done"].as_array().unwrap().is_empty(), "the tiny cohort has boxed studies: {boxes}");
+    assert!(
+        !boxes["done"].as_array().unwrap().is_empty(),
+        "the tiny cohort has boxed studies: {boxes}"
+    );
 
     // Add one study (a copy under a new UID): only that study is converted again.
     let images = w.path().join("cohort/train_images");
-    let first = std::fs::read_dir(&images).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(&images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let copy = images.join("1.2.826.0.1.3680043.8.498.99999999");
     std::fs::create_dir_all(&copy).unwrap();
     for f in std::fs::read_dir(&first).unwrap() {
@@ -62,11 +80,18 @@ fn imaging_pipeline_converts_and_caches_per_study() {
     assert_eq!(code, 0);
     assert!(with_state(&states, "ran").contains(&"convert".to_string()));
     let logs = w.path().join(".flow/runs");
-    let mut newest: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut newest: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     newest.sort();
     let log = std::fs::read_to_string(newest.last().unwrap().join("logs/convert.log")).unwrap();
     assert_eq!(log.matches(": converted").count(), 1, "{log}");
-    assert_eq!(log.matches("reused from the per-study cache").count(), n, "{log}");
+    assert_eq!(
+        log.matches("reused from the per-study cache").count(),
+        n,
+        "{log}"
+    );
 }
 
 #[test]
@@ -91,15 +116,40 @@ fn flow_convert_one_series_and_bad_input_exit_2() {
     let w = Work::new();
     synth(&w, "cohort");
     let images = w.path().join("cohort/train_images");
-    let study = std::fs::read_dir(&images).unwrap().next().unwrap().unwrap().path();
-    let out = w.flow(&["convert", study.to_str().unwrap(), "-o", "ct.nii.gz", "--report", "ct.json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let study = std::fs::read_dir(&images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = w
+        .flow(&[
+            "convert",
+            study.to_str().unwrap(),
+            "-o",
+            "ct.nii.gz",
+            "--report",
+            "ct.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(w.path().join("ct.nii.gz").is_file());
     let report = w.read("ct.json");
-    assert!(!report.to_lowercase().contains("patientname"), "no patient identifiers: {report}");
+    assert!(
+        !report.to_lowercase().contains("patientname"),
+        "no patient identifiers: {report}"
+    );
     let empty = w.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = w.flow(&["convert", empty.to_str().unwrap(), "-o", "x.nii.gz"]).output().unwrap();
+    let out = w
+        .flow(&["convert", empty.to_str().unwrap(), "-o", "x.nii.gz"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot convert"));
 }

@@ -36,11 +36,19 @@ fn maps_labels_and_drops_cases_without_t1() {
     w.write("p.yaml", "name: pub\nnodes:\n  public:\n    stage: public.vertebrae\n    params: {scheme: totalsegmentator-v1}\n    inputs: {dataset: ./public}\n");
     let (code, _) = w.run("p.yaml", &[]);
     assert_eq!(code, 0);
-    let s: serde_json::Value = serde_json::from_str(&w.read("results/pub/public/summary.json")).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&w.read("results/pub/public/summary.json")).unwrap();
     assert_eq!(s["done"], serde_json::json!(["good"]));
     assert_eq!(s["failed"][0]["study"], "no_t1");
-    assert!(s["failed"][0]["error"].as_str().unwrap().contains("T1"), "{s}");
-    let labels = flow_imaging::read_nifti(&w.path().join("results/pub/public/cases/good_labels.nii.gz")).unwrap().to_labels().unwrap();
+    assert!(
+        s["failed"][0]["error"].as_str().unwrap().contains("T1"),
+        "{s}"
+    );
+    let labels =
+        flow_imaging::read_nifti(&w.path().join("results/pub/public/cases/good_labels.nii.gz"))
+            .unwrap()
+            .to_labels()
+            .unwrap();
     let mut seen: Vec<u8> = labels.data().to_vec();
     seen.sort();
     seen.dedup();

@@ -24,21 +24,39 @@ fn check_submission(w: &Work) {
         })
         .collect();
     let test_csv = w.read(".flow-tiny-root/sample_submission.csv");
-    let expected: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
-    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), expected, "rows in sample_submission order");
+    let expected: Vec<&str> = test_csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        expected,
+        "rows in sample_submission order"
+    );
     assert_eq!(rows.len() % 8, 0);
     let study_of = |id: &str| -> String {
-        let cut = if id.ends_with("_patient_overall") { "_patient_overall".len() } else { 3 };
+        let cut = if id.ends_with("_patient_overall") {
+            "_patient_overall".len()
+        } else {
+            3
+        };
         id[..id.len() - cut].to_string()
     };
     let studies: std::collections::BTreeSet<String> = rows.iter().map(|r| study_of(&r.0)).collect();
     assert_eq!(studies.len() * 8, rows.len(), "8 rows per study");
     for uid in &studies {
         for t in ["patient_overall", "C1", "C2", "C3", "C4", "C5", "C6", "C7"] {
-            assert!(rows.iter().any(|r| r.0 == format!("{uid}_{t}")), "{uid}_{t} missing");
+            assert!(
+                rows.iter().any(|r| r.0 == format!("{uid}_{t}")),
+                "{uid}_{t} missing"
+            );
         }
     }
-    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.1)), "probabilities in [0, 1]");
+    assert!(
+        rows.iter().all(|r| (0.0..=1.0).contains(&r.1)),
+        "probabilities in [0, 1]"
+    );
 }
 
 #[test]
@@ -46,51 +64,134 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     let w = Work::new();
     w.write("pipelines/rsna7.yaml", &rsna7_yaml());
     // The cohort once, as a plain folder, so the test can read its sample submission.
-    let out = w.flow(&["synth", "--out", ".flow-tiny-root", "--profile", "tiny", "--seed", "2022"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w
+        .flow(&[
+            "synth",
+            "--out",
+            ".flow-tiny-root",
+            "--profile",
+            "tiny",
+            "--seed",
+            "2022",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut args = TINY.to_vec();
     args.extend(["--set", "data=./.flow-tiny-root"]);
 
     // A failure injected into round-2 training: everything before it completes.
     let (code, states) = {
         let report = w.path().join("report.json");
-        let mut a = vec!["run", "pipelines/rsna7.yaml", "--report", report.to_str().unwrap()];
+        let mut a = vec![
+            "run",
+            "pipelines/rsna7.yaml",
+            "--report",
+            report.to_str().unwrap(),
+        ];
         a.extend(&args);
-        let out = w.flow(&a).env("FLOW_INJECT_FAILURE", "train_round2@1").output().unwrap();
+        let out = w
+            .flow(&a)
+            .env("FLOW_INJECT_FAILURE", "train_round2@1")
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&w.read("report.json")).unwrap();
-        let states: Vec<(String, String)> = v["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string())).collect();
+        let states: Vec<(String, String)> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         (out.status.code().unwrap(), states)
     };
     assert_eq!(code, 1, "{states:?}");
     assert_eq!(with_state(&states, "failed"), vec!["train_round2"]);
     let ran_first = with_state(&states, "ran");
-    for n in ["stage1_lowres", "stage1_fullres", "train_round1", "predict_round1_train", "labels_round2"] {
-        assert!(ran_first.contains(&n.to_string()), "{n} ran before the failure: {states:?}");
+    for n in [
+        "stage1_lowres",
+        "stage1_fullres",
+        "train_round1",
+        "predict_round1_train",
+        "labels_round2",
+    ] {
+        assert!(
+            ran_first.contains(&n.to_string()),
+            "{n} ran before the failure: {states:?}"
+        );
     }
 
     // Rerun: nothing before round 2 re-runs, round 2 continues from its epoch-1 checkpoint.
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);
     let runs = w.path().join(".flow/runs");
-    let mut run_dirs: Vec<_> = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut run_dirs: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     run_dirs.sort();
-    let log = std::fs::read_to_string(run_dirs.last().unwrap().join("logs/train_round2.log")).unwrap();
-    assert!(log.contains("resuming from the checkpoint after epoch 1"), "{log}");
+    let log =
+        std::fs::read_to_string(run_dirs.last().unwrap().join("logs/train_round2.log")).unwrap();
+    assert!(
+        log.contains("resuming from the checkpoint after epoch 1"),
+        "{log}"
+    );
     // Stage 1 segments its own training studies and says which attempt it kept.
     let stage1_log = std::fs::read_to_string(run_dirs[0].join("logs/stage1_lowres.log")).unwrap();
-    assert!(stage1_log.contains("attempt 0 (seed ") && stage1_log.contains("training-study Dice per class") && stage1_log.contains("kept attempt"), "{stage1_log}");
+    assert!(
+        stage1_log.contains("attempt 0 (seed ")
+            && stage1_log.contains("training-study Dice per class")
+            && stage1_log.contains("kept attempt"),
+        "{stage1_log}"
+    );
     assert_eq!(code, 0, "{states:?}");
     let ran = with_state(&states, "ran");
-    for n in ["stage1_lowres", "stage1_fullres", "stage1_predict_train", "roi_train", "train_round1", "predict_round1_train", "labels_round2"] {
-        assert!(!ran.contains(&n.to_string()), "{n} re-ran after the failure: {ran:?}");
+    for n in [
+        "stage1_lowres",
+        "stage1_fullres",
+        "stage1_predict_train",
+        "roi_train",
+        "train_round1",
+        "predict_round1_train",
+        "labels_round2",
+    ] {
+        assert!(
+            !ran.contains(&n.to_string()),
+            "{n} re-ran after the failure: {ran:?}"
+        );
     }
-    for n in ["train_round2", "train_round3_fold0", "train_round3_fold2", "stage3", "report"] {
-        assert!(ran.contains(&n.to_string()), "{n} should run on resume: {ran:?}");
+    for n in [
+        "train_round2",
+        "train_round3_fold0",
+        "train_round3_fold2",
+        "stage3",
+        "report",
+    ] {
+        assert!(
+            ran.contains(&n.to_string()),
+            "{n} should run on resume: {ran:?}"
+        );
     }
     check_submission(&w);
-    let metrics: serde_json::Value = serde_json::from_str(&w.read("results/rsna7/report/report/metrics.json")).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&w.read("results/rsna7/report/report/metrics.json")).unwrap();
     assert!(metrics["stage1_mean_dice"].as_f64().is_some(), "{metrics}");
-    assert!(metrics["test"]["metric"].as_f64().is_some_and(|m| m.is_finite() && m > 0.0), "{metrics}");
-    assert!(w.read("results/rsna7/report/report/report.html").contains("<img"));
+    assert!(
+        metrics["test"]["metric"]
+            .as_f64()
+            .is_some_and(|m| m.is_finite() && m > 0.0),
+        "{metrics}"
+    );
+    assert!(w
+        .read("results/rsna7/report/report/report.html")
+        .contains("<img"));
 
     // A third run is a no-op.
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);
@@ -101,7 +202,11 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
 /// pipelines/examples/rsna7-custom.yaml must stay rsna7.yaml plus its marked additions.
 #[test]
 fn custom_example_is_rsna7_plus_the_marked_user_node() {
-    let custom = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/examples/rsna7-custom.yaml")).unwrap();
+    let custom = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/examples/rsna7-custom.yaml"
+    ))
+    .unwrap();
     let base = rsna7_yaml();
     let strip = |text: &str, name: &str| -> String {
         let body = &text[text.find(&format!("name: {name}\n")).expect("name line")..];
@@ -120,14 +225,31 @@ fn custom_example_is_rsna7_plus_the_marked_user_node() {
         }
         out.join("\n")
     };
-    assert_eq!(strip(&custom, "rsna7-custom"), strip(&base, "rsna7"), "rsna7-custom.yaml drifted from rsna7.yaml");
+    assert_eq!(
+        strip(&custom, "rsna7-custom"),
+        strip(&base, "rsna7"),
+        "rsna7-custom.yaml drifted from rsna7.yaml"
+    );
     let w = Work::new();
     w.write("pipelines/examples/rsna7-custom.yaml", &custom);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/examples/scripts/vertebra_burden.py");
-    w.write("pipelines/examples/scripts/vertebra_burden.py", &std::fs::read_to_string(script).unwrap());
-    let out = w.flow(&["plan", "pipelines/examples/rsna7-custom.yaml"]).output().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/examples/scripts/vertebra_burden.py"
+    );
+    w.write(
+        "pipelines/examples/scripts/vertebra_burden.py",
+        &std::fs::read_to_string(script).unwrap(),
+    );
+    let out = w
+        .flow(&["plan", "pipelines/examples/rsna7-custom.yaml"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("burden"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("burden"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The model stages check their params before anything runs: exit 2, file:line, node, fix.
@@ -159,8 +281,17 @@ nodes:
     let out = w.flow(&["plan", "bad.yaml"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("unknown profile `huge`") && err.contains("tiny, demo, full"), "{err}");
-    assert!(err.contains("source: pseudo needs the inputs `probs`"), "{err}");
-    assert!(err.contains("fold: a fold needs the input `split`"), "{err}");
+    assert!(
+        err.contains("unknown profile `huge`") && err.contains("tiny, demo, full"),
+        "{err}"
+    );
+    assert!(
+        err.contains("source: pseudo needs the inputs `probs`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fold: a fold needs the input `split`"),
+        "{err}"
+    );
     assert!(err.contains("bad.yaml:"), "{err}");
 }

@@ -50,17 +50,27 @@ fn diamond_runs_in_order_then_is_cached() {
     let p = diamond(&w);
     let (code, states) = w.run(&p, &["--jobs", "2"]);
     assert_eq!(code, 0);
-    assert_eq!(with_state(&states, "ran"), ["join", "left", "right", "source"]);
+    assert_eq!(
+        with_state(&states, "ran"),
+        ["join", "left", "right", "source"]
+    );
     let trace = w.read("trace.log");
     let order: Vec<&str> = trace.lines().collect();
     assert_eq!(order.first(), Some(&"source"));
     assert_eq!(order.last(), Some(&"join"));
-    assert_eq!(w.read("results/diamond/join/joined.txt"), "HELLO\nhello\n!\n");
+    assert_eq!(
+        w.read("results/diamond/join/joined.txt"),
+        "HELLO\nhello\n!\n"
+    );
 
     let (code, states) = w.run(&p, &[]);
     assert_eq!(code, 0);
     assert_eq!(with_state(&states, "cached").len(), 4, "{states:?}");
-    assert_eq!(w.read("trace.log").lines().count(), 4, "nothing ran the second time");
+    assert_eq!(
+        w.read("trace.log").lines().count(),
+        4,
+        "nothing ran the second time"
+    );
 }
 
 #[test]
@@ -76,19 +86,31 @@ fn changed_param_reruns_exactly_the_affected_nodes() {
     let out = w.flow(&["plan", &p, "--set", "suffix=?"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 node(s): 4 cached"));
     // explain names the param
-    let out = w.flow(&["explain", &p, "right", "--set", "suffix=#"]).output().unwrap();
+    let out = w
+        .flow(&["explain", &p, "right", "--set", "suffix=#"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("param `args` changed: {\"s\":\"?\"} -> {\"s\":\"#\"}"), "{text}");
+    assert!(
+        text.contains("param `args` changed: {\"s\":\"?\"} -> {\"s\":\"#\"}"),
+        "{text}"
+    );
 }
 
 #[test]
 fn early_cutoff_keeps_dependents_cached() {
     let w = Work::new();
     let p = diamond(&w);
-    let text = w.read(&p).replace("params: {greeting: hello, suffix: \"!\"}", "params: {greeting: hello, suffix: \"!\", v: 1}").replace(
-        "      outputs: {text: source.txt}",
-        "      outputs: {text: source.txt}\n      version: \"${params.v}\"",
-    );
+    let text = w
+        .read(&p)
+        .replace(
+            "params: {greeting: hello, suffix: \"!\"}",
+            "params: {greeting: hello, suffix: \"!\", v: 1}",
+        )
+        .replace(
+            "      outputs: {text: source.txt}",
+            "      outputs: {text: source.txt}\n      version: \"${params.v}\"",
+        );
     w.write(&p, &text);
     assert_eq!(w.run(&p, &[]).0, 0);
     // source's key changes but it writes the same bytes: everything downstream stays cached
@@ -120,7 +142,9 @@ fn parallelism_is_honoured() {
     assert_eq!(w.run("par.yaml", &["--jobs", "2"]).0, 0);
     assert_eq!(w.read("results/par/a/o.txt").trim(), "parallel");
     // with one slot they run one after the other
-    let text1 = text.replace("name: par", "name: ser").replace(".started", ".s2");
+    let text1 = text
+        .replace("name: par", "name: ser")
+        .replace(".started", ".s2");
     w.write("ser.yaml", &text1);
     assert_eq!(w.run("ser.yaml", &["--jobs", "1"]).0, 0);
     assert_eq!(w.read("results/ser/a/o.txt").trim(), "serial");
@@ -152,15 +176,25 @@ nodes:
         flag = flag.display()
     );
     w.write("fail.yaml", &text);
-    let out = w.flow(&["run", "fail.yaml", "--keep-going"]).output().unwrap();
+    let out = w
+        .flow(&["run", "fail.yaml", "--keep-going"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("node b (command, fail.yaml:7:3) failed"), "{err}");
+    assert!(
+        err.contains("node b (command, fail.yaml:7:3) failed"),
+        "{err}"
+    );
     assert!(err.contains("exited with code 3"), "{err}");
     assert!(err.contains("b: flag missing"), "log tail shown: {err}");
     let out = w.flow(&["status", "fail.yaml"]).output().unwrap();
     let st = String::from_utf8_lossy(&out.stdout);
-    assert!(st.lines().any(|l| l.starts_with("b ") && l.contains("failed")), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("b ") && l.contains("failed")),
+        "{st}"
+    );
     std::fs::write(&flag, "").unwrap();
     let (code, states) = w.run("fail.yaml", &[]);
     assert_eq!(code, 0);
@@ -175,7 +209,10 @@ fn missing_declared_output_fails_the_node() {
     let out = w.flow(&["run", "m.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("declared output `o` was not produced"), "{err}");
+    assert!(
+        err.contains("declared output `o` was not produced"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,7 +227,10 @@ fn transient_exit_codes_are_retried() {
     assert_eq!(w.run("r.yaml", &[]).0, 0);
     assert_eq!(w.read("count").lines().count(), 3);
     // a non-declared exit code is not retried
-    let text2 = text.replace("exit_codes: [75]", "exit_codes: [76]").replace("name: r", "name: r2").replace("echo ok", "echo ok2");
+    let text2 = text
+        .replace("exit_codes: [75]", "exit_codes: [76]")
+        .replace("name: r", "name: r2")
+        .replace("echo ok", "echo ok2");
     std::fs::remove_file(&count).unwrap();
     w.write("r2.yaml", &text2);
     assert_eq!(w.run("r2.yaml", &[]).0, 1);

@@ -11,20 +11,35 @@ fn check(yaml: &str, line: usize, node: Option<&str>, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "{err}");
     let loc = format!("p.yaml:{line}:");
-    let hit = err.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{err}"));
+    let hit = err
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in:\n{err}"));
     assert!(hit.contains(&loc), "expected {loc} in `{hit}`");
     if let Some(n) = node {
-        assert!(hit.contains(&format!("node `{n}`")), "expected node {n} in `{hit}`");
+        assert!(
+            hit.contains(&format!("node `{n}`")),
+            "expected node {n} in `{hit}`"
+        );
     }
     // plan validates the same way
-    assert_eq!(w.flow(&["plan", "p.yaml"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        w.flow(&["plan", "p.yaml"]).output().unwrap().status.code(),
+        Some(2)
+    );
 }
 
-const OK_NODE: &str = "  a:\n    stage: command\n    params: {cmd: [\"true\"], outputs: {o: o.txt}}\n";
+const OK_NODE: &str =
+    "  a:\n    stage: command\n    params: {cmd: [\"true\"], outputs: {o: o.txt}}\n";
 
 #[test]
 fn unknown_stage() {
-    check("name: t\nnodes:\n  a:\n    stage: comand\n", 4, Some("a"), "unknown stage `comand`");
+    check(
+        "name: t\nnodes:\n  a:\n    stage: comand\n",
+        4,
+        Some("a"),
+        "unknown stage `comand`",
+    );
 }
 
 #[test]
@@ -39,7 +54,12 @@ fn mistyped_param() {
 
 #[test]
 fn missing_required_param() {
-    check("name: t\nnodes:\n  a:\n    stage: command\n    params: {}\n", 5, Some("a"), "missing required param `cmd`");
+    check(
+        "name: t\nnodes:\n  a:\n    stage: command\n    params: {}\n",
+        5,
+        Some("a"),
+        "missing required param `cmd`",
+    );
 }
 
 #[test]
@@ -67,7 +87,12 @@ fn duplicate_id() {
 
 #[test]
 fn duplicate_yaml_key() {
-    check(&format!("name: t\nnodes:\n{OK_NODE}{OK_NODE}"), 6, Some("a"), "duplicate node id `a`");
+    check(
+        &format!("name: t\nnodes:\n{OK_NODE}{OK_NODE}"),
+        6,
+        Some("a"),
+        "duplicate node id `a`",
+    );
 }
 
 #[test]
@@ -78,7 +103,12 @@ fn cycle_prints_its_path() {
     let out = w.flow(&["run", "p.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dependency cycle: a -> b -> c -> a") || err.contains("dependency cycle: b -> c -> a -> b") || err.contains("dependency cycle: c -> a -> b -> c"), "{err}");
+    assert!(
+        err.contains("dependency cycle: a -> b -> c -> a")
+            || err.contains("dependency cycle: b -> c -> a -> b")
+            || err.contains("dependency cycle: c -> a -> b -> c"),
+        "{err}"
+    );
     assert!(err.contains("p.yaml:"), "{err}");
 }
 
@@ -99,17 +129,28 @@ fn output_escaping_rejected() {
 
 #[test]
 fn invalid_yaml_syntax() {
-    check("name: t\nnodes:\n  a: {stage: command\n", 4, None, "invalid YAML");
+    check(
+        "name: t\nnodes:\n  a: {stage: command\n",
+        4,
+        None,
+        "invalid YAML",
+    );
 }
 
 #[test]
 fn bad_set_override() {
     let w = Work::new();
-    w.write("p.yaml", &format!("name: t\nparams: {{x: 1}}\nnodes:\n{OK_NODE}"));
+    w.write(
+        "p.yaml",
+        &format!("name: t\nparams: {{x: 1}}\nnodes:\n{OK_NODE}"),
+    );
     let out = w.flow(&["run", "p.yaml", "--set", "y=2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no param `y`"));
-    let out = w.flow(&["run", "p.yaml", "--set", "novalue"]).output().unwrap();
+    let out = w
+        .flow(&["run", "p.yaml", "--set", "novalue"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -117,6 +158,16 @@ fn bad_set_override() {
 fn unknown_cli_args_exit_2() {
     let w = Work::new();
     assert_eq!(w.flow(&["run"]).output().unwrap().status.code(), Some(2));
-    assert_eq!(w.flow(&["frobnicate"]).output().unwrap().status.code(), Some(2));
-    assert_eq!(w.flow(&["run", "missing.yaml"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        w.flow(&["frobnicate"]).output().unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        w.flow(&["run", "missing.yaml"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
 }

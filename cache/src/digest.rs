@@ -34,8 +34,10 @@ impl FromStr for Digest {
         }
         let mut out = [0u8; 32];
         for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hex = std::str::from_utf8(chunk).map_err(|_| CacheError::BadDigest(s.to_string()))?;
-            out[i] = u8::from_str_radix(hex, 16).map_err(|_| CacheError::BadDigest(s.to_string()))?;
+            let hex =
+                std::str::from_utf8(chunk).map_err(|_| CacheError::BadDigest(s.to_string()))?;
+            out[i] =
+                u8::from_str_radix(hex, 16).map_err(|_| CacheError::BadDigest(s.to_string()))?;
         }
         Ok(Digest(out))
     }

@@ -23,8 +23,15 @@ pub enum CacheError {
 }
 
 impl CacheError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.into();
-        move |source| CacheError::Io { action, path, source }
+        move |source| CacheError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

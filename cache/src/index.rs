@@ -56,13 +56,19 @@ pub struct Index {
 }
 
 fn corrupt(what: &str, e: impl ToString) -> CacheError {
-    CacheError::Corrupt { what: what.to_string(), detail: e.to_string() }
+    CacheError::Corrupt {
+        what: what.to_string(),
+        detail: e.to_string(),
+    }
 }
 
 impl Index {
     /// Opens (creating) the index at `path`.
     pub fn open(path: &Path) -> Result<Index> {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
         Ok(Index {
             actions: db.open_tree("actions")?,
             last: db.open_tree("last")?,
@@ -76,7 +82,9 @@ impl Index {
     pub fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>> {
         match self.actions.get(key.0)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| corrupt("action", e)),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| corrupt("action", e)),
         }
     }
 
@@ -104,7 +112,10 @@ impl Index {
 
     /// The key the node had when it last finished.
     pub fn last_key(&self, node: &str) -> Result<Option<Digest>> {
-        Ok(self.last.get(node.as_bytes())?.and_then(|v| v.as_ref().try_into().ok().map(Digest)))
+        Ok(self
+            .last
+            .get(node.as_bytes())?
+            .and_then(|v| v.as_ref().try_into().ok().map(Digest)))
     }
 
     /// Remembers that a node failed (message shown by `flow status`).
@@ -114,7 +125,10 @@ impl Index {
     }
 
     pub fn failure(&self, node: &str) -> Result<Option<String>> {
-        Ok(self.failures.get(node.as_bytes())?.map(|v| String::from_utf8_lossy(&v).to_string()))
+        Ok(self
+            .failures
+            .get(node.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).to_string()))
     }
 
     /// Every cached result.
@@ -155,13 +169,20 @@ impl Index {
             return Ok((ArtifactKind::File, self.digest_file(path, &meta)?.0));
         }
         if !meta.is_dir() {
-            return Err(CacheError::Unsupported { path: path.to_path_buf() });
+            return Err(CacheError::Unsupported {
+                path: path.to_path_buf(),
+            });
         }
         let mut entries = Vec::new();
         for (rel, file) in walk_files(path)? {
             let m = fs::metadata(&file).map_err(CacheError::io("stat", &file))?;
             let (digest, size) = self.digest_file(&file, &m)?;
-            entries.push(ManifestEntry { path: rel, executable: m.mode() & 0o111 != 0, digest, size });
+            entries.push(ManifestEntry {
+                path: rel,
+                executable: m.mode() & 0o111 != 0,
+                digest,
+                size,
+            });
         }
         Ok((ArtifactKind::Dir, Manifest::new(entries).digest()))
     }
@@ -179,8 +200,16 @@ impl Index {
         }
         let f = fs::File::open(path).map_err(CacheError::io("open", path))?;
         let (digest, size) = hash_reader(f).map_err(CacheError::io("read", path))?;
-        let memo = StatMemo { size, mtime_ns, inode: meta.ino(), digest };
-        self.stat.insert(key, serde_json::to_vec(&memo).map_err(|e| corrupt("stat memo", e))?)?;
+        let memo = StatMemo {
+            size,
+            mtime_ns,
+            inode: meta.ino(),
+            digest,
+        };
+        self.stat.insert(
+            key,
+            serde_json::to_vec(&memo).map_err(|e| corrupt("stat memo", e))?,
+        )?;
         Ok((digest, size))
     }
 
@@ -224,10 +253,16 @@ mod tests {
         let ix = Index::open(&t.path().join("index")).unwrap();
         ix.record_failure("a", "boom").unwrap();
         ix.record(&result(1, "a", vec![Digest([9; 32])])).unwrap();
-        assert!(ix.failure("a").unwrap().is_none(), "success clears the failure");
+        assert!(
+            ix.failure("a").unwrap().is_none(),
+            "success clears the failure"
+        );
         assert_eq!(ix.last_key("a").unwrap(), Some(Digest([1; 32])));
         assert!(ix.lookup(&Digest([1; 32])).unwrap().is_some());
-        assert_eq!(ix.drop_using(&[Digest([9; 32])]).unwrap(), vec!["a".to_string()]);
+        assert_eq!(
+            ix.drop_using(&[Digest([9; 32])]).unwrap(),
+            vec!["a".to_string()]
+        );
         assert!(ix.lookup(&Digest([1; 32])).unwrap().is_none());
     }
 
@@ -240,7 +275,12 @@ mod tests {
         let (_, d1) = ix.digest_external(&f).unwrap();
         assert_eq!(ix.digest_external(&f).unwrap().1, d1);
         std::thread::sleep(std::time::Duration::from_millis(10));
-        fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"!").unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .write_all(b"!")
+            .unwrap();
         assert_ne!(ix.digest_external(&f).unwrap().1, d1);
     }
 

@@ -47,7 +47,12 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, b: u8) -> ManifestEntry {
-        ManifestEntry { path: path.into(), executable: false, digest: Digest([b; 32]), size: 1 }
+        ManifestEntry {
+            path: path.into(),
+            executable: false,
+            digest: Digest([b; 32]),
+            size: 1,
+        }
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub struct BlobStore {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn tmp_name() -> String {
-    format!("{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl BlobStore {
@@ -46,7 +50,9 @@ impl BlobStore {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(CacheError::io("create", &p))?;
         }
-        Ok(BlobStore { root: root.to_path_buf() })
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Removes leftovers of interrupted writes (call while holding the state lock).
@@ -83,9 +89,13 @@ impl BlobStore {
     fn seal(&self, f: File, tmp: &Path, d: &Digest) -> Result<()> {
         f.sync_all().map_err(CacheError::io("fsync", tmp))?;
         drop(f);
-        let mode = fs::metadata(tmp).map_err(CacheError::io("stat", tmp))?.permissions().mode();
+        let mode = fs::metadata(tmp)
+            .map_err(CacheError::io("stat", tmp))?
+            .permissions()
+            .mode();
         let ro = if mode & 0o111 != 0 { 0o555 } else { 0o444 };
-        fs::set_permissions(tmp, fs::Permissions::from_mode(ro)).map_err(CacheError::io("chmod", tmp))?;
+        fs::set_permissions(tmp, fs::Permissions::from_mode(ro))
+            .map_err(CacheError::io("chmod", tmp))?;
         let dest = self.blob_path(d);
         if dest.is_file() {
             let _ = fs::remove_file(tmp);
@@ -122,20 +132,36 @@ impl BlobStore {
 
     /// Stores a file or a directory tree. Returns the kind, the artifact digest, its total
     /// size and every blob it references (for directories: the files and the manifest).
-    pub fn put_path(&self, path: &Path, take: bool) -> Result<(ArtifactKind, Digest, u64, Vec<Digest>)> {
+    pub fn put_path(
+        &self,
+        path: &Path,
+        take: bool,
+    ) -> Result<(ArtifactKind, Digest, u64, Vec<Digest>)> {
         let meta = fs::metadata(path).map_err(CacheError::io("stat", path))?;
         if meta.is_file() {
             let (d, size) = self.put_file(path, take)?;
             return Ok((ArtifactKind::File, d, size, vec![d]));
         }
         if !meta.is_dir() {
-            return Err(CacheError::Unsupported { path: path.to_path_buf() });
+            return Err(CacheError::Unsupported {
+                path: path.to_path_buf(),
+            });
         }
         let mut entries = Vec::new();
         for (rel, file) in walk_files(path)? {
-            let executable = fs::metadata(&file).map_err(CacheError::io("stat", &file))?.permissions().mode() & 0o111 != 0;
+            let executable = fs::metadata(&file)
+                .map_err(CacheError::io("stat", &file))?
+                .permissions()
+                .mode()
+                & 0o111
+                != 0;
             let (digest, size) = self.put_file(&file, take)?;
-            entries.push(ManifestEntry { path: rel, executable, digest, size });
+            entries.push(ManifestEntry {
+                path: rel,
+                executable,
+                digest,
+                size,
+            });
         }
         let manifest = Manifest::new(entries);
         let d = self.put_bytes(&manifest.to_bytes())?;
@@ -148,8 +174,10 @@ impl BlobStore {
     pub fn read_manifest(&self, d: &Digest) -> Result<Manifest> {
         let p = self.blob_path(d);
         let bytes = fs::read(&p).map_err(|_| CacheError::MissingBlob(d.to_hex()))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CacheError::Corrupt { what: format!("manifest {}", d.short()), detail: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+            what: format!("manifest {}", d.short()),
+            detail: e.to_string(),
+        })
     }
 
     /// Every blob an artifact references (file: itself; dir: files + manifest).
@@ -157,7 +185,12 @@ impl BlobStore {
         match kind {
             ArtifactKind::File => Ok(vec![*d]),
             ArtifactKind::Dir => {
-                let mut v: Vec<Digest> = self.read_manifest(d)?.entries.iter().map(|e| e.digest).collect();
+                let mut v: Vec<Digest> = self
+                    .read_manifest(d)?
+                    .entries
+                    .iter()
+                    .map(|e| e.digest)
+                    .collect();
                 v.push(*d);
                 Ok(v)
             }
@@ -235,7 +268,10 @@ impl BlobStore {
         for d in self.list()? {
             report.checked += 1;
             let p = self.blob_path(&d);
-            let ok = File::open(&p).and_then(hash_reader).map(|(got, _)| got == d).unwrap_or(false);
+            let ok = File::open(&p)
+                .and_then(hash_reader)
+                .map(|(got, _)| got == d)
+                .unwrap_or(false);
             if !ok {
                 let _ = fs::remove_file(&p);
                 report.bad.push(d);
@@ -287,7 +323,11 @@ pub(crate) fn walk_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
         for e in fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
             let e = e.map_err(CacheError::io("list", &dir))?;
             let name = e.file_name().to_string_lossy().to_string();
-            let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             let p = e.path();
             let m = fs::metadata(&p).map_err(CacheError::io("stat", &p))?;
             if m.is_dir() {
@@ -322,7 +362,11 @@ mod tests {
         assert!(!f.exists(), "take mode consumes the source");
         let blob = s.blob_path(&d);
         assert_eq!(fs::read(&blob).unwrap(), b"hello");
-        assert_eq!(fs::metadata(&blob).unwrap().permissions().mode() & 0o222, 0, "blobs are read-only");
+        assert_eq!(
+            fs::metadata(&blob).unwrap().permissions().mode() & 0o222,
+            0,
+            "blobs are read-only"
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use flow_engine::events::{EventBus, TraceReporter};
 use flow_engine::runner::{self, RunOptions};
 use flow_engine::state::{LockMode, StateDir};
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Registry, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Registry, Stage, StageContext,
+    StageError,
+};
 use serde::Deserialize;
 
 /// Counts the lines of a text file that contain a word.
@@ -33,17 +36,24 @@ impl Stage for CountMatches {
         ParamsSchema::new().required("word", ParamType::String, "the word to look for")
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
-        Some(vec![InputDecl { name: "text", many: false, required: true, doc: "a text file" }])
+        Some(vec![InputDecl {
+            name: "text",
+            many: false,
+            required: true,
+            doc: "a text file",
+        }])
     }
     fn outputs(&self, _params: &Params) -> Result<Vec<OutputDecl>, String> {
         Ok(vec![OutputDecl::file("count", "count.txt")])
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: CountParams = ctx.params_as()?;
-        let text = std::fs::read_to_string(ctx.input("text")?).map_err(|e| StageError::wrap("cannot read `text`", e))?;
+        let text = std::fs::read_to_string(ctx.input("text")?)
+            .map_err(|e| StageError::wrap("cannot read `text`", e))?;
         let n = text.lines().filter(|l| l.contains(&p.word)).count();
         ctx.log(&format!("{n} matching line(s)"));
-        std::fs::write(ctx.output("count")?, format!("{n}\n")).map_err(|e| StageError::wrap("cannot write count", e))
+        std::fs::write(ctx.output("count")?, format!("{n}\n"))
+            .map_err(|e| StageError::wrap("cannot write count", e))
     }
 }
 
@@ -67,8 +77,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&file, PIPELINE)?;
     let mut registry = Registry::with_builtins();
     registry.register(CountMatches);
-    let dag = Arc::new(flow_engine::load_pipeline(&file, &[], &registry, dir.path())?);
-    let state = Arc::new(StateDir::open(&dir.path().join(".flow"), LockMode::FailFast)?);
+    let dag = Arc::new(flow_engine::load_pipeline(
+        &file,
+        &[],
+        &registry,
+        dir.path(),
+    )?);
+    let state = Arc::new(StateDir::open(
+        &dir.path().join(".flow"),
+        LockMode::FailFast,
+    )?);
     let opts = RunOptions {
         jobs: 2,
         keep_going: false,
@@ -82,8 +100,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let bus = Arc::new(EventBus::new(vec![Box::new(TraceReporter)]));
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(runner::run(dag, state, opts, bus, Arc::new(AtomicBool::new(false))))?;
-    let count = std::fs::read_to_string(dir.path().join("results/custom-stage-example/count/count.txt"))?;
+    let report = rt.block_on(runner::run(
+        dag,
+        state,
+        opts,
+        bus,
+        Arc::new(AtomicBool::new(false)),
+    ))?;
+    let count = std::fs::read_to_string(
+        dir.path()
+            .join("results/custom-stage-example/count/count.txt"),
+    )?;
     println!("ok={} count={}", report.ok, count.trim());
     assert_eq!(count.trim(), "2");
     Ok(())

@@ -20,13 +20,23 @@ use crate::stage::{InputDecl, OutputDecl, Params, Stage, StageContext, StageErro
 pub struct CommandStage;
 
 fn outputs_map(params: &Params) -> Result<Vec<(String, String)>, String> {
-    let m = params.get("outputs").and_then(|v| v.as_object()).ok_or("`outputs` must map output names to relative paths")?;
+    let m = params
+        .get("outputs")
+        .and_then(|v| v.as_object())
+        .ok_or("`outputs` must map output names to relative paths")?;
     let mut out = Vec::new();
     for (name, v) in m {
-        let p = v.as_str().ok_or_else(|| format!("output `{name}`: path must be a string"))?;
+        let p = v
+            .as_str()
+            .ok_or_else(|| format!("output `{name}`: path must be a string"))?;
         check_relative(p).map_err(|e| format!("output `{name}`: {e}"))?;
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(format!("output name `{name}` must be letters, digits, `_` or `-`"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "output name `{name}` must be letters, digits, `_` or `-`"
+            ));
         }
         out.push((name.clone(), p.to_string()));
     }
@@ -39,10 +49,14 @@ fn check_relative(p: &str) -> Result<(), String> {
         return Err("empty path".into());
     }
     if path.is_absolute() {
-        return Err(format!("`{p}` is absolute; outputs are paths inside the node's output directory"));
+        return Err(format!(
+            "`{p}` is absolute; outputs are paths inside the node's output directory"
+        ));
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!("`{p}` contains `..`; outputs cannot escape the node's output directory"));
+        return Err(format!(
+            "`{p}` contains `..`; outputs cannot escape the node's output directory"
+        ));
     }
     Ok(())
 }
@@ -63,7 +77,10 @@ fn refs(s: &str) -> Vec<(String, String)> {
 }
 
 fn cmd_strings(params: &Params) -> Result<Vec<String>, String> {
-    let shell = params.get("shell").and_then(|v| v.as_bool()).unwrap_or(false);
+    let shell = params
+        .get("shell")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     match (params.get("cmd"), shell) {
         (Some(Value::String(s)), true) => Ok(vec![s.clone()]),
         (Some(Value::String(_)), false) => Err("`cmd` is a string: write it as a list of arguments, or set `shell: true` to run it with sh -c".into()),
@@ -80,9 +97,16 @@ fn cmd_strings(params: &Params) -> Result<Vec<String>, String> {
     }
 }
 
-fn render_arg(arg: &str, ctx: &StageContext, args: &serde_json::Map<String, Value>) -> Result<Vec<String>, StageError> {
+fn render_arg(
+    arg: &str,
+    ctx: &StageContext,
+    args: &serde_json::Map<String, Value>,
+) -> Result<Vec<String>, StageError> {
     // A lone list input expands to several arguments.
-    if let Some(name) = arg.strip_prefix("${inputs.").and_then(|r| r.strip_suffix('}')) {
+    if let Some(name) = arg
+        .strip_prefix("${inputs.")
+        .and_then(|r| r.strip_suffix('}'))
+    {
         let paths = ctx.inputs_of(name);
         if paths.len() != 1 {
             return Ok(paths.iter().map(|p| p.display().to_string()).collect());
@@ -93,17 +117,29 @@ fn render_arg(arg: &str, ctx: &StageContext, args: &serde_json::Map<String, Valu
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
-        let end = after.find('}').ok_or_else(|| StageError::msg(format!("unterminated `${{` in {arg:?}")))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| StageError::msg(format!("unterminated `${{` in {arg:?}")))?;
         let (scope, name) = after[..end].split_once('.').unwrap_or(("", ""));
         let text = match scope {
-            "inputs" => ctx.inputs_of(name).iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            "inputs" => ctx
+                .inputs_of(name)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             "outputs" => ctx.output(name)?.display().to_string(),
             "args" => match args.get(name) {
                 Some(Value::String(s)) => s.clone(),
                 Some(v) => v.to_string(),
                 None => return Err(StageError::msg(format!("unknown `${{args.{name}}}`"))),
             },
-            _ => return Err(StageError::msg(format!("unknown template `${{{}}}`", &after[..end]))),
+            _ => {
+                return Err(StageError::msg(format!(
+                    "unknown template `${{{}}}`",
+                    &after[..end]
+                )))
+            }
         };
         out.push_str(&text);
         rest = &after[end + 1..];
@@ -127,12 +163,41 @@ impl Stage for CommandStage {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .required("cmd", ParamType::Any, "argument vector (list), or a shell script string with `shell: true`")
-            .optional("outputs", ParamType::Map, json!({}), "output name -> relative path (`dir/` for a directory)")
-            .optional("shell", ParamType::Bool, json!(false), "run `cmd` with `sh -c`")
-            .optional("env", ParamType::Map, json!({}), "extra environment variables")
-            .optional("args", ParamType::Map, json!({}), "values for `${args.NAME}`")
-            .optional("version", ParamType::Int, json!(1), "bump to force a re-run when the program's behaviour changed")
+            .required(
+                "cmd",
+                ParamType::Any,
+                "argument vector (list), or a shell script string with `shell: true`",
+            )
+            .optional(
+                "outputs",
+                ParamType::Map,
+                json!({}),
+                "output name -> relative path (`dir/` for a directory)",
+            )
+            .optional(
+                "shell",
+                ParamType::Bool,
+                json!(false),
+                "run `cmd` with `sh -c`",
+            )
+            .optional(
+                "env",
+                ParamType::Map,
+                json!({}),
+                "extra environment variables",
+            )
+            .optional(
+                "args",
+                ParamType::Map,
+                json!({}),
+                "values for `${args.NAME}`",
+            )
+            .optional(
+                "version",
+                ParamType::Int,
+                json!(1),
+                "bump to force a re-run when the program's behaviour changed",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         None
@@ -141,15 +206,27 @@ impl Stage for CommandStage {
         Ok(outputs_map(params)?
             .into_iter()
             .map(|(name, p)| match p.strip_suffix('/') {
-                Some(dir) => OutputDecl { name, kind: flow_cache::ArtifactKind::Dir, filename: dir.to_string() },
-                None => OutputDecl { name, kind: flow_cache::ArtifactKind::File, filename: p },
+                Some(dir) => OutputDecl {
+                    name,
+                    kind: flow_cache::ArtifactKind::Dir,
+                    filename: dir.to_string(),
+                },
+                None => OutputDecl {
+                    name,
+                    kind: flow_cache::ArtifactKind::File,
+                    filename: p,
+                },
             })
             .collect())
     }
     fn check(&self, params: &Params, input_names: &[&str]) -> Result<(), String> {
         let cmd = cmd_strings(params)?;
         let outputs = outputs_map(params)?;
-        let args = params.get("args").and_then(|v| v.as_object()).cloned().unwrap_or_default();
+        let args = params
+            .get("args")
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default();
         if let Some(env) = params.get("env").and_then(|v| v.as_object()) {
             for (k, v) in env {
                 if !v.is_string() && !v.is_number() && !v.is_boolean() {
@@ -166,7 +243,9 @@ impl Stage for CommandStage {
                     _ => false,
                 };
                 if !ok {
-                    return Err(format!("`cmd` uses `${{{scope}.{name}}}` but the node declares no such {scope}"));
+                    return Err(format!(
+                        "`cmd` uses `${{{scope}.{name}}}` but the node declares no such {scope}"
+                    ));
                 }
             }
         }
@@ -180,29 +259,48 @@ impl Stage for CommandStage {
         for a in &cmd {
             argv.extend(render_arg(a, ctx, &args)?);
         }
-        let (program, rest) = if shell { ("sh".to_string(), vec!["-c".to_string(), argv.join(" ")]) } else { (argv[0].clone(), argv[1..].to_vec()) };
+        let (program, rest) = if shell {
+            ("sh".to_string(), vec!["-c".to_string(), argv.join(" ")])
+        } else {
+            (argv[0].clone(), argv[1..].to_vec())
+        };
         let workdir = ctx.scratch_dir.join("out");
         for p in ctx.outputs.values() {
             if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| StageError::wrap(format!("cannot create {}", parent.display()), e))?;
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StageError::wrap(format!("cannot create {}", parent.display()), e)
+                })?;
             }
         }
         for o in self.outputs(&ctx.params).map_err(StageError::msg)? {
             if o.kind == flow_cache::ArtifactKind::Dir {
                 let p = ctx.output(&o.name)?.to_path_buf();
-                std::fs::create_dir_all(&p).map_err(|e| StageError::wrap(format!("cannot create {}", p.display()), e))?;
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| StageError::wrap(format!("cannot create {}", p.display()), e))?;
             }
         }
         let mut command = Command::new(&program);
-        command.args(&rest).current_dir(&workdir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(&rest)
+            .current_dir(&workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command.envs(ctx.env());
         if let Some(env) = ctx.params["env"].as_object() {
             for (k, v) in env {
-                command.env(k, v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+                command.env(
+                    k,
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
+                );
             }
         }
         ctx.log(&format!("$ {} {}", program, rest.join(" ")));
-        let mut child = command.spawn().map_err(|e| StageError::wrap(format!("cannot start `{program}`"), e))?;
+        let mut child = command
+            .spawn()
+            .map_err(|e| StageError::wrap(format!("cannot start `{program}`"), e))?;
         let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
             Box::new(child.stdout.take().expect("piped stdout")),
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -236,9 +334,15 @@ impl Stage for CommandStage {
             return Ok(());
         }
         match status.code() {
-            Some(code) if ctx.transient_exit_codes.contains(&code) => Err(StageError::transient(format!("`{program}` exited with code {code} (declared transient)"))),
-            Some(code) => Err(StageError::msg(format!("`{program}` exited with code {code}"))),
-            None => Err(StageError::msg(format!("`{program}` was killed by a signal"))),
+            Some(code) if ctx.transient_exit_codes.contains(&code) => Err(StageError::transient(
+                format!("`{program}` exited with code {code} (declared transient)"),
+            )),
+            Some(code) => Err(StageError::msg(format!(
+                "`{program}` exited with code {code}"
+            ))),
+            None => Err(StageError::msg(format!(
+                "`{program}` was killed by a signal"
+            ))),
         }
     }
 }
@@ -248,7 +352,10 @@ mod tests {
     use super::*;
 
     fn params(v: Value) -> Params {
-        CommandStage.params().validate(v.as_object().unwrap()).unwrap()
+        CommandStage
+            .params()
+            .validate(v.as_object().unwrap())
+            .unwrap()
     }
 
     #[test]
@@ -259,15 +366,26 @@ mod tests {
         assert!(CommandStage.outputs(&p).unwrap_err().contains("absolute"));
         let p = params(json!({"cmd": ["true"], "outputs": {"o": "sub/x.csv", "d": "dir/"}}));
         let o = CommandStage.outputs(&p).unwrap();
-        assert_eq!(o.iter().find(|o| o.name == "d").unwrap().kind, flow_cache::ArtifactKind::Dir);
+        assert_eq!(
+            o.iter().find(|o| o.name == "d").unwrap().kind,
+            flow_cache::ArtifactKind::Dir
+        );
     }
 
     #[test]
     fn templates_are_checked() {
-        let p = params(json!({"cmd": ["cat", "${inputs.x}", "${outputs.o}", "${args.k}"], "outputs": {"o": "o.txt"}, "args": {"k": 1}}));
+        let p = params(
+            json!({"cmd": ["cat", "${inputs.x}", "${outputs.o}", "${args.k}"], "outputs": {"o": "o.txt"}, "args": {"k": 1}}),
+        );
         assert!(CommandStage.check(&p, &["x"]).is_ok());
-        assert!(CommandStage.check(&p, &["y"]).unwrap_err().contains("${inputs.x}"));
+        assert!(CommandStage
+            .check(&p, &["y"])
+            .unwrap_err()
+            .contains("${inputs.x}"));
         let p = params(json!({"cmd": "echo hi"}));
-        assert!(CommandStage.check(&p, &[]).unwrap_err().contains("shell: true"));
+        assert!(CommandStage
+            .check(&p, &[])
+            .unwrap_err()
+            .contains("shell: true"));
     }
 }

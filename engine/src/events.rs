@@ -24,16 +24,56 @@ pub enum NodeState {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { run_id: String, pipeline: String, nodes: usize },
-    NodeCached { node: String, key: String },
-    NodeStarted { node: String, key: String, attempt: u32 },
-    NodeProgress { node: String, done: u64, total: u64, message: String },
-    NodeLog { node: String, line: String },
-    NodeRetry { node: String, attempt: u32, error: String },
-    NodeFinished { node: String, key: String, seconds: f64 },
-    NodeFailed { node: String, key: String, seconds: f64, error: String, log_tail: Vec<String> },
-    NodeBlocked { node: String, by: String },
-    RunFinished { ok: bool, seconds: f64, interrupted: bool },
+    RunStarted {
+        run_id: String,
+        pipeline: String,
+        nodes: usize,
+    },
+    NodeCached {
+        node: String,
+        key: String,
+    },
+    NodeStarted {
+        node: String,
+        key: String,
+        attempt: u32,
+    },
+    NodeProgress {
+        node: String,
+        done: u64,
+        total: u64,
+        message: String,
+    },
+    NodeLog {
+        node: String,
+        line: String,
+    },
+    NodeRetry {
+        node: String,
+        attempt: u32,
+        error: String,
+    },
+    NodeFinished {
+        node: String,
+        key: String,
+        seconds: f64,
+    },
+    NodeFailed {
+        node: String,
+        key: String,
+        seconds: f64,
+        error: String,
+        log_tail: Vec<String>,
+    },
+    NodeBlocked {
+        node: String,
+        by: String,
+    },
+    RunFinished {
+        ok: bool,
+        seconds: f64,
+        interrupted: bool,
+    },
 }
 
 /// Consumes events.
@@ -49,7 +89,9 @@ pub struct EventBus {
 
 impl EventBus {
     pub fn new(reporters: Vec<Box<dyn Reporter>>) -> EventBus {
-        EventBus { reporters: Mutex::new(reporters) }
+        EventBus {
+            reporters: Mutex::new(reporters),
+        }
     }
     pub fn emit(&self, e: Event) {
         let mut rs = self.reporters.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,7 +108,9 @@ pub struct JsonlJournal {
 
 impl JsonlJournal {
     pub fn create(path: &Path) -> std::io::Result<JsonlJournal> {
-        Ok(JsonlJournal { out: BufWriter::new(File::create(path)?) })
+        Ok(JsonlJournal {
+            out: BufWriter::new(File::create(path)?),
+        })
     }
 }
 
@@ -75,12 +119,18 @@ impl Reporter for JsonlJournal {
         if matches!(e, Event::NodeLog { .. }) {
             return;
         }
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         if let Ok(mut v) = serde_json::to_value(e) {
             v["ts_ms"] = serde_json::json!(ts as u64);
             let _ = writeln!(self.out, "{v}");
         }
-        if matches!(e, Event::RunFinished { .. } | Event::NodeFailed { .. } | Event::NodeFinished { .. }) {
+        if matches!(
+            e,
+            Event::RunFinished { .. } | Event::NodeFailed { .. } | Event::NodeFinished { .. }
+        ) {
             let _ = self.out.flush();
         }
     }
@@ -92,13 +142,23 @@ pub struct TraceReporter;
 impl Reporter for TraceReporter {
     fn on(&mut self, e: &Event) {
         match e {
-            Event::NodeStarted { node, attempt, .. } if *attempt > 1 => tracing::info!(node = %node, attempt, "retrying"),
+            Event::NodeStarted { node, attempt, .. } if *attempt > 1 => {
+                tracing::info!(node = %node, attempt, "retrying")
+            }
             Event::NodeStarted { node, .. } => tracing::info!(node = %node, "started"),
-            Event::NodeFinished { node, seconds, .. } => tracing::info!(node = %node, seconds = format!("{seconds:.2}"), "finished"),
+            Event::NodeFinished { node, seconds, .. } => {
+                tracing::info!(node = %node, seconds = format!("{seconds:.2}"), "finished")
+            }
             Event::NodeCached { node, .. } => tracing::debug!(node = %node, "cached"),
-            Event::NodeRetry { node, error, .. } => tracing::warn!(node = %node, "transient failure: {error}"),
-            Event::NodeFailed { node, error, .. } => tracing::error!(node = %node, "failed: {error}"),
-            Event::NodeBlocked { node, by } => tracing::warn!(node = %node, "not run: depends on failed node {by}"),
+            Event::NodeRetry { node, error, .. } => {
+                tracing::warn!(node = %node, "transient failure: {error}")
+            }
+            Event::NodeFailed { node, error, .. } => {
+                tracing::error!(node = %node, "failed: {error}")
+            }
+            Event::NodeBlocked { node, by } => {
+                tracing::warn!(node = %node, "not run: depends on failed node {by}")
+            }
             Event::NodeLog { node, line } => tracing::debug!(node = %node, "{line}"),
             _ => {}
         }

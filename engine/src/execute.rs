@@ -18,7 +18,9 @@ use crate::events::{Event, EventBus};
 use crate::key;
 use crate::resolve::Resolved;
 use crate::spec::{Resources, Retry};
-use crate::stage::{Device, ItemCache, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError};
+use crate::stage::{
+    Device, ItemCache, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError,
+};
 use crate::state::StateDir;
 
 /// Everything needed to run one node, moved to a worker thread.
@@ -57,14 +59,22 @@ struct NodeSink {
 
 impl NodeReporter for NodeSink {
     fn progress(&self, node: &str, done: u64, total: u64, message: &str) {
-        self.bus.emit(Event::NodeProgress { node: node.into(), done, total, message: message.into() });
+        self.bus.emit(Event::NodeProgress {
+            node: node.into(),
+            done,
+            total,
+            message: message.into(),
+        });
     }
     fn log(&self, node: &str, line: &str) {
         if let Ok(mut f) = self.file.lock() {
             // Flushed per line so `tail -f` on a node log follows a long stage.
             let _ = writeln!(f, "{line}").and_then(|_| f.flush());
         }
-        self.bus.emit(Event::NodeLog { node: node.into(), line: line.into() });
+        self.bus.emit(Event::NodeLog {
+            node: node.into(),
+            line: line.into(),
+        });
     }
 }
 
@@ -79,13 +89,22 @@ struct StoreItems {
 }
 
 impl ItemCache for StoreItems {
-    fn get_or_make(&self, item: &Value, name: &str, make: &mut dyn FnMut(&Path) -> Result<(), StageError>) -> Result<PathBuf, StageError> {
+    fn get_or_make(
+        &self,
+        item: &Value,
+        name: &str,
+        make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
+    ) -> Result<PathBuf, StageError> {
         let manifest = json!({"format": key::FORMAT, "item_of": self.stage, "version": self.version, "item": item, "name": name});
         let k = key::key_of(&manifest);
         let store_err = |e: flow_cache::CacheError| StageError::wrap("item cache", e);
         if let Some(hit) = self.state.index.lookup(&k).map_err(store_err)? {
             if let Some(rec) = hit.outputs.get("item") {
-                if let Ok(p) = self.state.store.materialize(rec.kind, &rec.digest, &rec.name) {
+                if let Ok(p) = self
+                    .state
+                    .store
+                    .materialize(rec.kind, &rec.digest, &rec.name)
+                {
                     return Ok(p);
                 }
             }
@@ -96,14 +115,27 @@ impl ItemCache for StoreItems {
             *c
         };
         let dir = self.scratch.join("items").join(n.to_string());
-        fs::create_dir_all(&dir).map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
         let target = dir.join(name);
         make(&target)?;
         if !target.exists() {
-            return Err(StageError::msg(format!("item `{name}` was not produced at {}", target.display())));
+            return Err(StageError::msg(format!(
+                "item `{name}` was not produced at {}",
+                target.display()
+            )));
         }
-        let (kind, digest, size, blobs) = self.state.store.put_path(&target, true).map_err(store_err)?;
-        let rec = OutputRecord { kind, digest, size, name: name.to_string() };
+        let (kind, digest, size, blobs) = self
+            .state
+            .store
+            .put_path(&target, true)
+            .map_err(store_err)?;
+        let rec = OutputRecord {
+            kind,
+            digest,
+            size,
+            name: name.to_string(),
+        };
         let result = ActionResult {
             key: k,
             node: format!("{}#item", self.node),
@@ -116,17 +148,25 @@ impl ItemCache for StoreItems {
             manifest,
         };
         self.state.index.record(&result).map_err(store_err)?;
-        self.state.store.materialize(kind, &digest, name).map_err(store_err)
+        self.state
+            .store
+            .materialize(kind, &digest, name)
+            .map_err(store_err)
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The last `n` lines of a log file.
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(f) = File::open(path) else { return Vec::new() };
+    let Ok(f) = File::open(path) else {
+        return Vec::new();
+    };
     let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
@@ -136,13 +176,23 @@ pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
     let started = Instant::now();
     let mut attempt = 1;
     loop {
-        job.bus.emit(Event::NodeStarted { node: job.node.clone(), key: job.key.to_hex(), attempt });
+        job.bus.emit(Event::NodeStarted {
+            node: job.node.clone(),
+            key: job.key.to_hex(),
+            attempt,
+        });
         match attempt_once(&job, attempt) {
             Ok(r) => return Ok(r),
             Err(e) => {
-                let retryable = !matches!(e, StageError::Cancelled) && e.is_transient() && attempt <= job.retry.attempts;
+                let retryable = !matches!(e, StageError::Cancelled)
+                    && e.is_transient()
+                    && attempt <= job.retry.attempts;
                 if retryable {
-                    job.bus.emit(Event::NodeRetry { node: job.node.clone(), attempt, error: e.chain() });
+                    job.bus.emit(Event::NodeRetry {
+                        node: job.node.clone(),
+                        attempt,
+                        error: e.chain(),
+                    });
                     std::thread::sleep(std::time::Duration::from_millis(job.retry.delay_ms));
                     attempt += 1;
                     continue;
@@ -152,7 +202,12 @@ pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
                 if !cancelled {
                     let _ = job.state.index.record_failure(&job.node, &message);
                 }
-                return Err(Failure { message, cancelled, log_tail: log_tail(&job.log_path, 20), seconds: started.elapsed().as_secs_f64() });
+                return Err(Failure {
+                    message,
+                    cancelled,
+                    log_tail: log_tail(&job.log_path, 20),
+                    seconds: started.elapsed().as_secs_f64(),
+                });
             }
         }
     }
@@ -162,35 +217,67 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let started_ms = now_ms();
     let t0 = Instant::now();
     let io = |what: String| move |e: std::io::Error| StageError::wrap(what, e);
-    let scratch = job.state.tmp_dir().join(format!("{}-{}-{attempt}", job.node, job.key.short()));
+    let scratch = job
+        .state
+        .tmp_dir()
+        .join(format!("{}-{}-{attempt}", job.node, job.key.short()));
     let _ = fs::remove_dir_all(&scratch);
     let out_dir = scratch.join("out");
     fs::create_dir_all(&out_dir).map_err(io(format!("cannot create {}", out_dir.display())))?;
     let checkpoint_dir = job.state.checkpoint_dir(&job.key);
-    fs::create_dir_all(&checkpoint_dir).map_err(io(format!("cannot create {}", checkpoint_dir.display())))?;
+    fs::create_dir_all(&checkpoint_dir)
+        .map_err(io(format!("cannot create {}", checkpoint_dir.display())))?;
     if let Some(p) = job.log_path.parent() {
         fs::create_dir_all(p).map_err(io(format!("cannot create {}", p.display())))?;
     }
-    let log = File::options().create(true).append(true).open(&job.log_path).map_err(io(format!("cannot open {}", job.log_path.display())))?;
-    let sink = Arc::new(NodeSink { file: Mutex::new(BufWriter::new(log)), bus: job.bus.clone() });
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&job.log_path)
+        .map_err(io(format!("cannot open {}", job.log_path.display())))?;
+    let sink = Arc::new(NodeSink {
+        file: Mutex::new(BufWriter::new(log)),
+        bus: job.bus.clone(),
+    });
 
     let mut inputs = BTreeMap::new();
     for (name, list) in &job.inputs {
         let mut paths = Vec::new();
         for r in list {
-            paths.push(r.materialize(&job.state).map_err(|e| StageError::wrap(format!("cannot provide input `{name}`"), e))?);
+            paths.push(
+                r.materialize(&job.state)
+                    .map_err(|e| StageError::wrap(format!("cannot provide input `{name}`"), e))?,
+            );
         }
         inputs.insert(name.clone(), paths);
     }
-    let outputs: BTreeMap<String, PathBuf> = job.outputs.iter().map(|o| (o.name.clone(), out_dir.join(&o.filename))).collect();
+    let outputs: BTreeMap<String, PathBuf> = job
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), out_dir.join(&o.filename)))
+        .collect();
     let mut env = BTreeMap::new();
     env.insert("FLOW_OUT_DIR".to_string(), out_dir.display().to_string());
-    env.insert("FLOW_CHECKPOINT_DIR".to_string(), checkpoint_dir.display().to_string());
+    env.insert(
+        "FLOW_CHECKPOINT_DIR".to_string(),
+        checkpoint_dir.display().to_string(),
+    );
     env.insert("FLOW_THREADS".to_string(), job.threads.to_string());
     env.insert("OMP_NUM_THREADS".to_string(), job.threads.to_string());
     env.insert("RAYON_NUM_THREADS".to_string(), job.threads.to_string());
-    env.insert("CUDA_VISIBLE_DEVICES".to_string(), job.gpus.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
-    let device = job.gpus.first().map(|&g| Device::Cuda(g)).unwrap_or(Device::Cpu);
+    env.insert(
+        "CUDA_VISIBLE_DEVICES".to_string(),
+        job.gpus
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let device = job
+        .gpus
+        .first()
+        .map(|&g| Device::Cuda(g))
+        .unwrap_or(Device::Cpu);
     let items = Arc::new(StoreItems {
         state: job.state.clone(),
         node: job.node.clone(),
@@ -218,8 +305,15 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let outcome = match outcome {
         Ok(r) => r,
         Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            Err(StageError::msg(format!("stage `{}` panicked (a bug in the stage): {msg}", job.stage.kind())))
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(StageError::msg(format!(
+                "stage `{}` panicked (a bug in the stage): {msg}",
+                job.stage.kind()
+            )))
         }
     };
     if let Ok(mut f) = sink.file.lock() {
@@ -245,7 +339,11 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         };
         if !ok {
             let _ = fs::remove_dir_all(&scratch);
-            let what = if o.kind == flow_cache::ArtifactKind::Dir { "directory" } else { "file" };
+            let what = if o.kind == flow_cache::ArtifactKind::Dir {
+                "directory"
+            } else {
+                "file"
+            };
             return Err(StageError::msg(format!(
                 "declared output `{}` was not produced: expected a {what} at {} (relative path `{}`)",
                 o.name,
@@ -253,11 +351,33 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
                 o.filename
             )));
         }
-        let (kind, digest, size, b) = job.state.store.put_path(p, true).map_err(|e| StageError::wrap(format!("cannot store output `{}`", o.name), e))?;
+        let (kind, digest, size, b) = job
+            .state
+            .store
+            .put_path(p, true)
+            .map_err(|e| StageError::wrap(format!("cannot store output `{}`", o.name), e))?;
         blobs.extend(b);
-        records.insert(o.name.clone(), OutputRecord { kind, digest, size, name: o.filename.rsplit('/').next().unwrap_or(&o.filename).to_string() });
+        records.insert(
+            o.name.clone(),
+            OutputRecord {
+                kind,
+                digest,
+                size,
+                name: o
+                    .filename
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&o.filename)
+                    .to_string(),
+            },
+        );
     }
-    let log_digest = job.state.store.put_file(&job.log_path, false).ok().map(|(d, _)| d);
+    let log_digest = job
+        .state
+        .store
+        .put_file(&job.log_path, false)
+        .ok()
+        .map(|(d, _)| d);
     blobs.extend(log_digest);
     let result = ActionResult {
         key: job.key,
@@ -270,8 +390,14 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         peak_rss_kb: None,
         manifest: job.manifest.clone(),
     };
-    job.state.index.record(&result).map_err(|e| StageError::wrap("cannot record the result", e))?;
-    job.state.index.flush().map_err(|e| StageError::wrap("cannot flush the index", e))?;
+    job.state
+        .index
+        .record(&result)
+        .map_err(|e| StageError::wrap("cannot record the result", e))?;
+    job.state
+        .index
+        .flush()
+        .map_err(|e| StageError::wrap("cannot flush the index", e))?;
     let _ = fs::remove_dir_all(&checkpoint_dir);
     let _ = fs::remove_dir_all(&scratch);
     Ok(result)

@@ -15,10 +15,18 @@ pub fn render(dag: &Dag, format: GraphFormat) -> String {
     let edges = edges(dag);
     match format {
         GraphFormat::Dot => {
-            out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", dag.name));
+            out.push_str(&format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+                dag.name
+            ));
             for &i in &dag.order {
                 let n = &dag.nodes[i];
-                out.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"];\n", n.id(), n.id(), n.stage.kind()));
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n{}\"];\n",
+                    n.id(),
+                    n.id(),
+                    n.stage.kind()
+                ));
             }
             for (a, b, label) in edges {
                 out.push_str(&format!("  \"{a}\" -> \"{b}\" [label=\"{label}\"];\n"));
@@ -29,7 +37,12 @@ pub fn render(dag: &Dag, format: GraphFormat) -> String {
             out.push_str("flowchart LR\n");
             for &i in &dag.order {
                 let n = &dag.nodes[i];
-                out.push_str(&format!("  {}[\"{}<br/><small>{}</small>\"]\n", n.id(), n.id(), n.stage.kind()));
+                out.push_str(&format!(
+                    "  {}[\"{}<br/><small>{}</small>\"]\n",
+                    n.id(),
+                    n.id(),
+                    n.stage.kind()
+                ));
             }
             for (a, b, label) in edges {
                 out.push_str(&format!("  {a} -->|{label}| {b}\n"));

@@ -23,7 +23,11 @@ pub struct PlanEntry {
     pub key: Option<String>,
 }
 
-fn why_run(state: &StateDir, node: &str, manifest: &serde_json::Value) -> Result<String, EngineError> {
+fn why_run(
+    state: &StateDir,
+    node: &str,
+    manifest: &serde_json::Value,
+) -> Result<String, EngineError> {
     let Some(last) = state.index.last_key(node)? else {
         return Ok(match state.index.failure(node)? {
             Some(f) => format!("failed last time: {}", first_line(&f)),
@@ -37,7 +41,11 @@ fn why_run(state: &StateDir, node: &str, manifest: &serde_json::Value) -> Result
     if let Some(f) = state.index.failure(node)? {
         return Ok(format!("failed last time: {}", first_line(&f)));
     }
-    Ok(if d.is_empty() { "its cached outputs are missing from the store".into() } else { d.join("; ") })
+    Ok(if d.is_empty() {
+        "its cached outputs are missing from the store".into()
+    } else {
+        d.join("; ")
+    })
 }
 
 fn first_line(s: &str) -> &str {
@@ -45,7 +53,13 @@ fn first_line(s: &str) -> &str {
 }
 
 /// Computes the plan without running anything.
-pub fn plan(dag: &Dag, state: &StateDir, base: &Path, targets: &[String], rerun: &[String]) -> Result<Vec<PlanEntry>, EngineError> {
+pub fn plan(
+    dag: &Dag,
+    state: &StateDir,
+    base: &Path,
+    targets: &[String],
+    rerun: &[String],
+) -> Result<Vec<PlanEntry>, EngineError> {
     let (selected, forced) = selection(dag, targets, rerun)?;
     let ext = ExternalDigests::compute(dag, &selected, state, base)?;
     let n = dag.nodes.len();
@@ -58,26 +72,57 @@ pub fn plan(dag: &Dag, state: &StateDir, base: &Path, targets: &[String], rerun:
         let id = dag.nodes[i].id().to_string();
         let entry = match key_node(dag, i, &outputs, &ext, base) {
             None => {
-                let ups: Vec<&str> = dag.nodes[i].deps.iter().filter(|&&d| outputs[d].is_none()).map(|&d| dag.nodes[d].id()).collect();
-                PlanEntry { id, action: "pending", reason: format!("runs if {} change(s) its outputs", ups.join(", ")), key: None }
+                let ups: Vec<&str> = dag.nodes[i]
+                    .deps
+                    .iter()
+                    .filter(|&&d| outputs[d].is_none())
+                    .map(|&d| dag.nodes[d].id())
+                    .collect();
+                PlanEntry {
+                    id,
+                    action: "pending",
+                    reason: format!("runs if {} change(s) its outputs", ups.join(", ")),
+                    key: None,
+                }
             }
             Some(k) => {
-                let hit = state.index.lookup(&k.key)?.filter(|h| h.outputs.values().all(|o| state.store.contains(&o.digest)));
+                let hit = state
+                    .index
+                    .lookup(&k.key)?
+                    .filter(|h| h.outputs.values().all(|o| state.store.contains(&o.digest)));
                 match hit {
                     Some(h) if !forced[i] => {
                         outputs[i] = Some(h.outputs);
-                        PlanEntry { id, action: "cached", reason: format!("cached from {:.1}s run", h.seconds), key: Some(k.key.to_hex()) }
+                        PlanEntry {
+                            id,
+                            action: "cached",
+                            reason: format!("cached from {:.1}s run", h.seconds),
+                            key: Some(k.key.to_hex()),
+                        }
                     }
                     _ => {
-                        let reason = if forced[i] { "forced by --rerun".to_string() } else { why_run(state, &id, &k.manifest)? };
-                        PlanEntry { id, action: "run", reason, key: Some(k.key.to_hex()) }
+                        let reason = if forced[i] {
+                            "forced by --rerun".to_string()
+                        } else {
+                            why_run(state, &id, &k.manifest)?
+                        };
+                        PlanEntry {
+                            id,
+                            action: "run",
+                            reason,
+                            key: Some(k.key.to_hex()),
+                        }
                     }
                 }
             }
         };
         entries[i] = Some(entry);
     }
-    Ok(dag.order.iter().filter_map(|&i| entries[i].clone()).collect())
+    Ok(dag
+        .order
+        .iter()
+        .filter_map(|&i| entries[i].clone())
+        .collect())
 }
 
 /// A node's state as `flow status` shows it.
@@ -95,12 +140,32 @@ pub fn status(dag: &Dag, state: &StateDir, base: &Path) -> Result<Vec<StatusEntr
     let mut out = Vec::new();
     for e in entries {
         let (st, detail) = match e.action {
-            "cached" => ("done", e.reason.replace("cached from", "finished in").replace(" run", "")),
+            "cached" => (
+                "done",
+                e.reason
+                    .replace("cached from", "finished in")
+                    .replace(" run", ""),
+            ),
             _ => {
-                let ckpt = e.key.as_ref().and_then(|k| k.parse().ok()).map(|k| state.checkpoint_dir(&k));
-                let has_ckpt = ckpt.as_ref().map(|p| p.is_dir() && std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(false)).unwrap_or(false);
+                let ckpt = e
+                    .key
+                    .as_ref()
+                    .and_then(|k| k.parse().ok())
+                    .map(|k| state.checkpoint_dir(&k));
+                let has_ckpt = ckpt
+                    .as_ref()
+                    .map(|p| {
+                        p.is_dir()
+                            && std::fs::read_dir(p)
+                                .map(|mut d| d.next().is_some())
+                                .unwrap_or(false)
+                    })
+                    .unwrap_or(false);
                 if has_ckpt {
-                    ("in-progress", format!("checkpoint at {}", ckpt.expect("checked").display()))
+                    (
+                        "in-progress",
+                        format!("checkpoint at {}", ckpt.expect("checked").display()),
+                    )
                 } else if let Some(f) = state.index.failure(&e.id)? {
                     ("failed", first_line(&f).to_string())
                 } else {
@@ -108,20 +173,42 @@ pub fn status(dag: &Dag, state: &StateDir, base: &Path) -> Result<Vec<StatusEntr
                 }
             }
         };
-        out.push(StatusEntry { id: e.id, state: st, detail });
+        out.push(StatusEntry {
+            id: e.id,
+            state: st,
+            detail,
+        });
     }
     Ok(out)
 }
 
 /// Why a node's key differs from the one it had when it last finished.
-pub fn explain(dag: &Dag, state: &StateDir, base: &Path, node: &str) -> Result<Vec<String>, EngineError> {
-    let i = dag.index_of(node).ok_or_else(|| EngineError::Usage(format!("no node `{node}` in {}", dag.file.display())))?;
+pub fn explain(
+    dag: &Dag,
+    state: &StateDir,
+    base: &Path,
+    node: &str,
+) -> Result<Vec<String>, EngineError> {
+    let i = dag
+        .index_of(node)
+        .ok_or_else(|| EngineError::Usage(format!("no node `{node}` in {}", dag.file.display())))?;
     let entries = plan(dag, state, base, &[node.to_string()], &[])?;
     let mut lines = Vec::new();
-    let me = entries.iter().find(|e| e.id == node).expect("target is planned");
-    lines.push(format!("{node} ({}, version {}): {}", dag.nodes[i].stage.kind(), dag.nodes[i].stage.version(), me.action));
+    let me = entries
+        .iter()
+        .find(|e| e.id == node)
+        .expect("target is planned");
+    lines.push(format!(
+        "{node} ({}, version {}): {}",
+        dag.nodes[i].stage.kind(),
+        dag.nodes[i].stage.version(),
+        me.action
+    ));
     match me.action {
-        "cached" => lines.push(format!("key {} is cached: nothing changed", me.key.clone().unwrap_or_default())),
+        "cached" => lines.push(format!(
+            "key {} is cached: nothing changed",
+            me.key.clone().unwrap_or_default()
+        )),
         "pending" => {
             lines.push(format!("its key is not known yet: {}", me.reason));
             for e in entries.iter().filter(|e| e.action == "run") {

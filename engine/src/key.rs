@@ -23,12 +23,26 @@ pub struct InputDigest {
 
 /// The canonical manifest of a node; `settings` only appears when the stage has some, so
 /// the keys of stages without settings do not move.
-pub fn manifest(kind: &str, version: u32, params: &serde_json::Map<String, Value>, settings: Option<&Value>, inputs: &BTreeMap<String, Vec<InputDigest>>, many: &BTreeMap<String, bool>) -> Value {
+pub fn manifest(
+    kind: &str,
+    version: u32,
+    params: &serde_json::Map<String, Value>,
+    settings: Option<&Value>,
+    inputs: &BTreeMap<String, Vec<InputDigest>>,
+    many: &BTreeMap<String, bool>,
+) -> Value {
     let inputs: serde_json::Map<String, Value> = inputs
         .iter()
         .map(|(name, ds)| {
-            let list: Vec<Value> = ds.iter().map(|d| json!({"kind": d.kind, "digest": d.digest})).collect();
-            let v = if many.get(name).copied().unwrap_or(false) { Value::Array(list) } else { list.into_iter().next().unwrap_or(Value::Null) };
+            let list: Vec<Value> = ds
+                .iter()
+                .map(|d| json!({"kind": d.kind, "digest": d.digest}))
+                .collect();
+            let v = if many.get(name).copied().unwrap_or(false) {
+                Value::Array(list)
+            } else {
+                list.into_iter().next().unwrap_or(Value::Null)
+            };
             (name.clone(), v)
         })
         .collect();
@@ -91,16 +105,39 @@ pub fn key_of(manifest: &Value) -> Digest {
 pub fn diff(old: &Value, new: &Value) -> Vec<String> {
     let mut out = Vec::new();
     if old["format"] != new["format"] {
-        out.push(format!("cache format changed ({} -> {})", old["format"], new["format"]));
+        out.push(format!(
+            "cache format changed ({} -> {})",
+            old["format"], new["format"]
+        ));
     }
     if old["stage"] != new["stage"] {
-        out.push(format!("stage kind changed ({} -> {})", old["stage"], new["stage"]));
+        out.push(format!(
+            "stage kind changed ({} -> {})",
+            old["stage"], new["stage"]
+        ));
     } else if old["version"] != new["version"] {
-        out.push(format!("stage version changed ({} -> {})", old["version"], new["version"]));
+        out.push(format!(
+            "stage version changed ({} -> {})",
+            old["version"], new["version"]
+        ));
     }
-    diff_maps("param", &old["params"], &new["params"], &mut out, |v| canonical_json(v));
-    diff_maps("setting", &flatten(&old["settings"]), &flatten(&new["settings"]), &mut out, |v| canonical_json(v));
-    diff_maps("input", &old["inputs"], &new["inputs"], &mut out, describe_input);
+    diff_maps("param", &old["params"], &new["params"], &mut out, |v| {
+        canonical_json(v)
+    });
+    diff_maps(
+        "setting",
+        &flatten(&old["settings"]),
+        &flatten(&new["settings"]),
+        &mut out,
+        |v| canonical_json(v),
+    );
+    diff_maps(
+        "input",
+        &old["inputs"],
+        &new["inputs"],
+        &mut out,
+        describe_input,
+    );
     out
 }
 
@@ -110,7 +147,15 @@ fn flatten(v: &Value) -> Value {
         match v {
             Value::Object(m) if !m.is_empty() => {
                 for (k, x) in m {
-                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, x, out);
+                    walk(
+                        &if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        },
+                        x,
+                        out,
+                    );
                 }
             }
             Value::Null if prefix.is_empty() => {}
@@ -126,13 +171,30 @@ fn flatten(v: &Value) -> Value {
 
 fn describe_input(v: &Value) -> String {
     match v {
-        Value::Array(items) => format!("[{}]", items.iter().map(describe_input).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => m.get("digest").and_then(|d| d.as_str()).map(|d| d[..12.min(d.len())].to_string()).unwrap_or_default(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(describe_input)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Object(m) => m
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .map(|d| d[..12.min(d.len())].to_string())
+            .unwrap_or_default(),
         other => other.to_string(),
     }
 }
 
-fn diff_maps(what: &str, old: &Value, new: &Value, out: &mut Vec<String>, show: impl Fn(&Value) -> String) {
+fn diff_maps(
+    what: &str,
+    old: &Value,
+    new: &Value,
+    out: &mut Vec<String>,
+    show: impl Fn(&Value) -> String,
+) {
     let empty = serde_json::Map::new();
     let o = old.as_object().unwrap_or(&empty);
     let n = new.as_object().unwrap_or(&empty);
@@ -141,7 +203,9 @@ fn diff_maps(what: &str, old: &Value, new: &Value, out: &mut Vec<String>, show: 
     keys.dedup();
     for k in keys {
         match (o.get(k), n.get(k)) {
-            (Some(a), Some(b)) if a != b => out.push(format!("{what} `{k}` changed: {} -> {}", show(a), show(b))),
+            (Some(a), Some(b)) if a != b => {
+                out.push(format!("{what} `{k}` changed: {} -> {}", show(a), show(b)))
+            }
             (Some(a), None) => out.push(format!("{what} `{k}` removed (was {})", show(a))),
             (None, Some(b)) => out.push(format!("{what} `{k}` added ({})", show(b))),
             _ => {}
@@ -155,21 +219,49 @@ mod tests {
     use proptest::prelude::*;
 
     fn m(params: Value) -> Value {
-        manifest("command", 1, params.as_object().unwrap(), None, &BTreeMap::new(), &BTreeMap::new())
+        manifest(
+            "command",
+            1,
+            params.as_object().unwrap(),
+            None,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        )
     }
 
     #[test]
     fn settings_move_the_key_and_diff_names_their_path() {
         let p = json!({"profile": "demo"});
-        let with = |s: Value| manifest("rsna.x", 1, p.as_object().unwrap(), Some(&s), &BTreeMap::new(), &BTreeMap::new());
+        let with = |s: Value| {
+            manifest(
+                "rsna.x",
+                1,
+                p.as_object().unwrap(),
+                Some(&s),
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+            )
+        };
         let a = with(json!({"recipe": {"lr": 0.01, "patch": [32, 32, 32]}}));
         let b = with(json!({"recipe": {"lr": 0.003, "patch": [32, 32, 32]}}));
         assert_ne!(key_of(&a), key_of(&b));
-        assert_eq!(diff(&a, &b), vec!["setting `recipe.lr` changed: 0.01 -> 0.003".to_string()]);
+        assert_eq!(
+            diff(&a, &b),
+            vec!["setting `recipe.lr` changed: 0.01 -> 0.003".to_string()]
+        );
         // A stage without settings keeps the manifest it always had.
-        let none = manifest("rsna.x", 1, p.as_object().unwrap(), None, &BTreeMap::new(), &BTreeMap::new());
+        let none = manifest(
+            "rsna.x",
+            1,
+            p.as_object().unwrap(),
+            None,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
         assert!(none.get("settings").is_none());
-        assert!(diff(&none, &a).iter().any(|l| l.contains("setting `recipe.lr` added")));
+        assert!(diff(&none, &a)
+            .iter()
+            .any(|l| l.contains("setting `recipe.lr` added")));
     }
 
     #[test]
@@ -186,7 +278,11 @@ mod tests {
         let a = m(json!({"lr": 0.1, "x": 1}));
         let b = m(json!({"lr": 0.2, "y": 1}));
         let d = diff(&a, &b);
-        assert!(d.iter().any(|l| l.contains("param `lr` changed: 0.1 -> 0.2")), "{d:?}");
+        assert!(
+            d.iter()
+                .any(|l| l.contains("param `lr` changed: 0.1 -> 0.2")),
+            "{d:?}"
+        );
         assert!(d.iter().any(|l| l.contains("param `x` removed")), "{d:?}");
         assert!(d.iter().any(|l| l.contains("param `y` added")), "{d:?}");
     }
@@ -200,7 +296,8 @@ mod tests {
         leaf.prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

@@ -35,7 +35,10 @@ impl ParamType {
             (ParamType::Any, v) => Some(v.clone()),
             (ParamType::Bool, Value::Bool(_)) => Some(v.clone()),
             (ParamType::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => Some(v.clone()),
-            (ParamType::Float, Value::Number(n)) => n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number),
+            (ParamType::Float, Value::Number(n)) => n
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
             (ParamType::String, Value::String(_)) => Some(v.clone()),
             (ParamType::List, Value::Array(_)) => Some(v.clone()),
             (ParamType::Map, Value::Object(_)) => Some(v.clone()),
@@ -68,17 +71,47 @@ impl ParamsSchema {
     }
     /// A required param.
     pub fn required(mut self, name: &'static str, ty: ParamType, doc: &'static str) -> Self {
-        self.params.push(ParamSpec { name, ty, default: None, doc, in_key: true });
+        self.params.push(ParamSpec {
+            name,
+            ty,
+            default: None,
+            doc,
+            in_key: true,
+        });
         self
     }
     /// An optional param with its default.
-    pub fn optional(mut self, name: &'static str, ty: ParamType, default: Value, doc: &'static str) -> Self {
-        self.params.push(ParamSpec { name, ty, default: Some(default), doc, in_key: true });
+    pub fn optional(
+        mut self,
+        name: &'static str,
+        ty: ParamType,
+        default: Value,
+        doc: &'static str,
+    ) -> Self {
+        self.params.push(ParamSpec {
+            name,
+            ty,
+            default: Some(default),
+            doc,
+            in_key: true,
+        });
         self
     }
     /// An optional param that does not affect results (excluded from the node key).
-    pub fn runtime(mut self, name: &'static str, ty: ParamType, default: Value, doc: &'static str) -> Self {
-        self.params.push(ParamSpec { name, ty, default: Some(default), doc, in_key: false });
+    pub fn runtime(
+        mut self,
+        name: &'static str,
+        ty: ParamType,
+        default: Value,
+        doc: &'static str,
+    ) -> Self {
+        self.params.push(ParamSpec {
+            name,
+            ty,
+            default: Some(default),
+            doc,
+            in_key: false,
+        });
         self
     }
 
@@ -97,7 +130,14 @@ impl ParamsSchema {
                         .map(|c| format!("; did you mean `{c}`?"))
                         .unwrap_or_else(|| {
                             let names: Vec<&str> = self.params.iter().map(|p| p.name).collect();
-                            format!("; known params: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })
+                            format!(
+                                "; known params: {}",
+                                if names.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    names.join(", ")
+                                }
+                            )
                         });
                     errors.push((k.clone(), format!("unknown param `{k}`{hint}")));
                 }
@@ -105,7 +145,14 @@ impl ParamsSchema {
                     Some(c) => {
                         out.insert(k.clone(), c);
                     }
-                    None => errors.push((k.clone(), format!("param `{k}` must be {}, got {}", spec.ty.name(), describe(v)))),
+                    None => errors.push((
+                        k.clone(),
+                        format!(
+                            "param `{k}` must be {}, got {}",
+                            spec.ty.name(),
+                            describe(v)
+                        ),
+                    )),
                 },
             }
         }
@@ -115,7 +162,15 @@ impl ParamsSchema {
                     Some(d) => {
                         out.insert(spec.name.to_string(), d.clone());
                     }
-                    None => errors.push((spec.name.to_string(), format!("missing required param `{}` ({}): {}", spec.name, spec.ty.name(), spec.doc))),
+                    None => errors.push((
+                        spec.name.to_string(),
+                        format!(
+                            "missing required param `{}` ({}): {}",
+                            spec.name,
+                            spec.ty.name(),
+                            spec.doc
+                        ),
+                    )),
                 }
             }
         }
@@ -128,7 +183,11 @@ impl ParamsSchema {
 
     /// The params that enter the node key.
     pub fn key_params(&self, params: &Params) -> Params {
-        params.iter().filter(|(k, _)| self.get(k).map(|s| s.in_key).unwrap_or(true)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        params
+            .iter()
+            .filter(|(k, _)| self.get(k).map(|s| s.in_key).unwrap_or(true))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -145,8 +204,16 @@ fn describe(v: &Value) -> String {
 
 /// The known name closest to `name` by edit distance, if close enough to be a typo.
 /// The known name closest to `name` by edit distance, if within `max` edits (a likely typo).
-pub(crate) fn closest_within<'a>(name: &str, known: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
-    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= max).min().map(|(_, k)| k)
+pub(crate) fn closest_within<'a>(
+    name: &str,
+    known: impl Iterator<Item = &'a str>,
+    max: usize,
+) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= max)
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
@@ -159,7 +226,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -184,7 +255,9 @@ mod tests {
 
     #[test]
     fn defaults_and_coercion() {
-        let p = schema().validate(&map(json!({"epochs": 3, "lr": 1}))).unwrap();
+        let p = schema()
+            .validate(&map(json!({"epochs": 3, "lr": 1})))
+            .unwrap();
         assert_eq!(p["lr"], json!(1.0));
         assert_eq!(p["threads"], json!(1));
         let k = schema().key_params(&p);
@@ -193,10 +266,22 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = schema().validate(&map(json!({"epoch": 3, "lr": "x"}))).unwrap_err();
+        let e = schema()
+            .validate(&map(json!({"epoch": 3, "lr": "x"})))
+            .unwrap_err();
         let text: Vec<&str> = e.iter().map(|(_, m)| m.as_str()).collect();
-        assert!(text.iter().any(|m| m.contains("did you mean `epochs`")), "{text:?}");
-        assert!(text.iter().any(|m| m.contains("must be float, got string")), "{text:?}");
-        assert!(text.iter().any(|m| m.contains("missing required param `epochs`")), "{text:?}");
+        assert!(
+            text.iter().any(|m| m.contains("did you mean `epochs`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("must be float, got string")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|m| m.contains("missing required param `epochs`")),
+            "{text:?}"
+        );
     }
 }

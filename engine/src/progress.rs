@@ -41,18 +41,26 @@ impl ProgressUi {
     pub fn new(nodes: usize) -> ProgressUi {
         let total = multi().add(ProgressBar::new(nodes as u64));
         total.set_style(
-            ProgressStyle::with_template("{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} nodes {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner:.green} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} nodes {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         total.enable_steady_tick(Duration::from_millis(120));
-        ProgressUi { total, running: HashMap::new() }
+        ProgressUi {
+            total,
+            running: HashMap::new(),
+        }
     }
 
     fn node_bar(&mut self, node: &str) -> &ProgressBar {
         self.running.entry(node.to_string()).or_insert_with(|| {
             let b = multi().add(ProgressBar::new(0));
-            b.set_style(ProgressStyle::with_template("  {spinner} {prefix:.bold} {wide_msg}").expect("valid template"));
+            b.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix:.bold} {wide_msg}")
+                    .expect("valid template"),
+            );
             b.set_prefix(node.to_string());
             b.enable_steady_tick(Duration::from_millis(120));
             b
@@ -74,11 +82,19 @@ impl Reporter for ProgressUi {
             Event::NodeStarted { node, .. } => {
                 self.node_bar(node).set_message("running");
             }
-            Event::NodeProgress { node, done, total, message } => {
+            Event::NodeProgress {
+                node,
+                done,
+                total,
+                message,
+            } => {
                 let b = self.node_bar(node).clone();
                 if *total > 0 {
                     b.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix:.bold} {bar:20} {pos}/{len} eta {eta} {wide_msg}").expect("valid template"),
+                        ProgressStyle::with_template(
+                            "  {spinner} {prefix:.bold} {bar:20} {pos}/{len} eta {eta} {wide_msg}",
+                        )
+                        .expect("valid template"),
                     );
                     b.set_length(*total);
                     b.set_position(*done);
@@ -86,7 +102,9 @@ impl Reporter for ProgressUi {
                 b.set_message(message.clone());
             }
             Event::NodeCached { .. } => self.total.inc(1),
-            Event::NodeFinished { node, .. } | Event::NodeFailed { node, .. } => self.finish_node(node),
+            Event::NodeFinished { node, .. } | Event::NodeFailed { node, .. } => {
+                self.finish_node(node)
+            }
             Event::NodeBlocked { .. } => self.total.inc(1),
             Event::RunFinished { .. } => {
                 for (_, b) in self.running.drain() {

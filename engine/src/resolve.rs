@@ -16,21 +16,36 @@ use crate::validate::Dag;
 #[derive(Debug, Clone)]
 pub enum Resolved {
     /// A stored artifact, materialised under `name`.
-    Stored { kind: ArtifactKind, digest: Digest, name: String },
+    Stored {
+        kind: ArtifactKind,
+        digest: Digest,
+        name: String,
+    },
     /// An external path (absolute), read in place.
-    External { path: PathBuf, kind: ArtifactKind, digest: Digest },
+    External {
+        path: PathBuf,
+        kind: ArtifactKind,
+        digest: Digest,
+    },
 }
 
 impl Resolved {
     fn digest(&self) -> InputDigest {
         match self {
-            Resolved::Stored { kind, digest, .. } | Resolved::External { kind, digest, .. } => InputDigest { kind: *kind, digest: *digest },
+            Resolved::Stored { kind, digest, .. } | Resolved::External { kind, digest, .. } => {
+                InputDigest {
+                    kind: *kind,
+                    digest: *digest,
+                }
+            }
         }
     }
     /// A path the stage can read.
     pub fn materialize(&self, state: &StateDir) -> Result<PathBuf, EngineError> {
         match self {
-            Resolved::Stored { kind, digest, name } => Ok(state.store.materialize(*kind, digest, name)?),
+            Resolved::Stored { kind, digest, name } => {
+                Ok(state.store.materialize(*kind, digest, name)?)
+            }
             Resolved::External { path, .. } => Ok(path.clone()),
         }
     }
@@ -50,7 +65,12 @@ pub struct ExternalDigests {
 
 impl ExternalDigests {
     /// Hashes every external input of the selected nodes.
-    pub fn compute(dag: &Dag, selected: &[bool], state: &StateDir, base: &Path) -> Result<ExternalDigests, EngineError> {
+    pub fn compute(
+        dag: &Dag,
+        selected: &[bool],
+        state: &StateDir,
+        base: &Path,
+    ) -> Result<ExternalDigests, EngineError> {
         let mut map = BTreeMap::new();
         for (i, n) in dag.nodes.iter().enumerate() {
             if !selected[i] {
@@ -82,7 +102,13 @@ pub fn absolute(base: &Path, p: &Path) -> PathBuf {
 
 /// Computes node `i`'s inputs and key from its upstream outputs; `None` when some upstream
 /// node has no outputs yet.
-pub fn key_node(dag: &Dag, i: usize, outputs: &[Option<BTreeMap<String, OutputRecord>>], ext: &ExternalDigests, base: &Path) -> Option<KeyedNode> {
+pub fn key_node(
+    dag: &Dag,
+    i: usize,
+    outputs: &[Option<BTreeMap<String, OutputRecord>>],
+    ext: &ExternalDigests,
+    base: &Path,
+) -> Option<KeyedNode> {
     let node = &dag.nodes[i];
     let mut inputs = BTreeMap::new();
     let mut digests = BTreeMap::new();
@@ -94,22 +120,44 @@ pub fn key_node(dag: &Dag, i: usize, outputs: &[Option<BTreeMap<String, OutputRe
                 InputRef::Node { node: up, output } => {
                     let j = dag.index_of(up)?;
                     let rec = outputs[j].as_ref()?.get(output)?;
-                    Resolved::Stored { kind: rec.kind, digest: rec.digest, name: rec.name.clone() }
+                    Resolved::Stored {
+                        kind: rec.kind,
+                        digest: rec.digest,
+                        name: rec.name.clone(),
+                    }
                 }
                 InputRef::Path(p) => {
                     let abs = absolute(base, p);
                     let (kind, digest) = *ext.map.get(&abs)?;
-                    Resolved::External { path: abs, kind, digest }
+                    Resolved::External {
+                        path: abs,
+                        kind,
+                        digest,
+                    }
                 }
             };
             list.push(resolved);
         }
-        digests.insert(name.clone(), list.iter().map(Resolved::digest).collect::<Vec<_>>());
+        digests.insert(
+            name.clone(),
+            list.iter().map(Resolved::digest).collect::<Vec<_>>(),
+        );
         many.insert(name.clone(), matches!(spec, InputSpec::Many(_)));
         inputs.insert(name.clone(), list);
     }
     let params = node.schema.key_params(&node.params);
     let settings = node.stage.settings(&node.params);
-    let manifest = key::manifest(node.stage.kind(), node.stage.version(), &params, settings.as_ref(), &digests, &many);
-    Some(KeyedNode { key: key::key_of(&manifest), manifest, inputs })
+    let manifest = key::manifest(
+        node.stage.kind(),
+        node.stage.version(),
+        &params,
+        settings.as_ref(),
+        &digests,
+        &many,
+    );
+    Some(KeyedNode {
+        key: key::key_of(&manifest),
+        manifest,
+        inputs,
+    })
 }

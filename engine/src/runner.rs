@@ -54,8 +54,19 @@ enum St {
 }
 
 /// Which nodes a run covers and which it forces.
-pub fn selection(dag: &Dag, targets: &[String], rerun: &[String]) -> Result<(Vec<bool>, Vec<bool>), EngineError> {
-    let find = |id: &String| dag.index_of(id).ok_or_else(|| EngineError::Usage(format!("no node `{id}` in {} (`flow graph` lists them)", dag.file.display())));
+pub fn selection(
+    dag: &Dag,
+    targets: &[String],
+    rerun: &[String],
+) -> Result<(Vec<bool>, Vec<bool>), EngineError> {
+    let find = |id: &String| {
+        dag.index_of(id).ok_or_else(|| {
+            EngineError::Usage(format!(
+                "no node `{id}` in {} (`flow graph` lists them)",
+                dag.file.display()
+            ))
+        })
+    };
     let mut selected = vec![targets.is_empty(); dag.nodes.len()];
     for t in targets {
         for a in dag.ancestors(find(t)?) {
@@ -72,19 +83,39 @@ pub fn selection(dag: &Dag, targets: &[String], rerun: &[String]) -> Result<(Vec
 }
 
 /// Runs `dag`. Returns the report; node failures are in it, not errors.
-pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc<EventBus>, cancel: Arc<AtomicBool>) -> Result<RunReport, EngineError> {
+pub async fn run(
+    dag: Arc<Dag>,
+    state: Arc<StateDir>,
+    opts: RunOptions,
+    bus: Arc<EventBus>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, EngineError> {
     let t0 = Instant::now();
     let run_id = opts.run_id.clone();
     let run_dir = state.run_dir(&run_id);
-    std::fs::create_dir_all(run_dir.join("logs")).map_err(|e| EngineError::Io { what: format!("create {}", run_dir.display()), source: e })?;
+    std::fs::create_dir_all(run_dir.join("logs")).map_err(|e| EngineError::Io {
+        what: format!("create {}", run_dir.display()),
+        source: e,
+    })?;
     state.clean_scratch()?;
     let (selected, forced) = selection(&dag, &opts.targets, &opts.rerun)?;
     let ext = {
-        let (dag, state, sel, base) = (dag.clone(), state.clone(), selected.clone(), opts.base_dir.clone());
-        tokio::task::spawn_blocking(move || ExternalDigests::compute(&dag, &sel, &state, &base)).await.expect("hashing task")?
+        let (dag, state, sel, base) = (
+            dag.clone(),
+            state.clone(),
+            selected.clone(),
+            opts.base_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || ExternalDigests::compute(&dag, &sel, &state, &base))
+            .await
+            .expect("hashing task")?
     };
     let n = dag.nodes.len();
-    bus.emit(Event::RunStarted { run_id: run_id.clone(), pipeline: dag.name.clone(), nodes: selected.iter().filter(|s| **s).count() });
+    bus.emit(Event::RunStarted {
+        run_id: run_id.clone(),
+        pipeline: dag.name.clone(),
+        nodes: selected.iter().filter(|s| **s).count(),
+    });
 
     let mut st = vec![St::Waiting; n];
     let mut outputs: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; n];
@@ -92,7 +123,11 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
     let mut seconds = vec![0.0f64; n];
     let mut errors: Vec<Option<String>> = vec![None; n];
     let mut jobs_ready: VecDeque<(usize, Job)> = VecDeque::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Vec<usize>, Result<flow_cache::ActionResult, Failure>)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+        usize,
+        Vec<usize>,
+        Result<flow_cache::ActionResult, Failure>,
+    )>();
     let jobs = opts.jobs.max(1);
     let mut free_cpu = jobs;
     let mut free_gpus = opts.gpus.clone();
@@ -107,26 +142,41 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
                 continue;
             }
             let deps = &dag.nodes[i].deps;
-            if let Some(&bad) = deps.iter().find(|&&d| matches!(st[d], St::Failed | St::Blocked(_))) {
+            if let Some(&bad) = deps
+                .iter()
+                .find(|&&d| matches!(st[d], St::Failed | St::Blocked(_)))
+            {
                 let by = match &st[bad] {
                     St::Blocked(b) => b.clone(),
                     _ => dag.nodes[bad].id().to_string(),
                 };
-                bus.emit(Event::NodeBlocked { node: dag.nodes[i].id().into(), by: by.clone() });
+                bus.emit(Event::NodeBlocked {
+                    node: dag.nodes[i].id().into(),
+                    by: by.clone(),
+                });
                 st[i] = St::Blocked(by);
                 continue;
             }
             if !deps.iter().all(|&d| matches!(st[d], St::Done(_))) {
                 continue;
             }
-            let Some(keyed) = key_node(&dag, i, &outputs, &ext, &opts.base_dir) else { continue };
+            let Some(keyed) = key_node(&dag, i, &outputs, &ext, &opts.base_dir) else {
+                continue;
+            };
             keys[i] = Some(keyed.key);
             if !forced[i] {
                 if let Some(hit) = state.index.lookup(&keyed.key)? {
-                    if hit.outputs.values().all(|o| state.store.contains(&o.digest)) {
+                    if hit
+                        .outputs
+                        .values()
+                        .all(|o| state.store.contains(&o.digest))
+                    {
                         outputs[i] = Some(hit.outputs);
                         st[i] = St::Done(NodeState::Cached);
-                        bus.emit(Event::NodeCached { node: dag.nodes[i].id().into(), key: keyed.key.to_hex() });
+                        bus.emit(Event::NodeCached {
+                            node: dag.nodes[i].id().into(),
+                            key: keyed.key.to_hex(),
+                        });
                         continue;
                     }
                 }
@@ -170,7 +220,13 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
                     let (_, job) = jobs_ready.remove(k).expect("index in range");
                     let msg = format!("needs {} GPU(s) but {} are available (pass --gpus, or set CUDA_VISIBLE_DEVICES)", r.gpu, opts.gpus.len());
                     let _ = state.index.record_failure(&job.node, &msg);
-                    bus.emit(Event::NodeFailed { node: job.node.clone(), key: job.key.to_hex(), seconds: 0.0, error: msg.clone(), log_tail: vec![] });
+                    bus.emit(Event::NodeFailed {
+                        node: job.node.clone(),
+                        key: job.key.to_hex(),
+                        seconds: 0.0,
+                        error: msg.clone(),
+                        log_tail: vec![],
+                    });
                     st[i] = St::Failed;
                     errors[i] = Some(msg);
                     if !opts.keep_going {
@@ -201,7 +257,9 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
         if running == 0 {
             break;
         }
-        let Some((i, gpus, result)) = rx.recv().await else { break };
+        let Some((i, gpus, result)) = rx.recv().await else {
+            break;
+        };
         running -= 1;
         let node = &dag.nodes[i];
         free_cpu += node.spec.resources.cpu.min(jobs);
@@ -212,7 +270,11 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
         match result {
             Ok(res) => {
                 seconds[i] = res.seconds;
-                bus.emit(Event::NodeFinished { node: node.id().into(), key: res.key.to_hex(), seconds: res.seconds });
+                bus.emit(Event::NodeFinished {
+                    node: node.id().into(),
+                    key: res.key.to_hex(),
+                    seconds: res.seconds,
+                });
                 outputs[i] = Some(res.outputs);
                 st[i] = St::Done(NodeState::Ran);
             }
@@ -221,7 +283,10 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
                 if f.cancelled {
                     st[i] = St::Blocked("interrupted".into());
                     errors[i] = Some("interrupted".into());
-                    bus.emit(Event::NodeBlocked { node: node.id().into(), by: "interrupted".into() });
+                    bus.emit(Event::NodeBlocked {
+                        node: node.id().into(),
+                        by: "interrupted".into(),
+                    });
                 } else {
                     bus.emit(Event::NodeFailed {
                         node: node.id().into(),
@@ -244,8 +309,18 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
     // Whatever never started: blocked by the stop, the interruption, or a failure upstream.
     for &i in &dag.order {
         if selected[i] && matches!(st[i], St::Waiting | St::Ready) {
-            let by = if interrupted { "interrupted".to_string() } else { stop_reason.clone().map(|s| format!("run stopped after `{s}` failed")).unwrap_or_else(|| "not reached".into()) };
-            bus.emit(Event::NodeBlocked { node: dag.nodes[i].id().into(), by: by.clone() });
+            let by = if interrupted {
+                "interrupted".to_string()
+            } else {
+                stop_reason
+                    .clone()
+                    .map(|s| format!("run stopped after `{s}` failed"))
+                    .unwrap_or_else(|| "not reached".into())
+            };
+            bus.emit(Event::NodeBlocked {
+                node: dag.nodes[i].id().into(),
+                by: by.clone(),
+            });
             st[i] = St::Blocked(by);
         }
     }
@@ -265,18 +340,43 @@ pub async fn run(dag: Arc<Dag>, state: Arc<StateDir>, opts: RunOptions, bus: Arc
             },
             seconds: seconds[i],
             key: keys[i].map(|k| k.to_hex()).unwrap_or_default(),
-            error: errors[i].clone().or_else(|| if let St::Blocked(b) = &st[i] { Some(format!("blocked: {b}")) } else { None }),
+            error: errors[i].clone().or_else(|| {
+                if let St::Blocked(b) = &st[i] {
+                    Some(format!("blocked: {b}"))
+                } else {
+                    None
+                }
+            }),
         })
         .collect();
-    let ok = nodes.iter().all(|n| matches!(n.state, NodeState::Ran | NodeState::Cached));
+    let ok = nodes
+        .iter()
+        .all(|n| matches!(n.state, NodeState::Ran | NodeState::Cached));
     let secs = t0.elapsed().as_secs_f64();
-    bus.emit(Event::RunFinished { ok, seconds: secs, interrupted });
+    bus.emit(Event::RunFinished {
+        ok,
+        seconds: secs,
+        interrupted,
+    });
     state.index.flush()?;
-    Ok(RunReport { pipeline: dag.name.clone(), run_id, ok, interrupted, seconds: secs, nodes })
+    Ok(RunReport {
+        pipeline: dag.name.clone(),
+        run_id,
+        ok,
+        interrupted,
+        seconds: secs,
+        nodes,
+    })
 }
 
 /// Links the outputs of sink nodes and `publish: true` nodes under `results/<pipeline>/<node>/`.
-fn publish(dag: &Dag, state: &StateDir, outputs: &[Option<BTreeMap<String, OutputRecord>>], selected: &[bool], root: &Path) {
+fn publish(
+    dag: &Dag,
+    state: &StateDir,
+    outputs: &[Option<BTreeMap<String, OutputRecord>>],
+    selected: &[bool],
+    root: &Path,
+) {
     let sinks = dag.sinks();
     for (i, node) in dag.nodes.iter().enumerate() {
         if !selected[i] || !(node.spec.publish || sinks.contains(&i)) {
@@ -306,7 +406,10 @@ fn publish(dag: &Dag, state: &StateDir, outputs: &[Option<BTreeMap<String, Outpu
 
 /// `YYYYMMDDTHHMMSS` in UTC, without a date crate.
 fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719468;
@@ -318,5 +421,10 @@ fn chrono_like_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

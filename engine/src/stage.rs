@@ -39,10 +39,18 @@ pub struct OutputDecl {
 
 impl OutputDecl {
     pub fn file(name: &str, filename: &str) -> OutputDecl {
-        OutputDecl { name: name.into(), kind: ArtifactKind::File, filename: filename.into() }
+        OutputDecl {
+            name: name.into(),
+            kind: ArtifactKind::File,
+            filename: filename.into(),
+        }
     }
     pub fn dir(name: &str) -> OutputDecl {
-        OutputDecl { name: name.into(), kind: ArtifactKind::Dir, filename: name.into() }
+        OutputDecl {
+            name: name.into(),
+            kind: ArtifactKind::Dir,
+            filename: name.into(),
+        }
     }
 }
 
@@ -79,18 +87,39 @@ pub enum StageError {
 impl StageError {
     /// A permanent failure with a message.
     pub fn msg(message: impl Into<String>) -> StageError {
-        StageError::Failed { message: message.into(), transient: false, source: None }
+        StageError::Failed {
+            message: message.into(),
+            transient: false,
+            source: None,
+        }
     }
     /// A failure that retrying may fix (network blip, busy device).
     pub fn transient(message: impl Into<String>) -> StageError {
-        StageError::Failed { message: message.into(), transient: true, source: None }
+        StageError::Failed {
+            message: message.into(),
+            transient: true,
+            source: None,
+        }
     }
     /// Wraps a library error with what the stage was doing.
-    pub fn wrap(context: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> StageError {
-        StageError::Failed { message: context.into(), transient: false, source: Some(Box::new(e)) }
+    pub fn wrap(
+        context: impl Into<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> StageError {
+        StageError::Failed {
+            message: context.into(),
+            transient: false,
+            source: Some(Box::new(e)),
+        }
     }
     pub fn is_transient(&self) -> bool {
-        matches!(self, StageError::Failed { transient: true, .. })
+        matches!(
+            self,
+            StageError::Failed {
+                transient: true,
+                ..
+            }
+        )
     }
     /// The message with its whole source chain, `a: b: c`.
     pub fn chain(&self) -> String {
@@ -177,13 +206,18 @@ impl StageContext {
     pub fn input(&self, name: &str) -> Result<&Path, StageError> {
         match self.inputs.get(name).map(|v| v.as_slice()) {
             Some([p]) => Ok(p),
-            Some(_) => Err(StageError::msg(format!("input `{name}` is a list; use inputs_of"))),
+            Some(_) => Err(StageError::msg(format!(
+                "input `{name}` is a list; use inputs_of"
+            ))),
             None => Err(StageError::msg(format!("missing input `{name}`"))),
         }
     }
     /// An optional single input.
     pub fn input_opt(&self, name: &str) -> Option<&Path> {
-        self.inputs.get(name).and_then(|v| v.first()).map(|p| p.as_path())
+        self.inputs
+            .get(name)
+            .and_then(|v| v.first())
+            .map(|p| p.as_path())
     }
     /// All paths of input `name` (empty when not given).
     pub fn inputs_of(&self, name: &str) -> &[PathBuf] {
@@ -191,11 +225,15 @@ impl StageContext {
     }
     /// The path where output `name` must be written.
     pub fn output(&self, name: &str) -> Result<&Path, StageError> {
-        self.outputs.get(name).map(|p| p.as_path()).ok_or_else(|| StageError::msg(format!("no declared output `{name}`")))
+        self.outputs
+            .get(name)
+            .map(|p| p.as_path())
+            .ok_or_else(|| StageError::msg(format!("no declared output `{name}`")))
     }
     /// All params deserialised into a typed struct (use `#[serde(deny_unknown_fields)]`).
     pub fn params_as<T: DeserializeOwned>(&self) -> Result<T, StageError> {
-        serde_json::from_value(Value::Object(self.params.clone())).map_err(|e| StageError::msg(format!("invalid params: {e}")))
+        serde_json::from_value(Value::Object(self.params.clone()))
+            .map_err(|e| StageError::msg(format!("invalid params: {e}")))
     }
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)

@@ -39,11 +39,20 @@ impl StateDir {
         let io = |what: &str, p: &Path| {
             let what = what.to_string();
             let p = p.to_path_buf();
-            move |e: std::io::Error| EngineError::Io { what: format!("{what} {}", p.display()), source: e }
+            move |e: std::io::Error| EngineError::Io {
+                what: format!("{what} {}", p.display()),
+                source: e,
+            }
         };
         fs::create_dir_all(root).map_err(io("create state dir", root))?;
         let lock_path = root.join("lock");
-        let mut lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io("open", &lock_path))?;
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
         loop {
             match lock.try_lock() {
                 Ok(()) => break,
@@ -54,7 +63,10 @@ impl StateDir {
                     }
                     let mut pid = String::new();
                     let _ = lock.read_to_string(&mut pid);
-                    return Err(EngineError::Locked { dir: root.to_path_buf(), pid: pid.trim().to_string() });
+                    return Err(EngineError::Locked {
+                        dir: root.to_path_buf(),
+                        pid: pid.trim().to_string(),
+                    });
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
             }
@@ -67,14 +79,22 @@ impl StateDir {
         for sub in ["checkpoints", "runs", "tmp"] {
             fs::create_dir_all(root.join(sub)).map_err(io("create", &root.join(sub)))?;
         }
-        Ok(StateDir { root: root.to_path_buf(), store, index, _lock: lock })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+            store,
+            index,
+            _lock: lock,
+        })
     }
 
     /// Wipes leftovers of interrupted attempts (safe: we hold the lock).
     pub fn clean_scratch(&self) -> Result<(), EngineError> {
         let tmp = self.root.join("tmp");
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(|e| EngineError::Io { what: format!("create {}", tmp.display()), source: e })?;
+        fs::create_dir_all(&tmp).map_err(|e| EngineError::Io {
+            what: format!("create {}", tmp.display()),
+            source: e,
+        })?;
         self.store.clean_tmp()?;
         Ok(())
     }

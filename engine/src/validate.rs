@@ -78,7 +78,9 @@ impl Dag {
 
     /// Nodes nothing reads from.
     pub fn sinks(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.graph.neighbors(NodeIndex::new(i)).next().is_none()).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.graph.neighbors(NodeIndex::new(i)).next().is_none())
+            .collect()
     }
 }
 
@@ -87,14 +89,32 @@ fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a s
 }
 
 /// Validates `p` against `registry`. External input paths are resolved against `base_dir`.
-pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) -> Result<Dag, Vec<SpecError>> {
+pub fn validate(
+    p: Pipeline,
+    registry: &Registry,
+    base_dir: &std::path::Path,
+) -> Result<Dag, Vec<SpecError>> {
     let mut errors = Vec::new();
     let spans = &p.spans;
-    let err = |errors: &mut Vec<SpecError>, n: &NodeSpec, path: &[&str], key: bool, message: String, help: Option<String>| {
+    let err = |errors: &mut Vec<SpecError>,
+               n: &NodeSpec,
+               path: &[&str],
+               key: bool,
+               message: String,
+               help: Option<String>| {
         let mut full = vec!["nodes", n.template_id.as_str()];
         full.extend_from_slice(path);
-        let span = if key { spans.key(&full) } else { spans.value(&full) };
-        errors.push(SpecError { span, node: Some(n.id.clone()), message, help });
+        let span = if key {
+            spans.key(&full)
+        } else {
+            spans.value(&full)
+        };
+        errors.push(SpecError {
+            span,
+            node: Some(n.id.clone()),
+            message,
+            help,
+        });
     };
 
     // Pass 1: stage, params, outputs.
@@ -104,7 +124,14 @@ pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) ->
             let help = closest(&n.stage, registry.names().into_iter())
                 .map(|c| format!("did you mean `{c}`? (`flow stages` lists them)"))
                 .or_else(|| Some(format!("known stages: {}", registry.names().join(", "))));
-            err(&mut errors, n, &["stage"], false, format!("unknown stage `{}`", n.stage), help);
+            err(
+                &mut errors,
+                n,
+                &["stage"],
+                false,
+                format!("unknown stage `{}`", n.stage),
+                help,
+            );
             nodes.push(None);
             continue;
         };
@@ -114,8 +141,19 @@ pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) ->
             Err(es) => {
                 for (name, msg) in es {
                     let is_missing = !n.params.contains_key(&name);
-                    let path: Vec<&str> = if is_missing { vec!["params"] } else { vec!["params", name.as_str()] };
-                    err(&mut errors, n, &path, !is_missing, msg, Some(format!("`flow stages {}` lists its params", n.stage)));
+                    let path: Vec<&str> = if is_missing {
+                        vec!["params"]
+                    } else {
+                        vec!["params", name.as_str()]
+                    };
+                    err(
+                        &mut errors,
+                        n,
+                        &path,
+                        !is_missing,
+                        msg,
+                        Some(format!("`flow stages {}` lists its params", n.stage)),
+                    );
                 }
                 nodes.push(None);
                 continue;
@@ -130,17 +168,38 @@ pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) ->
                 match decls.iter().find(|d| d.name == name) {
                     None => {
                         let known: Vec<&str> = decls.iter().map(|d| d.name).collect();
-                        err(&mut errors, n, &["inputs", name], true, format!("stage `{}` has no input `{name}`", n.stage), Some(format!("its inputs: {}", known.join(", "))));
+                        err(
+                            &mut errors,
+                            n,
+                            &["inputs", name],
+                            true,
+                            format!("stage `{}` has no input `{name}`", n.stage),
+                            Some(format!("its inputs: {}", known.join(", "))),
+                        );
                     }
                     Some(d) if !d.many && matches!(spec, InputSpec::Many(_)) => {
-                        err(&mut errors, n, &["inputs", name], false, format!("input `{name}` takes one reference, not a list"), None);
+                        err(
+                            &mut errors,
+                            n,
+                            &["inputs", name],
+                            false,
+                            format!("input `{name}` takes one reference, not a list"),
+                            None,
+                        );
                     }
                     _ => {}
                 }
             }
             for d in decls.iter().filter(|d| d.required) {
                 if !n.inputs.contains_key(d.name) {
-                    err(&mut errors, n, &[], true, format!("missing required input `{}`: {}", d.name, d.doc), None);
+                    err(
+                        &mut errors,
+                        n,
+                        &[],
+                        true,
+                        format!("missing required input `{}`: {}", d.name, d.doc),
+                        None,
+                    );
                 }
             }
         }
@@ -152,33 +211,62 @@ pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) ->
                 continue;
             }
         };
-        nodes.push(Some(Node { spec: n.clone(), stage, schema, params, outputs, deps: Vec::new() }));
+        nodes.push(Some(Node {
+            spec: n.clone(),
+            stage,
+            schema,
+            params,
+            outputs,
+            deps: Vec::new(),
+        }));
     }
 
     // Pass 2: references.
-    let ids: HashMap<&str, usize> = p.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let ids: HashMap<&str, usize> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     let mut edges = Vec::new();
     for (i, n) in p.nodes.iter().enumerate() {
         for (name, spec) in &n.inputs {
             for r in spec.refs() {
                 match r {
-                    InputRef::Node { node, output } => match ids.get(node.as_str()) {
-                        None => {
-                            let help = closest(node, ids.keys().copied())
+                    InputRef::Node { node, output } => {
+                        match ids.get(node.as_str()) {
+                            None => {
+                                let help = closest(node, ids.keys().copied())
                                 .map(|c| format!("did you mean `{c}.{output}`?"))
                                 .unwrap_or_else(|| format!("to read a file, write it as a path: `./{node}.{output}`"));
-                            err(&mut errors, n, &["inputs", name], false, format!("input `{name}` refers to unknown node `{node}`"), Some(help));
-                        }
-                        Some(&j) => {
-                            if let Some(Some(up)) = nodes.get(j) {
-                                if up.output(output).is_none() {
-                                    let known: Vec<&str> = up.outputs.iter().map(|o| o.name.as_str()).collect();
-                                    err(&mut errors, n, &["inputs", name], false, format!("node `{node}` has no output `{output}`"), Some(format!("its outputs: {}", known.join(", "))));
-                                }
+                                err(
+                                    &mut errors,
+                                    n,
+                                    &["inputs", name],
+                                    false,
+                                    format!("input `{name}` refers to unknown node `{node}`"),
+                                    Some(help),
+                                );
                             }
-                            edges.push((j, i));
+                            Some(&j) => {
+                                if let Some(Some(up)) = nodes.get(j) {
+                                    if up.output(output).is_none() {
+                                        let known: Vec<&str> =
+                                            up.outputs.iter().map(|o| o.name.as_str()).collect();
+                                        err(
+                                            &mut errors,
+                                            n,
+                                            &["inputs", name],
+                                            false,
+                                            format!("node `{node}` has no output `{output}`"),
+                                            Some(format!("its outputs: {}", known.join(", "))),
+                                        );
+                                    }
+                                }
+                                edges.push((j, i));
+                            }
                         }
-                    },
+                    }
                     InputRef::Path(path) => {
                         let abs = base_dir.join(path);
                         if !abs.exists() {
@@ -205,30 +293,52 @@ pub fn validate(p: Pipeline, registry: &Registry, base_dir: &std::path::Path) ->
         Err(cycle) => {
             let path: Vec<&str> = cycle.iter().map(|&i| p.nodes[i].id.as_str()).collect();
             let first = &p.nodes[cycle[0]];
-            err(&mut errors, first, &[], true, format!("dependency cycle: {}", path.join(" -> ")), Some("a node cannot (transitively) read its own output".into()));
+            err(
+                &mut errors,
+                first,
+                &[],
+                true,
+                format!("dependency cycle: {}", path.join(" -> ")),
+                Some("a node cannot (transitively) read its own output".into()),
+            );
             Vec::new()
         }
     };
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut nodes: Vec<Node> = nodes.into_iter().map(|n| n.expect("no errors means every node validated")).collect();
+    let mut nodes: Vec<Node> = nodes
+        .into_iter()
+        .map(|n| n.expect("no errors means every node validated"))
+        .collect();
     for &(a, b) in &edges {
         if !nodes[b].deps.contains(&a) {
             nodes[b].deps.push(a);
         }
     }
-    Ok(Dag { name: p.name, file: p.file, nodes, order, graph })
+    Ok(Dag {
+        name: p.name,
+        file: p.file,
+        nodes,
+        order,
+        graph,
+    })
 }
 
 /// Kahn's algorithm taking the lowest ready index first (so order follows the file), or a
 /// cycle as a list of node indices whose last element points back to the first.
 fn stable_topo(g: &DiGraph<usize, ()>) -> Result<Vec<usize>, Vec<usize>> {
-    use std::collections::BinaryHeap;
     use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let n = g.node_count();
-    let mut indeg: Vec<usize> = (0..n).map(|i| g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).count()).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
+    let mut indeg: Vec<usize> = (0..n)
+        .map(|i| {
+            g.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
@@ -243,7 +353,9 @@ fn stable_topo(g: &DiGraph<usize, ()>) -> Result<Vec<usize>, Vec<usize>> {
         return Ok(order);
     }
     // Walk backwards along unresolved edges from an unresolved node until a node repeats.
-    let start = (0..n).find(|&i| indeg[i] > 0).expect("some node is on a cycle");
+    let start = (0..n)
+        .find(|&i| indeg[i] > 0)
+        .expect("some node is on a cycle");
     let mut path = vec![start];
     let mut cur = start;
     loop {

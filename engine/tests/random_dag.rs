@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use flow_engine::events::{EventBus, NodeState};
 use flow_engine::runner::{self, RunOptions};
 use flow_engine::state::{LockMode, StateDir};
-use flow_engine::{InputDecl, OutputDecl, Params, ParamsSchema, Registry, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, Params, ParamsSchema, Registry, Stage, StageContext, StageError,
+};
 use proptest::prelude::*;
 
 /// Records the order nodes run in; writes its `id` param plus its inputs' bytes.
@@ -39,7 +41,9 @@ impl Stage for Record {
         let mut text = ctx.params["id"].as_str().unwrap_or_default().to_string();
         for paths in ctx.inputs.values() {
             for p in paths {
-                text.push_str(&std::fs::read_to_string(p).map_err(|e| StageError::wrap("read", e))?);
+                text.push_str(
+                    &std::fs::read_to_string(p).map_err(|e| StageError::wrap("read", e))?,
+                );
             }
         }
         std::fs::write(ctx.output("o")?, text).map_err(|e| StageError::wrap("write", e))
@@ -49,7 +53,9 @@ impl Stage for Record {
 fn yaml(n: usize, edges: &[(usize, usize)]) -> String {
     let mut s = String::from("name: random\nnodes:\n");
     for j in 0..n {
-        s.push_str(&format!("  n{j}:\n    stage: test.record\n    params: {{id: n{j}}}\n"));
+        s.push_str(&format!(
+            "  n{j}:\n    stage: test.record\n    params: {{id: n{j}}}\n"
+        ));
         let ins: Vec<usize> = edges.iter().filter(|e| e.1 == j).map(|e| e.0).collect();
         if !ins.is_empty() {
             s.push_str("    inputs:\n");
@@ -61,7 +67,12 @@ fn yaml(n: usize, edges: &[(usize, usize)]) -> String {
     s
 }
 
-fn run_once(dir: &std::path::Path, file: &std::path::Path, log: Arc<Mutex<Vec<String>>>, jobs: usize) -> Vec<(String, NodeState)> {
+fn run_once(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    log: Arc<Mutex<Vec<String>>>,
+    jobs: usize,
+) -> Vec<(String, NodeState)> {
     let mut reg = Registry::with_builtins();
     reg.register(Record(log));
     let dag = Arc::new(flow_engine::load_pipeline(file, &[], &reg, dir).unwrap());
@@ -77,8 +88,20 @@ fn run_once(dir: &std::path::Path, file: &std::path::Path, log: Arc<Mutex<Vec<St
         results_dir: None,
         run_id: runner::new_run_id(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let report = rt.block_on(runner::run(dag, state, opts, Arc::new(EventBus::default()), Arc::new(AtomicBool::new(false)))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt
+        .block_on(runner::run(
+            dag,
+            state,
+            opts,
+            Arc::new(EventBus::default()),
+            Arc::new(AtomicBool::new(false)),
+        ))
+        .unwrap();
     report.nodes.into_iter().map(|n| (n.id, n.state)).collect()
 }
 
@@ -86,7 +109,17 @@ fn arb_dag() -> impl Strategy<Value = (usize, Vec<(usize, usize)>)> {
     (2usize..10).prop_flat_map(|n| {
         let pairs: Vec<(usize, usize)> = (0..n).flat_map(|j| (0..j).map(move |i| (i, j))).collect();
         let len = pairs.len();
-        (Just(n), proptest::collection::vec(any::<bool>(), len).prop_map(move |keep| pairs.iter().zip(keep).filter(|(_, k)| *k).map(|(p, _)| *p).collect()))
+        (
+            Just(n),
+            proptest::collection::vec(any::<bool>(), len).prop_map(move |keep| {
+                pairs
+                    .iter()
+                    .zip(keep)
+                    .filter(|(_, k)| *k)
+                    .map(|(p, _)| *p)
+                    .collect()
+            }),
+        )
     })
 }
 
@@ -112,4 +145,3 @@ proptest! {
         prop_assert!(log2.lock().unwrap().is_empty());
     }
 }
-

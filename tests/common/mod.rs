@@ -12,7 +12,9 @@ pub struct Work {
 
 impl Work {
     pub fn new() -> Work {
-        Work { dir: tempfile::tempdir().expect("temp dir") }
+        Work {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -28,7 +30,11 @@ impl Work {
     /// `flow ARGS` in the work dir, quiet.
     pub fn flow(&self, args: &[&str]) -> Command {
         let mut c = Command::cargo_bin("flow").unwrap();
-        c.current_dir(self.path()).arg("--quiet").args(args).env_remove("FLOW_STATE_DIR").env_remove("CUDA_VISIBLE_DEVICES");
+        c.current_dir(self.path())
+            .arg("--quiet")
+            .args(args)
+            .env_remove("FLOW_STATE_DIR")
+            .env_remove("CUDA_VISIBLE_DEVICES");
         c
     }
     /// Runs a pipeline with a report; returns (exit code, node id -> state).
@@ -39,9 +45,24 @@ impl Work {
         args.extend_from_slice(extra);
         let out = self.flow(&args).output().unwrap();
         let code = out.status.code().unwrap_or(-1);
-        let text = std::fs::read_to_string(&report).unwrap_or_else(|_| panic!("no report; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+        let text = std::fs::read_to_string(&report).unwrap_or_else(|_| {
+            panic!(
+                "no report; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         let v: Value = serde_json::from_str(&text).unwrap();
-        let states = v["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string())).collect();
+        let states = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         (code, states)
     }
     pub fn read(&self, rel: &str) -> String {
@@ -51,7 +72,11 @@ impl Work {
 
 /// The ids whose state is `state`.
 pub fn with_state(states: &[(String, String)], state: &str) -> Vec<String> {
-    let mut v: Vec<String> = states.iter().filter(|(_, s)| s == state).map(|(i, _)| i.clone()).collect();
+    let mut v: Vec<String> = states
+        .iter()
+        .filter(|(_, s)| s == state)
+        .map(|(i, _)| i.clone())
+        .collect();
     v.sort();
     v
 }

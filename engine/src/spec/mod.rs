@@ -73,7 +73,11 @@ pub struct Resources {
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources { cpu: 1, gpu: 0, memory_mb: None }
+        Resources {
+            cpu: 1,
+            gpu: 0,
+            memory_mb: None,
+        }
     }
 }
 
@@ -120,7 +124,17 @@ impl Pipeline {
 }
 
 const TOP_KEYS: [&str; 4] = ["name", "description", "params", "nodes"];
-const NODE_KEYS: [&str; 9] = ["stage", "params", "inputs", "resources", "retry", "foreach", "publish", "description", "doc"];
+const NODE_KEYS: [&str; 9] = [
+    "stage",
+    "params",
+    "inputs",
+    "resources",
+    "retry",
+    "foreach",
+    "publish",
+    "description",
+    "doc",
+];
 
 struct Ctx<'a> {
     spans: &'a SpanIndex,
@@ -128,7 +142,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, path: &[&str], node: Option<&str>, message: impl Into<String>, help: Option<String>) {
+    fn err(
+        &mut self,
+        path: &[&str],
+        node: Option<&str>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.errors.push(SpecError {
             span: self.spans.value(path),
             node: node.map(String::from),
@@ -136,7 +156,13 @@ impl Ctx<'_> {
             help,
         });
     }
-    fn err_key(&mut self, path: &[&str], node: Option<&str>, message: impl Into<String>, help: Option<String>) {
+    fn err_key(
+        &mut self,
+        path: &[&str],
+        node: Option<&str>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
         self.errors.push(SpecError {
             span: self.spans.key(path),
             node: node.map(String::from),
@@ -152,7 +178,9 @@ fn yaml_str(v: &Yaml) -> Option<&str> {
 
 /// Parses a `--set key=value` value as a YAML scalar (so numbers and booleans keep their type).
 pub fn parse_override(s: &str) -> Result<(String, Value), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`--set {s}`: expected KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`--set {s}`: expected KEY=VALUE"))?;
     let k = k.trim().trim_start_matches("params.").to_string();
     if k.is_empty() {
         return Err(format!("`--set {s}`: empty key"));
@@ -162,9 +190,15 @@ pub fn parse_override(s: &str) -> Result<(String, Value), String> {
     let raw = || Value::String(v.to_string());
     let t = v.trim();
     let val = match serde_yaml::from_str::<Yaml>(v) {
-        Ok(y @ (Yaml::Number(_) | Yaml::Bool(_))) => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
-        Ok(y @ Yaml::Sequence(_)) if t.starts_with('[') => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
-        Ok(y @ Yaml::Mapping(_)) if t.starts_with('{') => template::render(&y, &Scope::default()).unwrap_or_else(|_| raw()),
+        Ok(y @ (Yaml::Number(_) | Yaml::Bool(_))) => {
+            template::render(&y, &Scope::default()).unwrap_or_else(|_| raw())
+        }
+        Ok(y @ Yaml::Sequence(_)) if t.starts_with('[') => {
+            template::render(&y, &Scope::default()).unwrap_or_else(|_| raw())
+        }
+        Ok(y @ Yaml::Mapping(_)) if t.starts_with('{') => {
+            template::render(&y, &Scope::default()).unwrap_or_else(|_| raw())
+        }
         Ok(Yaml::Null) if t == "null" || t == "~" => Value::Null,
         _ => raw(),
     };
@@ -175,7 +209,11 @@ pub fn parse_override(s: &str) -> Result<(String, Value), String> {
 pub fn load(file: &Path, overrides: &[(String, Value)]) -> Result<Pipeline, Vec<SpecError>> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         vec![SpecError {
-            span: Span { file: file.to_path_buf(), line: 0, col: 0 },
+            span: Span {
+                file: file.to_path_buf(),
+                line: 0,
+                col: 0,
+            },
             node: None,
             message: format!("cannot read pipeline file: {e}"),
             help: Some("check the path".into()),
@@ -185,7 +223,11 @@ pub fn load(file: &Path, overrides: &[(String, Value)]) -> Result<Pipeline, Vec<
 }
 
 /// Parses and expands pipeline text (`file` is used for positions only).
-pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<Pipeline, Vec<SpecError>> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    overrides: &[(String, Value)],
+) -> Result<Pipeline, Vec<SpecError>> {
     let spans = SpanIndex::build(file, text);
     if !spans.duplicates.is_empty() {
         return Err(spans
@@ -193,39 +235,84 @@ pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<P
             .iter()
             .map(|(path, span)| {
                 let node = (path.len() >= 2 && path[0] == "nodes").then(|| path[1].clone());
-                let what = if path.len() == 2 && path[0] == "nodes" { "duplicate node id" } else { "duplicate key" };
-                SpecError { span: span.clone(), node, message: format!("{what} `{}`", path.last().cloned().unwrap_or_default()), help: Some("each key may appear once in a mapping".into()) }
+                let what = if path.len() == 2 && path[0] == "nodes" {
+                    "duplicate node id"
+                } else {
+                    "duplicate key"
+                };
+                SpecError {
+                    span: span.clone(),
+                    node,
+                    message: format!("{what} `{}`", path.last().cloned().unwrap_or_default()),
+                    help: Some("each key may appear once in a mapping".into()),
+                }
             })
             .collect());
     }
     let doc: Yaml = serde_yaml::from_str(text).map_err(|e| {
-        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         vec![SpecError {
-            span: Span { file: file.to_path_buf(), line, col },
+            span: Span {
+                file: file.to_path_buf(),
+                line,
+                col,
+            },
             node: None,
             message: format!("invalid YAML: {e}"),
             help: None,
         }]
     })?;
-    let mut cx = Ctx { spans: &spans, errors: Vec::new() };
+    let mut cx = Ctx {
+        spans: &spans,
+        errors: Vec::new(),
+    };
     let Some(top) = doc.as_mapping() else {
-        cx.err(&[], None, "a pipeline must be a mapping with `name` and `nodes`", None);
+        cx.err(
+            &[],
+            None,
+            "a pipeline must be a mapping with `name` and `nodes`",
+            None,
+        );
         return Err(cx.errors);
     };
     for k in top.keys() {
         let k = yaml_str(k).unwrap_or("?");
         if !TOP_KEYS.contains(&k) {
-            cx.err_key(&[k], None, format!("unknown top-level key `{k}`"), Some(format!("allowed: {}", TOP_KEYS.join(", "))));
+            cx.err_key(
+                &[k],
+                None,
+                format!("unknown top-level key `{k}`"),
+                Some(format!("allowed: {}", TOP_KEYS.join(", "))),
+            );
         }
     }
     let name = match top.get("name").and_then(yaml_str) {
-        Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => n.to_string(),
+        Some(n)
+            if !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            n.to_string()
+        }
         Some(n) => {
-            cx.err(&["name"], None, format!("pipeline name `{n}` must be letters, digits, `_` or `-`"), None);
+            cx.err(
+                &["name"],
+                None,
+                format!("pipeline name `{n}` must be letters, digits, `_` or `-`"),
+                None,
+            );
             String::new()
         }
         None => {
-            cx.err(&[], None, "missing `name`", Some("add `name: my-pipeline` at the top".into()));
+            cx.err(
+                &[],
+                None,
+                "missing `name`",
+                Some("add `name: my-pipeline` at the top".into()),
+            );
             String::new()
         }
     };
@@ -240,14 +327,24 @@ pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<P
             Err((path, e)) => {
                 let mut full = vec!["params"];
                 full.extend(path.iter().map(|s| s.as_str()));
-                cx.err(&full, None, e, Some("pipeline params cannot reference templates".into()));
+                cx.err(
+                    &full,
+                    None,
+                    e,
+                    Some("pipeline params cannot reference templates".into()),
+                );
             }
         }
     }
     for (k, v) in overrides {
         if !params.contains_key(k) {
             let known: Vec<&String> = params.keys().collect();
-            cx.err(&["params"], None, format!("`--set {k}=...`: the pipeline has no param `{k}`"), Some(format!("declared params: {known:?}")));
+            cx.err(
+                &["params"],
+                None,
+                format!("`--set {k}=...`: the pipeline has no param `{k}`"),
+                Some(format!("declared params: {known:?}")),
+            );
         } else {
             params.insert(k.clone(), v.clone());
         }
@@ -264,7 +361,12 @@ pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<P
                 expand_node(&mut cx, &params, tid, v, &mut nodes);
             }
         }
-        Some(None) => cx.err(&["nodes"], None, "`nodes` must be a mapping of node id to node", None),
+        Some(None) => cx.err(
+            &["nodes"],
+            None,
+            "`nodes` must be a mapping of node id to node",
+            None,
+        ),
         None => cx.err(&[], None, "missing `nodes`", None),
     }
 
@@ -277,40 +379,78 @@ pub fn parse(file: &Path, text: &str, overrides: &[(String, Value)]) -> Result<P
         }
     }
     for (id, tid) in dups {
-        cx.err_key(&["nodes", &tid], Some(&id), format!("duplicate node id `{id}`"), Some("with foreach, put every loop variable in the id, e.g. `train_f${fold}`".into()));
+        cx.err_key(
+            &["nodes", &tid],
+            Some(&id),
+            format!("duplicate node id `{id}`"),
+            Some("with foreach, put every loop variable in the id, e.g. `train_f${fold}`".into()),
+        );
     }
     if cx.errors.is_empty() {
-        Ok(Pipeline { name, file: file.to_path_buf(), params, nodes, spans })
+        Ok(Pipeline {
+            name,
+            file: file.to_path_buf(),
+            params,
+            nodes,
+            spans,
+        })
     } else {
         Err(cx.errors)
     }
 }
 
-fn expand_node(cx: &mut Ctx, params: &serde_json::Map<String, Value>, tid: &str, v: &Yaml, out: &mut Vec<NodeSpec>) {
+fn expand_node(
+    cx: &mut Ctx,
+    params: &serde_json::Map<String, Value>,
+    tid: &str,
+    v: &Yaml,
+    out: &mut Vec<NodeSpec>,
+) {
     let base = ["nodes", tid];
     let Some(m) = v.as_mapping() else {
-        cx.err(&base, Some(tid), "a node must be a mapping with at least `stage`", None);
+        cx.err(
+            &base,
+            Some(tid),
+            "a node must be a mapping with at least `stage`",
+            None,
+        );
         return;
     };
     for k in m.keys() {
         let k = yaml_str(k).unwrap_or("?");
         if !NODE_KEYS.contains(&k) {
-            cx.err_key(&["nodes", tid, k], Some(tid), format!("unknown node key `{k}`"), Some(format!("allowed: {}", NODE_KEYS.join(", "))));
+            cx.err_key(
+                &["nodes", tid, k],
+                Some(tid),
+                format!("unknown node key `{k}`"),
+                Some(format!("allowed: {}", NODE_KEYS.join(", "))),
+            );
         }
     }
-    let outer = Scope { params: params.clone(), vars: BTreeMap::new() };
+    let outer = Scope {
+        params: params.clone(),
+        vars: BTreeMap::new(),
+    };
     let combos = match m.get("foreach") {
         None => vec![BTreeMap::new()],
         Some(f) => match foreach_vars(f, &outer) {
             Ok(vars) => template::combinations(&vars),
             Err(e) => {
-                cx.err(&["nodes", tid, "foreach"], Some(tid), e, Some("write e.g. `foreach: {fold: [0, 1, 2]}` or `{fold: \"0..5\"}`".into()));
+                cx.err(
+                    &["nodes", tid, "foreach"],
+                    Some(tid),
+                    e,
+                    Some("write e.g. `foreach: {fold: [0, 1, 2]}` or `{fold: \"0..5\"}`".into()),
+                );
                 return;
             }
         },
     };
     for vars in combos {
-        let scope = Scope { params: params.clone(), vars };
+        let scope = Scope {
+            params: params.clone(),
+            vars,
+        };
         let id = match render_str(tid, &scope) {
             Ok(Value::String(s)) => s,
             Ok(other) => other.to_string(),
@@ -319,8 +459,17 @@ fn expand_node(cx: &mut Ctx, params: &serde_json::Map<String, Value>, tid: &str,
                 continue;
             }
         };
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            cx.err_key(&base, Some(&id), format!("node id `{id}` must be letters, digits, `_` or `-`"), None);
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            cx.err_key(
+                &base,
+                Some(&id),
+                format!("node id `{id}` must be letters, digits, `_` or `-`"),
+                None,
+            );
             continue;
         }
         if let Some(node) = build_node(cx, &scope, tid, &id, m) {
@@ -330,17 +479,27 @@ fn expand_node(cx: &mut Ctx, params: &serde_json::Map<String, Value>, tid: &str,
 }
 
 fn foreach_vars(f: &Yaml, scope: &Scope) -> Result<Vec<(String, Vec<Value>)>, String> {
-    let m = f.as_mapping().ok_or("`foreach` must map variable names to lists")?;
+    let m = f
+        .as_mapping()
+        .ok_or("`foreach` must map variable names to lists")?;
     let mut vars = Vec::new();
     for (k, v) in m {
-        let name = yaml_str(k).ok_or("foreach variable names must be strings")?.to_string();
+        let name = yaml_str(k)
+            .ok_or("foreach variable names must be strings")?
+            .to_string();
         let rendered = template::render(v, scope).map_err(|(_, e)| e)?;
         vars.push((name, template::loop_values(&rendered)?));
     }
     Ok(vars)
 }
 
-fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::Mapping) -> Option<NodeSpec> {
+fn build_node(
+    cx: &mut Ctx,
+    scope: &Scope,
+    tid: &str,
+    id: &str,
+    m: &serde_yaml::Mapping,
+) -> Option<NodeSpec> {
     let before = cx.errors.len();
     let render_field = |cx: &mut Ctx, field: &str| -> Option<Value> {
         let v = m.get(field)?;
@@ -357,11 +516,21 @@ fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::
     let stage = match render_field(cx, "stage") {
         Some(Value::String(s)) => s,
         Some(_) => {
-            cx.err(&["nodes", tid, "stage"], Some(id), "`stage` must be a string", None);
+            cx.err(
+                &["nodes", tid, "stage"],
+                Some(id),
+                "`stage` must be a string",
+                None,
+            );
             String::new()
         }
         None => {
-            cx.err_key(&["nodes", tid], Some(id), "missing `stage`", Some("run `flow stages` to list the stage kinds".into()));
+            cx.err_key(
+                &["nodes", tid],
+                Some(id),
+                "missing `stage`",
+                Some("run `flow stages` to list the stage kinds".into()),
+            );
             String::new()
         }
     };
@@ -369,7 +538,12 @@ fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::
         Some(Value::Object(p)) => p,
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(_) => {
-            cx.err(&["nodes", tid, "params"], Some(id), "`params` must be a mapping", None);
+            cx.err(
+                &["nodes", tid, "params"],
+                Some(id),
+                "`params` must be a mapping",
+                None,
+            );
             serde_json::Map::new()
         }
     };
@@ -389,20 +563,35 @@ fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::
                 }
             }
             None if raw.is_null() => {}
-            None => cx.err(&["nodes", tid, "inputs"], Some(id), "`inputs` must be a mapping of input name to reference", None),
+            None => cx.err(
+                &["nodes", tid, "inputs"],
+                Some(id),
+                "`inputs` must be a mapping of input name to reference",
+                None,
+            ),
         }
     }
     let resources = match render_field(cx, "resources") {
         None => Resources::default(),
         Some(v) => parse_resources(&v).unwrap_or_else(|e| {
-            cx.err(&["nodes", tid, "resources"], Some(id), e, Some("e.g. `resources: {cpu: 2, gpu: 1, memory: 8G}`".into()));
+            cx.err(
+                &["nodes", tid, "resources"],
+                Some(id),
+                e,
+                Some("e.g. `resources: {cpu: 2, gpu: 1, memory: 8G}`".into()),
+            );
             Resources::default()
         }),
     };
     let retry = match render_field(cx, "retry") {
         None => Retry::default(),
         Some(v) => parse_retry(&v).unwrap_or_else(|e| {
-            cx.err(&["nodes", tid, "retry"], Some(id), e, Some("e.g. `retry: {attempts: 2, exit_codes: [75], delay_ms: 500}`".into()));
+            cx.err(
+                &["nodes", tid, "retry"],
+                Some(id),
+                e,
+                Some("e.g. `retry: {attempts: 2, exit_codes: [75], delay_ms: 500}`".into()),
+            );
             Retry::default()
         }),
     };
@@ -410,7 +599,12 @@ fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::
         None => false,
         Some(Value::Bool(b)) => b,
         Some(_) => {
-            cx.err(&["nodes", tid, "publish"], Some(id), "`publish` must be true or false", None);
+            cx.err(
+                &["nodes", tid, "publish"],
+                Some(id),
+                "`publish` must be true or false",
+                None,
+            );
             false
         }
     };
@@ -434,13 +628,18 @@ fn build_node(cx: &mut Ctx, scope: &Scope, tid: &str, id: &str, m: &serde_yaml::
 pub fn parse_ref(s: &str) -> Result<InputRef, String> {
     if s.contains('/') || s.starts_with('.') || s.starts_with('~') {
         let expanded = match s.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| PathBuf::from(s)),
+            Some(rest) => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(rest))
+                .unwrap_or_else(|| PathBuf::from(s)),
             None => PathBuf::from(s),
         };
         return Ok(InputRef::Path(expanded));
     }
     match s.split_once('.') {
-        Some((node, output)) if !node.is_empty() && !output.is_empty() => Ok(InputRef::Node { node: node.into(), output: output.into() }),
+        Some((node, output)) if !node.is_empty() && !output.is_empty() => Ok(InputRef::Node {
+            node: node.into(),
+            output: output.into(),
+        }),
         _ => Err(format!("`{s}` is neither `node.output` nor a path")),
     }
 }
@@ -453,8 +652,12 @@ fn parse_input(v: &Yaml, scope: &Scope) -> Result<InputSpec, String> {
         }
     };
     if let Some(m) = v.as_mapping() {
-        let f = m.get("foreach").ok_or("an input mapping needs `foreach` and `each`")?;
-        let each = m.get("each").ok_or("an input mapping needs `foreach` and `each`")?;
+        let f = m
+            .get("foreach")
+            .ok_or("an input mapping needs `foreach` and `each`")?;
+        let each = m
+            .get("each")
+            .ok_or("an input mapping needs `foreach` and `each`")?;
         let vars = foreach_vars(f, scope)?;
         let mut refs = Vec::new();
         for combo in template::combinations(&vars) {
@@ -467,7 +670,12 @@ fn parse_input(v: &Yaml, scope: &Scope) -> Result<InputSpec, String> {
     }
     let r = template::render(v, scope).map_err(|(_, e)| e)?;
     match r {
-        Value::Array(items) => Ok(InputSpec::Many(items.iter().map(|i| text(i).and_then(|s| parse_ref(&s))).collect::<Result<_, _>>()?)),
+        Value::Array(items) => Ok(InputSpec::Many(
+            items
+                .iter()
+                .map(|i| text(i).and_then(|s| parse_ref(&s)))
+                .collect::<Result<_, _>>()?,
+        )),
         other => Ok(InputSpec::One(parse_ref(&text(&other)?)?)),
     }
 }
@@ -475,7 +683,9 @@ fn parse_input(v: &Yaml, scope: &Scope) -> Result<InputSpec, String> {
 /// Memory like `512M`, `8G`, `1.5G` or a plain number of MiB.
 pub fn parse_memory(v: &Value) -> Result<u64, String> {
     match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("memory `{n}` must be a whole number of MiB")),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("memory `{n}` must be a whole number of MiB")),
         Value::String(s) => {
             let s = s.trim();
             let (num, mult) = match s.chars().last() {
@@ -484,7 +694,10 @@ pub fn parse_memory(v: &Value) -> Result<u64, String> {
                 Some('T' | 't') => (&s[..s.len() - 1], 1024.0 * 1024.0),
                 _ => (s, 1.0),
             };
-            let x: f64 = num.trim().parse().map_err(|_| format!("memory `{s}`: expected e.g. 512M or 8G"))?;
+            let x: f64 = num
+                .trim()
+                .parse()
+                .map_err(|_| format!("memory `{s}`: expected e.g. 512M or 8G"))?;
             Ok((x * mult).round() as u64)
         }
         other => Err(format!("memory must be like 8G, not {other}")),
@@ -496,10 +709,19 @@ fn parse_resources(v: &Value) -> Result<Resources, String> {
     let mut r = Resources::default();
     for (k, val) in m {
         match k.as_str() {
-            "cpu" => r.cpu = val.as_u64().filter(|&c| c >= 1).ok_or("`cpu` must be an integer >= 1")? as usize,
+            "cpu" => {
+                r.cpu = val
+                    .as_u64()
+                    .filter(|&c| c >= 1)
+                    .ok_or("`cpu` must be an integer >= 1")? as usize
+            }
             "gpu" => r.gpu = val.as_u64().ok_or("`gpu` must be an integer >= 0")? as usize,
             "memory" => r.memory_mb = Some(parse_memory(val)?),
-            other => return Err(format!("unknown resource `{other}` (allowed: cpu, gpu, memory)")),
+            other => {
+                return Err(format!(
+                    "unknown resource `{other}` (allowed: cpu, gpu, memory)"
+                ))
+            }
         }
     }
     Ok(r)
@@ -517,10 +739,18 @@ fn parse_retry(v: &Value) -> Result<Retry, String> {
                     .as_array()
                     .ok_or("`exit_codes` must be a list of integers")?
                     .iter()
-                    .map(|c| c.as_i64().map(|c| c as i32).ok_or("`exit_codes` must be a list of integers"))
+                    .map(|c| {
+                        c.as_i64()
+                            .map(|c| c as i32)
+                            .ok_or("`exit_codes` must be a list of integers")
+                    })
                     .collect::<Result<_, _>>()?
             }
-            other => return Err(format!("unknown retry field `{other}` (allowed: attempts, exit_codes, delay_ms)")),
+            other => {
+                return Err(format!(
+                    "unknown retry field `{other}` (allowed: attempts, exit_codes, delay_ms)"
+                ))
+            }
         }
     }
     Ok(r)

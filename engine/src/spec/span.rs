@@ -57,7 +57,11 @@ impl Builder {
                 let mut p = self.path.clone();
                 p.push(k.clone());
                 if self.index.keys.contains_key(&p) {
-                    let span = Span { file: self.index.file.clone(), line: pos.0, col: pos.1 };
+                    let span = Span {
+                        file: self.index.file.clone(),
+                        line: pos.0,
+                        col: pos.1,
+                    };
                     self.index.duplicates.push((p, span));
                 } else {
                     self.index.keys.insert(p, pos);
@@ -112,7 +116,10 @@ impl SpanIndex {
         let mut b = Builder {
             stack: Vec::new(),
             path: Vec::new(),
-            index: SpanIndex { file: file.to_path_buf(), ..Default::default() },
+            index: SpanIndex {
+                file: file.to_path_buf(),
+                ..Default::default()
+            },
         };
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut b, false);
@@ -120,7 +127,11 @@ impl SpanIndex {
     }
 
     fn make(&self, pos: (usize, usize)) -> Span {
-        Span { file: self.file.clone(), line: pos.0, col: pos.1 }
+        Span {
+            file: self.file.clone(),
+            line: pos.0,
+            col: pos.1,
+        }
     }
 
     /// The position of a mapping key at `path`, else of its value, else of the nearest parent.

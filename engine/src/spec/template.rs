@@ -26,18 +26,26 @@ impl Scope {
         if let Some(rest) = expr.strip_prefix("params.") {
             let mut cur: Option<&Value> = None;
             for (i, part) in rest.split('.').enumerate() {
-                cur = if i == 0 { self.params.get(part) } else { cur.and_then(|v| v.get(part)) };
+                cur = if i == 0 {
+                    self.params.get(part)
+                } else {
+                    cur.and_then(|v| v.get(part))
+                };
             }
             return cur.cloned().ok_or_else(|| {
                 let known: Vec<&String> = self.params.keys().collect();
-                format!("unresolved `${{{expr}}}`: no pipeline param `{rest}` (declared: {known:?})")
+                format!(
+                    "unresolved `${{{expr}}}`: no pipeline param `{rest}` (declared: {known:?})"
+                )
             });
         }
         for (op, sign) in [('+', 1i64), ('-', -1i64)] {
             if let Some((var, n)) = expr.split_once(op) {
                 let (var, n) = (var.trim(), n.trim());
                 if let (Some(v), Ok(n)) = (self.vars.get(var), n.parse::<i64>()) {
-                    let base = v.as_i64().ok_or_else(|| format!("`${{{expr}}}`: `{var}` is not an integer"))?;
+                    let base = v
+                        .as_i64()
+                        .ok_or_else(|| format!("`${{{expr}}}`: `{var}` is not an integer"))?;
                     return Ok(Value::from(base + sign * n));
                 }
             }
@@ -82,7 +90,9 @@ pub fn render_str(s: &str, scope: &Scope) -> Result<Value, String> {
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
             let expr = &after[..end];
             if is_deferred(expr) {
                 out.push_str("${");
@@ -135,7 +145,10 @@ pub fn render(v: &serde_yaml::Value, scope: &Scope) -> Result<Value, (Vec<String
             for (k, val) in m {
                 let key = match k {
                     Y::String(s) => as_text(&render_str(s, scope).map_err(|e| (vec![], e))?),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
                 let rendered = render(val, scope).map_err(|(mut p, e)| {
                     p.insert(0, key.clone());
@@ -155,17 +168,25 @@ pub fn loop_values(v: &Value) -> Result<Vec<Value>, String> {
         Value::Array(items) if !items.is_empty() => Ok(items.clone()),
         Value::Array(_) => Err("a foreach list must not be empty".into()),
         Value::String(s) => {
-            let (a, b) = s.split_once("..").ok_or_else(|| format!("`{s}` is neither a list nor a range `A..B`"))?;
+            let (a, b) = s
+                .split_once("..")
+                .ok_or_else(|| format!("`{s}` is neither a list nor a range `A..B`"))?;
             let (a, b): (i64, i64) = (
-                a.trim().parse().map_err(|_| format!("range start `{a}` is not an integer"))?,
-                b.trim().parse().map_err(|_| format!("range end `{b}` is not an integer"))?,
+                a.trim()
+                    .parse()
+                    .map_err(|_| format!("range start `{a}` is not an integer"))?,
+                b.trim()
+                    .parse()
+                    .map_err(|_| format!("range end `{b}` is not an integer"))?,
             );
             if b <= a {
                 return Err(format!("range `{s}` is empty"));
             }
             Ok((a..b).map(Value::from).collect())
         }
-        other => Err(format!("foreach values must be a list or a range `A..B`, not {other}")),
+        other => Err(format!(
+            "foreach values must be a list or a range `A..B`, not {other}"
+        )),
     }
 }
 
@@ -205,7 +226,10 @@ mod tests {
         let s = scope();
         assert_eq!(render_str("${params.n}", &s).unwrap(), json!(3));
         assert_eq!(render_str("${params.folds}", &s).unwrap(), json!([0, 1]));
-        assert_eq!(render_str("r${round}_${params.nested.a}", &s).unwrap(), json!("r2_x"));
+        assert_eq!(
+            render_str("r${round}_${params.nested.a}", &s).unwrap(),
+            json!("r2_x")
+        );
         assert_eq!(render_str("prev${round-1}", &s).unwrap(), json!("prev1"));
         assert_eq!(render_str("${round+1}", &s).unwrap(), json!(3));
         assert_eq!(render_str("$${literal}", &s).unwrap(), json!("${literal}"));
@@ -216,22 +240,37 @@ mod tests {
     fn deferred_left_alone() {
         let s = scope();
         assert_eq!(render_str("${inputs.x}", &s).unwrap(), json!("${inputs.x}"));
-        assert_eq!(render_str("--out=${outputs.o} ${params.n}", &s).unwrap(), json!("--out=${outputs.o} 3"));
+        assert_eq!(
+            render_str("--out=${outputs.o} ${params.n}", &s).unwrap(),
+            json!("--out=${outputs.o} 3")
+        );
     }
 
     #[test]
     fn unresolved_is_an_error() {
         let s = scope();
-        assert!(render_str("${params.nope}", &s).unwrap_err().contains("no pipeline param"));
-        assert!(render_str("${fold}", &s).unwrap_err().contains("unresolved"));
-        assert!(render_str("${params.n", &s).unwrap_err().contains("unterminated"));
+        assert!(render_str("${params.nope}", &s)
+            .unwrap_err()
+            .contains("no pipeline param"));
+        assert!(render_str("${fold}", &s)
+            .unwrap_err()
+            .contains("unresolved"));
+        assert!(render_str("${params.n", &s)
+            .unwrap_err()
+            .contains("unterminated"));
     }
 
     #[test]
     fn ranges_and_products() {
-        assert_eq!(loop_values(&json!("0..3")).unwrap(), vec![json!(0), json!(1), json!(2)]);
+        assert_eq!(
+            loop_values(&json!("0..3")).unwrap(),
+            vec![json!(0), json!(1), json!(2)]
+        );
         assert!(loop_values(&json!("3..3")).is_err());
-        let c = combinations(&[("a".into(), vec![json!(1), json!(2)]), ("b".into(), vec![json!("x"), json!("y")])]);
+        let c = combinations(&[
+            ("a".into(), vec![json!(1), json!(2)]),
+            ("b".into(), vec![json!("x"), json!("y")]),
+        ]);
         assert_eq!(c.len(), 4);
         assert_eq!(c[1]["a"], json!(1));
         assert_eq!(c[1]["b"], json!("y"));

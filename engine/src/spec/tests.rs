@@ -32,21 +32,31 @@ nodes:
 "#,
     );
     let ids: Vec<&str> = p.nodes.iter().map(|n| n.id.as_str()).collect();
-    assert_eq!(ids, ["split", "train_f0", "train_f1", "train_f2", "ensemble"]);
+    assert_eq!(
+        ids,
+        ["split", "train_f0", "train_f1", "train_f2", "ensemble"]
+    );
     let f1 = p.node("train_f1").unwrap();
     assert_eq!(f1.params["fold"], json!(1));
     assert_eq!(f1.params["lr"], json!(0.1));
     assert_eq!(f1.params["tag"], json!("f1"));
     assert_eq!(f1.span.line, 9);
     match &p.node("ensemble").unwrap().inputs["models"] {
-        InputSpec::Many(v) => assert_eq!(v[2], InputRef::Node { node: "train_f2".into(), output: "model".into() }),
+        InputSpec::Many(v) => assert_eq!(
+            v[2],
+            InputRef::Node {
+                node: "train_f2".into(),
+                output: "model".into()
+            }
+        ),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn overrides_apply_and_unknown_override_fails() {
-    let text = "name: t\nparams: {n: 1}\nnodes:\n  a: {stage: command, params: {n: \"${params.n}\"}}\n";
+    let text =
+        "name: t\nparams: {n: 1}\nnodes:\n  a: {stage: command, params: {n: \"${params.n}\"}}\n";
     let p = parse(Path::new("p.yaml"), text, &[parse_override("n=5").unwrap()]).unwrap();
     assert_eq!(p.nodes[0].params["n"], json!(5));
     let e = parse(Path::new("p.yaml"), text, &[parse_override("m=5").unwrap()]).unwrap_err();
@@ -55,16 +65,22 @@ fn overrides_apply_and_unknown_override_fails() {
 
 #[test]
 fn errors_name_line_and_node() {
-    let e = parse_err("name: t\nnodes:\n  a:\n    stage: command\n    params: {x: \"${params.missing}\"}\n");
+    let e = parse_err(
+        "name: t\nnodes:\n  a:\n    stage: command\n    params: {x: \"${params.missing}\"}\n",
+    );
     assert_eq!(e[0].span.line, 5);
     assert_eq!(e[0].node.as_deref(), Some("a"));
     assert!(e[0].message.contains("unresolved"));
 
     let e = parse_err("name: t\nnodes:\n  a:\n    stagee: command\n");
-    assert!(e.iter().any(|e| e.message.contains("unknown node key `stagee`") && e.span.line == 4));
+    assert!(e
+        .iter()
+        .any(|e| e.message.contains("unknown node key `stagee`") && e.span.line == 4));
 
     let e = parse_err("name: t\nnodes:\n  a_${i}:\n    foreach: {i: [1, 1]}\n    stage: command\n");
-    assert!(e.iter().any(|e| e.message.contains("duplicate node id `a_1`") && e.span.line == 3));
+    assert!(e
+        .iter()
+        .any(|e| e.message.contains("duplicate node id `a_1`") && e.span.line == 3));
 }
 
 #[test]
@@ -76,11 +92,27 @@ fn yaml_syntax_error_has_position() {
 
 #[test]
 fn refs_and_resources() {
-    assert_eq!(parse_ref("a.out").unwrap(), InputRef::Node { node: "a".into(), output: "out".into() });
-    assert_eq!(parse_ref("./data.csv").unwrap(), InputRef::Path("./data.csv".into()));
+    assert_eq!(
+        parse_ref("a.out").unwrap(),
+        InputRef::Node {
+            node: "a".into(),
+            output: "out".into()
+        }
+    );
+    assert_eq!(
+        parse_ref("./data.csv").unwrap(),
+        InputRef::Path("./data.csv".into())
+    );
     assert!(parse_ref("data").is_err());
     let p = parse_ok("name: t\nnodes:\n  a: {stage: command, resources: {cpu: 2, gpu: 1, memory: 1.5G}, retry: {attempts: 2, exit_codes: [75]}}\n");
-    assert_eq!(p.nodes[0].resources, Resources { cpu: 2, gpu: 1, memory_mb: Some(1536) });
+    assert_eq!(
+        p.nodes[0].resources,
+        Resources {
+            cpu: 2,
+            gpu: 1,
+            memory_mb: Some(1536)
+        }
+    );
     assert_eq!(p.nodes[0].retry.exit_codes, vec![75]);
 }
 
@@ -93,6 +125,9 @@ fn override_values_are_typed_only_when_unambiguous() {
     assert_eq!(parse_override("a=?").unwrap().1, json!("?"));
     assert_eq!(parse_override("a=#x").unwrap().1, json!("#x"));
     assert_eq!(parse_override("a=k: v").unwrap().1, json!("k: v"));
-    assert_eq!(parse_override("data=/some/path").unwrap().1, json!("/some/path"));
+    assert_eq!(
+        parse_override("data=/some/path").unwrap().1,
+        json!("/some/path")
+    );
     assert_eq!(parse_override("params.a=x").unwrap().0, "a");
 }

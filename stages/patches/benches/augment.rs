@@ -33,7 +33,10 @@ fn all_on() -> AugmentConfig {
 /// CPU seconds used by this process (all threads): robust to other processes sharing the
 /// cores, unlike wall time.
 fn process_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own; the clock id is a constant.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
@@ -57,17 +60,67 @@ fn run(patch: usize, source: usize, per_block: usize, blocks: usize) {
         ("recipe", AugmentConfig::default()),
         ("all", all_on()),
         ("none", none.clone()),
-        ("spatial", AugmentConfig { p_rotation: 1.0, p_scale: 1.0, ..none.clone() }),
-        ("noise", AugmentConfig { p_noise: 1.0, ..none.clone() }),
-        ("blur", AugmentConfig { p_blur: 1.0, ..none.clone() }),
-        ("contrast", AugmentConfig { p_contrast: 1.0, ..none.clone() }),
-        ("low_res", AugmentConfig { p_low_res: 1.0, ..none.clone() }),
-        ("gamma", AugmentConfig { p_gamma: 1.0, ..none.clone() }),
-        ("mirror", AugmentConfig { p_mirror: [0.5; 3], ..none.clone() }),
+        (
+            "spatial",
+            AugmentConfig {
+                p_rotation: 1.0,
+                p_scale: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "noise",
+            AugmentConfig {
+                p_noise: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "blur",
+            AugmentConfig {
+                p_blur: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "contrast",
+            AugmentConfig {
+                p_contrast: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "low_res",
+            AugmentConfig {
+                p_low_res: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "gamma",
+            AugmentConfig {
+                p_gamma: 1.0,
+                ..none.clone()
+            },
+        ),
+        (
+            "mirror",
+            AugmentConfig {
+                p_mirror: [0.5; 3],
+                ..none.clone()
+            },
+        ),
     ];
     for (name, cfg) in modes {
         // "all" keeps the recipe's ranges but fixes the scale away from 1 so it always resamples.
-        let cfg = if name == "all" || name == "spatial" { AugmentConfig { scale: Range::new(0.8, 1.25), ..cfg } } else { cfg };
+        let cfg = if name == "all" || name == "spatial" {
+            AugmentConfig {
+                scale: Range::new(0.8, 1.25),
+                ..cfg
+            }
+        } else {
+            cfg
+        };
         let pipe = PatchPipeline::new(sampler.clone(), cfg, 0.0);
         let mut r = stream_rng(1, 0);
         pipe.sample(&case, None, &mut r).unwrap(); // warm-up
@@ -82,14 +135,23 @@ fn run(patch: usize, source: usize, per_block: usize, blocks: usize) {
             cpu_rates.push(per_block as f64 / (process_cpu_seconds() - c));
         }
         let threads = rayon::current_num_threads();
-        println!("flow\t{name}\t{patch}\t{source}\t{threads}\t{:.2}\t{:.2}", median(rates), median(cpu_rates));
+        println!(
+            "flow\t{name}\t{patch}\t{source}\t{threads}\t{:.2}\t{:.2}",
+            median(rates),
+            median(cpu_rates)
+        );
     }
 }
 
 fn main() {
-    let nums: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let nums: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let configs: Vec<[usize; 4]> = if nums.len() >= 4 {
-        nums.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect()
+        nums.chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect()
     } else {
         vec![[64, 96, 20, 5], [128, 192, 4, 5]]
     };

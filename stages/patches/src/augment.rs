@@ -136,10 +136,14 @@ impl AugmentConfig {
             u < p
         }
         let rotate = fire(self.p_rotation, rng);
-        let angles = [0, 1, 2].map(|a| self.rotation.uniform(rng) * f64::from(u8::from(self.rotation_axes[a])));
+        let angles = [0, 1, 2]
+            .map(|a| self.rotation.uniform(rng) * f64::from(u8::from(self.rotation_axes[a])));
         let scale_on = fire(self.p_scale, rng);
         let scale = self.scale.uniform(rng);
-        let spatial = SpatialParams { angles: if rotate { angles } else { [0.0; 3] }, scale: if scale_on { scale } else { 1.0 } };
+        let spatial = SpatialParams {
+            angles: if rotate { angles } else { [0.0; 3] },
+            scale: if scale_on { scale } else { 1.0 },
+        };
 
         let noise = fire(self.p_noise, rng);
         let noise_std = self.noise_std.uniform(rng) as f32;
@@ -252,7 +256,10 @@ mod tests {
     fn none_config_draws_identity() {
         let mut rng = stream_rng(4, 0);
         for _ in 0..100 {
-            assert_eq!(AugmentConfig::none().draw(&mut rng), AugmentPlan::identity());
+            assert_eq!(
+                AugmentConfig::none().draw(&mut rng),
+                AugmentPlan::identity()
+            );
         }
     }
 }

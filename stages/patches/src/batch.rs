@@ -36,18 +36,28 @@ pub struct Batch {
 impl Batch {
     /// `[batch, z, y, x]` of the stacked buffers.
     pub fn shape(&self) -> [usize; 4] {
-        let [z, y, x] = self.patches.first().map(|p| p.image.shape()).unwrap_or([0; 3]);
+        let [z, y, x] = self
+            .patches
+            .first()
+            .map(|p| p.image.shape())
+            .unwrap_or([0; 3]);
         [self.patches.len(), z, y, x]
     }
 
     /// Images stacked into one `[batch, 1, z, y, x]` buffer (for a one-channel input tensor).
     pub fn stacked_images(&self) -> Vec<f32> {
-        self.patches.iter().flat_map(|p| p.image.as_slice().iter().copied()).collect()
+        self.patches
+            .iter()
+            .flat_map(|p| p.image.as_slice().iter().copied())
+            .collect()
     }
 
     /// Labels stacked into one `[batch, z, y, x]` buffer.
     pub fn stacked_labels(&self) -> Vec<u8> {
-        self.patches.iter().flat_map(|p| p.label.as_slice().iter().copied()).collect()
+        self.patches
+            .iter()
+            .flat_map(|p| p.label.as_slice().iter().copied())
+            .collect()
     }
 }
 
@@ -75,7 +85,12 @@ impl PatchBatchSource {
         if batch_size == 0 {
             return Err(BatchConfigError::ZeroBatchSize);
         }
-        Ok(Self { cases, pipeline, batch_size, fracture })
+        Ok(Self {
+            cases,
+            pipeline,
+            batch_size,
+            fracture,
+        })
     }
 
     pub fn cases(&self) -> &[TrainingCase] {
@@ -88,18 +103,31 @@ impl BatchSource for PatchBatchSource {
     type Error = PipelineError;
 
     fn make_batch(&self, index: u64, rng: &mut PatchRng) -> Result<Batch, PipelineError> {
-        let fracture_drawn = self.fracture.as_ref().is_some_and(|f| rng.gen::<f64>() < f.p_batch);
-        let fracture = if fracture_drawn { self.fracture.as_ref() } else { None };
+        let fracture_drawn = self
+            .fracture
+            .as_ref()
+            .is_some_and(|f| rng.gen::<f64>() < f.p_batch);
+        let fracture = if fracture_drawn {
+            self.fracture.as_ref()
+        } else {
+            None
+        };
         // Draw every sample's case and generator up front: the parallel part below is then
         // independent of scheduling.
-        let plans: Vec<(usize, PatchRng)> =
-            (0..self.batch_size).map(|_| (rng.gen_range(0..self.cases.len()), child_rng(rng))).collect();
+        let plans: Vec<(usize, PatchRng)> = (0..self.batch_size)
+            .map(|_| (rng.gen_range(0..self.cases.len()), child_rng(rng)))
+            .collect();
         let cases = plans.iter().map(|(c, _)| *c).collect();
         let patches = plans
             .into_par_iter()
             .map(|(c, mut r)| self.pipeline.sample(&self.cases[c], fracture, &mut r))
             .collect::<Result<Vec<_>, _>>()?;
         tracing::debug!(index, fracture_drawn, "batch ready");
-        Ok(Batch { index, cases, patches, fracture_drawn })
+        Ok(Batch {
+            index,
+            cases,
+            patches,
+            fracture_drawn,
+        })
     }
 }

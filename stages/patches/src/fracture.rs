@@ -20,7 +20,11 @@ pub enum FractureError {
     #[error("voxel spacing {0:?} mm must be finite and positive on every axis")]
     Spacing([f64; 3]),
     #[error("{what} has shape {actual:?} but the image has shape {expected:?}")]
-    ShapeMismatch { what: &'static str, expected: [usize; 3], actual: [usize; 3] },
+    ShapeMismatch {
+        what: &'static str,
+        expected: [usize; 3],
+        actual: [usize; 3],
+    },
 }
 
 /// Parameters of the synthetic fracture.
@@ -77,11 +81,19 @@ pub struct FractureCut {
     pub label_voxels: usize,
 }
 
-fn check_shape(what: &'static str, expected: [usize; 3], actual: [usize; 3]) -> Result<(), FractureError> {
+fn check_shape(
+    what: &'static str,
+    expected: [usize; 3],
+    actual: [usize; 3],
+) -> Result<(), FractureError> {
     if expected == actual {
         Ok(())
     } else {
-        Err(FractureError::ShapeMismatch { what, expected, actual })
+        Err(FractureError::ShapeMismatch {
+            what,
+            expected,
+            actual,
+        })
     }
 }
 
@@ -100,7 +112,11 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 fn normalised(v: [f64; 3]) -> [f64; 3] {
@@ -129,7 +145,8 @@ pub fn add_synthetic_fracture(
 
     // Surface voxels per vertebra: voxels with a face neighbour (inside the patch) outside it.
     let v_at = |z: i64, y: i64, x: i64| -> Option<u8> {
-        (z >= 0 && y >= 0 && x >= 0 && z < nz as i64 && y < ny as i64 && x < nx as i64).then(|| vertebrae.get(z as usize, y as usize, x as usize))
+        (z >= 0 && y >= 0 && x >= 0 && z < nz as i64 && y < ny as i64 && x < nx as i64)
+            .then(|| vertebrae.get(z as usize, y as usize, x as usize))
     };
     let mut surface: Vec<Vec<[usize; 3]>> = vec![Vec::new(); 256];
     for (i, &v) in vertebrae.as_slice().iter().enumerate() {
@@ -138,28 +155,75 @@ pub fn add_synthetic_fracture(
         }
         let [z, y, x] = vertebrae.coords(i);
         let (z, y, x) = (z as i64, y as i64, x as i64);
-        let nbs = [(z - 1, y, x), (z + 1, y, x), (z, y - 1, x), (z, y + 1, x), (z, y, x - 1), (z, y, x + 1)];
-        if nbs.iter().any(|&(a, b, c)| v_at(a, b, c).is_some_and(|n| n != v)) {
+        let nbs = [
+            (z - 1, y, x),
+            (z + 1, y, x),
+            (z, y - 1, x),
+            (z, y + 1, x),
+            (z, y, x - 1),
+            (z, y, x + 1),
+        ];
+        if nbs
+            .iter()
+            .any(|&(a, b, c)| v_at(a, b, c).is_some_and(|n| n != v))
+        {
             surface[v as usize].push([z as usize, y as usize, x as usize]);
         }
     }
-    let present: Vec<u8> = (1..256).filter(|&v| !surface[v].is_empty()).map(|v| v as u8).collect();
+    let present: Vec<u8> = (1..256)
+        .filter(|&v| !surface[v].is_empty())
+        .map(|v| v as u8)
+        .collect();
     let Some(&vertebra) = present.choose(rng) else {
         // A vertebra filling the whole patch has no surface in view: cut at any of its voxels.
-        let inside: Vec<usize> = vertebrae.as_slice().iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i).collect();
-        let Some(&i) = inside.choose(rng) else { return Ok(None) };
-        return Ok(Some(cut(image, label, vertebrae, spacing_mm, cfg, vertebrae.as_slice()[i], vertebrae.coords(i), rng)));
+        let inside: Vec<usize> = vertebrae
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v != 0)
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&i) = inside.choose(rng) else {
+            return Ok(None);
+        };
+        return Ok(Some(cut(
+            image,
+            label,
+            vertebrae,
+            spacing_mm,
+            cfg,
+            vertebrae.as_slice()[i],
+            vertebrae.coords(i),
+            rng,
+        )));
     };
-    let centre = *surface[vertebra as usize].choose(rng).expect("present vertebrae have surface voxels");
-    Ok(Some(cut(image, label, vertebrae, spacing_mm, cfg, vertebra, centre, rng)))
+    let centre = *surface[vertebra as usize]
+        .choose(rng)
+        .expect("present vertebrae have surface voxels");
+    Ok(Some(cut(
+        image, label, vertebrae, spacing_mm, cfg, vertebra, centre, rng,
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn cut(image: &mut Grid3<f32>, label: &mut Grid3<u8>, vertebrae: &Grid3<u8>, spacing_mm: [f64; 3], cfg: &FractureConfig, vertebra: u8, centre: [usize; 3], rng: &mut impl Rng) -> FractureCut {
+fn cut(
+    image: &mut Grid3<f32>,
+    label: &mut Grid3<u8>,
+    vertebrae: &Grid3<u8>,
+    spacing_mm: [f64; 3],
+    cfg: &FractureConfig,
+    vertebra: u8,
+    centre: [usize; 3],
+    rng: &mut impl Rng,
+) -> FractureCut {
     let shape = image.shape();
     let normal = unit_vector(rng);
     // Two in-plane axes: any vector not parallel to the normal, made orthogonal.
-    let helper = if normal[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
+    let helper = if normal[0].abs() < 0.9 {
+        [1.0, 0.0, 0.0]
+    } else {
+        [0.0, 1.0, 0.0]
+    };
     let u = normalised(cross(normal, helper));
     let v = cross(normal, u);
     let width_mm = cfg.width_mm.uniform(rng);
@@ -169,11 +233,17 @@ fn cut(image: &mut Grid3<f32>, label: &mut Grid3<u8>, vertebrae: &Grid3<u8>, spa
     let (ra, rb, half_w) = (length_mm / 2.0, depth_mm / 2.0, width_mm / 2.0);
     let margin = cfg.label_margin_mm.max(0.0);
     // Extent of one voxel along the normal: how much of the slab's profile it averages.
-    let voxel_extent: f64 = (0..3).map(|a| (normal[a] * spacing_mm[a]).abs()).sum::<f64>().max(1e-6);
+    let voxel_extent: f64 = (0..3)
+        .map(|a| (normal[a] * spacing_mm[a]).abs())
+        .sum::<f64>()
+        .max(1e-6);
     let reach = ra.max(rb) + half_w + margin + voxel_extent;
     let lo_hi = |a: usize| {
         let r = (reach / spacing_mm[a]).ceil() as i64;
-        ((centre[a] as i64 - r).max(0) as usize, ((centre[a] as i64 + r) as usize).min(shape[a] - 1))
+        (
+            (centre[a] as i64 - r).max(0) as usize,
+            ((centre[a] as i64 + r) as usize).min(shape[a] - 1),
+        )
     };
     let ((z0, z1), (y0, y1), (x0, x1)) = (lo_hi(0), lo_hi(1), lo_hi(2));
     let (mut image_voxels, mut label_voxels) = (0, 0);
@@ -204,8 +274,28 @@ fn cut(image: &mut Grid3<f32>, label: &mut Grid3<u8>, vertebrae: &Grid3<u8>, spa
             }
         }
     }
-    tracing::trace!(vertebra, ?centre, ?normal, width_mm, length_mm, depth_mm, image_voxels, label_voxels, "synthetic fracture");
-    FractureCut { vertebra, centre, normal, width_mm, length_mm, depth_mm, gap_value, image_voxels, label_voxels }
+    tracing::trace!(
+        vertebra,
+        ?centre,
+        ?normal,
+        width_mm,
+        length_mm,
+        depth_mm,
+        image_voxels,
+        label_voxels,
+        "synthetic fracture"
+    );
+    FractureCut {
+        vertebra,
+        centre,
+        normal,
+        width_mm,
+        length_mm,
+        depth_mm,
+        gap_value,
+        image_voxels,
+        label_voxels,
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +309,15 @@ mod tests {
         let mut lab = Grid3::filled([4, 8, 8], 0u8).unwrap();
         let vert = Grid3::filled([4, 8, 8], 0u8).unwrap();
         let cfg = FractureConfig::method_default(Range::new(-1.0, -1.0));
-        let r = add_synthetic_fracture(&mut img, &mut lab, &vert, [1.0; 3], &cfg, &mut stream_rng(0, 0)).unwrap();
+        let r = add_synthetic_fracture(
+            &mut img,
+            &mut lab,
+            &vert,
+            [1.0; 3],
+            &cfg,
+            &mut stream_rng(0, 0),
+        )
+        .unwrap();
         assert_eq!(r, None);
         assert!(img.as_slice().iter().all(|&v| v == 1.0));
     }
@@ -237,7 +335,10 @@ mod tests {
         ));
         assert!(matches!(
             add_synthetic_fracture(&mut img, &mut lab, &vert, [1.0; 3], &cfg, &mut rng),
-            Err(FractureError::ShapeMismatch { what: "vertebra map", .. })
+            Err(FractureError::ShapeMismatch {
+                what: "vertebra map",
+                ..
+            })
         ));
     }
 
@@ -247,7 +348,16 @@ mod tests {
         let mut lab = Grid3::filled([12, 12, 12], 0u8).unwrap();
         let vert = Grid3::filled([12, 12, 12], 4u8).unwrap();
         let cfg = FractureConfig::method_default(Range::new(0.0, 0.0));
-        let cut = add_synthetic_fracture(&mut img, &mut lab, &vert, [1.0; 3], &cfg, &mut stream_rng(1, 0)).unwrap().unwrap();
+        let cut = add_synthetic_fracture(
+            &mut img,
+            &mut lab,
+            &vert,
+            [1.0; 3],
+            &cfg,
+            &mut stream_rng(1, 0),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(cut.vertebra, 4);
         assert!(cut.label_voxels > 0 && cut.image_voxels > 0);
     }
@@ -259,23 +369,61 @@ mod tests {
         let shape = [60, 60, 60];
         let vert = Grid3::filled(shape, 1u8).unwrap();
         let fixed = |lo: f64| Range::new(lo, lo);
-        let cfg = FractureConfig { width_mm: fixed(2.0), length_mm: fixed(10.0), depth_mm: fixed(8.0), gap_value: fixed(0.0), label_margin_mm: 0.0, ..FractureConfig::method_default(fixed(0.0)) };
+        let cfg = FractureConfig {
+            width_mm: fixed(2.0),
+            length_mm: fixed(10.0),
+            depth_mm: fixed(8.0),
+            gap_value: fixed(0.0),
+            label_margin_mm: 0.0,
+            ..FractureConfig::method_default(fixed(0.0))
+        };
         for seed in 0..4 {
             let mut img = Grid3::filled(shape, 1.0f32).unwrap();
             let mut lab = Grid3::filled(shape, 0u8).unwrap();
-            let c = cut(&mut img, &mut lab, &vert, [0.5; 3], &cfg, 1, [30, 30, 30], &mut stream_rng(seed, 0));
-            let moved: f64 = img.as_slice().iter().map(|&v| f64::from(1.0 - v) * 0.125).sum();
+            let c = cut(
+                &mut img,
+                &mut lab,
+                &vert,
+                [0.5; 3],
+                &cfg,
+                1,
+                [30, 30, 30],
+                &mut stream_rng(seed, 0),
+            );
+            let moved: f64 = img
+                .as_slice()
+                .iter()
+                .map(|&v| f64::from(1.0 - v) * 0.125)
+                .sum();
             let expected = 2.0 / 3.0 * std::f64::consts::PI * 5.0 * 4.0 * 2.0;
-            assert!((moved / expected - 1.0).abs() < 0.2, "seed {seed}: {moved} mm^3 moved, crack {expected} mm^3 ({c:?})");
+            assert!(
+                (moved / expected - 1.0).abs() < 0.2,
+                "seed {seed}: {moved} mm^3 moved, crack {expected} mm^3 ({c:?})"
+            );
             let labelled = f64::from(c.label_voxels as u32) * 0.125;
-            assert!((labelled / expected - 1.0).abs() < 0.35, "label {labelled} mm^3 vs {expected}");
+            assert!(
+                (labelled / expected - 1.0).abs() < 0.35,
+                "label {labelled} mm^3 vs {expected}"
+            );
         }
         // A 1 mm crack on a 2 mm grid: no voxel becomes pure gap, but some dip clearly.
         let vert = Grid3::filled([20, 20, 20], 1u8).unwrap();
-        let thin = FractureConfig { width_mm: fixed(1.0), ..cfg };
+        let thin = FractureConfig {
+            width_mm: fixed(1.0),
+            ..cfg
+        };
         let mut img = Grid3::filled([20, 20, 20], 1.0f32).unwrap();
         let mut lab = Grid3::filled([20, 20, 20], 0u8).unwrap();
-        cut(&mut img, &mut lab, &vert, [2.0; 3], &thin, 1, [10, 10, 10], &mut stream_rng(7, 0));
+        cut(
+            &mut img,
+            &mut lab,
+            &vert,
+            [2.0; 3],
+            &thin,
+            1,
+            [10, 10, 10],
+            &mut stream_rng(7, 0),
+        );
         let min = img.as_slice().iter().copied().fold(f32::INFINITY, f32::min);
         assert!(min > 0.0 && min < 0.8, "deepest dip {min}");
     }

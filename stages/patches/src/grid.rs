@@ -15,7 +15,11 @@ pub enum GridError {
     #[error("grid shape {shape:?} holds more than {max} voxels")]
     TooLarge { shape: [usize; 3], max: usize },
     #[error("grid shape {shape:?} needs {expected} values but the buffer holds {actual}")]
-    LengthMismatch { shape: [usize; 3], expected: usize, actual: usize },
+    LengthMismatch {
+        shape: [usize; 3],
+        expected: usize,
+        actual: usize,
+    },
 }
 
 /// A dense `[z, y, x]` volume with x varying fastest.
@@ -34,27 +38,40 @@ pub fn checked_len(shape: [usize; 3]) -> Result<usize, GridError> {
         .iter()
         .try_fold(1usize, |acc, &n| acc.checked_mul(n))
         .filter(|&n| n <= MAX_VOXELS)
-        .ok_or(GridError::TooLarge { shape, max: MAX_VOXELS })
+        .ok_or(GridError::TooLarge {
+            shape,
+            max: MAX_VOXELS,
+        })
 }
 
 impl<T: Copy> Grid3<T> {
     /// A grid of `shape` with every voxel set to `value`.
     pub fn filled(shape: [usize; 3], value: T) -> Result<Self, GridError> {
         let len = checked_len(shape)?;
-        Ok(Self { shape, data: vec![value; len] })
+        Ok(Self {
+            shape,
+            data: vec![value; len],
+        })
     }
 
     /// Wraps `data` (z-major) as a grid of `shape`.
     pub fn from_vec(shape: [usize; 3], data: Vec<T>) -> Result<Self, GridError> {
         let expected = checked_len(shape)?;
         if data.len() != expected {
-            return Err(GridError::LengthMismatch { shape, expected, actual: data.len() });
+            return Err(GridError::LengthMismatch {
+                shape,
+                expected,
+                actual: data.len(),
+            });
         }
         Ok(Self { shape, data })
     }
 
     /// A grid whose voxel `[z, y, x]` is `f(z, y, x)`.
-    pub fn from_fn(shape: [usize; 3], mut f: impl FnMut(usize, usize, usize) -> T) -> Result<Self, GridError> {
+    pub fn from_fn(
+        shape: [usize; 3],
+        mut f: impl FnMut(usize, usize, usize) -> T,
+    ) -> Result<Self, GridError> {
         let len = checked_len(shape)?;
         let mut data = Vec::with_capacity(len);
         for z in 0..shape[0] {
@@ -92,7 +109,10 @@ impl<T: Copy> Grid3<T> {
 
     /// A new grid with `f` applied to every voxel.
     pub fn map<U: Copy>(&self, f: impl FnMut(T) -> U) -> Grid3<U> {
-        Grid3 { shape: self.shape, data: self.data.iter().copied().map(f).collect() }
+        Grid3 {
+            shape: self.shape,
+            data: self.data.iter().copied().map(f).collect(),
+        }
     }
 }
 
@@ -184,8 +204,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert_eq!(Grid3::filled([0, 2, 2], 0u8), Err(GridError::EmptyAxis { shape: [0, 2, 2] }));
-        assert!(matches!(Grid3::filled([1 << 20, 1 << 20, 1 << 20], 0u8), Err(GridError::TooLarge { .. })));
-        assert!(matches!(Grid3::from_vec([2, 2, 2], vec![0u8; 7]), Err(GridError::LengthMismatch { .. })));
+        assert_eq!(
+            Grid3::filled([0, 2, 2], 0u8),
+            Err(GridError::EmptyAxis { shape: [0, 2, 2] })
+        );
+        assert!(matches!(
+            Grid3::filled([1 << 20, 1 << 20, 1 << 20], 0u8),
+            Err(GridError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Grid3::from_vec([2, 2, 2], vec![0u8; 7]),
+            Err(GridError::LengthMismatch { .. })
+        ));
     }
 }

@@ -20,7 +20,9 @@ pub fn add_gaussian_noise(data: &mut [f32], std: f32, rng: &mut impl Rng) {
 /// 1D gaussian kernel truncated at 4 sigma (scipy's default), normalised to sum 1.
 pub fn gaussian_kernel(sigma: f64) -> Vec<f32> {
     let radius = (4.0 * sigma + 0.5).floor().max(0.0) as i64;
-    let w: Vec<f64> = (-radius..=radius).map(|i| (-0.5 * (i * i) as f64 / (sigma * sigma)).exp()).collect();
+    let w: Vec<f64> = (-radius..=radius)
+        .map(|i| (-0.5 * (i * i) as f64 / (sigma * sigma)).exp())
+        .collect();
     let s: f64 = w.iter().sum();
     w.iter().map(|v| (v / s) as f32).collect()
 }
@@ -61,7 +63,11 @@ fn blur_axis(data: &mut [f32], shape: [usize; 3], axis: usize, kernel: &[f32]) {
                 *v = row[reflect(k as i64 - r, n)];
             }
             for (j, out) in row.iter_mut().enumerate() {
-                *out = padded[j..j + kernel.len()].iter().zip(kernel).map(|(a, w)| a * w).sum();
+                *out = padded[j..j + kernel.len()]
+                    .iter()
+                    .zip(kernel)
+                    .map(|(a, w)| a * w)
+                    .sum();
             }
         }
         return;
@@ -120,7 +126,11 @@ pub fn apply_gamma(data: &mut [f32], gamma: f32, invert: bool, retain_stats: boo
     if invert {
         data.iter_mut().for_each(|v| *v = -*v);
     }
-    let (mean, std) = if retain_stats { mean_std(data) } else { (0.0, 0.0) };
+    let (mean, std) = if retain_stats {
+        mean_std(data)
+    } else {
+        (0.0, 0.0)
+    };
     let (lo, hi) = min_max(data);
     let range = hi - lo;
     let eps = 1e-7f32;
@@ -140,7 +150,10 @@ pub fn apply_gamma(data: &mut [f32], gamma: f32, invert: bool, retain_stats: boo
 
 /// Minimum and maximum of a non-empty slice.
 pub fn min_max(data: &[f32]) -> (f32, f32) {
-    data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    data.iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 /// Mean and (population) standard deviation, accumulated in f64.
@@ -225,7 +238,10 @@ mod tests {
             let (m0, s0) = mean_std(g.as_slice());
             let (m1, s1) = mean_std(&d);
             assert!((m0 - m1).abs() < 1e-4 && (s0 - s1).abs() < 1e-4);
-            assert!(d.iter().zip(g.as_slice()).any(|(a, b)| (a - b).abs() > 1e-3));
+            assert!(d
+                .iter()
+                .zip(g.as_slice())
+                .any(|(a, b)| (a - b).abs() > 1e-3));
         }
     }
 

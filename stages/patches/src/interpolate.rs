@@ -37,14 +37,27 @@ pub fn sample_linear(grid: &Grid3<f32>, p: [f64; 3], pad: f32) -> f32 {
     let ty = (p[1] - fy) as f32;
     let tx = (p[2] - fx) as f32;
     let data = grid.as_slice();
-    let inside = z0 >= 0 && y0 >= 0 && x0 >= 0 && z0 + 1 < nz as i64 && y0 + 1 < ny as i64 && x0 + 1 < nx as i64;
+    let inside = z0 >= 0
+        && y0 >= 0
+        && x0 >= 0
+        && z0 + 1 < nz as i64
+        && y0 + 1 < ny as i64
+        && x0 + 1 < nx as i64;
     if inside {
         // Hot path: all eight neighbours exist.
         let i = (z0 as usize * ny + y0 as usize) * nx + x0 as usize;
         let (sy, sz) = (nx, ny * nx);
         let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
-        let c0 = lerp(lerp(data[i], data[i + 1], tx), lerp(data[i + sy], data[i + sy + 1], tx), ty);
-        let c1 = lerp(lerp(data[i + sz], data[i + sz + 1], tx), lerp(data[i + sz + sy], data[i + sz + sy + 1], tx), ty);
+        let c0 = lerp(
+            lerp(data[i], data[i + 1], tx),
+            lerp(data[i + sy], data[i + sy + 1], tx),
+            ty,
+        );
+        let c1 = lerp(
+            lerp(data[i + sz], data[i + sz + 1], tx),
+            lerp(data[i + sz + sy], data[i + sz + sy + 1], tx),
+            ty,
+        );
         return lerp(c0, c1, tz);
     }
     let v = |dz: i64, dy: i64, dx: i64| -> f32 {
@@ -67,7 +80,8 @@ pub fn sample_linear(grid: &Grid3<f32>, p: [f64; 3], pad: f32) -> f32 {
 /// zero), or `pad` outside.
 #[inline]
 pub fn sample_nearest<T: Copy>(grid: &Grid3<T>, p: [f64; 3], pad: T) -> T {
-    grid.get_checked(round_i64(p[0]), round_i64(p[1]), round_i64(p[2])).unwrap_or(pad)
+    grid.get_checked(round_i64(p[0]), round_i64(p[1]), round_i64(p[2]))
+        .unwrap_or(pad)
 }
 
 /// Source coordinate of output index `i` when resizing an axis from `n_in` to `n_out`
@@ -117,8 +131,16 @@ pub fn resize_linear(grid: &Grid3<f32>, shape: [usize; 3]) -> Grid3<f32> {
         for &(y0, y1, wy) in &ay {
             for &(x0, x1, wx) in &ax {
                 let lerp = |a: f32, b: f32, w: f32| a + (b - a) * w;
-                let c0 = lerp(lerp(at(z0, y0, x0), at(z0, y0, x1), wx), lerp(at(z0, y1, x0), at(z0, y1, x1), wx), wy);
-                let c1 = lerp(lerp(at(z1, y0, x0), at(z1, y0, x1), wx), lerp(at(z1, y1, x0), at(z1, y1, x1), wx), wy);
+                let c0 = lerp(
+                    lerp(at(z0, y0, x0), at(z0, y0, x1), wx),
+                    lerp(at(z0, y1, x0), at(z0, y1, x1), wx),
+                    wy,
+                );
+                let c1 = lerp(
+                    lerp(at(z1, y0, x0), at(z1, y0, x1), wx),
+                    lerp(at(z1, y1, x0), at(z1, y1, x1), wx),
+                    wy,
+                );
                 data.push(lerp(c0, c1, wz));
             }
         }
@@ -137,7 +159,12 @@ mod tests {
     #[test]
     fn linear_is_exact_on_affine_functions() {
         let g = ramp();
-        for p in [[0.0, 0.0, 0.0], [1.5, 2.25, 3.75], [2.9, 3.1, 4.0], [3.0, 4.0, 5.0]] {
+        for p in [
+            [0.0, 0.0, 0.0],
+            [1.5, 2.25, 3.75],
+            [2.9, 3.1, 4.0],
+            [3.0, 4.0, 5.0],
+        ] {
             let expect = (p[0] * 3.0 + p[1] * 2.0 + p[2]) as f32;
             assert!((sample_linear(&g, p, -1.0) - expect).abs() < 1e-5, "{p:?}");
         }
@@ -153,7 +180,23 @@ mod tests {
 
     #[test]
     fn fast_floor_and_round_match_std() {
-        for v in [-3.5, -2.5000001, -1.0, -0.5, -0.49, -0.0, 0.0, 0.49, 0.5, 1.0, 1.5, 2.4999, 7.0, 1e12 + 0.5, -1e12 - 0.25] {
+        for v in [
+            -3.5,
+            -2.5000001,
+            -1.0,
+            -0.5,
+            -0.49,
+            -0.0,
+            0.0,
+            0.49,
+            0.5,
+            1.0,
+            1.5,
+            2.4999,
+            7.0,
+            1e12 + 0.5,
+            -1e12 - 0.25,
+        ] {
             assert_eq!(floor_i64(v), v.floor() as i64, "floor {v}");
             assert_eq!(round_i64(v), v.round() as i64, "round {v}");
         }
@@ -175,6 +218,9 @@ mod tests {
         assert_eq!(down.get(1, 2, 2), g.get(2, 3, 4));
         // Upsampling a 1D ramp 2 -> 4 with align_corners=False: 0, .25, .75, 1 (scaled).
         let r = Grid3::from_vec([1, 1, 2], vec![0.0f32, 4.0]).unwrap();
-        assert_eq!(resize_linear(&r, [1, 1, 4]).as_slice(), &[0.0, 1.0, 3.0, 4.0]);
+        assert_eq!(
+            resize_linear(&r, [1, 1, 4]).as_slice(),
+            &[0.0, 1.0, 3.0, 4.0]
+        );
     }
 }

@@ -66,11 +66,20 @@ pub struct LoaderConfig {
 impl LoaderConfig {
     /// `workers` threads, prefetch 2, starting at batch 0, unbounded.
     pub fn new(seed: u64, workers: usize) -> Self {
-        Self { seed, workers, prefetch: 2, start: 0, count: None }
+        Self {
+            seed,
+            workers,
+            prefetch: 2,
+            start: 0,
+            count: None,
+        }
     }
 }
 
-type Item<S> = (u64, Result<<S as BatchSource>::Batch, LoaderError<<S as BatchSource>::Error>>);
+type Item<S> = (
+    u64,
+    Result<<S as BatchSource>::Batch, LoaderError<<S as BatchSource>::Error>>,
+);
 
 /// Produces batches of a [`BatchSource`] on background threads, in index order.
 pub struct BackgroundLoader<S: BatchSource> {
@@ -90,13 +99,24 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-fn worker_loop<S: BatchSource>(source: &S, seed: u64, first: u64, step: u64, end: Option<u64>, stop: &AtomicBool, tx: SyncSender<Item<S>>) {
+fn worker_loop<S: BatchSource>(
+    source: &S,
+    seed: u64,
+    first: u64,
+    step: u64,
+    end: Option<u64>,
+    stop: &AtomicBool,
+    tx: SyncSender<Item<S>>,
+) {
     let mut index = first;
     while end.is_none_or(|e| index < e) && !stop.load(Ordering::Relaxed) {
         let mut rng = stream_rng(seed, index);
         let result = match catch_unwind(AssertUnwindSafe(|| source.make_batch(index, &mut rng))) {
             Ok(r) => r.map_err(|source| LoaderError::Source { index, source }),
-            Err(p) => Err(LoaderError::WorkerPanicked { index, message: panic_message(p) }),
+            Err(p) => Err(LoaderError::WorkerPanicked {
+                index,
+                message: panic_message(p),
+            }),
         };
         let panicked = matches!(result, Err(LoaderError::WorkerPanicked { .. }));
         if tx.send((index, result)).is_err() || panicked {
@@ -114,7 +134,14 @@ impl<S: BatchSource> BackgroundLoader<S> {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let end = cfg.count.map(|c| cfg.start.saturating_add(c));
-        let mut loader = Self { receivers: Vec::new(), handles: Vec::new(), stop: stop.clone(), next: cfg.start, end, start: cfg.start };
+        let mut loader = Self {
+            receivers: Vec::new(),
+            handles: Vec::new(),
+            stop: stop.clone(),
+            next: cfg.start,
+            end,
+            start: cfg.start,
+        };
         for w in 0..cfg.workers {
             let (tx, rx) = sync_channel(cfg.prefetch);
             let (source, stop) = (source.clone(), stop.clone());
@@ -127,7 +154,12 @@ impl<S: BatchSource> BackgroundLoader<S> {
             loader.receivers.push(rx);
             loader.handles.push(handle);
         }
-        tracing::debug!(workers = cfg.workers, prefetch = cfg.prefetch, start = cfg.start, "background loader started");
+        tracing::debug!(
+            workers = cfg.workers,
+            prefetch = cfg.prefetch,
+            start = cfg.start,
+            "background loader started"
+        );
         Ok(loader)
     }
 

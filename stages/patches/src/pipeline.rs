@@ -18,7 +18,12 @@ pub const FOREGROUND_VOXELS_PER_CLASS: usize = 10_000;
 #[derive(Debug, Error, PartialEq)]
 pub enum PipelineError {
     #[error("case {case}: {what} has shape {actual:?} but the image has shape {expected:?}")]
-    ShapeMismatch { case: String, what: &'static str, expected: [usize; 3], actual: [usize; 3] },
+    ShapeMismatch {
+        case: String,
+        what: &'static str,
+        expected: [usize; 3],
+        actual: [usize; 3],
+    },
     #[error("case {case}: voxel spacing {spacing:?} mm must be finite and positive")]
     Spacing { case: String, spacing: [f64; 3] },
     #[error("case {case}: the synthetic fracture needs a vertebra map and the case has none")]
@@ -59,7 +64,12 @@ impl TrainingCase {
     ) -> Result<Self, PipelineError> {
         let id = id.into();
         let shape = image.shape();
-        let mismatch = |what, actual| PipelineError::ShapeMismatch { case: id.clone(), what, expected: shape, actual };
+        let mismatch = |what, actual| PipelineError::ShapeMismatch {
+            case: id.clone(),
+            what,
+            expected: shape,
+            actual,
+        };
         if label.shape() != shape {
             return Err(mismatch("label", label.shape()));
         }
@@ -69,10 +79,20 @@ impl TrainingCase {
             }
         }
         if spacing_mm.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(PipelineError::Spacing { case: id, spacing: spacing_mm });
+            return Err(PipelineError::Spacing {
+                case: id,
+                spacing: spacing_mm,
+            });
         }
         let foreground = ForegroundIndex::build(&label, Some(FOREGROUND_VOXELS_PER_CLASS));
-        Ok(Self { id, image, label, vertebrae, spacing_mm, foreground })
+        Ok(Self {
+            id,
+            image,
+            label,
+            vertebrae,
+            spacing_mm,
+            foreground,
+        })
     }
 
     pub fn shape(&self) -> [usize; 3] {
@@ -104,32 +124,69 @@ pub struct PatchPipeline {
 
 impl PatchPipeline {
     pub fn new(sampler: PatchSampler, augment: AugmentConfig, image_pad: f32) -> Self {
-        Self { sampler, augment, image_pad }
+        Self {
+            sampler,
+            augment,
+            image_pad,
+        }
     }
 
     /// Draws one augmented patch from `case`. With `fracture`, a synthetic fracture is cut
     /// after the spatial transform (spacing scaled by the drawn scale) and before the gray-value
     /// augmentations, so noise and blur also act on the gap.
-    pub fn sample(&self, case: &TrainingCase, fracture: Option<&FractureConfig>, rng: &mut PatchRng) -> Result<Patch, PipelineError> {
+    pub fn sample(
+        &self,
+        case: &TrainingCase,
+        fracture: Option<&FractureConfig>,
+        rng: &mut PatchRng,
+    ) -> Result<Patch, PipelineError> {
         let (region, placement) = self.sampler.sample(case.shape(), &case.foreground, rng);
         let plan = self.augment.draw(rng);
         let mut fracture_rng = child_rng(rng);
         let mut noise_rng = child_rng(rng);
         let centre = region.centre();
         let size = region.size;
-        let (mut image, mut label) =
-            resample_image_and_labels(&case.image, &case.label, centre, size, &plan.spatial, self.image_pad);
+        let (mut image, mut label) = resample_image_and_labels(
+            &case.image,
+            &case.label,
+            centre,
+            size,
+            &plan.spatial,
+            self.image_pad,
+        );
         let mut cut = None;
         if let Some(cfg) = fracture {
-            let vertebrae = case.vertebrae.as_ref().ok_or_else(|| PipelineError::NoVertebrae { case: case.id.clone() })?;
+            let vertebrae = case
+                .vertebrae
+                .as_ref()
+                .ok_or_else(|| PipelineError::NoVertebrae {
+                    case: case.id.clone(),
+                })?;
             let vert = resample_labels(vertebrae, centre, size, &plan.spatial);
             let spacing = case.spacing_mm.map(|s| s * plan.spatial.scale);
-            cut = add_synthetic_fracture(&mut image, &mut label, &vert, spacing, cfg, &mut fracture_rng)
-                .map_err(|source| PipelineError::Fracture { case: case.id.clone(), source })?;
+            cut = add_synthetic_fracture(
+                &mut image,
+                &mut label,
+                &vert,
+                spacing,
+                cfg,
+                &mut fracture_rng,
+            )
+            .map_err(|source| PipelineError::Fracture {
+                case: case.id.clone(),
+                source,
+            })?;
         }
         plan.apply_intensity(&mut image, &mut noise_rng);
         plan.apply_mirror(&mut image);
         plan.apply_mirror(&mut label);
-        Ok(Patch { image, label, region, placement, plan, fracture: cut })
+        Ok(Patch {
+            image,
+            label,
+            region,
+            placement,
+            plan,
+            fracture: cut,
+        })
     }
 }

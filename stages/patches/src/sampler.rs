@@ -36,7 +36,10 @@ impl ForegroundIndex {
             counts[c as usize] += 1;
         }
         // For class c with n voxels keeping k: keep occurrences floor(j * n / k), j = 0..k.
-        let keep: Vec<usize> = counts.iter().map(|&n| max_per_class.filter(|&k| k > 0).map_or(n, |k| n.min(k))).collect();
+        let keep: Vec<usize> = counts
+            .iter()
+            .map(|&n| max_per_class.filter(|&k| k > 0).map_or(n, |k| n.min(k)))
+            .collect();
         let mut lists: Vec<Vec<u64>> = keep.iter().map(|&k| Vec::with_capacity(k)).collect();
         let mut seen = [0usize; 256];
         for (i, &c) in label.as_slice().iter().enumerate() {
@@ -51,7 +54,13 @@ impl ForegroundIndex {
             }
             seen[c] += 1;
         }
-        let classes = lists.into_iter().enumerate().skip(1).filter(|(_, v)| !v.is_empty()).map(|(c, v)| (c as u8, v)).collect();
+        let classes = lists
+            .into_iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(c, v)| (c as u8, v))
+            .collect();
         Self { classes }
     }
 
@@ -88,7 +97,9 @@ impl PatchRegion {
 
     /// Whether voxel `[z, y, x]` lies inside the box.
     pub fn contains(&self, p: [usize; 3]) -> bool {
-        (0..3).all(|a| (p[a] as i64) >= self.origin[a] && (p[a] as i64) < self.origin[a] + self.size[a] as i64)
+        (0..3).all(|a| {
+            (p[a] as i64) >= self.origin[a] && (p[a] as i64) < self.origin[a] + self.size[a] as i64
+        })
     }
 }
 
@@ -117,7 +128,11 @@ impl PatchSampler {
         if !(0.0..=1.0).contains(&p_foreground) {
             return Err(SamplerError::Probability(p_foreground));
         }
-        Ok(Self { patch, p_foreground, pad_to: [0; 3] })
+        Ok(Self {
+            patch,
+            p_foreground,
+            pad_to: [0; 3],
+        })
     }
 
     /// Treats every volume as first padded symmetrically to at least `extent` (stage 3: pad to
@@ -139,7 +154,12 @@ impl PatchSampler {
     /// admissible origins span `[−pad/2, shape + pad/2 + pad%2 − patch]` where `pad` is how much
     /// the patch exceeds the volume; a foreground voxel is put at the patch centre, then the
     /// origin is clamped into that span.
-    pub fn sample(&self, shape: [usize; 3], index: &ForegroundIndex, rng: &mut impl Rng) -> (PatchRegion, Placement) {
+    pub fn sample(
+        &self,
+        shape: [usize; 3],
+        index: &ForegroundIndex,
+        rng: &mut impl Rng,
+    ) -> (PatchRegion, Placement) {
         let force = rng.gen::<f64>() < self.p_foreground;
         let uniform: [f64; 3] = [rng.gen(), rng.gen(), rng.gen()];
         let picked = index.pick(rng);
@@ -169,7 +189,13 @@ impl PatchSampler {
                 placement = Placement::Foreground(class);
             }
         }
-        (PatchRegion { origin, size: self.patch }, placement)
+        (
+            PatchRegion {
+                origin,
+                size: self.patch,
+            },
+            placement,
+        )
     }
 }
 
@@ -180,7 +206,16 @@ mod tests {
 
     #[test]
     fn index_lists_classes_and_subsamples() {
-        let label = Grid3::from_fn([4, 10, 10], |z, _, x| if z == 1 { 2 } else if x == 0 { 5 } else { 0 }).unwrap();
+        let label = Grid3::from_fn([4, 10, 10], |z, _, x| {
+            if z == 1 {
+                2
+            } else if x == 0 {
+                5
+            } else {
+                0
+            }
+        })
+        .unwrap();
         let idx = ForegroundIndex::build(&label, Some(7));
         assert_eq!(idx.classes().collect::<Vec<_>>(), vec![2, 5]);
         let mut rng = stream_rng(0, 0);
@@ -194,7 +229,10 @@ mod tests {
     fn subsampling_spreads_evenly() {
         let label = Grid3::from_fn([1, 1, 100], |_, _, x| u8::from(x >= 10)).unwrap();
         let idx = ForegroundIndex::build(&label, Some(9));
-        assert_eq!(idx.classes, vec![(1, (0..9).map(|j| 10 + j * 10).collect())]);
+        assert_eq!(
+            idx.classes,
+            vec![(1, (0..9).map(|j| 10 + j * 10).collect())]
+        );
         let all = ForegroundIndex::build(&label, None);
         assert_eq!(all.classes[0].1.len(), 90);
     }
@@ -221,13 +259,24 @@ mod tests {
 
     #[test]
     fn pad_to_widens_the_crop_range() {
-        let s = PatchSampler::new([96, 96, 96], 0.0).unwrap().with_pad_to([128, 128, 128]);
+        let s = PatchSampler::new([96, 96, 96], 0.0)
+            .unwrap()
+            .with_pad_to([128, 128, 128]);
         let mut rng = stream_rng(2, 0);
-        let origins: Vec<i64> = (0..3000).map(|_| s.sample([96, 96, 96], &ForegroundIndex::default(), &mut rng).0.origin[1]).collect();
+        let origins: Vec<i64> = (0..3000)
+            .map(|_| {
+                s.sample([96, 96, 96], &ForegroundIndex::default(), &mut rng)
+                    .0
+                    .origin[1]
+            })
+            .collect();
         assert_eq!(origins.iter().min(), Some(&-16));
         assert_eq!(origins.iter().max(), Some(&16));
         // Larger volumes are unaffected.
-        let (r, _) = PatchSampler::new([4, 4, 4], 0.0).unwrap().with_pad_to([2, 2, 2]).sample([4, 4, 4], &ForegroundIndex::default(), &mut rng);
+        let (r, _) = PatchSampler::new([4, 4, 4], 0.0)
+            .unwrap()
+            .with_pad_to([2, 2, 2])
+            .sample([4, 4, 4], &ForegroundIndex::default(), &mut rng);
         assert_eq!(r.origin, [0, 0, 0]);
     }
 

@@ -4,12 +4,17 @@
 use std::f64::consts::FRAC_PI_2;
 
 use flow_patches::spatial::{resample_image, resample_labels};
-use flow_patches::{AugmentConfig, Grid3, PatchPipeline, PatchSampler, SpatialParams, TrainingCase};
+use flow_patches::{
+    AugmentConfig, Grid3, PatchPipeline, PatchSampler, SpatialParams, TrainingCase,
+};
 use proptest::prelude::*;
 
 /// Blocky label volume: 4-voxel cubes with classes 0..4.
 fn blocky_labels(shape: [usize; 3]) -> Grid3<u8> {
-    Grid3::from_fn(shape, |z, y, x| ((z / 4 + 2 * (y / 4) + 3 * (x / 4)) % 5) as u8).unwrap()
+    Grid3::from_fn(shape, |z, y, x| {
+        ((z / 4 + 2 * (y / 4) + 3 * (x / 4)) % 5) as u8
+    })
+    .unwrap()
 }
 
 #[test]
@@ -47,13 +52,22 @@ fn check_consistency(angles: [f64; 3], scale: f64, centre: [f64; 3]) {
                 let f = p.map(|v| v.floor() as i64);
                 let mut neighbours = Vec::new();
                 for d in 0..8 {
-                    neighbours.push(label.get_checked(f[0] + (d >> 2 & 1), f[1] + (d >> 1 & 1), f[2] + (d & 1)));
+                    neighbours.push(label.get_checked(
+                        f[0] + (d >> 2 & 1),
+                        f[1] + (d >> 1 & 1),
+                        f[2] + (d & 1),
+                    ));
                 }
                 let (i, l) = (img.get(z, y, x), lab.get(z, y, x));
                 // Nearest label is one of the 8 neighbours; the linear image lies in their hull.
-                let vals: Vec<f32> = neighbours.iter().map(|n| n.map_or(0.0, |c| c as f32 * 100.0)).collect();
+                let vals: Vec<f32> = neighbours
+                    .iter()
+                    .map(|n| n.map_or(0.0, |c| c as f32 * 100.0))
+                    .collect();
                 assert!(neighbours.contains(&Some(l)) || neighbours.contains(&None));
-                let (lo, hi) = vals.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                let (lo, hi) = vals
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
                 assert!(i >= lo - 1e-3 && i <= hi + 1e-3);
                 if neighbours.iter().all(|n| *n == neighbours[0]) && neighbours[0].is_some() {
                     checked += 1;
@@ -65,20 +79,30 @@ fn check_consistency(angles: [f64; 3], scale: f64, centre: [f64; 3]) {
         }
     }
     let total = shape.iter().product::<usize>();
-    assert!(checked > total / 10, "enough homogeneous voxels checked: {checked}");
-    assert!(agree * 5 > total, "image = 100 x label on many voxels: {agree}/{total}");
+    assert!(
+        checked > total / 10,
+        "enough homogeneous voxels checked: {checked}"
+    );
+    assert!(
+        agree * 5 > total,
+        "image = 100 x label on many voxels: {agree}/{total}"
+    );
 }
 
 #[test]
 fn identity_transform_is_a_crop() {
     let label = blocky_labels([10, 12, 14]);
-    let image = Grid3::from_fn([10, 12, 14], |z, y, x| (z * 1000 + y * 10 + x) as f32 * 0.5).unwrap();
+    let image =
+        Grid3::from_fn([10, 12, 14], |z, y, x| (z * 1000 + y * 10 + x) as f32 * 0.5).unwrap();
     let shape = [6, 5, 8];
     let centre = [4.5, 6.0, 3.5]; // region origin [2, 4, 0]
     let ident = resample_image(&image, centre, shape, &SpatialParams::IDENTITY, -7.0);
     let lab = resample_labels(&label, centre, shape, &SpatialParams::IDENTITY);
     // A full turn about z goes through the interpolating path yet must reproduce the crop.
-    let turn = SpatialParams { angles: [2.0 * std::f64::consts::PI, 0.0, 0.0], scale: 1.0 };
+    let turn = SpatialParams {
+        angles: [2.0 * std::f64::consts::PI, 0.0, 0.0],
+        scale: 1.0,
+    };
     let turned = resample_image(&image, centre, shape, &turn, -7.0);
     let turned_lab = resample_labels(&label, centre, shape, &turn);
     for z in 0..6 {
@@ -92,7 +116,13 @@ fn identity_transform_is_a_crop() {
         }
     }
     // Past the border: image pad and label 0.
-    let out = resample_image(&image, [4.5, 6.0, 12.5], shape, &SpatialParams::IDENTITY, -7.0);
+    let out = resample_image(
+        &image,
+        [4.5, 6.0, 12.5],
+        shape,
+        &SpatialParams::IDENTITY,
+        -7.0,
+    );
     assert_eq!(out.get(0, 0, 7), -7.0);
     assert_eq!(out.get(0, 0, 0), image.get(2, 4, 9));
 }
@@ -115,7 +145,10 @@ fn quarter_turns_move_a_marked_voxel_where_the_formula_says() {
     for (angles, expect) in cases {
         let params = SpatialParams { angles, scale: 1.0 };
         let out = resample_labels(&label, [c; 3], shape, &params);
-        let hits: Vec<[usize; 3]> = (0..out.len()).filter(|&i| out.as_slice()[i] == 1).map(|i| out.coords(i)).collect();
+        let hits: Vec<[usize; 3]> = (0..out.len())
+            .filter(|&i| out.as_slice()[i] == 1)
+            .map(|i| out.coords(i))
+            .collect();
         let want = expect.map(|d| (c as i64 + d) as usize);
         assert_eq!(hits, vec![want], "angles {angles:?}");
     }
@@ -154,15 +187,23 @@ fn pipeline_mirrors_image_and_label_together() {
     let label = blocky_labels([8, 8, 8]);
     let image = label.map(|c| c as f32 * 100.0 + 1.0);
     let case = TrainingCase::new("mirror", image, label.clone(), None, [1.0; 3]).unwrap();
-    let augment = AugmentConfig { p_mirror: [1.0, 0.0, 1.0], ..AugmentConfig::none() };
+    let augment = AugmentConfig {
+        p_mirror: [1.0, 0.0, 1.0],
+        ..AugmentConfig::none()
+    };
     let pipe = PatchPipeline::new(PatchSampler::new([8, 8, 8], 0.0).unwrap(), augment, 0.0);
-    let patch = pipe.sample(&case, None, &mut flow_patches::stream_rng(0, 0)).unwrap();
+    let patch = pipe
+        .sample(&case, None, &mut flow_patches::stream_rng(0, 0))
+        .unwrap();
     assert_eq!(patch.plan.mirror, [true, false, true]);
     for z in 0..8 {
         for y in 0..8 {
             for x in 0..8 {
                 assert_eq!(patch.label.get(z, y, x), label.get(7 - z, y, 7 - x));
-                assert_eq!(patch.image.get(z, y, x), patch.label.get(z, y, x) as f32 * 100.0 + 1.0);
+                assert_eq!(
+                    patch.image.get(z, y, x),
+                    patch.label.get(z, y, x) as f32 * 100.0 + 1.0
+                );
             }
         }
     }

@@ -31,18 +31,32 @@ impl Stage for BoxesToMasks {
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "root", many: false, required: true, doc: "competition root (train_bounding_boxes.csv, train_images/)" },
-            InputDecl { name: "volumes", many: false, required: true, doc: "dicom.to_nifti volumes" },
+            InputDecl {
+                name: "root",
+                many: false,
+                required: true,
+                doc: "competition root (train_bounding_boxes.csv, train_images/)",
+            },
+            InputDecl {
+                name: "volumes",
+                many: false,
+                required: true,
+                doc: "dicom.to_nifti volumes",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("masks"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("masks"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let root = ctx.input("root")?.to_path_buf();
         let volumes = ctx.input("volumes")?.to_path_buf();
         let csv = root.join("train_bounding_boxes.csv");
-        let boxes = read_fracture_boxes(&csv).map_err(|e| StageError::wrap("cannot read the boxes", e))?;
+        let boxes =
+            read_fracture_boxes(&csv).map_err(|e| StageError::wrap("cannot read the boxes", e))?;
         let mut by_study: BTreeMap<String, Vec<FractureBox>> = BTreeMap::new();
         for b in boxes {
             by_study.entry(b.study_uid.clone()).or_default().push(b);
@@ -57,19 +71,35 @@ impl Stage for BoxesToMasks {
             let r = (|| -> Result<Vec<String>, StageError> {
                 let ct_path = volumes.join(format!("{uid}.nii.gz"));
                 if !ct_path.is_file() {
-                    return Err(StageError::msg("no converted CT for this study (see the conversion summary)"));
+                    return Err(StageError::msg(
+                        "no converted CT for this study (see the conversion summary)",
+                    ));
                 }
-                let ct = read_nifti(&ct_path).map_err(|e| StageError::wrap("cannot read the converted CT", e))?;
-                let positions = slice_positions(&root.join("train_images").join(uid)).map_err(|e| StageError::wrap("cannot read slice positions", e))?;
+                let ct = read_nifti(&ct_path)
+                    .map_err(|e| StageError::wrap("cannot read the converted CT", e))?;
+                let positions = slice_positions(&root.join("train_images").join(uid))
+                    .map_err(|e| StageError::wrap("cannot read slice positions", e))?;
                 let bm = boxes_to_mask(boxes, &positions, ct.geometry(), ct.dims());
-                write_nifti(&bm.mask, &out.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write the mask", e))?;
+                write_nifti(&bm.mask, &out.join(format!("{uid}.nii.gz")))
+                    .map_err(|e| StageError::wrap("cannot write the mask", e))?;
                 let mut notes: Vec<String> = bm
                     .unmatched
                     .iter()
-                    .map(|u| format!("study {uid}: box on {csv_name} line {} (slice {}) not drawn: {}", u.line, u.slice_number, u.reason, csv_name = "train_bounding_boxes.csv"))
+                    .map(|u| {
+                        format!(
+                            "study {uid}: box on {csv_name} line {} (slice {}) not drawn: {}",
+                            u.line,
+                            u.slice_number,
+                            u.reason,
+                            csv_name = "train_bounding_boxes.csv"
+                        )
+                    })
                     .collect();
                 if bm.clipped > 0 {
-                    notes.push(format!("study {uid}: {} box(es) clipped to the image", bm.clipped));
+                    notes.push(format!(
+                        "study {uid}: {} box(es) clipped to the image",
+                        bm.clipped
+                    ));
                 }
                 Ok(notes)
             })();
@@ -83,7 +113,10 @@ impl Stage for BoxesToMasks {
                 }
                 Err(e) => {
                     ctx.log(&format!("study {uid}: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
+                    summary.failed.push(StudyFailure {
+                        study: uid.clone(),
+                        error: e.chain(),
+                    });
                 }
             }
         }

@@ -14,7 +14,10 @@ mod synthetic;
 
 pub use boxes::BoxesToMasks;
 pub use convert::DicomToNifti;
-pub use method::{FractureLabels, FracturePredict, FractureTrain, OverallTrain, Report, RoiExtract, SplitStudies, Stage1Predict, Stage1Train, Stage3};
+pub use method::{
+    FractureLabels, FracturePredict, FractureTrain, OverallTrain, Report, RoiExtract, SplitStudies,
+    Stage1Predict, Stage1Train, Stage3,
+};
 pub use public_vertebrae::PublicVertebrae;
 pub use score::ScoreSubmission;
 pub use segmentations::Segmentations;

@@ -3,7 +3,9 @@
 //! without both C1 and T1 are dropped (and listed, with the reason, in summary.json), labels
 //! that lose much in the clean-up are noted there.
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::competition::{read_combined, read_structure_folder, VertebraScheme};
 use flow_imaging::ops::CleanupReport;
 use flow_imaging::write_nifti;
@@ -48,16 +50,35 @@ impl Stage for PublicVertebrae {
          clean-up are noted there."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new().optional("scheme", ParamType::String, json!("totalsegmentator-v1"), "label scheme of labels.nii.gz: totalsegmentator-v1 | totalsegmentator-v2 | verse")
+        ParamsSchema::new().optional(
+            "scheme",
+            ParamType::String,
+            json!("totalsegmentator-v1"),
+            "label scheme of labels.nii.gz: totalsegmentator-v1 | totalsegmentator-v2 | verse",
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
-        Some(vec![InputDecl { name: "dataset", many: false, required: true, doc: "folder with one sub-folder per case" }])
+        Some(vec![InputDecl {
+            name: "dataset",
+            many: false,
+            required: true,
+            doc: "folder with one sub-folder per case",
+        }])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("cases"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("cases"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        scheme(params.get("scheme").and_then(|v| v.as_str()).unwrap_or_default()).map(|_| ())
+        scheme(
+            params
+                .get("scheme")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+        )
+        .map(|_| ())
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
@@ -80,8 +101,10 @@ impl Stage for PublicVertebrae {
                     read_combined(&dir.join("labels.nii.gz"), scheme)
                 }
                 .map_err(|e| StageError::wrap("labels", e))?;
-                write_nifti(&labels, &out.join(format!("{name}_labels.nii.gz"))).map_err(|e| StageError::wrap("cannot write labels", e))?;
-                std::fs::copy(&ct, out.join(format!("{name}_ct.nii.gz"))).map_err(|e| StageError::wrap("cannot copy the CT", e))?;
+                write_nifti(&labels, &out.join(format!("{name}_labels.nii.gz")))
+                    .map_err(|e| StageError::wrap("cannot write labels", e))?;
+                std::fs::copy(&ct, out.join(format!("{name}_ct.nii.gz")))
+                    .map_err(|e| StageError::wrap("cannot copy the CT", e))?;
                 Ok(report)
             })();
             match r {
@@ -94,7 +117,10 @@ impl Stage for PublicVertebrae {
                 }
                 Err(e) => {
                     ctx.log(&format!("case {name} dropped: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: name.clone(), error: e.chain() });
+                    summary.failed.push(StudyFailure {
+                        study: name.clone(),
+                        error: e.chain(),
+                    });
                 }
             }
         }

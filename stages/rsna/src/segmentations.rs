@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::competition::{read_competition_segmentation, vertebra_name};
 use flow_imaging::ops::{clean_label_map_with_report, CleanupConfig, CleanupReport, Connectivity};
 use flow_imaging::{read_nifti, write_nifti};
@@ -29,9 +31,15 @@ struct P {
 /// A label losing more than this fraction of its voxels in the clean-up gets a note.
 pub const WARN_REMOVED_FRACTION: f64 = 0.05;
 
-fn one(seg: &Path, ct: &Path, out: &Path, cfg: &CleanupConfig) -> Result<CleanupReport, StageError> {
+fn one(
+    seg: &Path,
+    ct: &Path,
+    out: &Path,
+    cfg: &CleanupConfig,
+) -> Result<CleanupReport, StageError> {
     let ct = read_nifti(ct).map_err(|e| StageError::wrap("cannot read the converted CT", e))?;
-    let labels = read_competition_segmentation(seg, ct.geometry(), ct.dims()).map_err(|e| StageError::wrap("cannot read the segmentation", e))?;
+    let labels = read_competition_segmentation(seg, ct.geometry(), ct.dims())
+        .map_err(|e| StageError::wrap("cannot read the segmentation", e))?;
     let (clean, report) = clean_label_map_with_report(&labels, cfg);
     write_nifti(&clean, out).map_err(|e| StageError::wrap("cannot write labels", e))?;
     Ok(report)
@@ -44,7 +52,11 @@ pub(crate) fn cleanup_notes(who: &str, report: &CleanupReport) -> Vec<String> {
         Some(v) => format!("label {l} ({v})"),
         None => format!("label {l}"),
     };
-    report.warnings_named(WARN_REMOVED_FRACTION, name).into_iter().map(|w| format!("{who}: {w}")).collect()
+    report
+        .warnings_named(WARN_REMOVED_FRACTION, name)
+        .into_iter()
+        .map(|w| format!("{who}: {w}"))
+        .collect()
 }
 
 impl Stage for Segmentations {
@@ -68,12 +80,25 @@ impl Stage for Segmentations {
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "root", many: false, required: true, doc: "competition root (segmentations/)" },
-            InputDecl { name: "volumes", many: false, required: true, doc: "dicom.to_nifti volumes" },
+            InputDecl {
+                name: "root",
+                many: false,
+                required: true,
+                doc: "competition root (segmentations/)",
+            },
+            InputDecl {
+                name: "volumes",
+                many: false,
+                required: true,
+                doc: "dicom.to_nifti volumes",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("labels"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("labels"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
         match params.get("connectivity").and_then(|v| v.as_u64()) {
@@ -87,8 +112,15 @@ impl Stage for Segmentations {
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let connectivity = if p.connectivity == 6 { Connectivity::Six } else { Connectivity::TwentySix };
-        let cfg = CleanupConfig { bridge_mm: p.bridge_mm, connectivity };
+        let connectivity = if p.connectivity == 6 {
+            Connectivity::Six
+        } else {
+            Connectivity::TwentySix
+        };
+        let cfg = CleanupConfig {
+            bridge_mm: p.bridge_mm,
+            connectivity,
+        };
         let seg_dir = ctx.input("root")?.join("segmentations");
         let volumes = ctx.input("volumes")?.to_path_buf();
         let out = ctx.output("labels")?.to_path_buf();
@@ -108,7 +140,9 @@ impl Stage for Segmentations {
             let r = if ct.is_file() {
                 pool.install(|| one(seg, &ct, &out.join(format!("{uid}.nii.gz")), &cfg))
             } else {
-                Err(StageError::msg("no converted CT for this study (see the conversion summary)"))
+                Err(StageError::msg(
+                    "no converted CT for this study (see the conversion summary)",
+                ))
             };
             match r {
                 Ok(report) => {
@@ -120,7 +154,10 @@ impl Stage for Segmentations {
                 }
                 Err(e) => {
                     ctx.log(&format!("study {uid}: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid.clone(), error: e.chain() });
+                    summary.failed.push(StudyFailure {
+                        study: uid.clone(),
+                        error: e.chain(),
+                    });
                 }
             }
         }
@@ -135,29 +172,56 @@ mod tests {
 
     fn checked(given: serde_json::Value) -> Result<(), String> {
         let given = given.as_object().unwrap().clone();
-        let params = Segmentations.params().validate(&given).map_err(|e| format!("{e:?}"))?;
+        let params = Segmentations
+            .params()
+            .validate(&given)
+            .map_err(|e| format!("{e:?}"))?;
         Segmentations.check(&params, &["root", "volumes"])
     }
 
     #[test]
     fn bridge_mm_defaults_to_3_and_must_be_non_negative() {
-        let params = Segmentations.params().validate(&serde_json::Map::new()).unwrap();
+        let params = Segmentations
+            .params()
+            .validate(&serde_json::Map::new())
+            .unwrap();
         assert_eq!(params["bridge_mm"], json!(3.0));
         assert!(checked(json!({})).is_ok());
         assert!(checked(json!({"bridge_mm": 0})).is_ok());
         assert!(checked(json!({"bridge_mm": 1.5, "connectivity": 6})).is_ok());
-        assert_eq!(checked(json!({"bridge_mm": -1.0})).unwrap_err(), "param `bridge_mm` must be a number >= 0 (mm)");
-        assert!(checked(json!({"connectivity": 8})).unwrap_err().contains("connectivity"));
+        assert_eq!(
+            checked(json!({"bridge_mm": -1.0})).unwrap_err(),
+            "param `bridge_mm` must be a number >= 0 (mm)"
+        );
+        assert!(checked(json!({"connectivity": 8}))
+            .unwrap_err()
+            .contains("connectivity"));
     }
 
     #[test]
     fn notes_name_the_study_and_the_vertebra() {
         let report = CleanupReport {
             labels: vec![
-                LabelCleanup { label: 1, before: 1000, after: 990 },
-                LabelCleanup { label: 4, before: 2500, after: 2200 },
-                LabelCleanup { label: 9, before: 40, after: 0 },
-                LabelCleanup { label: 30, before: 100, after: 50 },
+                LabelCleanup {
+                    label: 1,
+                    before: 1000,
+                    after: 990,
+                },
+                LabelCleanup {
+                    label: 4,
+                    before: 2500,
+                    after: 2200,
+                },
+                LabelCleanup {
+                    label: 9,
+                    before: 40,
+                    after: 0,
+                },
+                LabelCleanup {
+                    label: 30,
+                    before: 100,
+                    after: 50,
+                },
             ],
         };
         assert_eq!(

@@ -26,13 +26,21 @@ pub struct StudySummary {
 impl StudySummary {
     /// Records one study's outcome: done, or failed with its error (logged); a cancellation
     /// is passed on instead.
-    pub fn record(&mut self, ctx: &flow_engine::StageContext, uid: &str, result: Result<(), StageError>) -> Result<(), StageError> {
+    pub fn record(
+        &mut self,
+        ctx: &flow_engine::StageContext,
+        uid: &str,
+        result: Result<(), StageError>,
+    ) -> Result<(), StageError> {
         match result {
             Ok(()) => self.done.push(uid.to_string()),
             Err(StageError::Cancelled) => return Err(StageError::Cancelled),
             Err(e) => {
                 ctx.log(&format!("study {uid} failed: {}", e.chain()));
-                self.failed.push(StudyFailure { study: uid.to_string(), error: e.chain() });
+                self.failed.push(StudyFailure {
+                    study: uid.to_string(),
+                    error: e.chain(),
+                });
             }
         }
         Ok(())
@@ -40,13 +48,15 @@ impl StudySummary {
 
     pub fn write(&self, path: &Path) -> Result<(), StageError> {
         let text = serde_json::to_string_pretty(self).expect("summary serialises");
-        std::fs::write(path, text + "\n").map_err(|e| StageError::wrap(format!("cannot write {}", path.display()), e))
+        std::fs::write(path, text + "\n")
+            .map_err(|e| StageError::wrap(format!("cannot write {}", path.display()), e))
     }
 }
 
 /// The sub-folders of `dir` (one per study), sorted by name.
 pub fn study_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StageError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
     let mut out = Vec::new();
     for e in rd {
         let e = e.map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
@@ -69,8 +79,15 @@ pub fn folder_digest(dir: &Path) -> Result<String, StageError> {
     let digests: Vec<Result<(String, blake3::Hash), StageError>> = files
         .par_iter()
         .map(|p| {
-            let bytes = std::fs::read(p).map_err(|e| StageError::wrap(format!("cannot read {}", p.display()), e))?;
-            Ok((p.file_name().unwrap_or_default().to_string_lossy().to_string(), blake3::hash(&bytes)))
+            let bytes = std::fs::read(p)
+                .map_err(|e| StageError::wrap(format!("cannot read {}", p.display()), e))?;
+            Ok((
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string(),
+                blake3::hash(&bytes),
+            ))
         })
         .collect();
     let mut h = blake3::Hasher::new();
@@ -85,12 +102,16 @@ pub fn folder_digest(dir: &Path) -> Result<String, StageError> {
 
 /// Links (or copies) every file of `from` into `to`.
 pub fn link_all(from: &Path, to: &Path) -> Result<(), StageError> {
-    std::fs::create_dir_all(to).map_err(|e| StageError::wrap(format!("cannot create {}", to.display()), e))?;
-    let rd = std::fs::read_dir(from).map_err(|e| StageError::wrap(format!("cannot list {}", from.display()), e))?;
+    std::fs::create_dir_all(to)
+        .map_err(|e| StageError::wrap(format!("cannot create {}", to.display()), e))?;
+    let rd = std::fs::read_dir(from)
+        .map_err(|e| StageError::wrap(format!("cannot list {}", from.display()), e))?;
     for e in rd.flatten() {
         let dest = to.join(e.file_name());
         if std::fs::hard_link(e.path(), &dest).is_err() {
-            std::fs::copy(e.path(), &dest).map_err(|err| StageError::wrap(format!("cannot copy {}", e.path().display()), err))?;
+            std::fs::copy(e.path(), &dest).map_err(|err| {
+                StageError::wrap(format!("cannot copy {}", e.path().display()), err)
+            })?;
         }
     }
     Ok(())
@@ -98,17 +119,23 @@ pub fn link_all(from: &Path, to: &Path) -> Result<(), StageError> {
 
 /// A rayon pool sized to the node's cpu slots.
 pub fn pool(threads: usize) -> Result<rayon::ThreadPool, StageError> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().map_err(|e| StageError::wrap("cannot start worker threads", e))
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| StageError::wrap("cannot start worker threads", e))
 }
 
 /// The UID of a `<UID>.nii` / `<UID>.nii.gz` file.
 pub fn nifti_stem(p: &Path) -> Option<String> {
     let name = p.file_name()?.to_str()?;
-    name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii")).map(String::from)
+    name.strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))
+        .map(String::from)
 }
 
 /// BLAKE3 of a file's bytes (hex), for per-item cache keys.
 pub fn file_digest(path: &Path) -> Result<String, StageError> {
-    let bytes = std::fs::read(path).map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }

@@ -1,6 +1,8 @@
 //! `rsna.synthetic_cohort`: the built-in data set, generated in the competition layout.
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_synth::{generate_cohort, CohortConfig, Profile};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,7 +21,12 @@ struct P {
 
 /// The cohort configuration for the params (also used by `flow synth`).
 /// `studies` is the total (train + test; one in eight becomes a test study).
-pub fn cohort_config(profile: &str, seed: u64, studies: Option<usize>, prevalence: Option<f64>) -> Result<CohortConfig, String> {
+pub fn cohort_config(
+    profile: &str,
+    seed: u64,
+    studies: Option<usize>,
+    prevalence: Option<f64>,
+) -> Result<CohortConfig, String> {
     let profile = Profile::parse(profile).map_err(|e| e.to_string())?;
     let mut cfg = CohortConfig::for_profile(profile);
     if let Some(n) = studies {
@@ -48,10 +55,25 @@ impl Stage for SyntheticCohort {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .optional("profile", ParamType::String, json!("demo"), "tiny | demo | full")
+            .optional(
+                "profile",
+                ParamType::String,
+                json!("demo"),
+                "tiny | demo | full",
+            )
             .optional("seed", ParamType::Int, json!(2022), "master seed")
-            .optional("studies", ParamType::Any, json!(null), "total number of studies, one in eight for test (null: the profile's)")
-            .optional("fracture_prevalence", ParamType::Any, json!(null), "probability a study is positive (null: competition's 961/2019)")
+            .optional(
+                "studies",
+                ParamType::Any,
+                json!(null),
+                "total number of studies, one in eight for test (null: the profile's)",
+            )
+            .optional(
+                "fracture_prevalence",
+                ParamType::Any,
+                json!(null),
+                "probability a study is positive (null: competition's 961/2019)",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![])
@@ -60,16 +82,22 @@ impl Stage for SyntheticCohort {
         Ok(vec![OutputDecl::dir("root")])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        let p: P = serde_json::from_value(serde_json::Value::Object(params.clone())).map_err(|e| e.to_string())?;
+        let p: P = serde_json::from_value(serde_json::Value::Object(params.clone()))
+            .map_err(|e| e.to_string())?;
         cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence).map(|_| ())
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let cfg = cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence).map_err(StageError::msg)?;
+        let cfg = cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence)
+            .map_err(StageError::msg)?;
         let out = ctx.output("root")?.to_path_buf();
         let pool = crate::study_set::pool(ctx.threads)?;
         let summary = pool
-            .install(|| generate_cohort(&cfg, &out, &|done, total| ctx.progress(done as u64, total as u64, "studies")))
+            .install(|| {
+                generate_cohort(&cfg, &out, &|done, total| {
+                    ctx.progress(done as u64, total as u64, "studies")
+                })
+            })
             .map_err(|e| StageError::wrap("cannot generate the cohort", e))?;
         ctx.log(&format!("{summary:?}"));
         Ok(())

@@ -20,9 +20,13 @@ fn main() -> candle_core::Result<()> {
     ];
     println!("| base | levels | patch | batch | classes | train iter s | forward s |");
     for (base, levels, p, b, classes) in configs {
-        let cfg = UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, classes, base, levels) };
+        let cfg = UNetConfig {
+            deep_supervision: false,
+            ..UNetConfig::tiny(1, classes, base, levels)
+        };
         let vars = VarMap::new();
-        let net = UNet3d::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &dev)).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let net = UNet3d::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &dev))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let mut opt = Optimizer::from_varmap(OptimizerConfig::nnunet_sgd(), &vars);
         let x = Tensor::randn(0f32, 1.0, (b, 1, p[0], p[1], p[2]), &dev)?;
         let y = Tensor::zeros((b, 1, p[0], p[1], p[2]), DType::U8, &dev)?;
@@ -31,7 +35,8 @@ fn main() -> candle_core::Result<()> {
             let t = Instant::now();
             let loss = dice_ce_loss(&net.forward(&x)?, &y)?;
             let g = loss.backward()?;
-            opt.step(&g, 0.01).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            opt.step(&g, 0.01)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -41,7 +46,10 @@ fn main() -> candle_core::Result<()> {
             net.forward(&x1)?;
         }
         let fwd = t.elapsed().as_secs_f64() / 3.0;
-        println!("| {base} | {levels} | {p:?} | {b} | {classes} | {:.3} | {fwd:.3} |", times[1]);
+        println!(
+            "| {base} | {levels} | {p:?} | {b} | {classes} | {:.3} | {fwd:.3} |",
+            times[1]
+        );
     }
     Ok(())
 }

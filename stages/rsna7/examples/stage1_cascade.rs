@@ -16,7 +16,9 @@ use candle_core::Device;
 use flow_imaging::{read_nifti, AnyVolume, Volume};
 use flow_nn3d::train::LogProgress;
 use flow_rsna7::stage1::{prepare_study, training_cases, Resolution};
-use flow_rsna7::{dice_per_label, recipes, segment_vertebrae, train_segmentation, SegModel, SegRecipe};
+use flow_rsna7::{
+    dice_per_label, recipes, segment_vertebrae, train_segmentation, SegModel, SegRecipe,
+};
 
 fn ct(path: &Path) -> Volume<i16> {
     match read_nifti(path).expect("CT") {
@@ -29,26 +31,67 @@ fn uids(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .expect("folder")
         .map(|e| e.expect("entry").path())
-        .filter_map(|p| p.file_name()?.to_str()?.strip_suffix(".nii.gz").map(|u| (u.to_string(), p.clone())))
+        .filter_map(|p| {
+            p.file_name()?
+                .to_str()?
+                .strip_suffix(".nii.gz")
+                .map(|u| (u.to_string(), p.clone()))
+        })
         .collect();
     v.sort();
     v
 }
 
-fn train(resolution: Resolution, mut recipe: SegRecipe, iters: usize, volumes: &Path, labels: &Path, out: &Path) -> SegModel {
+fn train(
+    resolution: Resolution,
+    mut recipe: SegRecipe,
+    iters: usize,
+    volumes: &Path,
+    labels: &Path,
+    out: &Path,
+) -> SegModel {
     recipe.epochs = iters.div_ceil(recipe.iterations);
     let t = Instant::now();
     let studies: Vec<_> = uids(labels)
         .iter()
-        .map(|(uid, l)| prepare_study(uid, &ct(&volumes.join(format!("{uid}.nii.gz"))), &read_nifti(l).unwrap().to_labels().unwrap(), &recipe, resolution).unwrap())
+        .map(|(uid, l)| {
+            prepare_study(
+                uid,
+                &ct(&volumes.join(format!("{uid}.nii.gz"))),
+                &read_nifti(l).unwrap().to_labels().unwrap(),
+                &recipe,
+                resolution,
+            )
+            .unwrap()
+        })
         .collect();
     let dims: Vec<_> = studies.iter().map(|s| s.hu.dims()).collect();
-    println!("{resolution:?}: {} studies, grids {:?}..{:?}", studies.len(), dims.iter().min(), dims.iter().max());
+    println!(
+        "{resolution:?}: {} studies, grids {:?}..{:?}",
+        studies.len(),
+        dims.iter().min(),
+        dims.iter().max()
+    );
     let (norm, cases) = training_cases(&studies).unwrap();
     let ckpt = out.join("ckpt");
     let _ = std::fs::remove_dir_all(&ckpt);
-    train_segmentation(resolution.task(), &recipe, norm, None, cases, &Device::Cpu, &ckpt, out, &mut LogProgress).unwrap();
-    println!("{resolution:?}: {} iterations in {:.0} s", recipe.epochs * recipe.iterations, t.elapsed().as_secs_f64());
+    train_segmentation(
+        resolution.task(),
+        &recipe,
+        norm,
+        None,
+        cases,
+        &Device::Cpu,
+        &ckpt,
+        out,
+        &mut LogProgress,
+    )
+    .unwrap();
+    println!(
+        "{resolution:?}: {} iterations in {:.0} s",
+        recipe.epochs * recipe.iterations,
+        t.elapsed().as_secs_f64()
+    );
     SegModel::load(out, &Device::Cpu).unwrap()
 }
 
@@ -59,7 +102,12 @@ fn main() {
         eprintln!("usage: stage1_cascade ROOT TRAIN_VOLUMES TEST_VOLUMES LABELS [PROFILE] [LOW_ITERS] [FINE_ITERS]");
         std::process::exit(2);
     }
-    let (root, train_vols, test_vols, labels) = (Path::new(&a[1]), Path::new(&a[2]), Path::new(&a[3]), Path::new(&a[4]));
+    let (root, train_vols, test_vols, labels) = (
+        Path::new(&a[1]),
+        Path::new(&a[2]),
+        Path::new(&a[3]),
+        Path::new(&a[4]),
+    );
     let profile = a.get(5).map_or("demo", String::as_str);
     let low_iters: usize = a.get(6).map_or(240, |s| s.parse().expect("LOW_ITERS"));
     let fine_iters: usize = a.get(7).map_or(100, |s| s.parse().expect("FINE_ITERS"));
@@ -67,7 +115,13 @@ fn main() {
     let seed: u64 = std::env::var("SEED").map_or(1, |s| s.parse().expect("SEED"));
     let mut low_recipe = recipes::stage1_lowres(profile, seed).unwrap();
     // Variants for experiments: LOW_SPACING=x,y,z (mm), LOW_PATCH=z,y,x, LOW_BATCH=n.
-    let list = |name: &str| std::env::var(name).ok().map(|v| v.split(',').map(|x| x.parse::<f64>().expect(name)).collect::<Vec<_>>());
+    let list = |name: &str| {
+        std::env::var(name).ok().map(|v| {
+            v.split(',')
+                .map(|x| x.parse::<f64>().expect(name))
+                .collect::<Vec<_>>()
+        })
+    };
     if let Some(v) = list("LOW_SPACING") {
         low_recipe.spacing_xyz = [v[0], v[1], v[2]];
     }
@@ -77,16 +131,45 @@ fn main() {
     if let Some(v) = list("LOW_BATCH") {
         low_recipe.batch = v[0] as usize;
     }
-    let low = train(Resolution::Lowres, low_recipe, low_iters, train_vols, labels, &work.join("low"));
-    let fine = (fine_iters > 0).then(|| train(Resolution::Fullres, recipes::stage1_fullres(profile, seed).unwrap(), fine_iters, train_vols, labels, &work.join("fine")));
+    let low = train(
+        Resolution::Lowres,
+        low_recipe,
+        low_iters,
+        train_vols,
+        labels,
+        &work.join("low"),
+    );
+    let fine = (fine_iters > 0).then(|| {
+        train(
+            Resolution::Fullres,
+            recipes::stage1_fullres(profile, seed).unwrap(),
+            fine_iters,
+            train_vols,
+            labels,
+            &work.join("fine"),
+        )
+    });
     let t = Instant::now();
     let mut sums = [(0.0, 0usize); 8];
     for (uid, path) in uids(test_vols) {
         let v = ct(&path);
-        let pred = segment_vertebrae(&[&low], &fine.iter().collect::<Vec<_>>(), &v, &Device::Cpu, 2.0).unwrap();
-        let truth = read_nifti(&root.join("truth/vertebrae").join(format!("{uid}.nii.gz"))).unwrap().to_labels().unwrap();
+        let pred = segment_vertebrae(
+            &[&low],
+            &fine.iter().collect::<Vec<_>>(),
+            &v,
+            &Device::Cpu,
+            2.0,
+        )
+        .unwrap();
+        let truth = read_nifti(&root.join("truth/vertebrae").join(format!("{uid}.nii.gz")))
+            .unwrap()
+            .to_labels()
+            .unwrap();
         let d = dice_per_label(&pred, &truth.map(|l| if l <= 8 { l } else { 0 }), 8).unwrap();
-        let row: Vec<String> = d.iter().map(|x| x.map_or("-".into(), |x| format!("{x:.2}"))).collect();
+        let row: Vec<String> = d
+            .iter()
+            .map(|x| x.map_or("-".into(), |x| format!("{x:.2}")))
+            .collect();
         println!("{}: {}", &uid[uid.len().saturating_sub(6)..], row.join(" "));
         for (s, x) in sums.iter_mut().zip(&d) {
             if let Some(x) = x {
@@ -96,13 +179,22 @@ fn main() {
         }
     }
     let means: Vec<f64> = sums.iter().map(|(s, n)| s / (*n).max(1) as f64).collect();
-    println!("mean Dice C1..C7, T1: {:?}", means.iter().map(|m| format!("{m:.3}")).collect::<Vec<_>>());
-    println!("mean Dice C1-C7: {:.3}  (inference {:.1} s)", means[..7].iter().sum::<f64>() / 7.0, t.elapsed().as_secs_f64());
+    println!(
+        "mean Dice C1..C7, T1: {:?}",
+        means.iter().map(|m| format!("{m:.3}")).collect::<Vec<_>>()
+    );
+    println!(
+        "mean Dice C1-C7: {:.3}  (inference {:.1} s)",
+        means[..7].iter().sum::<f64>() / 7.0,
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn tracing_subscriber_init() {
     // Epoch lines from the training loop go through `tracing`; print them when RUST_LOG is set.
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .try_init();
     }
 }

@@ -23,7 +23,8 @@ impl PooledDice {
     }
 
     pub fn dice(&self) -> Option<f64> {
-        (self.predicted + self.truth > 0).then(|| 2.0 * self.tp as f64 / (self.predicted + self.truth) as f64)
+        (self.predicted + self.truth > 0)
+            .then(|| 2.0 * self.tp as f64 / (self.predicted + self.truth) as f64)
     }
 }
 
@@ -55,7 +56,14 @@ fn window(hu: f32) -> u8 {
 }
 
 /// Cuts `plane` at `index` from volumes on one grid (`ct` in HU, `prob` thresholded at 0.5).
-pub fn cut(plane: Plane, index: usize, ct: &Volume<f32>, vertebrae: &Volume<u8>, prob: &Volume<f32>, truth: Option<&Volume<u8>>) -> SliceCut {
+pub fn cut(
+    plane: Plane,
+    index: usize,
+    ct: &Volume<f32>,
+    vertebrae: &Volume<u8>,
+    prob: &Volume<f32>,
+    truth: Option<&Volume<u8>>,
+) -> SliceCut {
     let [nx, ny, nz] = ct.dims();
     let (width, height) = match plane {
         Plane::Axial => (nx, ny),
@@ -65,7 +73,14 @@ pub fn cut(plane: Plane, index: usize, ct: &Volume<f32>, vertebrae: &Volume<u8>,
         Plane::Axial => (c, r, index.min(nz - 1)),
         Plane::Sagittal => (index.min(nx - 1), c, nz - 1 - r),
     };
-    let mut s = SliceCut { width, height, ct: Vec::new(), vertebrae: Vec::new(), predicted: Vec::new(), truth: truth.map(|_| Vec::new()) };
+    let mut s = SliceCut {
+        width,
+        height,
+        ct: Vec::new(),
+        vertebrae: Vec::new(),
+        predicted: Vec::new(),
+        truth: truth.map(|_| Vec::new()),
+    };
     for r in 0..height {
         for c in 0..width {
             let (i, j, k) = at(r, c);

@@ -21,7 +21,13 @@ pub use fracture::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome};
 pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};
-pub use segnet::{models_for_study, predict_probabilities, train_segmentation, training_case, SegModel, SegModelMeta, SegRecipe};
+pub use segnet::{
+    models_for_study, predict_probabilities, train_segmentation, training_case, SegModel,
+    SegModelMeta, SegRecipe,
+};
 pub use split::Split;
+pub use stage1::{
+    dice_per_label, keep_cervical_component, prepare_study, segment_vertebrae, Resolution,
+    STAGE1_CLASSES,
+};
 pub use stage1_training::{train_stage1, Stage1Attempt, Stage1Training, LEVEL_DICE_FLOOR};
-pub use stage1::{dice_per_label, keep_cervical_component, prepare_study, segment_vertebrae, Resolution, STAGE1_CLASSES};

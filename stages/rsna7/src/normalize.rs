@@ -19,7 +19,10 @@ impl CtNormalizer {
     pub fn fit(samples: &mut [f32]) -> Result<Self> {
         let mut v: Vec<f32> = samples.iter().copied().filter(|x| x.is_finite()).collect();
         if v.len() < 10 {
-            return Err(Rsna7Error::Invalid(format!("CT normalisation needs foreground voxels, got {}", v.len())));
+            return Err(Rsna7Error::Invalid(format!(
+                "CT normalisation needs foreground voxels, got {}",
+                v.len()
+            )));
         }
         v.sort_by(f32::total_cmp);
         let pct = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
@@ -28,7 +31,12 @@ impl CtNormalizer {
         let n = v.len() as f64;
         let mean = clipped.clone().sum::<f64>() / n;
         let var = clipped.map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-        Ok(Self { clip_low: lo, clip_high: hi, mean: mean as f32, std: (var.sqrt() as f32).max(1e-3) })
+        Ok(Self {
+            clip_low: lo,
+            clip_high: hi,
+            mean: mean as f32,
+            std: (var.sqrt() as f32).max(1e-3),
+        })
     }
 
     pub fn apply(&self, hu: f32) -> f32 {
@@ -42,8 +50,17 @@ impl CtNormalizer {
 }
 
 /// Every `step`-th value of `data` where `mask` holds, for fitting a normaliser cheaply.
-pub fn sample_where<T: Copy + Into<f32>>(data: &[T], mask: impl Fn(usize) -> bool, step: usize) -> Vec<f32> {
-    data.iter().enumerate().filter(|(i, _)| mask(*i)).step_by(step.max(1)).map(|(_, v)| (*v).into()).collect()
+pub fn sample_where<T: Copy + Into<f32>>(
+    data: &[T],
+    mask: impl Fn(usize) -> bool,
+    step: usize,
+) -> Vec<f32> {
+    data.iter()
+        .enumerate()
+        .filter(|(i, _)| mask(*i))
+        .step_by(step.max(1))
+        .map(|(_, v)| (*v).into())
+        .collect()
 }
 
 #[cfg(test)]

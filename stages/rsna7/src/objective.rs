@@ -19,7 +19,9 @@ pub struct SegmentationLoss<'a> {
 /// Soft Dice of the union of all foreground classes (batch statistics, smooth 1).
 pub fn foreground_dice(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
     let p = softmax(logits, 1)?.narrow(1, 0, 1)?.affine(-1.0, 1.0)?;
-    let t = one_hot(labels, logits.dim(1)?, logits.dtype())?.narrow(1, 0, 1)?.affine(-1.0, 1.0)?;
+    let t = one_hot(labels, logits.dim(1)?, logits.dtype())?
+        .narrow(1, 0, 1)?
+        .affine(-1.0, 1.0)?;
     let tp = (&p * &t)?.sum_all()?;
     let num = ((tp * 2.0)? + 1.0)?;
     let den = ((p.sum_all()? + t.sum_all()?)? + 1.0)?;
@@ -30,7 +32,10 @@ impl Objective for SegmentationLoss<'_> {
     fn loss(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let (main, full_res) = if self.net.config().deep_supervision {
             let outs = self.net.forward_all(&batch.image)?;
-            (deep_supervision_loss(&outs, &batch.target)?, outs[0].clone())
+            (
+                deep_supervision_loss(&outs, &batch.target)?,
+                outs[0].clone(),
+            )
         } else {
             let logits = self.net.forward(&batch.image)?;
             (dice_ce_loss(&logits, &batch.target)?, logits)
@@ -61,15 +66,35 @@ mod tests {
             l[c * 4 + v] = 20.0;
         }
         let logits = Tensor::from_vec(l, (1, 3, 1, 1, 4), &dev).unwrap();
-        let d = foreground_dice(&logits, &labels).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let d = foreground_dice(&logits, &labels)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!((d - 1.0).abs() < 1e-6, "{d}");
         // Swapping the two foreground classes keeps the foreground Dice at 1.
         let wrong = Tensor::from_vec(vec![0u8, 2, 1, 1], (1, 1, 1, 1, 4), &dev).unwrap();
-        let d2 = foreground_dice(&logits, &wrong).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let d2 = foreground_dice(&logits, &wrong)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!((d2 - 1.0).abs() < 1e-6);
         // All background predicted: Dice (0 + 1) / (0 + 3 + 1).
-        let bg = Tensor::from_vec([vec![20f32; 4], vec![-20f32; 8]].concat(), (1, 3, 1, 1, 4), &dev).unwrap();
-        let d3 = foreground_dice(&bg, &labels).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let bg = Tensor::from_vec(
+            [vec![20f32; 4], vec![-20f32; 8]].concat(),
+            (1, 3, 1, 1, 4),
+            &dev,
+        )
+        .unwrap();
+        let d3 = foreground_dice(&bg, &labels)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!((d3 - 0.25).abs() < 1e-4, "{d3}");
     }
 }

@@ -10,7 +10,10 @@ use flow_imaging::ops::{resample_to_size, Interpolation};
 use flow_imaging::Volume;
 use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
 use flow_nn3d::train::BinaryClassificationObjective;
-use flow_nn3d::{init_seeded, train, Classifier3d, ClassifierConfig, LrSchedule, OptimizerConfig, ScheduleUnit, TrainConfig, TrainProgress};
+use flow_nn3d::{
+    init_seeded, train, Classifier3d, ClassifierConfig, LrSchedule, OptimizerConfig, ScheduleUnit,
+    TrainConfig, TrainProgress,
+};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +43,11 @@ pub struct OverallModelMeta {
 /// One study's classifier input, `(2, size, size, size)` flattened.
 pub fn overall_input(prob: &Volume<f32>, vertebrae: &Volume<u8>, size: usize) -> Result<Vec<f32>> {
     if prob.dims() != vertebrae.dims() {
-        return Err(Rsna7Error::Invalid(format!("probability {:?} and vertebra map {:?} differ in size", prob.dims(), vertebrae.dims())));
+        return Err(Rsna7Error::Invalid(format!(
+            "probability {:?} and vertebra map {:?} differ in size",
+            prob.dims(),
+            vertebrae.dims()
+        )));
     }
     let p = resample_to_size(prob, [size; 3], Interpolation::Linear);
     let v = resample_to_size(vertebrae, [size; 3], Interpolation::Nearest);
@@ -81,7 +88,10 @@ impl flow_nn3d::BatchSource for FlipFeed<'_> {
             targets.push(*y);
         }
         let n = targets.len();
-        Ok(flow_nn3d::Batch { image: Tensor::cat(&images, 0)?, target: Tensor::from_vec(targets, (n, 1), &self.device)? })
+        Ok(flow_nn3d::Batch {
+            image: Tensor::cat(&images, 0)?,
+            target: Tensor::from_vec(targets, (n, 1), &self.device)?,
+        })
     }
 }
 
@@ -102,26 +112,52 @@ pub fn train_overall(
     progress: &mut dyn TrainProgress,
 ) -> Result<OverallModelMeta> {
     if studies.is_empty() {
-        return Err(Rsna7Error::Invalid("no studies to train the patient_overall classifier on".into()));
+        return Err(Rsna7Error::Invalid(
+            "no studies to train the patient_overall classifier on".into(),
+        ));
     }
     let (vars, net) = build(&recipe.net, device)?;
     init_seeded(&vars, recipe.seed)?;
     let inputs: Vec<(Vec<f32>, f32)> = studies.iter().map(|(_, x, y)| (x.clone(), *y)).collect();
-    let mut feed = FlipFeed { inputs: &inputs, size: recipe.size, batch: recipe.batch, seed: recipe.seed, next: 0, iterations: recipe.iterations as u64, device: device.clone() };
+    let mut feed = FlipFeed {
+        inputs: &inputs,
+        size: recipe.size,
+        batch: recipe.batch,
+        seed: recipe.seed,
+        next: 0,
+        iterations: recipe.iterations as u64,
+        device: device.clone(),
+    };
     let cfg = TrainConfig {
         epochs: recipe.epochs,
         iterations_per_epoch: recipe.iterations,
         val_iterations: 0,
         optimizer: OptimizerConfig::adam_amsgrad(),
-        schedule: LrSchedule::Cosine { lr: recipe.lr, final_lr: 1e-8 },
+        schedule: LrSchedule::Cosine {
+            lr: recipe.lr,
+            final_lr: 1e-8,
+        },
         schedule_unit: ScheduleUnit::Iteration,
         grad_clip: None,
         keep_checkpoints: 2,
     };
-    let outcome = train(&BinaryClassificationObjective { net: &net }, &vars, &cfg, &mut feed, None, checkpoint_dir, progress)?;
+    let outcome = train(
+        &BinaryClassificationObjective { net: &net },
+        &vars,
+        &cfg,
+        &mut feed,
+        None,
+        checkpoint_dir,
+        progress,
+    )?;
     std::fs::create_dir_all(out_dir).map_err(|e| Rsna7Error::io(out_dir, e))?;
     save_weights(&vars, &out_dir.join("weights.safetensors"))?;
-    let meta = OverallModelMeta { recipe: recipe.clone(), fold, training_studies: studies.iter().map(|s| s.0.clone()).collect(), history: outcome.history };
+    let meta = OverallModelMeta {
+        recipe: recipe.clone(),
+        fold,
+        training_studies: studies.iter().map(|s| s.0.clone()).collect(),
+        history: outcome.history,
+    };
     write_json(&out_dir.join("overall.json"), &meta)?;
     Ok(meta)
 }
@@ -138,7 +174,11 @@ impl OverallModel {
         let meta: OverallModelMeta = read_json(&dir.join("overall.json"))?;
         let (vars, net) = build(&meta.recipe.net, device)?;
         load_weights(&vars, &dir.join("weights.safetensors"))?;
-        Ok(Self { meta, net, _vars: vars })
+        Ok(Self {
+            meta,
+            net,
+            _vars: vars,
+        })
     }
 
     /// The `patient_overall` logit of one input (mean over the eight flips, as TTA).
@@ -147,8 +187,15 @@ impl OverallModel {
         let x = Tensor::from_vec(input.to_vec(), (1, 2, s, s, s), device)?;
         let mut sum = 0.0;
         for mask in 0..8usize {
-            let flips: Vec<usize> = (0..3).filter(|a| mask & (1 << a) != 0).map(|a| a + 2).collect();
-            let xin = if flips.is_empty() { x.clone() } else { x.flip(&flips)? };
+            let flips: Vec<usize> = (0..3)
+                .filter(|a| mask & (1 << a) != 0)
+                .map(|a| a + 2)
+                .collect();
+            let xin = if flips.is_empty() {
+                x.clone()
+            } else {
+                x.flip(&flips)?
+            };
             sum += self.net.forward(&xin)?.flatten_all()?.to_vec1::<f32>()?[0] as f64;
         }
         Ok(sum / 8.0)

@@ -6,7 +6,14 @@ use flow_nn3d::{ClassifierConfig, OptimizerConfig, UNetConfig};
 
 /// Adam (weight decay 3e-5) for the short schedules of the small profiles.
 fn adam() -> OptimizerConfig {
-    OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 3e-5, decoupled: false, amsgrad: false }
+    OptimizerConfig::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 3e-5,
+        decoupled: false,
+        amsgrad: false,
+    }
 }
 
 use crate::error::{Result, Rsna7Error};
@@ -20,13 +27,24 @@ fn check(profile: &str) -> Result<()> {
     if PROFILES.contains(&profile) {
         Ok(())
     } else {
-        Err(Rsna7Error::Invalid(format!("unknown profile `{profile}`: use one of {}", PROFILES.join(", "))))
+        Err(Rsna7Error::Invalid(format!(
+            "unknown profile `{profile}`: use one of {}",
+            PROFILES.join(", ")
+        )))
     }
 }
 
 /// The small profiles' segmentation recipe: mirroring only, Dice + CE, the given Adam
 /// schedule; callers set what differs.
-fn small(net: UNetConfig, spacing: f64, patch_zyx: [usize; 3], epochs: usize, iterations: usize, lr: f64, seed: u64) -> SegRecipe {
+fn small(
+    net: UNetConfig,
+    spacing: f64,
+    patch_zyx: [usize; 3],
+    epochs: usize,
+    iterations: usize,
+    lr: f64,
+    seed: u64,
+) -> SegRecipe {
     SegRecipe {
         net,
         spacing_xyz: [spacing; 3],
@@ -74,18 +92,40 @@ fn method_stage1(seed: u64) -> SegRecipe {
 pub fn stage1_lowres(profile: &str, seed: u64) -> Result<SegRecipe> {
     check(profile)?;
     // CT + the height channel (see `SegRecipe::position_channel`).
-    let net = |base, levels| UNetConfig { deep_supervision: false, ..UNetConfig::tiny(2, STAGE1_CLASSES, base, levels) };
+    let net = |base, levels| UNetConfig {
+        deep_supervision: false,
+        ..UNetConfig::tiny(2, STAGE1_CLASSES, base, levels)
+    };
     // The small profiles add the foreground Dice term: "where is bone" learns from the first
     // step while the levels take hundreds of iterations.
-    let small_lowres = |r: SegRecipe| SegRecipe { p_foreground: 0.0, position_channel: true, foreground_dice: true, ..r };
+    let small_lowres = |r: SegRecipe| SegRecipe {
+        p_foreground: 0.0,
+        position_channel: true,
+        foreground_dice: true,
+        ..r
+    };
     Ok(match profile {
         // nnU-Net's 3d_lowres: the fullres net on a coarser grid, whole neck in view.
-        "full" => SegRecipe { net: UNetConfig { in_channels: 2, ..UNetConfig::stage1() }, spacing_xyz: [3.0; 3], patch_zyx: [96, 96, 96], p_foreground: 0.0, position_channel: true, ..method_stage1(seed) },
+        "full" => SegRecipe {
+            net: UNetConfig {
+                in_channels: 2,
+                ..UNetConfig::stage1()
+            },
+            spacing_xyz: [3.0; 3],
+            patch_zyx: [96, 96, 96],
+            p_foreground: 0.0,
+            position_channel: true,
+            ..method_stage1(seed)
+        },
         // 7 mm in-plane, 4 mm along the neck where the levels follow each other; batch 1
         // buys twice the updates of batch 2 for the same time. 500 iterations separated every
         // level with one seed and merged C1 and C3 into C2 with another; 800 hold for both
         // (docs/benchmarks.md).
-        "demo" => small_lowres(SegRecipe { spacing_xyz: [7.0, 7.0, 4.0], batch: 1, ..small(net(8, 4), 7.0, [48, 24, 24], 80, 10, 1e-2, seed) }),
+        "demo" => small_lowres(SegRecipe {
+            spacing_xyz: [7.0, 7.0, 4.0],
+            batch: 1,
+            ..small(net(8, 4), 7.0, [48, 24, 24], 80, 10, 1e-2, seed)
+        }),
         _ => small_lowres(small(net(4, 3), 8.0, [16, 16, 16], 3, 5, 3e-3, seed)),
     })
 }
@@ -95,10 +135,16 @@ pub fn stage1_lowres(profile: &str, seed: u64) -> Result<SegRecipe> {
 /// method's 3d_fullres 9-class net.
 pub fn stage1_fullres(profile: &str, seed: u64) -> Result<SegRecipe> {
     check(profile)?;
-    let net = |base, levels| UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, 2, base, levels) };
+    let net = |base, levels| UNetConfig {
+        deep_supervision: false,
+        ..UNetConfig::tiny(1, 2, base, levels)
+    };
     Ok(match profile {
         "full" => method_stage1(seed),
-        "demo" => SegRecipe { p_foreground: 0.66, ..small(net(8, 4), 2.0, [32, 32, 32], 10, 10, 1e-2, seed) },
+        "demo" => SegRecipe {
+            p_foreground: 0.66,
+            ..small(net(8, 4), 2.0, [32, 32, 32], 10, 10, 1e-2, seed)
+        },
         _ => small(net(4, 3), 5.0, [16, 16, 16], 2, 5, 3e-3, seed),
     })
 }
@@ -118,14 +164,22 @@ pub fn roi_spacing(profile: &str) -> Result<[f64; 3]> {
 pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
     check(profile)?;
     if !(1..=3).contains(&round) {
-        return Err(Rsna7Error::Invalid(format!("round {round}: the method has rounds 1, 2 and 3")));
+        return Err(Rsna7Error::Invalid(format!(
+            "round {round}: the method has rounds 1, 2 and 3"
+        )));
     }
     let fracture_p = if round == 1 { 0.5 } else { 0.0 };
-    let net = |base, levels| UNetConfig { deep_supervision: false, ..UNetConfig::tiny(1, 2, base, levels) };
+    let net = |base, levels| UNetConfig {
+        deep_supervision: false,
+        ..UNetConfig::tiny(1, 2, base, levels)
+    };
     Ok(match profile {
         // The method's stage-2 sizes: the stage-1 schedule on the 0.8 x 0.4 x 0.4 mm ROI.
         "full" => SegRecipe {
-            net: UNetConfig { deep_supervision: round > 1, ..UNetConfig::stage2() },
+            net: UNetConfig {
+                deep_supervision: round > 1,
+                ..UNetConfig::stage2()
+            },
             spacing_xyz: [0.4, 0.4, 0.8],
             patch_zyx: [96, 192, 192],
             synthetic_fracture_p: fracture_p,
@@ -135,8 +189,25 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
         // as round 1, and forced-foreground patches are drawn more often (a negative case has
         // no foreground to centre on). Tiles do not overlap: the ROI is predicted for every
         // study in every round.
-        "demo" => SegRecipe { p_foreground: 0.9, step_fraction: 1.0, synthetic_fracture_p: fracture_p, ..small(net(6, 3), 2.0, [32, 32, 32], [16, 12, 10][round as usize - 1], 10, 3e-3, seed) },
-        _ => SegRecipe { step_fraction: 1.0, synthetic_fracture_p: fracture_p, ..small(net(4, 2), 4.0, [8, 8, 8], 2, 5, 3e-3, seed) },
+        "demo" => SegRecipe {
+            p_foreground: 0.9,
+            step_fraction: 1.0,
+            synthetic_fracture_p: fracture_p,
+            ..small(
+                net(6, 3),
+                2.0,
+                [32, 32, 32],
+                [16, 12, 10][round as usize - 1],
+                10,
+                3e-3,
+                seed,
+            )
+        },
+        _ => SegRecipe {
+            step_fraction: 1.0,
+            synthetic_fracture_p: fracture_p,
+            ..small(net(4, 2), 4.0, [8, 8, 8], 2, 5, 3e-3, seed)
+        },
     })
 }
 
@@ -144,9 +215,39 @@ pub fn fracture(profile: &str, round: u8, seed: u64) -> Result<SegRecipe> {
 pub fn overall(profile: &str, seed: u64) -> Result<OverallRecipe> {
     check(profile)?;
     Ok(match profile {
-        "full" => OverallRecipe { size: 96, net: ClassifierConfig::default(), batch: 4, epochs: 80, iterations: 250, lr: 3e-4, seed },
-        "demo" => OverallRecipe { size: 24, net: ClassifierConfig { stage_channels: vec![8, 16, 32], ..ClassifierConfig::default() }, batch: 8, epochs: 4, iterations: 15, lr: 3e-3, seed },
-        _ => OverallRecipe { size: 8, net: ClassifierConfig { stage_channels: vec![4, 8], ..ClassifierConfig::default() }, batch: 2, epochs: 2, iterations: 5, lr: 1e-3, seed },
+        "full" => OverallRecipe {
+            size: 96,
+            net: ClassifierConfig::default(),
+            batch: 4,
+            epochs: 80,
+            iterations: 250,
+            lr: 3e-4,
+            seed,
+        },
+        "demo" => OverallRecipe {
+            size: 24,
+            net: ClassifierConfig {
+                stage_channels: vec![8, 16, 32],
+                ..ClassifierConfig::default()
+            },
+            batch: 8,
+            epochs: 4,
+            iterations: 15,
+            lr: 3e-3,
+            seed,
+        },
+        _ => OverallRecipe {
+            size: 8,
+            net: ClassifierConfig {
+                stage_channels: vec![4, 8],
+                ..ClassifierConfig::default()
+            },
+            batch: 2,
+            epochs: 2,
+            iterations: 5,
+            lr: 1e-3,
+            seed,
+        },
     })
 }
 
@@ -157,15 +258,25 @@ mod tests {
     #[test]
     fn every_profile_has_valid_nets_and_patches_the_nets_can_take() {
         for profile in PROFILES {
-            let mut segs = vec![stage1_lowres(profile, 1).unwrap(), stage1_fullres(profile, 1).unwrap()];
+            let mut segs = vec![
+                stage1_lowres(profile, 1).unwrap(),
+                stage1_fullres(profile, 1).unwrap(),
+            ];
             for round in 1..=3 {
                 segs.push(fracture(profile, round, 1).unwrap());
             }
             for r in &segs {
-                r.net.validate().unwrap_or_else(|e| panic!("{profile}: {e}"));
+                r.net
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{profile}: {e}"));
                 let div = r.net.size_divisor();
                 for a in 0..3 {
-                    assert_eq!(r.patch_zyx[a] % div[a], 0, "{profile}: patch {:?} vs divisor {div:?}", r.patch_zyx);
+                    assert_eq!(
+                        r.patch_zyx[a] % div[a],
+                        0,
+                        "{profile}: patch {:?} vs divisor {div:?}",
+                        r.patch_zyx
+                    );
                 }
                 assert!(r.epochs > 0 && r.iterations > 0 && r.batch > 0 && r.lr > 0.0);
             }

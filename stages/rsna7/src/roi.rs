@@ -3,7 +3,10 @@
 //! stage 2 and 3 (CT, vertebrae, box masks, pseudo labels, probabilities) lives on this grid,
 //! and each file carries its geometry, so any of them can be mapped back to the CT.
 
-use flow_imaging::ops::{bbox_where, crop, grow_bbox_mm, resample_to_grid, resample_to_spacing, BoundingBox, Interpolation};
+use flow_imaging::ops::{
+    bbox_where, crop, grow_bbox_mm, resample_to_grid, resample_to_spacing, BoundingBox,
+    Interpolation,
+};
 use flow_imaging::{Volume, Voxel};
 
 use crate::error::{Result, Rsna7Error};
@@ -17,16 +20,25 @@ pub struct Roi {
 
 impl Roi {
     /// The ROI around the C1-C7 labels of `vertebrae` (on the CT grid).
-    pub fn around_cervical(uid: &str, vertebrae: &Volume<u8>, margin_mm: f64, spacing_xyz: [f64; 3]) -> Result<Self> {
+    pub fn around_cervical(
+        uid: &str,
+        vertebrae: &Volume<u8>,
+        margin_mm: f64,
+        spacing_xyz: [f64; 3],
+    ) -> Result<Self> {
         let bbox = bbox_where(vertebrae, |l| (1..=7).contains(&l))
             .ok_or_else(|| Rsna7Error::study(uid, "stage 1 found no cervical vertebra, so there is no region to look for fractures in"))?;
-        Ok(Self { bbox: grow_bbox_mm(vertebrae, &bbox, [margin_mm; 3]), spacing_xyz })
+        Ok(Self {
+            bbox: grow_bbox_mm(vertebrae, &bbox, [margin_mm; 3]),
+            spacing_xyz,
+        })
     }
 
     /// The body's bounding box (voxels above -200 HU): the fallback region of a study in which
     /// stage 1 found no cervical vertebra, so the study still gets fracture probabilities.
     pub fn around_body<T: Voxel>(uid: &str, ct: &Volume<T>, spacing_xyz: [f64; 3]) -> Result<Self> {
-        let bbox = bbox_where(ct, |v| v.to_f64() > -200.0).ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
+        let bbox = bbox_where(ct, |v| v.to_f64() > -200.0)
+            .ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
         Ok(Self { bbox, spacing_xyz })
     }
 
@@ -37,7 +49,11 @@ impl Roi {
 }
 
 /// `v` (any grid) resampled onto the grid of `like` (e.g. a ground-truth mask onto the ROI).
-pub fn onto_grid_of<T: Voxel, U: Voxel>(v: &Volume<T>, like: &Volume<U>, interp: Interpolation) -> Volume<T> {
+pub fn onto_grid_of<T: Voxel, U: Voxel>(
+    v: &Volume<T>,
+    like: &Volume<U>,
+    interp: Interpolation,
+) -> Volume<T> {
     resample_to_grid(v, like.dims(), like.geometry, interp, T::default())
 }
 

@@ -9,8 +9,14 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flow_imaging::Volume;
 use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
-use flow_nn3d::{init_seeded, predict_sliding_window, train, Nn3dError, OptimizerConfig, SlidingWindowConfig, TrainConfig, TrainProgress, UNet3d, UNetConfig};
-use flow_patches::{AugmentConfig, BatchSource as _, FractureConfig, Grid3, PatchBatchSource, PatchPipeline, PatchSampler, TrainingCase};
+use flow_nn3d::{
+    init_seeded, predict_sliding_window, train, Nn3dError, OptimizerConfig, SlidingWindowConfig,
+    TrainConfig, TrainProgress, UNet3d, UNetConfig,
+};
+use flow_patches::{
+    AugmentConfig, BatchSource as _, FractureConfig, Grid3, PatchBatchSource, PatchPipeline,
+    PatchSampler, TrainingCase,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -90,8 +96,12 @@ impl SegNet {
         }
         let (n, _, d, h, w) = x.dims5()?;
         let step = if d > 1 { 2.0 / (d - 1) as f64 } else { 0.0 };
-        let ramp = Tensor::arange(0u32, d as u32, x.device())?.to_dtype(x.dtype())?.affine(step, -1.0)?;
-        let ramp = ramp.reshape((1, 1, d, 1, 1))?.broadcast_as((n, 1, d, h, w))?;
+        let ramp = Tensor::arange(0u32, d as u32, x.device())?
+            .to_dtype(x.dtype())?
+            .affine(step, -1.0)?;
+        let ramp = ramp
+            .reshape((1, 1, d, 1, 1))?
+            .broadcast_as((n, 1, d, h, w))?;
         Tensor::cat(&[x, &ramp], 1)
     }
 
@@ -112,7 +122,11 @@ impl SegModel {
         let meta: SegModelMeta = read_json(&dir.join("model.json"))?;
         let (vars, net) = build(&meta.recipe, device)?;
         load_weights(&vars, &dir.join("weights.safetensors"))?;
-        Ok(Self { meta, net, _vars: vars })
+        Ok(Self {
+            meta,
+            net,
+            _vars: vars,
+        })
     }
 
     pub fn classes(&self) -> usize {
@@ -125,20 +139,45 @@ fn build(recipe: &SegRecipe, device: &Device) -> Result<(VarMap, SegNet)> {
     cfg.validate()?;
     let wanted = 1 + usize::from(recipe.position_channel);
     if cfg.in_channels != wanted {
-        return Err(Rsna7Error::Invalid(format!("the net takes {} input channels, the recipe gives {wanted} (CT{})", cfg.in_channels, if recipe.position_channel { " + height" } else { "" })));
+        return Err(Rsna7Error::Invalid(format!(
+            "the net takes {} input channels, the recipe gives {wanted} (CT{})",
+            cfg.in_channels,
+            if recipe.position_channel {
+                " + height"
+            } else {
+                ""
+            }
+        )));
     }
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
     let unet = UNet3d::new(cfg, vb)?;
-    Ok((vars, SegNet { unet, position: recipe.position_channel }))
+    Ok((
+        vars,
+        SegNet {
+            unet,
+            position: recipe.position_channel,
+        },
+    ))
 }
 
 /// A training case from a volume already on the model's grid: image normalised, labels as is.
-pub fn training_case(id: &str, image: &Volume<f32>, label: &Volume<u8>, vertebrae: Option<&Volume<u8>>) -> Result<TrainingCase> {
+pub fn training_case(
+    id: &str,
+    image: &Volume<f32>,
+    label: &Volume<u8>,
+    vertebrae: Option<&Volume<u8>>,
+) -> Result<TrainingCase> {
     let grid = |v: &Volume<u8>| to_grid(v);
     let s = image.geometry.spacing;
-    TrainingCase::new(id, to_grid(image)?, grid(label)?, vertebrae.map(grid).transpose()?, [s[2], s[1], s[0]])
-        .map_err(|e| Rsna7Error::study(id, e))
+    TrainingCase::new(
+        id,
+        to_grid(image)?,
+        grid(label)?,
+        vertebrae.map(grid).transpose()?,
+        [s[2], s[1], s[0]],
+    )
+    .map_err(|e| Rsna7Error::study(id, e))
 }
 
 /// A volume's buffer as a `[z, y, x]` grid (both are x-fastest).
@@ -164,7 +203,10 @@ impl flow_nn3d::BatchSource for PatchFeed {
     }
     fn next_batch(&mut self) -> flow_nn3d::Result<flow_nn3d::Batch> {
         let mut rng = flow_patches::stream_rng(self.seed, self.next);
-        let b = self.source.make_batch(self.next, &mut rng).map_err(|e| Nn3dError::BatchSource(e.to_string()))?;
+        let b = self
+            .source
+            .make_batch(self.next, &mut rng)
+            .map_err(|e| Nn3dError::BatchSource(e.to_string()))?;
         self.next += 1;
         let [n, d, h, w] = b.shape();
         let image = Tensor::from_vec(b.stacked_images(), (n, 1, d, h, w), &self.device)?;
@@ -188,34 +230,78 @@ pub fn train_segmentation(
     progress: &mut dyn TrainProgress,
 ) -> Result<SegModelMeta> {
     if cases.is_empty() {
-        return Err(Rsna7Error::Invalid(format!("no training cases for the {task} model")));
+        return Err(Rsna7Error::Invalid(format!(
+            "no training cases for the {task} model"
+        )));
     }
     let training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
     let (vars, net) = build(recipe, device)?;
     init_seeded(&vars, recipe.seed)?;
-    let augment = if recipe.full_augmentation { AugmentConfig::default() } else { AugmentConfig { p_mirror: [0.0, 0.0, 0.5], ..AugmentConfig::none() } };
-    let sampler = PatchSampler::new(recipe.patch_zyx, recipe.p_foreground).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let augment = if recipe.full_augmentation {
+        AugmentConfig::default()
+    } else {
+        AugmentConfig {
+            p_mirror: [0.0, 0.0, 0.5],
+            ..AugmentConfig::none()
+        }
+    };
+    let sampler = PatchSampler::new(recipe.patch_zyx, recipe.p_foreground)
+        .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
     // The gap of a synthetic crack: fluid to haematoma, 0-80 HU (as real cracks fill).
-    let gap = flow_patches::Range::new(f64::from(normalizer.value_of(0.0)), f64::from(normalizer.value_of(80.0)));
-    let fracture = (recipe.synthetic_fracture_p > 0.0).then(|| FractureConfig { p_batch: recipe.synthetic_fracture_p, ..FractureConfig::method_default(gap) });
+    let gap = flow_patches::Range::new(
+        f64::from(normalizer.value_of(0.0)),
+        f64::from(normalizer.value_of(80.0)),
+    );
+    let fracture = (recipe.synthetic_fracture_p > 0.0).then(|| FractureConfig {
+        p_batch: recipe.synthetic_fracture_p,
+        ..FractureConfig::method_default(gap)
+    });
     let pipeline = PatchPipeline::new(sampler, augment, normalizer.apply(-1000.0));
-    let source = PatchBatchSource::new(Arc::new(cases), pipeline, recipe.batch, fracture).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
-    let mut feed = PatchFeed { source, seed: recipe.seed, next: 0, iterations: recipe.iterations as u64, device: device.clone() };
+    let source = PatchBatchSource::new(Arc::new(cases), pipeline, recipe.batch, fracture)
+        .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let mut feed = PatchFeed {
+        source,
+        seed: recipe.seed,
+        next: 0,
+        iterations: recipe.iterations as u64,
+        device: device.clone(),
+    };
     let cfg = TrainConfig {
         epochs: recipe.epochs,
         iterations_per_epoch: recipe.iterations,
         val_iterations: 0,
         optimizer: recipe.optimizer.clone(),
-        schedule: flow_nn3d::LrSchedule::Poly { lr: recipe.lr, exponent: 0.9 },
+        schedule: flow_nn3d::LrSchedule::Poly {
+            lr: recipe.lr,
+            exponent: 0.9,
+        },
         schedule_unit: flow_nn3d::ScheduleUnit::Epoch,
         grad_clip: Some(12.0),
         keep_checkpoints: 2,
     };
-    let objective = crate::objective::SegmentationLoss { net: &net, foreground_dice: recipe.foreground_dice };
-    let outcome = train(&objective, &vars, &cfg, &mut feed, None, checkpoint_dir, progress)?;
+    let objective = crate::objective::SegmentationLoss {
+        net: &net,
+        foreground_dice: recipe.foreground_dice,
+    };
+    let outcome = train(
+        &objective,
+        &vars,
+        &cfg,
+        &mut feed,
+        None,
+        checkpoint_dir,
+        progress,
+    )?;
     std::fs::create_dir_all(out_dir).map_err(|e| Rsna7Error::io(out_dir, e))?;
     save_weights(&vars, &out_dir.join("weights.safetensors"))?;
-    let meta = SegModelMeta { task: task.into(), recipe: recipe.clone(), normalizer, fold, training_studies, history: outcome.history };
+    let meta = SegModelMeta {
+        task: task.into(),
+        recipe: recipe.clone(),
+        normalizer,
+        fold,
+        training_studies,
+        history: outcome.history,
+    };
     write_json(&out_dir.join("model.json"), &meta)?;
     Ok(meta)
 }
@@ -224,13 +310,27 @@ pub fn train_segmentation(
 /// predicted out of fold: only by the models that left fold `k` out, and it is an error if any
 /// of them trained on the study after all, so an out-of-fold prediction can never come from
 /// weights that saw it. Any other study (`fold` is `None`) is predicted by every model.
-pub fn models_for_study(uid: &str, fold: Option<usize>, metas: &[&SegModelMeta]) -> Result<Vec<usize>> {
-    let Some(k) = fold else { return Ok((0..metas.len()).collect()) };
-    let chosen: Vec<usize> = (0..metas.len()).filter(|&j| metas[j].fold == Some(k)).collect();
+pub fn models_for_study(
+    uid: &str,
+    fold: Option<usize>,
+    metas: &[&SegModelMeta],
+) -> Result<Vec<usize>> {
+    let Some(k) = fold else {
+        return Ok((0..metas.len()).collect());
+    };
+    let chosen: Vec<usize> = (0..metas.len())
+        .filter(|&j| metas[j].fold == Some(k))
+        .collect();
     if chosen.is_empty() {
-        return Err(Rsna7Error::study(uid, format!("no model left fold {k} out, so the study cannot be predicted out of fold")));
+        return Err(Rsna7Error::study(
+            uid,
+            format!("no model left fold {k} out, so the study cannot be predicted out of fold"),
+        ));
     }
-    if let Some(&j) = chosen.iter().find(|&&j| metas[j].training_studies.iter().any(|s| s == uid)) {
+    if let Some(&j) = chosen
+        .iter()
+        .find(|&&j| metas[j].training_studies.iter().any(|s| s == uid))
+    {
         return Err(Rsna7Error::study(uid, format!("the model that left fold {k} out trained on this study (model {j}): its prediction would not be out of fold")));
     }
     Ok(chosen)
@@ -238,18 +338,34 @@ pub fn models_for_study(uid: &str, fold: Option<usize>, metas: &[&SegModelMeta])
 
 /// Class probabilities `(classes, z, y, x)` of a normalised image on the models' grid,
 /// averaged over `models` (which must share the grid, patch and classes).
-pub fn predict_probabilities(models: &[&SegModel], image: &Grid3<f32>, device: &Device) -> Result<Vec<f32>> {
-    let first = models.first().ok_or_else(|| Rsna7Error::Invalid("no models to predict with".into()))?;
+pub fn predict_probabilities(
+    models: &[&SegModel],
+    image: &Grid3<f32>,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let first = models
+        .first()
+        .ok_or_else(|| Rsna7Error::Invalid("no models to predict with".into()))?;
     let r = &first.meta.recipe;
-    if models.iter().any(|m| m.meta.recipe.patch_zyx != r.patch_zyx || m.classes() != first.classes()) {
-        return Err(Rsna7Error::Invalid("the models of an ensemble must share patch size and classes".into()));
+    if models
+        .iter()
+        .any(|m| m.meta.recipe.patch_zyx != r.patch_zyx || m.classes() != first.classes())
+    {
+        return Err(Rsna7Error::Invalid(
+            "the models of an ensemble must share patch size and classes".into(),
+        ));
     }
     let [d, h, w] = image.shape();
     let x = Tensor::from_vec(image.as_slice().to_vec(), (1, d, h, w), device)?;
     let nets: Vec<&dyn Module> = models.iter().map(|m| &m.net as &dyn Module).collect();
     // Training pads patches with air, so windows past the volume are padded with air too.
     let pad_value = first.meta.normalizer.apply(-1000.0);
-    let cfg = SlidingWindowConfig { mirror_axes: r.tta_axes.clone(), step_fraction: r.step_fraction, pad_value, ..SlidingWindowConfig::new(r.patch_zyx) };
+    let cfg = SlidingWindowConfig {
+        mirror_axes: r.tta_axes.clone(),
+        step_fraction: r.step_fraction,
+        pad_value,
+        ..SlidingWindowConfig::new(r.patch_zyx)
+    };
     let probs = predict_sliding_window(&nets, &x, first.classes(), &cfg, &mut |_, _| {})?;
     Ok(probs.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -262,7 +378,12 @@ mod tests {
         SegModelMeta {
             task: "fracture".into(),
             recipe: crate::recipes::fracture("tiny", 3, 1).unwrap(),
-            normalizer: CtNormalizer { clip_low: 0.0, clip_high: 1.0, mean: 0.0, std: 1.0 },
+            normalizer: CtNormalizer {
+                clip_low: 0.0,
+                clip_high: 1.0,
+                mean: 0.0,
+                std: 1.0,
+            },
             fold,
             training_studies: studies.iter().map(|s| s.to_string()).collect(),
             history: Vec::new(),
@@ -277,11 +398,20 @@ mod tests {
         let metas = [&m0, &m1];
         assert_eq!(models_for_study("a", Some(0), &metas).unwrap(), vec![0]);
         assert_eq!(models_for_study("c", Some(1), &metas).unwrap(), vec![1]);
-        assert_eq!(models_for_study("test", None, &metas).unwrap(), vec![0, 1], "other studies: the ensemble");
+        assert_eq!(
+            models_for_study("test", None, &metas).unwrap(),
+            vec![0, 1],
+            "other studies: the ensemble"
+        );
         // A model labelled as leaving fold 0 out that trained on `a` anyway is caught.
         let leaky = meta(Some(0), &["a", "c"]);
-        let err = models_for_study("a", Some(0), &[&leaky, &m1]).unwrap_err().to_string();
+        let err = models_for_study("a", Some(0), &[&leaky, &m1])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("trained on this study"), "{err}");
-        assert!(models_for_study("a", Some(2), &metas).unwrap_err().to_string().contains("no model left fold 2 out"));
+        assert!(models_for_study("a", Some(2), &metas)
+            .unwrap_err()
+            .to_string()
+            .contains("no model left fold 2 out"));
     }
 }

@@ -24,15 +24,28 @@ impl Split {
     /// Deals `uids` into `folds` folds (sizes differ by at most one, positives spread evenly
     /// when `positive` says which studies are positive) and picks `round(holdout_fraction * n)`
     /// hold-out studies, also stratified.
-    pub fn make(uids: &[String], positive: &dyn Fn(&str) -> bool, folds: usize, holdout_fraction: f64, seed: u64) -> Result<Self> {
+    pub fn make(
+        uids: &[String],
+        positive: &dyn Fn(&str) -> bool,
+        folds: usize,
+        holdout_fraction: f64,
+        seed: u64,
+    ) -> Result<Self> {
         if folds < 2 {
-            return Err(Rsna7Error::Invalid(format!("a split needs at least 2 folds, got {folds}")));
+            return Err(Rsna7Error::Invalid(format!(
+                "a split needs at least 2 folds, got {folds}"
+            )));
         }
         if uids.len() < folds {
-            return Err(Rsna7Error::Invalid(format!("{} studies cannot fill {folds} folds", uids.len())));
+            return Err(Rsna7Error::Invalid(format!(
+                "{} studies cannot fill {folds} folds",
+                uids.len()
+            )));
         }
         if !(0.0..1.0).contains(&holdout_fraction) {
-            return Err(Rsna7Error::Invalid(format!("holdout fraction {holdout_fraction} must be in [0, 1)")));
+            return Err(Rsna7Error::Invalid(format!(
+                "holdout fraction {holdout_fraction} must be in [0, 1)"
+            )));
         }
         let rank = |uid: &str| {
             let mut h = blake3::Hasher::new();
@@ -41,10 +54,15 @@ impl Split {
             *h.finalize().as_bytes()
         };
         // Positives first, each group in hash order: dealing round-robin then stratifies.
-        let mut order: Vec<(bool, [u8; 32], &String)> = uids.iter().map(|u| (!positive(u), rank(u), u)).collect();
+        let mut order: Vec<(bool, [u8; 32], &String)> =
+            uids.iter().map(|u| (!positive(u), rank(u), u)).collect();
         order.sort();
         order.dedup_by(|a, b| a.2 == b.2);
-        let mut out = Split { seed, folds: vec![Vec::new(); folds], holdout: Vec::new() };
+        let mut out = Split {
+            seed,
+            folds: vec![Vec::new(); folds],
+            holdout: Vec::new(),
+        };
         for (i, (_, _, uid)) in order.iter().enumerate() {
             out.folds[i % folds].push((*uid).clone());
         }
@@ -52,7 +70,9 @@ impl Split {
         // Every k-th study in the stratified order, so the hold-out is stratified too.
         if n_holdout > 0 {
             let step = order.len() as f64 / n_holdout as f64;
-            out.holdout = (0..n_holdout).map(|i| order[(i as f64 * step) as usize].2.clone()).collect();
+            out.holdout = (0..n_holdout)
+                .map(|i| order[(i as f64 * step) as usize].2.clone())
+                .collect();
         }
         for f in &mut out.folds {
             f.sort();
@@ -69,7 +89,10 @@ impl Split {
     pub fn read(path: &Path) -> Result<Self> {
         let s: Split = read_json(path)?;
         if s.folds.len() < 2 {
-            return Err(Rsna7Error::BadFile { path: path.into(), message: "a split needs at least 2 folds".into() });
+            return Err(Rsna7Error::BadFile {
+                path: path.into(),
+                message: "a split needs at least 2 folds".into(),
+            });
         }
         Ok(s)
     }
@@ -98,9 +121,19 @@ mod tests {
         want.sort();
         assert_eq!(all, want);
         let sizes: Vec<usize> = s.folds.iter().map(Vec::len).collect();
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
-        let pos_per_fold: Vec<usize> = s.folds.iter().map(|f| f.iter().filter(|u| pos(u)).count()).collect();
-        assert!(pos_per_fold.iter().max().unwrap() - pos_per_fold.iter().min().unwrap() <= 1, "{pos_per_fold:?}");
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        let pos_per_fold: Vec<usize> = s
+            .folds
+            .iter()
+            .map(|f| f.iter().filter(|u| pos(u)).count())
+            .collect();
+        assert!(
+            pos_per_fold.iter().max().unwrap() - pos_per_fold.iter().min().unwrap() <= 1,
+            "{pos_per_fold:?}"
+        );
         assert_eq!(s.holdout.len(), 5);
         assert!(s.holdout.iter().all(|h| s.fold_of(h).is_some()));
     }
@@ -111,8 +144,14 @@ mod tests {
         let mut r = u.clone();
         r.reverse();
         let none = |_: &str| false;
-        assert_eq!(Split::make(&u, &none, 5, 0.1, 3).unwrap(), Split::make(&r, &none, 5, 0.1, 3).unwrap());
-        assert_ne!(Split::make(&u, &none, 5, 0.1, 3).unwrap(), Split::make(&u, &none, 5, 0.1, 4).unwrap());
+        assert_eq!(
+            Split::make(&u, &none, 5, 0.1, 3).unwrap(),
+            Split::make(&r, &none, 5, 0.1, 3).unwrap()
+        );
+        assert_ne!(
+            Split::make(&u, &none, 5, 0.1, 3).unwrap(),
+            Split::make(&u, &none, 5, 0.1, 4).unwrap()
+        );
     }
 
     #[test]

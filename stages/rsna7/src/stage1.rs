@@ -10,7 +10,10 @@
 //! largest "cervical" component (C1-C7 dilated by 2 mm) is kept.
 
 use candle_core::Device;
-use flow_imaging::ops::{bbox_where, binary_dilate, crop, grow_bbox_mm, label_components, resample_to_grid, resample_to_spacing, BoundingBox, Connectivity, Element, Interpolation};
+use flow_imaging::ops::{
+    bbox_where, binary_dilate, crop, grow_bbox_mm, label_components, resample_to_grid,
+    resample_to_spacing, BoundingBox, Connectivity, Element, Interpolation,
+};
 use flow_imaging::Volume;
 use flow_patches::TrainingCase;
 use serde::{Deserialize, Serialize};
@@ -45,7 +48,9 @@ impl Resolution {
         match s {
             "lowres" => Ok(Self::Lowres),
             "fullres" => Ok(Self::Fullres),
-            other => Err(Rsna7Error::Invalid(format!("resolution `{other}`: use lowres or fullres"))),
+            other => Err(Rsna7Error::Invalid(format!(
+                "resolution `{other}`: use lowres or fullres"
+            ))),
         }
     }
 
@@ -81,9 +86,22 @@ fn body_box(hu: &Volume<f32>) -> Option<BoundingBox> {
 /// A training study for `resolution`: the low-resolution model's is the whole air-cropped
 /// neck; the full-resolution model's is the box around the labelled spine grown by
 /// [`SPINE_MARGIN_MM`], with labels 1..8 merged into one class when its net has 2 classes.
-pub fn prepare_study(uid: &str, ct: &Volume<i16>, labels: &Volume<u8>, recipe: &SegRecipe, resolution: Resolution) -> Result<Stage1Study> {
+pub fn prepare_study(
+    uid: &str,
+    ct: &Volume<i16>,
+    labels: &Volume<u8>,
+    recipe: &SegRecipe,
+    resolution: Resolution,
+) -> Result<Stage1Study> {
     if ct.dims() != labels.dims() {
-        return Err(Rsna7Error::study(uid, format!("CT {:?} and label map {:?} differ in size", ct.dims(), labels.dims())));
+        return Err(Rsna7Error::study(
+            uid,
+            format!(
+                "CT {:?} and label map {:?} differ in size",
+                ct.dims(),
+                labels.dims()
+            ),
+        ));
     }
     let binary = recipe.net.num_classes == 2;
     let relabel = |l: u8| match l {
@@ -93,17 +111,43 @@ pub fn prepare_study(uid: &str, ct: &Volume<i16>, labels: &Volume<u8>, recipe: &
     };
     match resolution {
         Resolution::Lowres => {
-            let hu = resample_to_spacing(&ct.map(f32::from), recipe.spacing_xyz, Interpolation::Linear);
-            let labels = resample_to_spacing(&labels.map(relabel), recipe.spacing_xyz, Interpolation::Nearest);
-            let body = body_box(&hu).ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
-            Ok(Stage1Study { uid: uid.into(), hu: crop(&hu, &body), labels: crop(&labels, &body) })
+            let hu = resample_to_spacing(
+                &ct.map(f32::from),
+                recipe.spacing_xyz,
+                Interpolation::Linear,
+            );
+            let labels = resample_to_spacing(
+                &labels.map(relabel),
+                recipe.spacing_xyz,
+                Interpolation::Nearest,
+            );
+            let body = body_box(&hu)
+                .ok_or_else(|| Rsna7Error::study(uid, "the CT has no voxel above -200 HU"))?;
+            Ok(Stage1Study {
+                uid: uid.into(),
+                hu: crop(&hu, &body),
+                labels: crop(&labels, &body),
+            })
         }
         Resolution::Fullres => {
-            let spine = bbox_where(labels, |l| (1..=8).contains(&l)).ok_or_else(|| Rsna7Error::study(uid, "the label map has no C1-T1 voxel"))?;
+            let spine = bbox_where(labels, |l| (1..=8).contains(&l))
+                .ok_or_else(|| Rsna7Error::study(uid, "the label map has no C1-T1 voxel"))?;
             let region = grow_bbox_mm(labels, &spine, [SPINE_MARGIN_MM; 3]);
-            let hu = resample_to_spacing(&crop(ct, &region).map(f32::from), recipe.spacing_xyz, Interpolation::Linear);
-            let labels = resample_to_spacing(&crop(labels, &region).map(relabel), recipe.spacing_xyz, Interpolation::Nearest);
-            Ok(Stage1Study { uid: uid.into(), hu, labels })
+            let hu = resample_to_spacing(
+                &crop(ct, &region).map(f32::from),
+                recipe.spacing_xyz,
+                Interpolation::Linear,
+            );
+            let labels = resample_to_spacing(
+                &crop(labels, &region).map(relabel),
+                recipe.spacing_xyz,
+                Interpolation::Nearest,
+            );
+            Ok(Stage1Study {
+                uid: uid.into(),
+                hu,
+                labels,
+            })
         }
     }
 }
@@ -124,37 +168,85 @@ pub fn training_cases(studies: &[Stage1Study]) -> Result<(CtNormalizer, Vec<Trai
 }
 
 /// Class probabilities of `hu` (already on the models' grid) as one volume per class.
-pub(crate) fn class_probabilities(models: &[&SegModel], hu: &Volume<f32>, device: &Device) -> Result<Vec<Volume<f32>>> {
-    let norm = models.first().ok_or_else(|| Rsna7Error::Invalid("no model to predict with".into()))?.meta.normalizer;
+pub(crate) fn class_probabilities(
+    models: &[&SegModel],
+    hu: &Volume<f32>,
+    device: &Device,
+) -> Result<Vec<Volume<f32>>> {
+    let norm = models
+        .first()
+        .ok_or_else(|| Rsna7Error::Invalid("no model to predict with".into()))?
+        .meta
+        .normalizer;
     let probs = predict_probabilities(models, &to_grid(&hu.map(|x| norm.apply(x)))?, device)?;
     let n = hu.len();
-    probs.chunks(n).map(|c| Volume::from_vec(hu.dims(), c.to_vec(), hu.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))).collect()
+    probs
+        .chunks(n)
+        .map(|c| {
+            Volume::from_vec(hu.dims(), c.to_vec(), hu.geometry)
+                .map_err(|e| Rsna7Error::Invalid(e.to_string()))
+        })
+        .collect()
 }
 
 /// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid from the cascade
 /// (`fullres` may be empty: then the low-resolution argmax); `cleanup_mm` <= 0 skips the
 /// cervical-component clean-up.
-pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volume<i16>, device: &Device, cleanup_mm: f64) -> Result<Volume<u8>> {
-    let low = lowres.first().ok_or_else(|| Rsna7Error::Invalid("no low-resolution stage-1 model".into()))?;
+pub fn segment_vertebrae(
+    lowres: &[&SegModel],
+    fullres: &[&SegModel],
+    ct: &Volume<i16>,
+    device: &Device,
+    cleanup_mm: f64,
+) -> Result<Volume<u8>> {
+    let low = lowres
+        .first()
+        .ok_or_else(|| Rsna7Error::Invalid("no low-resolution stage-1 model".into()))?;
     if low.classes() != STAGE1_CLASSES {
-        return Err(Rsna7Error::Invalid(format!("the low-resolution stage-1 model has {} classes, expected {STAGE1_CLASSES}", low.classes())));
+        return Err(Rsna7Error::Invalid(format!(
+            "the low-resolution stage-1 model has {} classes, expected {STAGE1_CLASSES}",
+            low.classes()
+        )));
     }
-    let hu_low = resample_to_spacing(&ct.map(f32::from), low.meta.recipe.spacing_xyz, Interpolation::Linear);
-    let body = body_box(&hu_low).ok_or_else(|| Rsna7Error::Invalid("the CT has no voxel above -200 HU".into()))?;
+    let hu_low = resample_to_spacing(
+        &ct.map(f32::from),
+        low.meta.recipe.spacing_xyz,
+        Interpolation::Linear,
+    );
+    let body = body_box(&hu_low)
+        .ok_or_else(|| Rsna7Error::Invalid("the CT has no voxel above -200 HU".into()))?;
     let hu_low = crop(&hu_low, &body);
     let low_probs = class_probabilities(lowres, &hu_low, device)?;
-    let mut labels = Volume::filled(ct.dims(), 0u8, ct.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+    let mut labels = Volume::filled(ct.dims(), 0u8, ct.geometry)
+        .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
     let Some(spine) = native_box_of_foreground(&low_probs, ct) else {
         return Ok(labels);
     };
     let region = grow_bbox_mm(ct, &spine, [SPINE_MARGIN_MM; 3]);
     let sub_dims = region.size();
-    let sub_geom = ct.geometry.shifted([region.min[0] as isize, region.min[1] as isize, region.min[2] as isize]);
-    let back = |v: &Volume<f32>, fill: f32| resample_to_grid(v, sub_dims, sub_geom, Interpolation::Linear, fill);
+    let sub_geom = ct.geometry.shifted([
+        region.min[0] as isize,
+        region.min[1] as isize,
+        region.min[2] as isize,
+    ]);
+    let back = |v: &Volume<f32>, fill: f32| {
+        resample_to_grid(v, sub_dims, sub_geom, Interpolation::Linear, fill)
+    };
     let best = match fullres.first() {
-        None => argmax(&low_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
+        None => argmax(
+            &low_probs
+                .iter()
+                .enumerate()
+                .map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 }))
+                .collect::<Vec<_>>(),
+            0,
+        ),
         Some(fine) => {
-            let hu_fine = resample_to_spacing(&crop(ct, &region).map(f32::from), fine.meta.recipe.spacing_xyz, Interpolation::Linear);
+            let hu_fine = resample_to_spacing(
+                &crop(ct, &region).map(f32::from),
+                fine.meta.recipe.spacing_xyz,
+                Interpolation::Linear,
+            );
             let fine_probs = class_probabilities(fullres, &hu_fine, device)?;
             match fine.classes() {
                 STAGE1_CLASSES => argmax(&fine_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
@@ -175,10 +267,15 @@ pub fn segment_vertebrae(lowres: &[&SegModel], fullres: &[&SegModel], ct: &Volum
         for j in 0..sub_dims[1] {
             let src = (k * sub_dims[1] + j) * sub_dims[0];
             let dst = labels.index(region.min[0], region.min[1] + j, region.min[2] + k);
-            labels.data_mut()[dst..dst + sub_dims[0]].copy_from_slice(&best[src..src + sub_dims[0]]);
+            labels.data_mut()[dst..dst + sub_dims[0]]
+                .copy_from_slice(&best[src..src + sub_dims[0]]);
         }
     }
-    Ok(if cleanup_mm > 0.0 { keep_cervical_component(&labels, cleanup_mm) } else { labels })
+    Ok(if cleanup_mm > 0.0 {
+        keep_cervical_component(&labels, cleanup_mm)
+    } else {
+        labels
+    })
 }
 
 /// Per voxel, `first + ` the index of the largest of `probs` (all on one grid).
@@ -201,12 +298,25 @@ pub(crate) fn argmax(probs: &[Volume<f32>], first: u8) -> Vec<u8> {
 /// (C1..T1), grown by two prediction voxels; `None` when everything is background.
 fn native_box_of_foreground(probs: &[Volume<f32>], ct: &Volume<i16>) -> Option<BoundingBox> {
     let grid = probs.first()?;
-    let fg = Volume::from_vec(grid.dims(), (0..grid.len()).map(|i| u8::from(probs[1..].iter().any(|p| p.data()[i] > grid.data()[i]))).collect(), grid.geometry).ok()?;
+    let fg = Volume::from_vec(
+        grid.dims(),
+        (0..grid.len())
+            .map(|i| u8::from(probs[1..].iter().any(|p| p.data()[i] > grid.data()[i])))
+            .collect(),
+        grid.geometry,
+    )
+    .ok()?;
     let b = bbox_where(&fg, |v| v != 0)?;
     let d = ct.dims();
     let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
     for corner in 0..8 {
-        let p = [0, 1, 2].map(|a| if corner & (1 << a) == 0 { b.min[a] as f64 - 2.0 } else { b.max[a] as f64 + 2.0 });
+        let p = [0, 1, 2].map(|a| {
+            if corner & (1 << a) == 0 {
+                b.min[a] as f64 - 2.0
+            } else {
+                b.max[a] as f64 + 2.0
+            }
+        });
         let q = ct.geometry.world_to_index(grid.geometry.index_to_world(p));
         for a in 0..3 {
             lo[a] = lo[a].min(q[a]);
@@ -222,11 +332,18 @@ fn native_box_of_foreground(probs: &[Volume<f32>], ct: &Volume<i16>) -> Option<B
 /// label outside it (stray blobs, a second "spine" in the arm or table).
 pub fn keep_cervical_component(labels: &Volume<u8>, dilation_mm: f64) -> Volume<u8> {
     let cervical = labels.map(|l| u8::from((1..=7).contains(&l)));
-    let min_spacing = labels.geometry.spacing.iter().copied().fold(f64::INFINITY, f64::min);
+    let min_spacing = labels
+        .geometry
+        .spacing
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
     let radius = (dilation_mm / min_spacing).round().max(1.0) as usize;
     let grown = binary_dilate(&cervical, Element::Box, radius);
     let comps = label_components(&grown, Connectivity::TwentySix, |x| x != 0);
-    let Some(keep) = comps.largest() else { return labels.clone() };
+    let Some(keep) = comps.largest() else {
+        return labels.clone();
+    };
     let mut out = labels.clone();
     for (l, &c) in out.data_mut().iter_mut().zip(&comps.labels) {
         if c != keep {
@@ -237,9 +354,17 @@ pub fn keep_cervical_component(labels: &Volume<u8>, dilation_mm: f64) -> Volume<
 }
 
 /// Dice per label `1..=labels` of `pred` against `truth` (None where both are empty).
-pub fn dice_per_label(pred: &Volume<u8>, truth: &Volume<u8>, labels: u8) -> Result<Vec<Option<f64>>> {
+pub fn dice_per_label(
+    pred: &Volume<u8>,
+    truth: &Volume<u8>,
+    labels: u8,
+) -> Result<Vec<Option<f64>>> {
     if pred.dims() != truth.dims() {
-        return Err(Rsna7Error::Invalid(format!("Dice of volumes of sizes {:?} and {:?}", pred.dims(), truth.dims())));
+        return Err(Rsna7Error::Invalid(format!(
+            "Dice of volumes of sizes {:?} and {:?}",
+            pred.dims(),
+            truth.dims()
+        )));
     }
     let mut tp = vec![0u64; labels as usize + 1];
     let mut np = vec![0u64; labels as usize + 1];
@@ -255,7 +380,9 @@ pub fn dice_per_label(pred: &Volume<u8>, truth: &Volume<u8>, labels: u8) -> Resu
             }
         }
     }
-    Ok((1..=labels as usize).map(|l| (np[l] + nt[l] > 0).then(|| 2.0 * tp[l] as f64 / (np[l] + nt[l]) as f64)).collect())
+    Ok((1..=labels as usize)
+        .map(|l| (np[l] + nt[l] > 0).then(|| 2.0 * tp[l] as f64 / (np[l] + nt[l]) as f64))
+        .collect())
 }
 
 #[cfg(test)]
@@ -318,13 +445,19 @@ mod tests {
         let low = prepare_study("s", &ct, &labels, &recipe, Resolution::Lowres).unwrap();
         // body 15..=24 grown by 6 mm: 9..=30 in-plane, 5..=34 grown to 0..=39 along z.
         assert_eq!(low.hu.dims(), [22, 22, 40]);
-        assert_eq!(low.labels.data().iter().filter(|&&l| l == 3).count(), 4 * 4 * 20);
+        assert_eq!(
+            low.labels.data().iter().filter(|&&l| l == 3).count(),
+            4 * 4 * 20
+        );
         let mut fine = crate::recipes::stage1_fullres("tiny", 1).unwrap();
         fine.spacing_xyz = [1.0; 3];
         let high = prepare_study("s", &ct, &labels, &fine, Resolution::Fullres).unwrap();
         // spine 18..=21 / 10..=29 grown by 6 mm.
         assert_eq!(high.hu.dims(), [16, 16, 32]);
-        assert!(high.labels.data().iter().all(|&l| l <= 1), "the 2-class full-resolution net sees one spine class");
+        assert!(
+            high.labels.data().iter().all(|&l| l <= 1),
+            "the 2-class full-resolution net sees one spine class"
+        );
         assert!(prepare_study("s", &ct, &labels.map(|_| 0), &fine, Resolution::Fullres).is_err());
     }
 }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
 use crate::segnet::{train_segmentation, SegModel, SegModelMeta, SegRecipe};
-use crate::stage1::{argmax, class_probabilities, dice_per_label, training_cases, Resolution, Stage1Study};
+use crate::stage1::{
+    argmax, class_probabilities, dice_per_label, training_cases, Resolution, Stage1Study,
+};
 
 /// A model whose training-study Dice for some level C1-C7 is below this has not learned it.
 pub const LEVEL_DICE_FLOOR: f64 = 0.3;
@@ -31,7 +33,13 @@ impl Stage1Attempt {
     /// The lowest Dice over the checked classes (C1-C7; class 1 for a 2-class spine model);
     /// a class never present in prediction nor truth does not count.
     pub fn lowest_level_dice(&self) -> f64 {
-        self.class_dice.iter().take(7).flatten().copied().fold(f64::INFINITY, f64::min).min(1.0)
+        self.class_dice
+            .iter()
+            .take(7)
+            .flatten()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .min(1.0)
     }
 
     pub fn learned_every_level(&self) -> bool {
@@ -56,21 +64,32 @@ impl Stage1Training {
 
 /// Mean Dice per class 1..C of `model`'s argmax over `studies` (on the model's grid),
 /// averaged over the studies where the class is predicted or present.
-pub fn training_class_dice(model: &SegModel, studies: &[Stage1Study], device: &Device) -> Result<Vec<Option<f64>>> {
+pub fn training_class_dice(
+    model: &SegModel,
+    studies: &[Stage1Study],
+    device: &Device,
+) -> Result<Vec<Option<f64>>> {
     let classes = model.classes();
     let mut sums = vec![(0.0f64, 0usize); classes - 1];
     for s in studies {
         let probs = class_probabilities(&[model], &s.hu, device)?;
         let pred = s.labels.map(|_| 0u8);
-        let pred = flow_imaging::Volume::from_vec(pred.dims(), argmax(&probs, 0), pred.geometry).map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
-        for (c, d) in dice_per_label(&pred, &s.labels, (classes - 1) as u8)?.into_iter().enumerate() {
+        let pred = flow_imaging::Volume::from_vec(pred.dims(), argmax(&probs, 0), pred.geometry)
+            .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
+        for (c, d) in dice_per_label(&pred, &s.labels, (classes - 1) as u8)?
+            .into_iter()
+            .enumerate()
+        {
             if let Some(d) = d {
                 sums[c].0 += d;
                 sums[c].1 += 1;
             }
         }
     }
-    Ok(sums.into_iter().map(|(s, n)| (n > 0).then(|| s / n as f64)).collect())
+    Ok(sums
+        .into_iter()
+        .map(|(s, n)| (n > 0).then(|| s / n as f64))
+        .collect())
 }
 
 /// Trains the `resolution` model of `recipe` on `studies` into `out_dir` (model.json,
@@ -90,30 +109,63 @@ pub fn train_stage1(
 ) -> Result<Stage1Training> {
     let mut done: Vec<Stage1Attempt> = Vec::new();
     for a in 0..attempts.max(1) {
-        let r = SegRecipe { seed: recipe.seed + a as u64, ..recipe.clone() };
+        let r = SegRecipe {
+            seed: recipe.seed + a as u64,
+            ..recipe.clone()
+        };
         let (norm, cases) = training_cases(studies)?;
         let dir = out_dir.join(format!("attempt{a}"));
-        train_segmentation(resolution.task(), &r, norm, None, cases, device, &checkpoint_dir.join(format!("attempt{a}")), &dir, progress)?;
+        train_segmentation(
+            resolution.task(),
+            &r,
+            norm,
+            None,
+            cases,
+            device,
+            &checkpoint_dir.join(format!("attempt{a}")),
+            &dir,
+            progress,
+        )?;
         let model = SegModel::load(&dir, device)?;
-        let attempt = Stage1Attempt { seed: r.seed, class_dice: training_class_dice(&model, studies, device)? };
+        let attempt = Stage1Attempt {
+            seed: r.seed,
+            class_dice: training_class_dice(&model, studies, device)?,
+        };
         let ok = attempt.learned_every_level();
-        tracing::info!(attempt = a, seed = r.seed, lowest_level_dice = attempt.lowest_level_dice(), ok, "stage-1 training check");
+        tracing::info!(
+            attempt = a,
+            seed = r.seed,
+            lowest_level_dice = attempt.lowest_level_dice(),
+            ok,
+            "stage-1 training check"
+        );
         done.push(attempt);
         if ok {
             break;
         }
     }
-    let kept = (0..done.len()).max_by(|&i, &j| done[i].lowest_level_dice().total_cmp(&done[j].lowest_level_dice())).unwrap_or(0);
+    let kept = (0..done.len())
+        .max_by(|&i, &j| {
+            done[i]
+                .lowest_level_dice()
+                .total_cmp(&done[j].lowest_level_dice())
+        })
+        .unwrap_or(0);
     let kept_dir = out_dir.join(format!("attempt{kept}"));
     for file in ["model.json", "weights.safetensors"] {
-        std::fs::rename(kept_dir.join(file), out_dir.join(file)).map_err(|e| Rsna7Error::io(out_dir, e))?;
+        std::fs::rename(kept_dir.join(file), out_dir.join(file))
+            .map_err(|e| Rsna7Error::io(out_dir, e))?;
     }
     for a in 0..done.len() {
         let dir = out_dir.join(format!("attempt{a}"));
         std::fs::remove_dir_all(&dir).map_err(|e| Rsna7Error::io(&dir, e))?;
     }
     let meta = SegModel::load(out_dir, device)?.meta;
-    let training = Stage1Training { attempts: done, kept, meta: Some(meta) };
+    let training = Stage1Training {
+        attempts: done,
+        kept,
+        meta: Some(meta),
+    };
     crate::error::write_json(&out_dir.join("training_check.json"), &training)?;
     Ok(training)
 }
@@ -124,14 +176,47 @@ mod tests {
 
     #[test]
     fn a_missing_level_fails_the_check_and_absent_classes_do_not_count() {
-        let good = Stage1Attempt { seed: 1, class_dice: vec![Some(0.5), Some(0.8), Some(0.7), Some(0.6), Some(0.7), Some(0.8), Some(0.8), Some(0.05)] };
-        assert!(good.learned_every_level(), "T1 (the 8th class) is not checked");
-        let merged = Stage1Attempt { seed: 2, class_dice: vec![Some(0.5), Some(0.3), Some(0.0), Some(0.0), Some(0.1), Some(0.8), Some(0.8), Some(0.1)] };
+        let good = Stage1Attempt {
+            seed: 1,
+            class_dice: vec![
+                Some(0.5),
+                Some(0.8),
+                Some(0.7),
+                Some(0.6),
+                Some(0.7),
+                Some(0.8),
+                Some(0.8),
+                Some(0.05),
+            ],
+        };
+        assert!(
+            good.learned_every_level(),
+            "T1 (the 8th class) is not checked"
+        );
+        let merged = Stage1Attempt {
+            seed: 2,
+            class_dice: vec![
+                Some(0.5),
+                Some(0.3),
+                Some(0.0),
+                Some(0.0),
+                Some(0.1),
+                Some(0.8),
+                Some(0.8),
+                Some(0.1),
+            ],
+        };
         assert!(!merged.learned_every_level());
         assert_eq!(merged.lowest_level_dice(), 0.0);
-        let spine = Stage1Attempt { seed: 3, class_dice: vec![Some(0.9)] };
+        let spine = Stage1Attempt {
+            seed: 3,
+            class_dice: vec![Some(0.9)],
+        };
         assert!(spine.learned_every_level());
-        let absent = Stage1Attempt { seed: 4, class_dice: vec![None, Some(0.9)] };
+        let absent = Stage1Attempt {
+            seed: 4,
+            class_dice: vec![None, Some(0.9)],
+        };
         assert!(absent.learned_every_level());
     }
 }

@@ -23,5 +23,7 @@ pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
 pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};
 pub use quantile::{summarise_study, QuantileParamSet, QuantileParams, VoxelSummary};
 pub use quantile_fit::{fit_quantile_params, LabelFit, QuantileFit, QuantileFitConfig};
-pub use report::{render_table, score_aligned, score_files, score_files_against_prior, LabelScore, ScoreReport};
+pub use report::{
+    render_table, score_aligned, score_files, score_files_against_prior, LabelScore, ScoreReport,
+};
 pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};

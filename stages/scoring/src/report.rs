@@ -81,17 +81,31 @@ pub fn score_files(labels: &Path, pred: &Path) -> Result<ScoreReport, ScoringErr
 
 /// Like [`score_files`], with the baseline predicting `prior` (e.g. the training studies'
 /// prevalence) instead of the scored studies' own prevalence, which no submission can know.
-pub fn score_files_against_prior(labels: &Path, pred: &Path, prior: &[f64; N_LABELS]) -> Result<ScoreReport, ScoringError> {
+pub fn score_files_against_prior(
+    labels: &Path,
+    pred: &Path,
+    prior: &[f64; N_LABELS],
+) -> Result<ScoreReport, ScoringError> {
     let table = LabelTable::read(labels)?;
     let predictions = Predictions::read_known(pred, table.uids())?;
-    let targets: Vec<[u8; N_LABELS]> = table.uids().iter().zip(table.targets()).filter(|(uid, _)| predictions.get(uid).is_some()).map(|(_, y)| *y).collect();
+    let targets: Vec<[u8; N_LABELS]> = table
+        .uids()
+        .iter()
+        .zip(table.targets())
+        .filter(|(uid, _)| predictions.get(uid).is_some())
+        .map(|(_, y)| *y)
+        .collect();
     let mut report = score_files(labels, pred)?;
     rebase_prior(&mut report, &targets, prior)?;
     Ok(report)
 }
 
 /// Replaces the report's baseline by the constant prediction `prior`.
-fn rebase_prior(report: &mut ScoreReport, targets: &[[u8; N_LABELS]], prior: &[f64; N_LABELS]) -> Result<(), ScoringError> {
+fn rebase_prior(
+    report: &mut ScoreReport,
+    targets: &[[u8; N_LABELS]],
+    prior: &[f64; N_LABELS],
+) -> Result<(), ScoringError> {
     let baseline = metric_breakdown(targets, &vec![*prior; targets.len()])?;
     report.prior_baseline_metric = baseline.score;
     report.ratio_to_prior = report.metric / baseline.score;
@@ -191,7 +205,12 @@ mod tests {
 
     #[test]
     fn a_given_prior_replaces_the_in_sample_baseline() {
-        let targets = vec![[1, 1, 0, 0, 0, 0, 0, 0], [0; N_LABELS], [0; N_LABELS], [1, 0, 0, 1, 0, 0, 0, 0]];
+        let targets = vec![
+            [1, 1, 0, 0, 0, 0, 0, 0],
+            [0; N_LABELS],
+            [0; N_LABELS],
+            [1, 0, 0, 1, 0, 0, 0, 0],
+        ];
         let probs = vec![[0.6; N_LABELS]; 4];
         let in_sample = score_aligned(&targets, &probs).unwrap();
         let mut same = in_sample.clone();
@@ -202,7 +221,9 @@ mod tests {
         rebase_prior(&mut rebased, &targets, &[0.3; N_LABELS]).unwrap();
         assert!(rebased.prior_baseline_metric > in_sample.prior_baseline_metric);
         assert_eq!(rebased.metric, in_sample.metric);
-        assert!((rebased.ratio_to_prior - rebased.metric / rebased.prior_baseline_metric).abs() < 1e-12);
+        assert!(
+            (rebased.ratio_to_prior - rebased.metric / rebased.prior_baseline_metric).abs() < 1e-12
+        );
         let shares: f64 = rebased.labels.iter().map(|l| l.prior_contribution).sum();
         assert!((shares - rebased.prior_baseline_metric).abs() < 1e-9);
     }

@@ -39,7 +39,10 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut repeat = 1;
     if let Some(i) = args.iter().position(|a| a == "--repeat") {
-        repeat = args.get(i + 1).and_then(|v| v.parse().ok()).expect("--repeat N");
+        repeat = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--repeat N");
         args.drain(i..i + 2);
     }
     if args.is_empty() {

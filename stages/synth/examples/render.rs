@@ -68,7 +68,8 @@ fn axial(s: &RenderedStudy, k: usize, overlay: bool) -> Vec<Rgb> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let profile = Profile::parse(args.first().map(String::as_str).unwrap_or("demo")).expect("profile");
+    let profile =
+        Profile::parse(args.first().map(String::as_str).unwrap_or("demo")).expect("profile");
     let out = args
         .get(1)
         .map(PathBuf::from)
@@ -79,7 +80,11 @@ fn main() {
     }
     std::fs::create_dir_all(&out).expect("create output folder");
     let plan = plan_cohort(&cfg).expect("plan");
-    let study = plan.studies.iter().find(|s| s.positive()).expect("a positive study");
+    let study = plan
+        .studies
+        .iter()
+        .find(|s| s.positive())
+        .expect("a positive study");
     let s = render_study(&cfg, study).expect("render");
     let g = &s.model.geometry;
     let name = profile.name();
@@ -88,10 +93,24 @@ fn main() {
 
     // Axial slices through the dens (C2), mid C5, and through the first crack.
     let c2 = s.model.anatomy.vertebra(flow_synth::vertebra::Level::C2);
-    let dens_z = c2.frame.to_world(glam::DVec3::new(0.0, 0.0, c2.shape.body.z + 6.0)).z;
-    let c5_z = s.model.anatomy.vertebra(flow_synth::vertebra::Level::C5).frame.origin.z;
+    let dens_z = c2
+        .frame
+        .to_world(glam::DVec3::new(0.0, 0.0, c2.shape.body.z + 6.0))
+        .z;
+    let c5_z = s
+        .model
+        .anatomy
+        .vertebra(flow_synth::vertebra::Level::C5)
+        .frame
+        .origin
+        .z;
     let crack = &s.model.cracks[0];
-    for (tag, z, overlay) in [("dens", dens_z, false), ("c5", c5_z, false), ("crack", crack.centre.z, false), ("crack_mask", crack.centre.z, true)] {
+    for (tag, z, overlay) in [
+        ("dens", dens_z, false),
+        ("c5", c5_z, false),
+        ("crack", crack.centre.z, false),
+        ("crack_mask", crack.centre.z, true),
+    ] {
         let k = (((z - g.origin.z) / g.slice_spacing).round().max(0.0) as usize).min(g.slices - 1);
         let img = axial(&s, k, overlay);
         let (img, w, h) = scale(&img, g.cols, g.rows, up, axial_fy);
@@ -99,7 +118,10 @@ fn main() {
     }
 
     // Close-up (4x) of 48x48 pixels around the first crack, without and with its mask.
-    let k = (((crack.centre.z - g.origin.z) / g.slice_spacing).round().max(0.0) as usize).min(g.slices - 1);
+    let k = (((crack.centre.z - g.origin.z) / g.slice_spacing)
+        .round()
+        .max(0.0) as usize)
+        .min(g.slices - 1);
     let cc = ((crack.centre.x - g.origin.x) / g.pixel_spacing).round() as i64;
     let cr = ((crack.centre.y - g.origin.y) / g.pixel_spacing).round() as i64;
     for overlay in [false, true] {
@@ -130,19 +152,40 @@ fn main() {
                 let l = s.phantom.labels[i] as usize;
                 let px = if overlay && l > 0 {
                     let c = LABEL_COLOURS[l.min(9)];
-                    [((c[0] as u16 + v as u16) / 2) as u8, ((c[1] as u16 + v as u16) / 2) as u8, ((c[2] as u16 + v as u16) / 2) as u8]
+                    [
+                        ((c[0] as u16 + v as u16) / 2) as u8,
+                        ((c[1] as u16 + v as u16) / 2) as u8,
+                        ((c[2] as u16 + v as u16) / 2) as u8,
+                    ]
                 } else {
                     [v, v, v]
                 };
                 img.push(px);
             }
         }
-        let (img, w, h) = scale(&img, g.rows, g.slices, up, g.slice_spacing / g.pixel_spacing);
-        let tag = if overlay { "sagittal_labels" } else { "sagittal" };
+        let (img, w, h) = scale(
+            &img,
+            g.rows,
+            g.slices,
+            up,
+            g.slice_spacing / g.pixel_spacing,
+        );
+        let tag = if overlay {
+            "sagittal_labels"
+        } else {
+            "sagittal"
+        };
         save(&out.join(format!("{name}_{tag}.png")), w, h, &img);
     }
     println!(
         "study {} ({}x{}x{}, {:.3} mm pixels, {:.3} mm slices), crack in {} ({:?})",
-        study.study_uid, g.cols, g.rows, g.slices, g.pixel_spacing, g.slice_spacing, crack.level.name(), crack.part
+        study.study_uid,
+        g.cols,
+        g.rows,
+        g.slices,
+        g.pixel_spacing,
+        g.slice_spacing,
+        crack.level.name(),
+        crack.part
     );
 }

@@ -99,11 +99,17 @@ impl Disc {
     fn new(frame: Frame, radii: DVec2, half_height: f64) -> Self {
         let e = DVec3::new(radii.x, radii.y, half_height) + 3.0;
         let (min, max) = frame.world_bounds(-e, e);
-        Self { frame, radii, half_height, bounds: Bounds { min, max } }
+        Self {
+            frame,
+            radii,
+            half_height,
+            bounds: Bounds { min, max },
+        }
     }
 
     pub fn sdf(&self, x: DVec3) -> f64 {
-        sdf::elliptic_cylinder(self.frame.to_local(x), self.radii, self.half_height) * self.frame.scale
+        sdf::elliptic_cylinder(self.frame.to_local(x), self.radii, self.half_height)
+            * self.frame.scale
     }
 }
 
@@ -122,9 +128,21 @@ impl ExtraBone {
     /// World bounds of the bone (with a 4 mm margin).
     pub fn bounds(&self) -> Bounds {
         let (f, lo, hi) = match *self {
-            Self::SkullBase(f) => (f, DVec3::new(-50.0, -46.0, 8.0), DVec3::new(50.0, 58.0, 44.0)),
-            Self::Mandible(f) => (f, DVec3::new(-52.0, -62.0, -21.0), DVec3::new(52.0, 10.0, 46.0)),
-            Self::FirstRibs(f) => (f, DVec3::new(-58.0, -61.0, -56.0), DVec3::new(58.0, 15.0, 5.0)),
+            Self::SkullBase(f) => (
+                f,
+                DVec3::new(-50.0, -46.0, 8.0),
+                DVec3::new(50.0, 58.0, 44.0),
+            ),
+            Self::Mandible(f) => (
+                f,
+                DVec3::new(-52.0, -62.0, -21.0),
+                DVec3::new(52.0, 10.0, 46.0),
+            ),
+            Self::FirstRibs(f) => (
+                f,
+                DVec3::new(-58.0, -61.0, -56.0),
+                DVec3::new(58.0, 15.0, 5.0),
+            ),
         };
         let (min, max) = f.world_bounds(lo - 4.0, hi + 4.0);
         Bounds { min, max }
@@ -139,9 +157,14 @@ impl ExtraBone {
                     sdf::ellipsoid(q, DVec3::new(48.0, 50.0, 13.0)),
                     sdf::ellipsoid(q - DVec3::new(0.0, 0.0, 4.0), DVec3::new(42.0, 44.0, 10.0)),
                 );
-                let foramen = sdf::elliptic_cylinder(p - DVec3::new(0.0, 10.0, 0.0), DVec2::new(15.0, 18.0), 60.0);
+                let foramen = sdf::elliptic_cylinder(
+                    p - DVec3::new(0.0, 10.0, 0.0),
+                    DVec2::new(15.0, 18.0),
+                    60.0,
+                );
                 let m = DVec3::new(p.x.abs(), p.y, p.z);
-                let condyle = sdf::ellipsoid(m - DVec3::new(12.0, 4.0, 14.0), DVec3::new(5.5, 9.0, 4.5));
+                let condyle =
+                    sdf::ellipsoid(m - DVec3::new(12.0, 4.0, 14.0), DVec3::new(5.5, 9.0, 4.5));
                 sdf::union(sdf::subtract(plate, foramen), condyle) * f.scale
             }
             Self::Mandible(f) => {
@@ -150,7 +173,10 @@ impl ExtraBone {
                 let angle = DVec3::new(44.0, -2.0, 2.0);
                 let mid = DVec3::new(30.0, -40.0, -10.0);
                 let chin = DVec3::new(0.0, -55.0, -14.0);
-                let body = sdf::union(sdf::capsule(m, angle, mid, 5.0), sdf::capsule(m, mid, chin, 5.5));
+                let body = sdf::union(
+                    sdf::capsule(m, angle, mid, 5.0),
+                    sdf::capsule(m, mid, chin, 5.5),
+                );
                 let ramus = sdf::capsule(m, angle, DVec3::new(46.0, 4.0, 40.0), 4.5);
                 sdf::union(body, ramus) * f.scale
             }
@@ -162,7 +188,10 @@ impl ExtraBone {
                 let c = DVec3::new(52.0, -30.0, -34.0);
                 let d = DVec3::new(36.0, -55.0, -50.0);
                 let r = 4.0;
-                let rib = sdf::union(sdf::capsule(m, a, b, r), sdf::union(sdf::capsule(m, b, c, r), sdf::capsule(m, c, d, r)));
+                let rib = sdf::union(
+                    sdf::capsule(m, a, b, r),
+                    sdf::union(sdf::capsule(m, b, c, r), sdf::capsule(m, c, d, r)),
+                );
                 rib * f.scale
             }
         }
@@ -248,7 +277,10 @@ impl Anatomy {
                 s
             })
             .collect();
-        let discs: Vec<f64> = DISC_HEIGHTS.iter().map(|&h| h * uniform(rng, 0.75, 1.15)).collect();
+        let discs: Vec<f64> = DISC_HEIGHTS
+            .iter()
+            .map(|&h| h * uniform(rng, 0.75, 1.15))
+            .collect();
         // Articular pillars reach 0.6 mm past the middle of each disc: neighbours' facets touch,
         // so the labelled spine is one connected object like a real segmentation.
         let mut shapes = shapes;
@@ -264,8 +296,16 @@ impl Anatomy {
         let mut s_of = [0.0; 9];
         for i in (0..8).rev() {
             let lower = &shapes[i + 1];
-            let gap = if i == 0 { shapes[1].body.z + 12.0 } else { discs[i - 1] };
-            let step = if i == 0 { gap } else { lower.half_height() + gap + shapes[i].half_height() };
+            let gap = if i == 0 {
+                shapes[1].body.z + 12.0
+            } else {
+                discs[i - 1]
+            };
+            let step = if i == 0 {
+                gap
+            } else {
+                lower.half_height() + gap + shapes[i].half_height()
+            };
             s_of[i] = s_of[i + 1] + step * scale;
         }
         let length = s_of[0];
@@ -273,7 +313,11 @@ impl Anatomy {
         // Integrate the curve from T2 upwards (0.5 mm steps).
         let tilt = |s: f64| -> (f64, f64, f64) {
             let t = s / length;
-            (flexion + lordosis * (1.0 - 2.0 * t), bend + bend_change * (t - 0.5), twist_base + twist_change * t)
+            (
+                flexion + lordosis * (1.0 - 2.0 * t),
+                bend + bend_change * (t - 0.5),
+                twist_base + twist_change * t,
+            )
         };
         let steps = (length / 0.5).ceil() as usize;
         let ds = length / steps as f64;
@@ -294,7 +338,11 @@ impl Anatomy {
             let u0 = DVec3::new(psi.cos(), psi.sin(), 0.0);
             let u = (u0 - w * u0.dot(w)).normalize();
             let v = w.cross(u);
-            Frame { origin: axis[i], axes: DMat3::from_cols(u, v, w), scale }
+            Frame {
+                origin: axis[i],
+                axes: DMat3::from_cols(u, v, w),
+                scale,
+            }
         };
 
         let vertebrae: Vec<PlacedVertebra> = shapes
@@ -304,7 +352,12 @@ impl Anatomy {
                 let frame = at(s_of[i]);
                 let (lo, hi) = shape.bounds();
                 let (min, max) = frame.world_bounds(lo, hi);
-                PlacedVertebra { shape, frame, world_min: min - 4.0, world_max: max + 4.0 }
+                PlacedVertebra {
+                    shape,
+                    frame,
+                    world_min: min - 4.0,
+                    world_max: max + 4.0,
+                }
             })
             .collect();
 
@@ -329,7 +382,11 @@ impl Anatomy {
             axes: DMat3::IDENTITY,
             scale,
         };
-        let extras = vec![ExtraBone::SkullBase(c1), ExtraBone::Mandible(mandible), ExtraBone::FirstRibs(t1)];
+        let extras = vec![
+            ExtraBone::SkullBase(c1),
+            ExtraBone::Mandible(mandible),
+            ExtraBone::FirstRibs(t1),
+        ];
 
         let neck_radii = DVec2::new(uniform(rng, 50.0, 60.0), uniform(rng, 52.0, 60.0)) * scale;
         let tissue = SoftTissue {
@@ -351,7 +408,15 @@ impl Anatomy {
             trabecular_hu: uniform(rng, 40.0, 90.0),
             cortical_thickness: uniform(rng, 0.9, 1.4),
         };
-        Self { vertebrae, discs: disc_list, extras, axis, tissue, bone, texture_seed: rng.gen() }
+        Self {
+            vertebrae,
+            discs: disc_list,
+            extras,
+            axis,
+            tissue,
+            bone,
+            texture_seed: rng.gen(),
+        }
     }
 
     /// The vertebra of `level`.
@@ -384,7 +449,10 @@ impl Anatomy {
         let c1 = self.vertebra(Level::C1).frame.origin.z;
         let shoulders = smoothstep(c7, t1 - 20.0, x.z);
         let face = smoothstep(c3, c1, x.z);
-        let radii = DVec2::new(t.neck_radii.x * (1.0 + 0.9 * shoulders), t.neck_radii.y + 18.0 * face);
+        let radii = DVec2::new(
+            t.neck_radii.x * (1.0 + 0.9 * shoulders),
+            t.neck_radii.y + 18.0 * face,
+        );
         let centre = DVec2::new(axis.x, axis.y) + t.neck_offset + DVec2::new(0.0, -12.0 * face);
         let q = DVec2::new(x.x, x.y) - centre;
         let r = (q / radii).length();
@@ -426,18 +494,30 @@ mod tests {
             let a = Anatomy::sample(&mut rng, 0.0);
             assert!((a.vertebra(Level::C1).frame.origin.z).abs() < 1e-6);
             for w in a.vertebrae.windows(2) {
-                assert!(w[0].frame.origin.z > w[1].frame.origin.z + 12.0, "seed {seed}");
+                assert!(
+                    w[0].frame.origin.z > w[1].frame.origin.z + 12.0,
+                    "seed {seed}"
+                );
             }
             // Adjacent bodies (C2..T2) do not touch: the disc centre is outside both.
             for (i, d) in a.discs.iter().enumerate() {
                 let c = d.frame.origin;
-                assert!(a.vertebrae[i + 1].sdf(c) > 0.5, "seed {seed} disc {i} upper {}", a.vertebrae[i + 1].sdf(c));
-                assert!(a.vertebrae[i + 2].sdf(c) > 0.5, "seed {seed} disc {i} lower");
+                assert!(
+                    a.vertebrae[i + 1].sdf(c) > 0.5,
+                    "seed {seed} disc {i} upper {}",
+                    a.vertebrae[i + 1].sdf(c)
+                );
+                assert!(
+                    a.vertebrae[i + 2].sdf(c) > 0.5,
+                    "seed {seed} disc {i} lower"
+                );
             }
             // The dens sits inside the atlas ring without touching it.
             let c1 = a.vertebra(Level::C1);
             let c2 = a.vertebra(Level::C2);
-            let dens_tip = c2.frame.to_world(DVec3::new(0.0, -0.5, c2.shape.body.z + 12.0));
+            let dens_tip = c2
+                .frame
+                .to_world(DVec3::new(0.0, -0.5, c2.shape.body.z + 12.0));
             assert!(c2.sdf(dens_tip) < 0.0);
             assert!(c1.sdf(dens_tip) > 0.0, "seed {seed}");
         }
@@ -451,7 +531,11 @@ mod tests {
         for _ in 0..4 {
             let a = Anatomy::sample(&mut rng, 0.0);
             for _ in 0..40_000 {
-                let x = DVec3::new(rng.gen_range(-90.0..90.0), rng.gen_range(-90.0..90.0), rng.gen_range(-200.0..80.0));
+                let x = DVec3::new(
+                    rng.gen_range(-90.0..90.0),
+                    rng.gen_range(-90.0..90.0),
+                    rng.gen_range(-200.0..80.0),
+                );
                 for v in &a.vertebrae {
                     if !v.contains_box(x) {
                         assert!(v.sdf(x) > 2.7, "{:?} at {x}: {}", v.shape.level, v.sdf(x));

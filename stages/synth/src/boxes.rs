@@ -87,8 +87,14 @@ mod tests {
         assert_eq!(boxes.len(), 2);
         // Slice k = 2 is file 1 (superior first).
         assert_eq!(boxes[0].slice_number, 1);
-        assert_eq!((boxes[0].x, boxes[0].y, boxes[0].width, boxes[0].height), (6.0, 4.0, 1.0, 1.0));
+        assert_eq!(
+            (boxes[0].x, boxes[0].y, boxes[0].width, boxes[0].height),
+            (6.0, 4.0, 1.0, 1.0)
+        );
         assert_eq!(boxes[1].slice_number, 3);
-        assert_eq!((boxes[1].x, boxes[1].y, boxes[1].width, boxes[1].height), (2.0, 1.0, 4.0, 3.0));
+        assert_eq!(
+            (boxes[1].x, boxes[1].y, boxes[1].width, boxes[1].height),
+            (2.0, 1.0, 4.0, 3.0)
+        );
     }
 }

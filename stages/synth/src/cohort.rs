@@ -21,7 +21,10 @@ use crate::tables::{self, StudyFacts, TableError};
 use flow_imaging::competition::{write_competition_segmentation, SegmentationError};
 use flow_imaging::dicom_frame::DicomFrame;
 use flow_imaging::ops::{clean_label_map, Connectivity};
-use flow_imaging::{write_ct_series, write_nifti, CtSeriesSpec, DicomWriteError, FileOrder, Geometry, NiftiIoError, Volume, VolumeError};
+use flow_imaging::{
+    write_ct_series, write_nifti, CtSeriesSpec, DicomWriteError, FileOrder, Geometry, NiftiIoError,
+    Volume, VolumeError,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -36,19 +39,35 @@ pub enum SynthError {
     #[error("output folder {path} is not empty; choose a new folder so no stale files remain")]
     OutputNotEmpty { path: PathBuf },
     #[error("cannot create {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("study {study}: cannot write its DICOM series")]
-    Dicom { study: String, source: DicomWriteError },
+    Dicom {
+        study: String,
+        source: DicomWriteError,
+    },
     #[error("study {study}: cannot write {what}")]
-    Nifti { study: String, what: &'static str, source: NiftiIoError },
+    Nifti {
+        study: String,
+        what: &'static str,
+        source: NiftiIoError,
+    },
     #[error("study {study}: cannot write its segmentation")]
-    Segmentation { study: String, source: SegmentationError },
+    Segmentation {
+        study: String,
+        source: SegmentationError,
+    },
     #[error("study {study}: invalid volume")]
     Volume { study: String, source: VolumeError },
     #[error("cannot write a table")]
     Table(#[from] TableError),
     #[error("cannot write {path}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// What was generated.
@@ -98,17 +117,32 @@ pub fn volume_geometry(g: &ScanGeometry) -> Geometry {
 /// Realises and renders one study (no files written).
 pub fn render_study(cfg: &CohortConfig, plan: &StudyPlan) -> Result<RenderedStudy, SynthError> {
     let model = realize(cfg, plan);
-    let scene = Scene { anatomy: &model.anatomy, cracks: &model.cracks };
+    let scene = Scene {
+        anatomy: &model.anatomy,
+        cracks: &model.cracks,
+    };
     let phantom = render(&scene, &model.geometry, model.quality, model.noise_seed);
     let g = &model.geometry;
     let dims = [g.cols, g.rows, g.slices];
     let geometry = volume_geometry(g);
-    let vol_err = |source| SynthError::Volume { study: plan.study_uid.clone(), source };
+    let vol_err = |source| SynthError::Volume {
+        study: plan.study_uid.clone(),
+        source,
+    };
     let raw_labels = Volume::from_vec(dims, phantom.labels.clone(), geometry).map_err(vol_err)?;
     let labels = clean_label_map(&raw_labels, Connectivity::TwentySix);
     let level_of: Vec<u8> = model.cracks.iter().map(|c| c.level.label()).collect();
-    let fracture_data: Vec<u8> =
-        phantom.crack_ids.iter().map(|&id| if id == 0 { 0 } else { level_of[id as usize - 1] }).collect();
+    let fracture_data: Vec<u8> = phantom
+        .crack_ids
+        .iter()
+        .map(|&id| {
+            if id == 0 {
+                0
+            } else {
+                level_of[id as usize - 1]
+            }
+        })
+        .collect();
     let fractures = Volume::from_vec(dims, fracture_data, geometry).map_err(vol_err)?;
     let mut crack_voxels = vec![0usize; model.cracks.len()];
     for &id in &phantom.crack_ids {
@@ -117,23 +151,38 @@ pub fn render_study(cfg: &CohortConfig, plan: &StudyPlan) -> Result<RenderedStud
         }
     }
     let boxes = fracture_boxes(&phantom.crack_ids, g, model.cracks.len());
-    Ok(RenderedStudy { model, phantom, labels, fractures, boxes, crack_voxels })
+    Ok(RenderedStudy {
+        model,
+        phantom,
+        labels,
+        fractures,
+        boxes,
+        crack_voxels,
+    })
 }
 
 fn create_dir(path: &Path) -> Result<(), SynthError> {
-    std::fs::create_dir_all(path).map_err(|source| SynthError::Io { path: path.to_path_buf(), source })
+    std::fs::create_dir_all(path).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn check_empty(out: &Path) -> Result<(), SynthError> {
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(SynthError::OutputNotEmpty { path: out.to_path_buf() });
+                return Err(SynthError::OutputNotEmpty {
+                    path: out.to_path_buf(),
+                });
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(SynthError::Io { path: out.to_path_buf(), source }),
+        Err(source) => Err(SynthError::Io {
+            path: out.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -160,24 +209,50 @@ fn write_study(out: &Path, plan: &StudyPlan, study: RenderedStudy) -> Result<usi
         ..CtSeriesSpec::new(uid, &plan.series_uid)
     };
     // Clamp HU into what the storage can hold (uint16 with intercept -1024 cannot go below it).
-    let floor = if storage == flow_imaging::PixelStorage::Unsigned { intercept.max(-1024) } else { -1024 } as i16;
+    let floor = if storage == flow_imaging::PixelStorage::Unsigned {
+        intercept.max(-1024)
+    } else {
+        -1024
+    } as i16;
     let hu: Vec<i16> = study.phantom.hu.iter().map(|&v| v.max(floor)).collect();
     let dims = [g.cols, g.rows, g.slices];
     let geometry = volume_geometry(&g);
-    let ct = Volume::from_vec(dims, hu, geometry).map_err(|source| SynthError::Volume { study: uid.clone(), source })?;
+    let ct = Volume::from_vec(dims, hu, geometry).map_err(|source| SynthError::Volume {
+        study: uid.clone(),
+        source,
+    })?;
     let dir = out.join(plan.split.images_dir()).join(uid);
-    let files = write_ct_series(&ct, &dir, &spec).map_err(|source| SynthError::Dicom { study: uid.clone(), source })?;
+    let files = write_ct_series(&ct, &dir, &spec).map_err(|source| SynthError::Dicom {
+        study: uid.clone(),
+        source,
+    })?;
     drop(ct);
     if plan.segmented {
         let path = out.join("segmentations").join(format!("{uid}.nii"));
-        write_competition_segmentation(&study.labels, &path)
-            .map_err(|source| SynthError::Segmentation { study: uid.clone(), source })?;
+        write_competition_segmentation(&study.labels, &path).map_err(|source| {
+            SynthError::Segmentation {
+                study: uid.clone(),
+                source,
+            }
+        })?;
     }
     let nifti = |what, vol: &Volume<u8>, path: PathBuf| {
-        write_nifti(vol, &path).map_err(|source| SynthError::Nifti { study: uid.clone(), what, source })
+        write_nifti(vol, &path).map_err(|source| SynthError::Nifti {
+            study: uid.clone(),
+            what,
+            source,
+        })
     };
-    nifti("truth vertebra labels", &study.labels, out.join("truth/vertebrae").join(format!("{uid}.nii.gz")))?;
-    nifti("truth fracture mask", &study.fractures, out.join("truth/fractures").join(format!("{uid}.nii.gz")))?;
+    nifti(
+        "truth vertebra labels",
+        &study.labels,
+        out.join("truth/vertebrae").join(format!("{uid}.nii.gz")),
+    )?;
+    nifti(
+        "truth fracture mask",
+        &study.fractures,
+        out.join("truth/fractures").join(format!("{uid}.nii.gz")),
+    )?;
     Ok(files.len())
 }
 
@@ -191,10 +266,20 @@ struct Manifest<'a> {
 
 /// Generates the cohort of `cfg` into `out` (created if missing; must be empty).
 /// `progress(done, total)` is called after each study.
-pub fn generate_cohort(cfg: &CohortConfig, out: &Path, progress: &dyn Fn(usize, usize)) -> Result<CohortSummary, SynthError> {
+pub fn generate_cohort(
+    cfg: &CohortConfig,
+    out: &Path,
+    progress: &dyn Fn(usize, usize),
+) -> Result<CohortSummary, SynthError> {
     let plan = plan_cohort(cfg)?;
     check_empty(out)?;
-    for sub in ["train_images", "test_images", "segmentations", "truth/vertebrae", "truth/fractures"] {
+    for sub in [
+        "train_images",
+        "test_images",
+        "segmentations",
+        "truth/vertebrae",
+        "truth/fractures",
+    ] {
         create_dir(&out.join(sub))?;
     }
     let total = plan.studies.len();
@@ -237,22 +322,56 @@ pub fn generate_cohort(cfg: &CohortConfig, out: &Path, progress: &dyn Fn(usize, 
     }
     summary.box_rows = public_boxes.len();
 
-    let train: Vec<&StudyPlan> = plan.studies.iter().filter(|s| s.split == Split::Train).collect();
-    let test: Vec<&StudyPlan> = plan.studies.iter().filter(|s| s.split == Split::Test).collect();
+    let train: Vec<&StudyPlan> = plan
+        .studies
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .collect();
+    let test: Vec<&StudyPlan> = plan
+        .studies
+        .iter()
+        .filter(|s| s.split == Split::Test)
+        .collect();
     tables::write_labels(&out.join("train.csv"), train.iter().copied())?;
-    tables::write_boxes(&out.join("train_bounding_boxes.csv"), public_boxes.iter().map(|(u, b)| (u.as_str(), b)))?;
+    tables::write_boxes(
+        &out.join("train_bounding_boxes.csv"),
+        public_boxes.iter().map(|(u, b)| (u.as_str(), b)),
+    )?;
     tables::write_test_rows(&out.join("test.csv"), test.iter().copied())?;
     tables::write_sample_submission(&out.join("sample_submission.csv"), test.iter().copied())?;
     tables::write_labels(&out.join("truth/test_labels.csv"), test.iter().copied())?;
     tables::write_study_facts(
         &out.join("truth/studies.csv"),
-        plan.studies.iter().zip(&geometries).map(|(p, g)| StudyFacts { plan: p, geometry: g }),
+        plan.studies
+            .iter()
+            .zip(&geometries)
+            .map(|(p, g)| StudyFacts {
+                plan: p,
+                geometry: g,
+            }),
     )?;
-    tables::write_fractures(&out.join("truth/fractures.csv"), crack_rows.iter().map(|(u, i, c, n)| (u.as_str(), *i, c, *n)))?;
-    let manifest = Manifest { generator: "flow-synth", generator_version: crate::GENERATOR_VERSION, config: cfg, summary: &summary };
+    tables::write_fractures(
+        &out.join("truth/fractures.csv"),
+        crack_rows
+            .iter()
+            .map(|(u, i, c, n)| (u.as_str(), *i, c, *n)),
+    )?;
+    let manifest = Manifest {
+        generator: "flow-synth",
+        generator_version: crate::GENERATOR_VERSION,
+        config: cfg,
+        summary: &summary,
+    };
     let path = out.join("truth/cohort.json");
-    let text = serde_json::to_string_pretty(&manifest).map_err(|source| SynthError::Json { path: path.clone(), source })?;
+    let text = serde_json::to_string_pretty(&manifest).map_err(|source| SynthError::Json {
+        path: path.clone(),
+        source,
+    })?;
     std::fs::write(&path, text + "\n").map_err(|source| SynthError::Io { path, source })?;
-    tracing::info!(studies = total, files = summary.dicom_files, "cohort written");
+    tracing::info!(
+        studies = total,
+        files = summary.dicom_files,
+        "cohort written"
+    );
     Ok(summary)
 }

@@ -113,7 +113,11 @@ pub enum ConfigError {
     #[error("unknown profile `{0}` (expected tiny, demo or full)")]
     UnknownProfile(String),
     #[error("parameter `{name}` = {value} is outside {expected}")]
-    OutOfRange { name: &'static str, value: f64, expected: &'static str },
+    OutOfRange {
+        name: &'static str,
+        value: f64,
+        expected: &'static str,
+    },
     #[error("a cohort needs at least one train study")]
     NoTrainStudies,
     #[error("{studies} studies is more than the supported maximum of {max}")]
@@ -222,7 +226,11 @@ impl CohortConfig {
     /// Sets the total number of studies (the `--studies N` of `flow synth`): one in eight
     /// (rounded, at least one when `n >= 2`) becomes a test study, the rest train studies.
     pub fn with_total_studies(mut self, n: usize) -> Self {
-        let test = if n >= 2 { ((n as f64 / 8.0).round() as usize).max(1) } else { 0 };
+        let test = if n >= 2 {
+            ((n as f64 / 8.0).round() as usize).max(1)
+        } else {
+            0
+        };
         self.test_studies = test;
         self.train_studies = n - test;
         self
@@ -240,28 +248,58 @@ impl CohortConfig {
         }
         let total = self.train_studies.saturating_add(self.test_studies);
         if total > MAX_STUDIES {
-            return Err(ConfigError::TooManyStudies { studies: total, max: MAX_STUDIES });
+            return Err(ConfigError::TooManyStudies {
+                studies: total,
+                max: MAX_STUDIES,
+            });
         }
         let unit = "[0, 1]";
         for (name, value) in [
             ("fracture_prevalence", self.fracture_prevalence),
             ("boxed_fraction", self.boxed_fraction),
             ("segmented_fraction", self.segmented_fraction),
-            ("inferior_to_superior_fraction", self.inferior_to_superior_fraction),
+            (
+                "inferior_to_superior_fraction",
+                self.inferior_to_superior_fraction,
+            ),
             ("unsigned_fraction", self.unsigned_fraction),
         ] {
             check(name, value, 0.0, 1.0, unit)?;
         }
-        check("mean_fractured_vertebrae", self.mean_fractured_vertebrae, 1.0, 2.5, "[1, 2.5]")?;
+        check(
+            "mean_fractured_vertebrae",
+            self.mean_fractured_vertebrae,
+            1.0,
+            2.5,
+            "[1, 2.5]",
+        )?;
         for w in self.vertebra_weights {
             check("vertebra_weights", w, 1e-9, 1e9, "(0, 1e9]")?;
         }
         let s = &self.scan;
         check("scan.matrix", s.matrix as f64, 32.0, 1024.0, "[32, 1024]")?;
         for (name, r, lo, hi, expected) in [
-            ("scan.pixel_spacing_mm", s.pixel_spacing_mm, 0.1, 5.0, "[0.1, 5] mm"),
-            ("scan.slice_spacing_mm", s.slice_spacing_mm, 0.3, 6.0, "[0.3, 6] mm"),
-            ("scan.thickness_ratio", s.thickness_ratio, 1.0, 3.0, "[1, 3]"),
+            (
+                "scan.pixel_spacing_mm",
+                s.pixel_spacing_mm,
+                0.1,
+                5.0,
+                "[0.1, 5] mm",
+            ),
+            (
+                "scan.slice_spacing_mm",
+                s.slice_spacing_mm,
+                0.3,
+                6.0,
+                "[0.3, 6] mm",
+            ),
+            (
+                "scan.thickness_ratio",
+                s.thickness_ratio,
+                1.0,
+                3.0,
+                "[1, 3]",
+            ),
             ("scan.noise_hu", s.noise_hu, 0.0, 300.0, "[0, 300] HU"),
             ("scan.psf_fwhm_mm", s.psf_fwhm_mm, 0.0, 5.0, "[0, 5] mm"),
         ] {
@@ -272,11 +310,21 @@ impl CohortConfig {
     }
 }
 
-fn check(name: &'static str, value: f64, lo: f64, hi: f64, expected: &'static str) -> Result<(), ConfigError> {
+fn check(
+    name: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
     if value.is_finite() && value >= lo && value <= hi {
         Ok(())
     } else {
-        Err(ConfigError::OutOfRange { name, value, expected })
+        Err(ConfigError::OutOfRange {
+            name,
+            value,
+            expected,
+        })
     }
 }
 
@@ -292,7 +340,10 @@ mod tests {
             assert_eq!(cfg.profile, p);
             assert_eq!(Profile::parse(p.name()).unwrap(), p);
         }
-        assert!(matches!(Profile::parse("huge"), Err(ConfigError::UnknownProfile(_))));
+        assert!(matches!(
+            Profile::parse("huge"),
+            Err(ConfigError::UnknownProfile(_))
+        ));
     }
 
     #[test]
@@ -303,14 +354,23 @@ mod tests {
         assert_eq!((c.train_studies, c.test_studies), (1, 1));
         let c = CohortConfig::tiny().with_total_studies(1);
         assert_eq!((c.train_studies, c.test_studies), (1, 0));
-        assert_eq!(CohortConfig::tiny().with_total_studies(0).validate(), Err(ConfigError::NoTrainStudies));
+        assert_eq!(
+            CohortConfig::tiny().with_total_studies(0).validate(),
+            Err(ConfigError::NoTrainStudies)
+        );
     }
 
     #[test]
     fn rejects_bad_parameters() {
         let mut cfg = CohortConfig::tiny();
         cfg.fracture_prevalence = 1.5;
-        assert!(matches!(cfg.validate(), Err(ConfigError::OutOfRange { name: "fracture_prevalence", .. })));
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::OutOfRange {
+                name: "fracture_prevalence",
+                ..
+            })
+        ));
         let mut cfg = CohortConfig::tiny();
         cfg.train_studies = 0;
         assert_eq!(cfg.validate(), Err(ConfigError::NoTrainStudies));

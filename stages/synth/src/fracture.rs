@@ -96,7 +96,11 @@ impl Crack {
         for attempt in 0..16 {
             let jitter = if attempt < 15 { 2.0 } else { 0.0 };
             let start = shape.part_anchor(part, side)
-                + DVec3::new(rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)) * jitter;
+                + DVec3::new(
+                    rng.gen_range(-1.0..1.0),
+                    rng.gen_range(-1.0..1.0),
+                    rng.gen_range(-1.0..1.0),
+                ) * jitter;
             let p = settle_at_depth(|q| shape.sdf(q), start, depth);
             if shape.sdf(p) < -0.3 {
                 centre_local = p;
@@ -120,7 +124,8 @@ impl Crack {
             _ => rng.gen_range(5.0..9.0),
         } * frame.scale;
         let any: [f64; 3] = UnitSphere.sample(rng);
-        let tangent = (DVec3::from(any) - normal * DVec3::from(any).dot(normal)).normalize_or_zero();
+        let tangent =
+            (DVec3::from(any) - normal * DVec3::from(any).dot(normal)).normalize_or_zero();
         let displacement = tangent * rng.gen_range(0.5..2.5);
         Crack {
             level: shape.level,
@@ -165,7 +170,12 @@ fn settle_at_depth(sdf: impl Fn(DVec3) -> f64, start: DVec3, depth: f64) -> DVec
 }
 
 /// Typical plane normal (local frame) of a fracture of `part` at `p`: across the structure.
-fn cut_direction<R: Rng>(shape: &crate::vertebra::VertebraShape, part: Part, p: DVec3, rng: &mut R) -> DVec3 {
+fn cut_direction<R: Rng>(
+    shape: &crate::vertebra::VertebraShape,
+    part: Part,
+    p: DVec3,
+    rng: &mut R,
+) -> DVec3 {
     match part {
         Part::Body => match rng.gen_range(0..10) {
             0..=3 => DVec3::Z,
@@ -205,7 +215,13 @@ mod tests {
             for v in &anatomy.vertebrae[..7] {
                 for _ in 0..5 {
                     let c = Crack::sample(&mut rng, v);
-                    assert!(v.sdf(c.centre) < 0.0, "{:?} {:?} sdf {}", c.level, c.part, v.sdf(c.centre));
+                    assert!(
+                        v.sdf(c.centre) < 0.0,
+                        "{:?} {:?} sdf {}",
+                        c.level,
+                        c.part,
+                        v.sdf(c.centre)
+                    );
                     assert!((c.normal.length() - 1.0).abs() < 1e-9);
                     assert!(c.displacement.dot(c.normal).abs() < 1e-9);
                     assert!(c.in_mask(c.centre, 0.1));
@@ -226,7 +242,10 @@ mod tests {
             displacement: DVec3::new(1.0, 0.0, 0.0),
             gap_hu: 30.0,
         };
-        assert_eq!(c.undisplaced(DVec3::new(0.0, 0.0, -1.0)), DVec3::new(0.0, 0.0, -1.0));
+        assert_eq!(
+            c.undisplaced(DVec3::new(0.0, 0.0, -1.0)),
+            DVec3::new(0.0, 0.0, -1.0)
+        );
         assert!((c.undisplaced(DVec3::new(0.0, 0.0, 1.0)).x + 1.0).abs() < 1e-12);
         assert_eq!(c.undisplaced(DVec3::new(10.0, 0.0, 1.0)).x, 10.0);
         assert!(c.gap_fraction(DVec3::ZERO, 1.0) > 0.99);

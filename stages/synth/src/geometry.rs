@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn file_numbers_round_trip() {
-        for order in [SliceOrder::SuperiorToInferior, SliceOrder::InferiorToSuperior] {
+        for order in [
+            SliceOrder::SuperiorToInferior,
+            SliceOrder::InferiorToSuperior,
+        ] {
             let g = geometry(order);
             let mut seen: Vec<usize> = (0..3).map(|k| g.file_number(k)).collect();
             for k in 0..3 {

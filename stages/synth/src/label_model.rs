@@ -33,19 +33,28 @@ pub struct LabelModel {
 
 impl LabelModel {
     /// Builds the model; `weights` are relative frequencies (e.g. competition counts).
-    pub fn new(prevalence: f64, weights: [f64; 7], mean_fractured: f64) -> Result<Self, LabelModelError> {
+    pub fn new(
+        prevalence: f64,
+        weights: [f64; 7],
+        mean_fractured: f64,
+    ) -> Result<Self, LabelModelError> {
         let total: f64 = weights.iter().sum();
         let targets = weights.map(|w| w / total * mean_fractured);
         for (j, &t) in targets.iter().enumerate() {
             if t >= 1.0 {
-                return Err(LabelModelError::Unreachable { vertebra: j + 1, frequency: t });
+                return Err(LabelModelError::Unreachable {
+                    vertebra: j + 1,
+                    frequency: t,
+                });
             }
         }
         let mut rates = targets;
         let mut error = f64::INFINITY;
         for _ in 0..20_000 {
             let (marginals, _) = conditional_marginals(&rates);
-            error = (0..7).map(|j| (marginals[j] - targets[j]).abs()).fold(0.0, f64::max);
+            error = (0..7)
+                .map(|j| (marginals[j] - targets[j]).abs())
+                .fold(0.0, f64::max);
             if error < 1e-10 {
                 break;
             }
@@ -67,7 +76,11 @@ impl LabelModel {
                 subsets.push((set, cumulative));
             }
         }
-        Ok(Self { prevalence, targets, subsets })
+        Ok(Self {
+            prevalence,
+            targets,
+            subsets,
+        })
     }
 
     /// Conditional per-vertebra frequencies among positive studies (C1..C7).
@@ -104,7 +117,15 @@ fn allowed(set: u8) -> bool {
 }
 
 fn subset_probability(set: u8, rates: &[f64; 7]) -> f64 {
-    (0..7).map(|j| if set & (1 << j) != 0 { rates[j] } else { 1.0 - rates[j] }).product()
+    (0..7)
+        .map(|j| {
+            if set & (1 << j) != 0 {
+                rates[j]
+            } else {
+                1.0 - rates[j]
+            }
+        })
+        .product()
 }
 
 /// Marginals of each vertebra given an allowed subset, and the allowed probability mass.
@@ -150,7 +171,13 @@ mod tests {
         }
         for j in 0..7 {
             let want = COMPETITION_VERTEBRA_COUNTS[j] / COMPETITION_POSITIVE_STUDIES;
-            assert!((exact[j] - want).abs() < 1e-6, "C{}: {} vs {}", j + 1, exact[j], want);
+            assert!(
+                (exact[j] - want).abs() < 1e-6,
+                "C{}: {} vs {}",
+                j + 1,
+                exact[j],
+                want
+            );
         }
         assert!((previous - 1.0).abs() < 1e-9);
     }
@@ -174,7 +201,14 @@ mod tests {
 
     #[test]
     fn rejects_unreachable_targets() {
-        let err = LabelModel::new(0.5, [1.0, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001], 1.5);
-        assert!(matches!(err, Err(LabelModelError::Unreachable { vertebra: 1, .. })));
+        let err = LabelModel::new(
+            0.5,
+            [1.0, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001],
+            1.5,
+        );
+        assert!(matches!(
+            err,
+            Err(LabelModelError::Unreachable { vertebra: 1, .. })
+        ));
     }
 }

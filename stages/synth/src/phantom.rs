@@ -54,12 +54,22 @@ struct Sample {
 impl Scene<'_> {
     fn cracks_of(&self, v: &PlacedVertebra) -> impl Iterator<Item = (usize, &Crack)> {
         let level = v.shape.level;
-        self.cracks.iter().enumerate().filter(move |(_, c)| c.level == level)
+        self.cracks
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.level == level)
     }
 
     /// Evaluates world point `x`; `voxel` is the anti-aliasing width, `mask_half` the truth
     /// slab half thickness per crack.
-    fn sample(&self, x: DVec3, axis: DVec3, voxel: f64, mask_halves: &[f64], near: &Nearby) -> Sample {
+    fn sample(
+        &self,
+        x: DVec3,
+        axis: DVec3,
+        voxel: f64,
+        mask_halves: &[f64],
+        near: &Nearby,
+    ) -> Sample {
         let a = self.anatomy;
         let mut hu = a.soft_tissue_hu(x, axis);
         for &i in &near.discs {
@@ -123,11 +133,19 @@ impl Scene<'_> {
             let outer = cover(best, voxel);
             let inner = cover(best + b.cortical_thickness, voxel);
             let cancellous = b.cancellous_hu + b.trabecular_hu * texture(x, a.texture_seed);
-            let bone = if outer > 0.0 { (b.cortical_hu * (outer - inner) + cancellous * inner) / outer } else { 0.0 };
+            let bone = if outer > 0.0 {
+                (b.cortical_hu * (outer - inner) + cancellous * inner) / outer
+            } else {
+                0.0
+            };
             let material = bone * (1.0 - gap) + gap_hu * gap;
             hu += (material - hu) * outer;
         }
-        Sample { hu, label, crack: crack_id }
+        Sample {
+            hu,
+            label,
+            crack: crack_id,
+        }
     }
 }
 
@@ -142,9 +160,15 @@ struct Nearby {
 impl Nearby {
     fn at(a: &Anatomy, extra_bounds: &[Bounds], z: f64) -> Self {
         Nearby {
-            vertebrae: (0..a.vertebrae.len()).filter(|&i| z >= a.vertebrae[i].world_min.z && z <= a.vertebrae[i].world_max.z).collect(),
-            discs: (0..a.discs.len()).filter(|&i| a.discs[i].bounds.spans_z(z)).collect(),
-            extras: (0..a.extras.len()).filter(|&i| extra_bounds[i].spans_z(z)).collect(),
+            vertebrae: (0..a.vertebrae.len())
+                .filter(|&i| z >= a.vertebrae[i].world_min.z && z <= a.vertebrae[i].world_max.z)
+                .collect(),
+            discs: (0..a.discs.len())
+                .filter(|&i| a.discs[i].bounds.spans_z(z))
+                .collect(),
+            extras: (0..a.extras.len())
+                .filter(|&i| extra_bounds[i].spans_z(z))
+                .collect(),
             extra_bounds: extra_bounds.to_vec(),
         }
     }
@@ -165,9 +189,15 @@ fn texture(x: DVec3, seed: u64) -> f64 {
     let mut acc = 0.0;
     for c in 0..8 {
         let (dx, dy, dz) = ((c & 1) as i64, ((c >> 1) & 1) as i64, ((c >> 2) & 1) as i64);
-        let h = seeds::mix(seed ^ seeds::mix((ix + dx) as u64 ^ seeds::mix((iy + dy) as u64 ^ seeds::mix((iz + dz) as u64))));
+        let h = seeds::mix(
+            seed ^ seeds::mix(
+                (ix + dx) as u64 ^ seeds::mix((iy + dy) as u64 ^ seeds::mix((iz + dz) as u64)),
+            ),
+        );
         let v = (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
-        let w = (if dx == 1 { s.x } else { 1.0 - s.x }) * (if dy == 1 { s.y } else { 1.0 - s.y }) * (if dz == 1 { s.z } else { 1.0 - s.z });
+        let w = (if dx == 1 { s.x } else { 1.0 - s.x })
+            * (if dy == 1 { s.y } else { 1.0 - s.y })
+            * (if dz == 1 { s.z } else { 1.0 - s.z });
         acc += v * w;
     }
     acc
@@ -176,7 +206,9 @@ fn texture(x: DVec3, seed: u64) -> f64 {
 /// Normalised 1D Gaussian kernel of standard deviation `sigma` (in voxels).
 fn gaussian_kernel(sigma: f64) -> Vec<f64> {
     let radius = (3.0 * sigma).ceil().max(1.0) as i64;
-    let mut k: Vec<f64> = (-radius..=radius).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let mut k: Vec<f64> = (-radius..=radius)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let sum: f64 = k.iter().sum();
     k.iter_mut().for_each(|v| *v /= sum);
     k
@@ -209,14 +241,23 @@ fn blur_slice(img: &mut [f64], rows: usize, cols: usize, kernel: &[f64]) {
 }
 
 /// Renders the study. `noise_seed` seeds the per-slice noise streams.
-pub fn render(scene: &Scene, geom: &ScanGeometry, quality: ImageQuality, noise_seed: u64) -> Phantom {
+pub fn render(
+    scene: &Scene,
+    geom: &ScanGeometry,
+    quality: ImageQuality,
+    noise_seed: u64,
+) -> Phantom {
     let plane = geom.rows * geom.cols;
     let mut hu = vec![0i16; geom.voxel_count()];
     let mut labels = vec![0u8; geom.voxel_count()];
     let mut crack_ids = vec![0u8; geom.voxel_count()];
     let voxel = geom.pixel_spacing;
     let extra_bounds: Vec<Bounds> = scene.anatomy.extras.iter().map(ExtraBone::bounds).collect();
-    let mask_halves: Vec<f64> = scene.cracks.iter().map(|c| c.mask_half_thickness(geom.max_spacing())).collect();
+    let mask_halves: Vec<f64> = scene
+        .cracks
+        .iter()
+        .map(|c| c.mask_half_thickness(geom.max_spacing()))
+        .collect();
     // Slice profile: 1 plane, or 3 across the thickness when it is much larger than a pixel.
     let offsets: Vec<f64> = if geom.slice_thickness > 1.5 * geom.pixel_spacing {
         vec![0.0, -geom.slice_thickness / 3.0, geom.slice_thickness / 3.0]
@@ -273,7 +314,11 @@ pub fn render(scene: &Scene, geom: &ScanGeometry, quality: ImageQuality, noise_s
             }
         }
     }
-    Phantom { hu, labels, crack_ids }
+    Phantom {
+        hu,
+        labels,
+        crack_ids,
+    }
 }
 
 #[cfg(test)]

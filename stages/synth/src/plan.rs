@@ -84,29 +84,55 @@ pub fn random_uid<R: Rng>(rng: &mut R) -> String {
 /// Plans UIDs, labels and subsets of every study (no anatomy, no voxels).
 pub fn plan_cohort(cfg: &CohortConfig) -> Result<CohortPlan, PlanError> {
     cfg.validate()?;
-    let model = LabelModel::new(cfg.fracture_prevalence, cfg.vertebra_weights, cfg.mean_fractured_vertebrae)?;
+    let model = LabelModel::new(
+        cfg.fracture_prevalence,
+        cfg.vertebra_weights,
+        cfg.mean_fractured_vertebrae,
+    )?;
     let mut studies: Vec<StudyPlan> = (0..cfg.total_studies())
         .map(|index| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seeds::study_seed(cfg.seed, index as u64, Purpose::Labels));
+            let mut rng = ChaCha8Rng::seed_from_u64(seeds::study_seed(
+                cfg.seed,
+                index as u64,
+                Purpose::Labels,
+            ));
             let study_uid = random_uid(&mut rng);
             let series_uid = random_uid(&mut rng);
             let frame_of_reference_uid = random_uid(&mut rng);
             let fractured = model.sample(&mut rng);
-            let split = if index < cfg.train_studies { Split::Train } else { Split::Test };
-            StudyPlan { index, study_uid, series_uid, frame_of_reference_uid, split, fractured, boxed: false, segmented: false }
+            let split = if index < cfg.train_studies {
+                Split::Train
+            } else {
+                Split::Test
+            };
+            StudyPlan {
+                index,
+                study_uid,
+                series_uid,
+                frame_of_reference_uid,
+                split,
+                fractured,
+                boxed: false,
+                segmented: false,
+            }
         })
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seeds::study_seed(cfg.seed, u64::MAX, Purpose::Subsets));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seeds::study_seed(cfg.seed, u64::MAX, Purpose::Subsets));
     let mut train: Vec<usize> = (0..cfg.train_studies).collect();
     train.shuffle(&mut rng);
-    let n_seg = ((cfg.segmented_fraction * cfg.train_studies as f64).round() as usize).max(usize::from(cfg.segmented_fraction > 0.0));
+    let n_seg = ((cfg.segmented_fraction * cfg.train_studies as f64).round() as usize)
+        .max(usize::from(cfg.segmented_fraction > 0.0));
     for &i in train.iter().take(n_seg) {
         studies[i].segmented = true;
     }
-    let mut positives: Vec<usize> = (0..cfg.train_studies).filter(|&i| studies[i].positive()).collect();
+    let mut positives: Vec<usize> = (0..cfg.train_studies)
+        .filter(|&i| studies[i].positive())
+        .collect();
     positives.shuffle(&mut rng);
-    let n_box = ((cfg.boxed_fraction * positives.len() as f64).round() as usize)
-        .max(usize::from(cfg.boxed_fraction > 0.0 && !positives.is_empty()));
+    let n_box = ((cfg.boxed_fraction * positives.len() as f64).round() as usize).max(usize::from(
+        cfg.boxed_fraction > 0.0 && !positives.is_empty(),
+    ));
     for &i in positives.iter().take(n_box) {
         studies[i].boxed = true;
     }
@@ -152,7 +178,9 @@ pub fn realize(cfg: &CohortConfig, study: &StudyPlan) -> StudyModel {
     }
 
     let s = &cfg.scan;
-    let top = anatomy.vertebra(Level::C1).frame.origin.z + 8.0 * anatomy.vertebra(Level::C1).frame.scale + rng.gen_range(4.0..14.0);
+    let top = anatomy.vertebra(Level::C1).frame.origin.z
+        + 8.0 * anatomy.vertebra(Level::C1).frame.scale
+        + rng.gen_range(4.0..14.0);
     let t1 = anatomy.vertebra(Level::T1);
     let bottom = t1.frame.origin.z - t1.shape.body.z * t1.frame.scale - rng.gen_range(2.0..12.0);
     let slice_spacing = uniform(&mut rng, s.slice_spacing_mm);
@@ -196,7 +224,10 @@ pub fn realize(cfg: &CohortConfig, study: &StudyPlan) -> StudyModel {
         order,
         storage,
     };
-    let quality = ImageQuality { noise_hu: uniform(&mut rng, s.noise_hu), psf_fwhm_mm: uniform(&mut rng, s.psf_fwhm_mm) };
+    let quality = ImageQuality {
+        noise_hu: uniform(&mut rng, s.noise_hu),
+        psf_fwhm_mm: uniform(&mut rng, s.psf_fwhm_mm),
+    };
     StudyModel {
         anatomy,
         cracks,

@@ -80,7 +80,12 @@ mod tests {
     #[test]
     fn exact_primitives() {
         assert!((sphere(DVec3::new(3.0, 4.0, 0.0), 2.0) - 3.0).abs() < 1e-12);
-        let d = capsule(DVec3::new(0.0, 2.0, 5.0), DVec3::ZERO, DVec3::new(0.0, 0.0, 10.0), 1.0);
+        let d = capsule(
+            DVec3::new(0.0, 2.0, 5.0),
+            DVec3::ZERO,
+            DVec3::new(0.0, 0.0, 10.0),
+            1.0,
+        );
         assert!((d - 1.0).abs() < 1e-12);
         assert!((cuboid(DVec3::new(3.0, 0.0, 0.0), DVec3::splat(1.0)) - 2.0).abs() < 1e-12);
         assert!((cuboid(DVec3::ZERO, DVec3::new(1.0, 2.0, 3.0)) + 1.0).abs() < 1e-12);

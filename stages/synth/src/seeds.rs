@@ -39,11 +39,23 @@ mod tests {
     fn seeds_differ_by_study_and_purpose() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..200 {
-            for p in [Purpose::Labels, Purpose::Anatomy, Purpose::Noise, Purpose::Files, Purpose::Subsets] {
+            for p in [
+                Purpose::Labels,
+                Purpose::Anatomy,
+                Purpose::Noise,
+                Purpose::Files,
+                Purpose::Subsets,
+            ] {
                 assert!(seen.insert(study_seed(7, i, p)));
             }
         }
-        assert_eq!(study_seed(1, 2, Purpose::Noise), study_seed(1, 2, Purpose::Noise));
-        assert_ne!(study_seed(1, 2, Purpose::Noise), study_seed(2, 2, Purpose::Noise));
+        assert_eq!(
+            study_seed(1, 2, Purpose::Noise),
+            study_seed(1, 2, Purpose::Noise)
+        );
+        assert_ne!(
+            study_seed(1, 2, Purpose::Noise),
+            study_seed(2, 2, Purpose::Noise)
+        );
     }
 }

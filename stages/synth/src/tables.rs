@@ -16,20 +16,37 @@ pub enum TableError {
     #[error("cannot write {path}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("cannot write {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Prediction types of a study, in the order rows are written.
-pub const PREDICTION_TYPES: [&str; 8] = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "patient_overall"];
+pub const PREDICTION_TYPES: [&str; 8] =
+    ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "patient_overall"];
 
-fn write_rows(path: &Path, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<(), TableError> {
-    let err = |source| TableError::Csv { path: path.to_path_buf(), source };
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_path(path).map_err(err)?;
+fn write_rows(
+    path: &Path,
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<(), TableError> {
+    let err = |source| TableError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_path(path)
+        .map_err(err)?;
     w.write_record(header).map_err(err)?;
     for row in rows {
         w.write_record(&row).map_err(err)?;
     }
-    w.flush().map_err(|source| TableError::Io { path: path.to_path_buf(), source })
+    w.flush().map_err(|source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn label_row(s: &StudyPlan) -> Vec<String> {
@@ -45,12 +62,18 @@ fn label_header() -> Vec<&'static str> {
 }
 
 /// `train.csv` (or `truth/test_labels.csv`): `StudyInstanceUID,patient_overall,C1..C7`.
-pub fn write_labels<'a>(path: &Path, studies: impl IntoIterator<Item = &'a StudyPlan>) -> Result<(), TableError> {
+pub fn write_labels<'a>(
+    path: &Path,
+    studies: impl IntoIterator<Item = &'a StudyPlan>,
+) -> Result<(), TableError> {
     write_rows(path, &label_header(), studies.into_iter().map(label_row))
 }
 
 /// `train_bounding_boxes.csv`: `StudyInstanceUID,x,y,width,height,slice_number`.
-pub fn write_boxes<'a>(path: &Path, boxes: impl IntoIterator<Item = (&'a str, &'a FractureBox)>) -> Result<(), TableError> {
+pub fn write_boxes<'a>(
+    path: &Path,
+    boxes: impl IntoIterator<Item = (&'a str, &'a FractureBox)>,
+) -> Result<(), TableError> {
     let rows = boxes.into_iter().map(|(uid, b)| {
         vec![
             uid.to_string(),
@@ -61,22 +84,51 @@ pub fn write_boxes<'a>(path: &Path, boxes: impl IntoIterator<Item = (&'a str, &'
             b.slice_number.to_string(),
         ]
     });
-    write_rows(path, &["StudyInstanceUID", "x", "y", "width", "height", "slice_number"], rows)
+    write_rows(
+        path,
+        &[
+            "StudyInstanceUID",
+            "x",
+            "y",
+            "width",
+            "height",
+            "slice_number",
+        ],
+        rows,
+    )
 }
 
 /// `test.csv`: `row_id,StudyInstanceUID,prediction_type`, eight rows per study.
-pub fn write_test_rows<'a>(path: &Path, studies: impl IntoIterator<Item = &'a StudyPlan>) -> Result<(), TableError> {
+pub fn write_test_rows<'a>(
+    path: &Path,
+    studies: impl IntoIterator<Item = &'a StudyPlan>,
+) -> Result<(), TableError> {
     let rows = studies.into_iter().flat_map(|s| {
-        PREDICTION_TYPES.iter().map(move |t| vec![format!("{}_{t}", s.study_uid), s.study_uid.clone(), t.to_string()])
+        PREDICTION_TYPES.iter().map(move |t| {
+            vec![
+                format!("{}_{t}", s.study_uid),
+                s.study_uid.clone(),
+                t.to_string(),
+            ]
+        })
     });
-    write_rows(path, &["row_id", "StudyInstanceUID", "prediction_type"], rows)
+    write_rows(
+        path,
+        &["row_id", "StudyInstanceUID", "prediction_type"],
+        rows,
+    )
 }
 
 /// `sample_submission.csv`: `row_id,fractured` with 0.5 everywhere.
-pub fn write_sample_submission<'a>(path: &Path, studies: impl IntoIterator<Item = &'a StudyPlan>) -> Result<(), TableError> {
-    let rows = studies
-        .into_iter()
-        .flat_map(|s| PREDICTION_TYPES.iter().map(move |t| vec![format!("{}_{t}", s.study_uid), "0.5".to_string()]));
+pub fn write_sample_submission<'a>(
+    path: &Path,
+    studies: impl IntoIterator<Item = &'a StudyPlan>,
+) -> Result<(), TableError> {
+    let rows = studies.into_iter().flat_map(|s| {
+        PREDICTION_TYPES
+            .iter()
+            .map(move |t| vec![format!("{}_{t}", s.study_uid), "0.5".to_string()])
+    });
     write_rows(path, &["row_id", "fractured"], rows)
 }
 
@@ -87,7 +139,10 @@ pub struct StudyFacts<'a> {
 }
 
 /// `truth/studies.csv`: split, subsets and scan geometry of every study.
-pub fn write_study_facts<'a>(path: &Path, facts: impl IntoIterator<Item = StudyFacts<'a>>) -> Result<(), TableError> {
+pub fn write_study_facts<'a>(
+    path: &Path,
+    facts: impl IntoIterator<Item = StudyFacts<'a>>,
+) -> Result<(), TableError> {
     let header = [
         "StudyInstanceUID",
         "split",
@@ -129,7 +184,10 @@ pub fn write_study_facts<'a>(path: &Path, facts: impl IntoIterator<Item = StudyF
 }
 
 /// `truth/fractures.csv`: every crack with its place (LPS mm), plane, size and voxel count.
-pub fn write_fractures<'a>(path: &Path, cracks: impl IntoIterator<Item = (&'a str, usize, &'a Crack, usize)>) -> Result<(), TableError> {
+pub fn write_fractures<'a>(
+    path: &Path,
+    cracks: impl IntoIterator<Item = (&'a str, usize, &'a Crack, usize)>,
+) -> Result<(), TableError> {
     let header = [
         "StudyInstanceUID",
         "crack",
@@ -200,12 +258,21 @@ mod tests {
         let p = dir.path().join("test.csv");
         write_test_rows(&p, [&a]).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("row_id,StudyInstanceUID,prediction_type\n2.25.10_C1,2.25.10,C1\n"));
+        assert!(
+            text.starts_with("row_id,StudyInstanceUID,prediction_type\n2.25.10_C1,2.25.10,C1\n")
+        );
         assert!(text.ends_with("2.25.10_patient_overall,2.25.10,patient_overall\n"));
         let p = dir.path().join("sample_submission.csv");
         write_sample_submission(&p, [&a]).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 9);
-        let b = FractureBox { x: 3.0, y: 4.0, width: 5.0, height: 6.0, slice_number: 7, crack: 0 };
+        let b = FractureBox {
+            x: 3.0,
+            y: 4.0,
+            width: 5.0,
+            height: 6.0,
+            slice_number: 7,
+            crack: 0,
+        };
         let p = dir.path().join("boxes.csv");
         write_boxes(&p, [("2.25.10", &b)]).unwrap();
         assert_eq!(

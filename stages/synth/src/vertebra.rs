@@ -27,8 +27,17 @@ pub enum Level {
 
 impl Level {
     /// All levels from superior to inferior.
-    pub const ALL: [Level; 9] =
-        [Level::C1, Level::C2, Level::C3, Level::C4, Level::C5, Level::C6, Level::C7, Level::T1, Level::T2];
+    pub const ALL: [Level; 9] = [
+        Level::C1,
+        Level::C2,
+        Level::C3,
+        Level::C4,
+        Level::C5,
+        Level::C6,
+        Level::C7,
+        Level::T1,
+        Level::T2,
+    ];
 
     /// Label value in vertebra label maps.
     pub fn label(self) -> u8 {
@@ -43,7 +52,10 @@ impl Level {
 
     /// The level with the given cervical index (0 = C1).
     pub fn cervical(index: usize) -> Option<Level> {
-        Self::ALL.get(index).copied().filter(|l| l.cervical_index().is_some())
+        Self::ALL
+            .get(index)
+            .copied()
+            .filter(|l| l.cervical_index().is_some())
     }
 
     /// `C1`..`T2`.
@@ -95,18 +107,122 @@ pub struct VertebraShape {
 impl VertebraShape {
     /// Adult proportions of `level`, before per-study scaling and jitter.
     pub fn standard(level: Level) -> Self {
-        let (body, canal, arch_t, arch_h, sp_len, sp_slope, bifid, tp_reach, tp_sweep, foramen) = match level {
-            Level::C1 => (DVec3::ZERO, DVec2::new(13.5, 14.5), 4.0, 4.5, 3.0, 0.0, false, 22.0, 2.0, 2.6),
-            Level::C2 => (DVec3::new(8.0, 7.5, 8.0), DVec2::new(11.5, 8.0), 4.5, 6.0, 16.0, 0.25, true, 9.0, 1.0, 2.4),
-            Level::C3 => (DVec3::new(7.8, 7.3, 6.4), DVec2::new(12.0, 7.0), 3.5, 4.5, 10.0, 0.3, true, 10.0, 1.0, 2.4),
-            Level::C4 => (DVec3::new(8.0, 7.4, 6.5), DVec2::new(12.0, 7.0), 3.5, 4.5, 11.0, 0.35, true, 10.5, 1.0, 2.4),
-            Level::C5 => (DVec3::new(8.5, 7.6, 6.6), DVec2::new(12.2, 7.0), 3.5, 4.5, 12.0, 0.35, true, 11.0, 1.0, 2.4),
-            Level::C6 => (DVec3::new(9.0, 7.8, 6.8), DVec2::new(12.0, 7.0), 3.6, 4.6, 15.0, 0.4, false, 11.5, 1.5, 2.3),
-            Level::C7 => (DVec3::new(9.5, 8.0, 7.0), DVec2::new(11.5, 7.2), 3.8, 4.8, 22.0, 0.45, false, 14.0, 2.5, 1.4),
-            Level::T1 => (DVec3::new(11.0, 8.5, 8.0), DVec2::new(10.0, 7.5), 4.0, 5.0, 26.0, 0.55, false, 17.0, 7.0, 0.0),
-            Level::T2 => (DVec3::new(12.0, 9.5, 8.5), DVec2::new(8.5, 7.5), 4.0, 5.2, 27.0, 0.7, false, 17.5, 9.0, 0.0),
+        let (body, canal, arch_t, arch_h, sp_len, sp_slope, bifid, tp_reach, tp_sweep, foramen) =
+            match level {
+                Level::C1 => (
+                    DVec3::ZERO,
+                    DVec2::new(13.5, 14.5),
+                    4.0,
+                    4.5,
+                    3.0,
+                    0.0,
+                    false,
+                    22.0,
+                    2.0,
+                    2.6,
+                ),
+                Level::C2 => (
+                    DVec3::new(8.0, 7.5, 8.0),
+                    DVec2::new(11.5, 8.0),
+                    4.5,
+                    6.0,
+                    16.0,
+                    0.25,
+                    true,
+                    9.0,
+                    1.0,
+                    2.4,
+                ),
+                Level::C3 => (
+                    DVec3::new(7.8, 7.3, 6.4),
+                    DVec2::new(12.0, 7.0),
+                    3.5,
+                    4.5,
+                    10.0,
+                    0.3,
+                    true,
+                    10.0,
+                    1.0,
+                    2.4,
+                ),
+                Level::C4 => (
+                    DVec3::new(8.0, 7.4, 6.5),
+                    DVec2::new(12.0, 7.0),
+                    3.5,
+                    4.5,
+                    11.0,
+                    0.35,
+                    true,
+                    10.5,
+                    1.0,
+                    2.4,
+                ),
+                Level::C5 => (
+                    DVec3::new(8.5, 7.6, 6.6),
+                    DVec2::new(12.2, 7.0),
+                    3.5,
+                    4.5,
+                    12.0,
+                    0.35,
+                    true,
+                    11.0,
+                    1.0,
+                    2.4,
+                ),
+                Level::C6 => (
+                    DVec3::new(9.0, 7.8, 6.8),
+                    DVec2::new(12.0, 7.0),
+                    3.6,
+                    4.6,
+                    15.0,
+                    0.4,
+                    false,
+                    11.5,
+                    1.5,
+                    2.3,
+                ),
+                Level::C7 => (
+                    DVec3::new(9.5, 8.0, 7.0),
+                    DVec2::new(11.5, 7.2),
+                    3.8,
+                    4.8,
+                    22.0,
+                    0.45,
+                    false,
+                    14.0,
+                    2.5,
+                    1.4,
+                ),
+                Level::T1 => (
+                    DVec3::new(11.0, 8.5, 8.0),
+                    DVec2::new(10.0, 7.5),
+                    4.0,
+                    5.0,
+                    26.0,
+                    0.55,
+                    false,
+                    17.0,
+                    7.0,
+                    0.0,
+                ),
+                Level::T2 => (
+                    DVec3::new(12.0, 9.5, 8.5),
+                    DVec2::new(8.5, 7.5),
+                    4.0,
+                    5.2,
+                    27.0,
+                    0.7,
+                    false,
+                    17.5,
+                    9.0,
+                    0.0,
+                ),
+            };
+        let canal_y = if level == Level::C1 {
+            8.0
+        } else {
+            body.y + canal.y - 0.5
         };
-        let canal_y = if level == Level::C1 { 8.0 } else { body.y + canal.y - 0.5 };
         Self {
             level,
             body,
@@ -120,7 +236,11 @@ impl VertebraShape {
             transverse_reach: tp_reach,
             transverse_sweep: tp_sweep,
             foramen_radius: foramen,
-            pillar_up: if level == Level::C2 { 0.5 } else { body.z + 2.5 },
+            pillar_up: if level == Level::C2 {
+                0.5
+            } else {
+                body.z + 2.5
+            },
             pillar_down: body.z + 2.5,
         }
     }
@@ -137,14 +257,25 @@ impl VertebraShape {
     /// Conservative local bounding box (min, max) of the bone.
     pub fn bounds(&self) -> (DVec3, DVec3) {
         let back = self.canal_y + self.canal.y + self.arch_thickness + self.spinous_length + 6.0;
-        let side = (self.body.x + self.transverse_reach + 6.0).max(self.canal.x + self.arch_thickness + 8.0);
-        let side = if self.level == Level::C1 { 42.0 } else if self.level >= Level::T1 { side + 20.0 } else { side };
+        let side = (self.body.x + self.transverse_reach + 6.0)
+            .max(self.canal.x + self.arch_thickness + 8.0);
+        let side = if self.level == Level::C1 {
+            42.0
+        } else if self.level >= Level::T1 {
+            side + 20.0
+        } else {
+            side
+        };
         let drop = self.spinous_length * self.spinous_slope + self.half_height() + 6.0;
         let top = match self.level {
             Level::C2 => 32.0,
             _ => self.half_height() + 6.0,
         };
-        let front = if self.level == Level::C1 { -12.0 } else { -self.body.y - 4.0 };
+        let front = if self.level == Level::C1 {
+            -12.0
+        } else {
+            -self.body.y - 4.0
+        };
         (DVec3::new(-side, front, -drop), DVec3::new(side, back, top))
     }
 
@@ -168,7 +299,11 @@ impl VertebraShape {
     fn spinous(&self, p: DVec3) -> f64 {
         let start_y = self.canal_y + self.canal.y + self.arch_thickness * 0.5;
         let a = DVec3::new(0.0, start_y, 0.0);
-        let b = DVec3::new(0.0, start_y + self.spinous_length, -self.spinous_length * self.spinous_slope);
+        let b = DVec3::new(
+            0.0,
+            start_y + self.spinous_length,
+            -self.spinous_length * self.spinous_slope,
+        );
         let r = (self.arch_thickness * 0.7).max(2.2);
         let shaft = sdf::capsule(p, a, b, r);
         if self.bifid {
@@ -184,7 +319,11 @@ impl VertebraShape {
     fn transverse(&self, p: DVec3) -> f64 {
         let m = DVec3::new(p.x.abs(), p.y, p.z);
         let root = DVec3::new(self.body.x.max(self.canal.x * 0.6), 1.0, 0.0);
-        let tip = DVec3::new(self.body.x + self.transverse_reach, 1.0 + self.transverse_sweep, -0.5);
+        let tip = DVec3::new(
+            self.body.x + self.transverse_reach,
+            1.0 + self.transverse_sweep,
+            -0.5,
+        );
         let r = if self.level >= Level::T1 { 3.5 } else { 2.8 };
         let bar = sdf::capsule(m, root, tip, r);
         if self.foramen_radius <= 0.0 {
@@ -200,7 +339,11 @@ impl VertebraShape {
 
     fn articular_pillars(&self, p: DVec3) -> f64 {
         let m = DVec3::new(p.x.abs(), p.y, p.z);
-        let c = DVec3::new(self.canal.x + self.arch_thickness * 0.5, self.canal_y - 1.0, 0.0);
+        let c = DVec3::new(
+            self.canal.x + self.arch_thickness * 0.5,
+            self.canal_y - 1.0,
+            0.0,
+        );
         let (top, bottom) = (self.pillar_up, -self.pillar_down);
         let mid = 0.5 * (top + bottom);
         let q = m - c - DVec3::new(0.0, 0.0, mid);
@@ -216,7 +359,10 @@ impl VertebraShape {
         if self.level >= Level::C3 && self.level <= Level::C7 {
             // Uncinate processes: lips on the lateral superior rim.
             let m = DVec3::new(p.x.abs(), p.y, p.z);
-            let lip = sdf::ellipsoid(m - DVec3::new(self.body.x - 1.2, -0.5, self.body.z), DVec3::new(1.6, 4.5, 2.2));
+            let lip = sdf::ellipsoid(
+                m - DVec3::new(self.body.x - 1.2, -0.5, self.body.z),
+                DVec3::new(1.6, 4.5, 2.2),
+            );
             sdf::union(d, lip)
         } else {
             d
@@ -225,7 +371,10 @@ impl VertebraShape {
 
     fn subaxial(&self, p: DVec3) -> f64 {
         let body = self.body_with_endplates(p);
-        let posterior = sdf::union(self.neural_arch(p), sdf::union(self.spinous(p), self.articular_pillars(p)));
+        let posterior = sdf::union(
+            self.neural_arch(p),
+            sdf::union(self.spinous(p), self.articular_pillars(p)),
+        );
         let mut d = sdf::smooth_union(body, posterior, 1.5);
         d = sdf::smooth_union(d, self.transverse(p), 1.0);
         if self.level == Level::C2 {
@@ -238,7 +387,10 @@ impl VertebraShape {
             let dens = sdf::capsule(p, base, tip, radius);
             // Superior articular facets ("shoulders") on which the atlas rests.
             let m = DVec3::new(p.x.abs(), p.y, p.z);
-            let shoulder = sdf::ellipsoid(m - DVec3::new(11.5, 2.5, self.body.z + 1.0), DVec3::new(6.0, 7.5, 3.2));
+            let shoulder = sdf::ellipsoid(
+                m - DVec3::new(11.5, 2.5, self.body.z + 1.0),
+                DVec3::new(6.0, 7.5, 3.2),
+            );
             d = sdf::smooth_union(d, sdf::union(dens, shoulder), 1.2);
         }
         d
@@ -250,12 +402,31 @@ impl VertebraShape {
         let inner = sdf::ellipse(q, self.canal);
         let ring = sdf::extrude(sdf::subtract(outer, inner), p.z, self.arch_half_height);
         let m = DVec3::new(p.x.abs(), p.y, p.z);
-        let lateral_mass = sdf::ellipsoid(m - DVec3::new(12.5, 4.0, 0.0), DVec3::new(6.0, 9.0, 8.0));
-        let tubercle = sdf::sphere(p - DVec3::new(0.0, self.canal_y + self.canal.y + self.arch_thickness + 1.0, 0.0), 3.5);
-        let anterior_tubercle = sdf::sphere(p - DVec3::new(0.0, self.canal_y - self.canal.y - self.arch_thickness, 0.0), 3.2);
-        let tp_bar = sdf::capsule(m, DVec3::new(15.0, 4.0, 0.0), DVec3::new(15.0 + self.transverse_reach, 6.0, -1.0), 3.8);
+        let lateral_mass =
+            sdf::ellipsoid(m - DVec3::new(12.5, 4.0, 0.0), DVec3::new(6.0, 9.0, 8.0));
+        let tubercle = sdf::sphere(
+            p - DVec3::new(
+                0.0,
+                self.canal_y + self.canal.y + self.arch_thickness + 1.0,
+                0.0,
+            ),
+            3.5,
+        );
+        let anterior_tubercle = sdf::sphere(
+            p - DVec3::new(0.0, self.canal_y - self.canal.y - self.arch_thickness, 0.0),
+            3.2,
+        );
+        let tp_bar = sdf::capsule(
+            m,
+            DVec3::new(15.0, 4.0, 0.0),
+            DVec3::new(15.0 + self.transverse_reach, 6.0, -1.0),
+            3.8,
+        );
         let fc = m - DVec3::new(21.0, 4.0, 0.0);
-        let tp = sdf::subtract(tp_bar, sdf::elliptic_cylinder(fc, DVec2::splat(self.foramen_radius), 8.0));
+        let tp = sdf::subtract(
+            tp_bar,
+            sdf::elliptic_cylinder(fc, DVec2::splat(self.foramen_radius), 8.0),
+        );
         let mut d = sdf::smooth_union(ring, lateral_mass, 2.0);
         d = sdf::union(d, sdf::union(tubercle, anterior_tubercle));
         sdf::smooth_union(d, tp, 1.0)
@@ -264,8 +435,17 @@ impl VertebraShape {
     /// Parts where a fracture of this level may start, with relative frequencies.
     pub fn fracture_parts(&self) -> &'static [(Part, f64)] {
         match self.level {
-            Level::C1 => &[(Part::AnteriorArch, 0.35), (Part::PosteriorArch, 0.35), (Part::LateralMass, 0.3)],
-            Level::C2 => &[(Part::Dens, 0.45), (Part::Body, 0.25), (Part::Pedicle, 0.2), (Part::Lamina, 0.1)],
+            Level::C1 => &[
+                (Part::AnteriorArch, 0.35),
+                (Part::PosteriorArch, 0.35),
+                (Part::LateralMass, 0.3),
+            ],
+            Level::C2 => &[
+                (Part::Dens, 0.45),
+                (Part::Body, 0.25),
+                (Part::Pedicle, 0.2),
+                (Part::Lamina, 0.1),
+            ],
             Level::C7 | Level::T1 | Level::T2 => &[
                 (Part::Body, 0.4),
                 (Part::SpinousProcess, 0.25),
@@ -290,17 +470,33 @@ impl VertebraShape {
         match part {
             Part::Body => DVec3::new(0.0, 0.0, 0.0),
             Part::Dens => DVec3::new(0.0, -0.8, self.body.z + 3.5),
-            Part::AnteriorArch => DVec3::new(0.0, self.canal_y - self.canal.y - self.arch_thickness * 0.5, 0.0),
-            Part::PosteriorArch => DVec3::new(side * 7.0, self.canal_y + self.canal.y * 0.85 + self.arch_thickness * 0.5, 0.0),
+            Part::AnteriorArch => DVec3::new(
+                0.0,
+                self.canal_y - self.canal.y - self.arch_thickness * 0.5,
+                0.0,
+            ),
+            Part::PosteriorArch => DVec3::new(
+                side * 7.0,
+                self.canal_y + self.canal.y * 0.85 + self.arch_thickness * 0.5,
+                0.0,
+            ),
             Part::LateralMass => {
                 if self.level == Level::C1 {
                     DVec3::new(side * 12.5, 4.0, 0.0)
                 } else {
-                    DVec3::new(side * (self.canal.x + self.arch_thickness * 0.5), self.canal_y - 1.0, 0.0)
+                    DVec3::new(
+                        side * (self.canal.x + self.arch_thickness * 0.5),
+                        self.canal_y - 1.0,
+                        0.0,
+                    )
                 }
             }
             Part::Lamina => DVec3::new(side * self.canal.x * 0.6, back - 1.0, 0.0),
-            Part::Pedicle => DVec3::new(side * (self.canal.x + self.arch_thickness * 0.4), self.canal_y - self.canal.y * 0.6, 0.0),
+            Part::Pedicle => DVec3::new(
+                side * (self.canal.x + self.arch_thickness * 0.4),
+                self.canal_y - self.canal.y * 0.6,
+                0.0,
+            ),
             Part::SpinousProcess => {
                 let t = 0.6 * self.spinous_length;
                 DVec3::new(0.0, back + t, -t * self.spinous_slope)
@@ -325,7 +521,11 @@ mod tests {
             for &(part, _) in s.fracture_parts() {
                 for side in [-1.0, 1.0] {
                     let a = s.part_anchor(part, side);
-                    assert!(s.sdf(a) < 1.5, "{level:?} {part:?} side {side}: sdf {}", s.sdf(a));
+                    assert!(
+                        s.sdf(a) < 1.5,
+                        "{level:?} {part:?} side {side}: sdf {}",
+                        s.sdf(a)
+                    );
                 }
             }
         }
@@ -341,9 +541,16 @@ mod tests {
         for level in Level::ALL {
             let s = VertebraShape::standard(level);
             // Canal is empty, and the bounds hold the bone.
-            assert!(s.sdf(DVec3::new(0.0, s.canal_y, 0.0)) > 2.0, "{level:?} canal");
+            assert!(
+                s.sdf(DVec3::new(0.0, s.canal_y, 0.0)) > 2.0,
+                "{level:?} canal"
+            );
             let (lo, hi) = s.bounds();
-            for p in [DVec3::new(lo.x, 0.0, 0.0), DVec3::new(hi.x, 0.0, 0.0), DVec3::new(0.0, hi.y, 0.0)] {
+            for p in [
+                DVec3::new(lo.x, 0.0, 0.0),
+                DVec3::new(hi.x, 0.0, 0.0),
+                DVec3::new(0.0, hi.y, 0.0),
+            ] {
                 assert!(s.sdf(p) > 0.0, "{level:?} bounds at {p}");
             }
             if level != Level::C1 {

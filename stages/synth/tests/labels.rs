@@ -34,7 +34,11 @@ fn prevalences_match_parameters() {
         let plan = large_plan(prevalence, n);
         let positives = plan.iter().filter(|s| s.positive()).count() as f64;
         let sd = (prevalence * (1.0 - prevalence) / n as f64).sqrt();
-        assert!((positives / n as f64 - prevalence).abs() < 4.0 * sd, "overall {}", positives / n as f64);
+        assert!(
+            (positives / n as f64 - prevalence).abs() < 4.0 * sd,
+            "overall {}",
+            positives / n as f64
+        );
         let mean_k = COMPETITION_VERTEBRA_COUNTS.iter().sum::<f64>() / COMPETITION_POSITIVE_STUDIES;
         for (j, count) in COMPETITION_VERTEBRA_COUNTS.iter().enumerate() {
             let want = prevalence * count / COMPETITION_POSITIVE_STUDIES;
@@ -42,11 +46,17 @@ fn prevalences_match_parameters() {
             let sd = (want * (1.0 - want) / n as f64).sqrt();
             assert!((got - want).abs() < 4.0 * sd, "C{}: {got} vs {want}", j + 1);
         }
-        let per_positive: Vec<usize> =
-            plan.iter().filter(|s| s.positive()).map(|s| s.fractured.iter().filter(|&&f| f).count()).collect();
+        let per_positive: Vec<usize> = plan
+            .iter()
+            .filter(|s| s.positive())
+            .map(|s| s.fractured.iter().filter(|&&f| f).count())
+            .collect();
         assert!(per_positive.iter().all(|&k| (1..=3).contains(&k)));
         let mean = per_positive.iter().sum::<usize>() as f64 / per_positive.len() as f64;
-        assert!((mean - mean_k).abs() < 0.03, "mean fractured vertebrae {mean}");
+        assert!(
+            (mean - mean_k).abs() < 0.03,
+            "mean fractured vertebrae {mean}"
+        );
     }
     // Ordering like the competition: C7 most common, C3 rarest.
     let plan = large_plan(0.5, n);
@@ -65,7 +75,10 @@ fn metric_sanity_prior_only_and_truth() {
     }
     let prior_score = competition_metric(&t, &vec![prior; t.len()]).unwrap();
     // The competition's own per-column prevalence baseline on the real labels is 0.5638.
-    assert!((prior_score - 0.5638).abs() < 0.01, "prior-only {prior_score}");
+    assert!(
+        (prior_score - 0.5638).abs() < 0.01,
+        "prior-only {prior_score}"
+    );
     let half = competition_metric(&t, &vec![[0.5; 8]; t.len()]).unwrap();
     assert!((half - std::f64::consts::LN_2).abs() < 1e-9);
     assert!(prior_score < half);

@@ -3,10 +3,14 @@
 //! study of a fold is predicted by the model that did not train on it; every other study by
 //! the ensemble of all models.
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::write_nifti;
 use flow_rsna7::normalize::sample_where;
-use flow_rsna7::{predict_probabilities, recipes, segnet::to_grid, training_case, CtNormalizer, SegModel, Split};
+use flow_rsna7::{
+    predict_probabilities, recipes, segnet::to_grid, training_case, CtNormalizer, SegModel, Split,
+};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,8 +36,16 @@ impl TrainP {
     /// The profile's recipe for this round (and fold) with the node's overrides.
     fn recipe(&self) -> flow_rsna7::Result<flow_rsna7::SegRecipe> {
         // Each fold gets its own seed so the five models differ beyond their data.
-        let seed = self.seed.wrapping_add(1000 * u64::from(self.round)).wrapping_add(self.fold.max(0) as u64);
-        Ok(super::runtime::with_overrides(recipes::fracture(&self.profile, self.round, seed)?, self.epochs, self.iterations, self.lr))
+        let seed = self
+            .seed
+            .wrapping_add(1000 * u64::from(self.round))
+            .wrapping_add(self.fold.max(0) as u64);
+        Ok(super::runtime::with_overrides(
+            recipes::fracture(&self.profile, self.round, seed)?,
+            self.epochs,
+            self.iterations,
+            self.lr,
+        ))
     }
 }
 
@@ -51,27 +63,64 @@ impl Stage for FractureTrain {
          Resumes from its last epoch checkpoint. Output: model/."
     }
     fn params(&self) -> ParamsSchema {
-        super::runtime::training_params(ParamsSchema::new()
-            .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full")
-            .required("round", ParamType::Int, "1, 2 or 3")
-            .optional("fold", ParamType::Int, json!(-1), "fold left out (round 3), -1 for none")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed"))
+        super::runtime::training_params(
+            ParamsSchema::new()
+                .optional(
+                    "profile",
+                    ParamType::String,
+                    json!("demo"),
+                    "tiny, demo or full",
+                )
+                .required("round", ParamType::Int, "1, 2 or 3")
+                .optional(
+                    "fold",
+                    ParamType::Int,
+                    json!(-1),
+                    "fold left out (round 3), -1 for none",
+                )
+                .optional(
+                    "seed",
+                    ParamType::Int,
+                    json!(2022),
+                    "initialisation and patch-sampling seed",
+                ),
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output" },
-            InputDecl { name: "labels", many: false, required: true, doc: "rsna.fracture_labels output" },
-            InputDecl { name: "split", many: false, required: false, doc: "split.json (needed with fold >= 0)" },
+            InputDecl {
+                name: "rois",
+                many: false,
+                required: true,
+                doc: "rsna.roi output",
+            },
+            InputDecl {
+                name: "labels",
+                many: false,
+                required: true,
+                doc: "rsna.fracture_labels output",
+            },
+            InputDecl {
+                name: "split",
+                many: false,
+                required: false,
+                doc: "split.json (needed with fold >= 0)",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
         Ok(vec![OutputDecl::dir("model")])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
-        let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
+        let profile = params
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo");
         let round = params.get("round").and_then(|v| v.as_u64()).unwrap_or(0) as u8;
         recipes::fracture(profile, round, 0).map_err(|e| format!("profile/round: {e}"))?;
-        if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0 && !inputs.contains(&"split") {
+        if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0
+            && !inputs.contains(&"split")
+        {
             return Err("fold: a fold needs the input `split`".into());
         }
         Ok(())
@@ -85,15 +134,24 @@ impl Stage for FractureTrain {
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out: Vec<String> = match fold {
             Some(k) => {
-                let split = Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?;
-                split.folds.get(k).cloned().ok_or_else(|| StageError::msg(format!("fold {k}: the split has only {} folds", split.folds.len())))?
+                let split =
+                    Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?;
+                split.folds.get(k).cloned().ok_or_else(|| {
+                    StageError::msg(format!(
+                        "fold {k}: the split has only {} folds",
+                        split.folds.len()
+                    ))
+                })?
             }
             None => Vec::new(),
         };
         let rois = ctx.input("rois")?.to_path_buf();
         let cts = studies_in(&rois, ".ct")?;
         let verts = studies_in(&rois, ".vertebrae")?;
-        let labels: Vec<(String, std::path::PathBuf)> = studies_in(ctx.input("labels")?, "")?.into_iter().filter(|(u, _)| !left_out.contains(u)).collect();
+        let labels: Vec<(String, std::path::PathBuf)> = studies_in(ctx.input("labels")?, "")?
+            .into_iter()
+            .filter(|(u, _)| !left_out.contains(u))
+            .collect();
         if labels.is_empty() {
             return Err(StageError::msg("no labelled study left to train on"));
         }
@@ -102,7 +160,8 @@ impl Stage for FractureTrain {
             labels
                 .par_iter()
                 .map(|(uid, label)| {
-                    let missing = || StageError::msg(format!("study {uid}: labelled but missing from rois/"));
+                    let missing =
+                        || StageError::msg(format!("study {uid}: labelled but missing from rois/"));
                     let ct = read_ct(cts.get(uid).ok_or_else(missing)?)?.map(f32::from);
                     let vert = read_labels(verts.get(uid).ok_or_else(missing)?)?;
                     Ok((uid.clone(), ct, read_labels(label)?, vert))
@@ -114,10 +173,13 @@ impl Stage for FractureTrain {
             let v = vert.data();
             samples.extend(sample_where(ct.data(), |i| (1..=7).contains(&v[i]), 5));
         }
-        let norm = CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?;
+        let norm =
+            CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?;
         let cases = loaded
             .iter()
-            .map(|(uid, ct, label, vert)| training_case(uid, &ct.map(|x| norm.apply(x)), label, Some(vert)))
+            .map(|(uid, ct, label, vert)| {
+                training_case(uid, &ct.map(|x| norm.apply(x)), label, Some(vert))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail("cannot build training cases"))?;
         drop(loaded);
@@ -125,13 +187,34 @@ impl Stage for FractureTrain {
             Some(k) => format!("round {} fold {k}", p.round),
             None => format!("round {}", p.round),
         };
-        ctx.log(&format!("{what}: {} training studies, patch {:?}", cases.len(), recipe.patch_zyx));
+        ctx.log(&format!(
+            "{what}: {} training studies, patch {:?}",
+            cases.len(),
+            recipe.patch_zyx
+        ));
         let device = candle_device(ctx)?;
         let out = ctx.output("model")?.to_path_buf();
         let mut reporter = TrainReporter::new(ctx, what.clone());
-        let meta = pool.install(|| flow_rsna7::train_segmentation("fracture", &recipe, norm, fold, cases, &device, &ctx.checkpoint_dir, &out, &mut reporter)).map_err(fail(format!("{what} training failed")))?;
+        let meta = pool
+            .install(|| {
+                flow_rsna7::train_segmentation(
+                    "fracture",
+                    &recipe,
+                    norm,
+                    fold,
+                    cases,
+                    &device,
+                    &ctx.checkpoint_dir,
+                    &out,
+                    &mut reporter,
+                )
+            })
+            .map_err(fail(format!("{what} training failed")))?;
         reporter.finish()?;
-        ctx.log(&format!("{what} trained: final loss {:.4}", meta.history.last().map_or(f64::NAN, |r| r.train_loss)));
+        ctx.log(&format!(
+            "{what} trained: final loss {:.4}",
+            meta.history.last().map_or(f64::NAN, |r| r.train_loss)
+        ));
         Ok(())
     }
 }
@@ -157,17 +240,40 @@ impl Stage for FracturePredict {
          the model that left fold k out (out-of-fold); all others by the ensemble. Cached per study."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new().optional("oof", ParamType::Bool, json!(false), "out-of-fold predictions for studies in the split's folds")
+        ParamsSchema::new().optional(
+            "oof",
+            ParamType::Bool,
+            json!(false),
+            "out-of-fold predictions for studies in the split's folds",
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "model", many: true, required: true, doc: "rsna.fracture_train model(s)" },
-            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output" },
-            InputDecl { name: "split", many: false, required: false, doc: "split.json (with oof)" },
+            InputDecl {
+                name: "model",
+                many: true,
+                required: true,
+                doc: "rsna.fracture_train model(s)",
+            },
+            InputDecl {
+                name: "rois",
+                many: false,
+                required: true,
+                doc: "rsna.roi output",
+            },
+            InputDecl {
+                name: "split",
+                many: false,
+                required: false,
+                doc: "split.json (with oof)",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("probs"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("probs"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
         if params.get("oof").and_then(|v| v.as_bool()) == Some(true) && !inputs.contains(&"split") {
@@ -179,8 +285,15 @@ impl Stage for FracturePredict {
         let p: PredictP = ctx.params_as()?;
         let device = candle_device(ctx)?;
         let dirs = ctx.inputs_of("model").to_vec();
-        let models = dirs.iter().map(|d| SegModel::load(d, &device)).collect::<Result<Vec<_>, _>>().map_err(fail("cannot load a fracture model"))?;
-        let digests = dirs.iter().map(|d| file_digest(&d.join("weights.safetensors"))).collect::<Result<Vec<_>, _>>()?;
+        let models = dirs
+            .iter()
+            .map(|d| SegModel::load(d, &device))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail("cannot load a fracture model"))?;
+        let digests = dirs
+            .iter()
+            .map(|d| file_digest(&d.join("weights.safetensors")))
+            .collect::<Result<Vec<_>, _>>()?;
         let split = match (p.oof, ctx.input_opt("split")) {
             (true, Some(s)) => Some(Split::read(s).map_err(fail("cannot read the split"))?),
             _ => None,
@@ -188,7 +301,9 @@ impl Stage for FracturePredict {
         if let Some(s) = &split {
             for k in 0..s.folds.len() {
                 if !models.iter().any(|m| m.meta.fold == Some(k)) {
-                    return Err(StageError::msg(format!("oof: no model left fold {k} out; give one rsna.fracture_train per fold")));
+                    return Err(StageError::msg(format!(
+                        "oof: no model left fold {k} out; give one rsna.fracture_train per fold"
+                    )));
                 }
             }
         }
@@ -204,20 +319,35 @@ impl Stage for FracturePredict {
             ctx.check_cancel()?;
             ctx.progress(i as u64, cts.len() as u64, uid);
             let fold = split.as_ref().and_then(|s| s.fold_of(uid));
-            let chosen = flow_rsna7::models_for_study(uid, fold, &metas).map_err(fail("out-of-fold prediction"))?;
-            if fold.is_some() { n_oof += 1 } else { n_ens += 1 }
+            let chosen = flow_rsna7::models_for_study(uid, fold, &metas)
+                .map_err(fail("out-of-fold prediction"))?;
+            if fold.is_some() {
+                n_oof += 1
+            } else {
+                n_ens += 1
+            }
             let refs: Vec<&SegModel> = chosen.iter().map(|&j| &models[j]).collect();
             let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": chosen.iter().map(|&j| &digests[j]).collect::<Vec<_>>(), "v": self.version()});
             let result = ctx
                 .cached_item(&key, uid, &mut |target| {
-                    std::fs::create_dir_all(target).map_err(|e| StageError::wrap("cannot create item dir", e))?;
+                    std::fs::create_dir_all(target)
+                        .map_err(|e| StageError::wrap("cannot create item dir", e))?;
                     let ct = read_ct(ct_path)?;
                     let norm = refs[0].meta.normalizer;
-                    let image = to_grid(&ct.map(|x| norm.apply(f32::from(x)))).map_err(fail("grid"))?;
-                    let probs = pool.install(|| predict_probabilities(&refs, &image, &device)).map_err(fail(format!("study {uid}")))?;
+                    let image =
+                        to_grid(&ct.map(|x| norm.apply(f32::from(x)))).map_err(fail("grid"))?;
+                    let probs = pool
+                        .install(|| predict_probabilities(&refs, &image, &device))
+                        .map_err(fail(format!("study {uid}")))?;
                     let n = ct.len();
-                    let fracture = flow_imaging::Volume::from_vec(ct.dims(), probs[n..2 * n].to_vec(), ct.geometry).map_err(|e| StageError::wrap("probability map", e))?;
-                    write_nifti(&fracture, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write probabilities", e))
+                    let fracture = flow_imaging::Volume::from_vec(
+                        ct.dims(),
+                        probs[n..2 * n].to_vec(),
+                        ct.geometry,
+                    )
+                    .map_err(|e| StageError::wrap("probability map", e))?;
+                    write_nifti(&fracture, &target.join(format!("{uid}.nii.gz")))
+                        .map_err(|e| StageError::wrap("cannot write probabilities", e))
                 })
                 .and_then(|item| link_all(&item, &out));
             summary.record(ctx, uid, result)?;
@@ -227,7 +357,9 @@ impl Stage for FracturePredict {
         }
         summary.write(ctx.output("summary")?)?;
         if summary.done.is_empty() {
-            return Err(StageError::msg("no study could be predicted (see summary.json)"));
+            return Err(StageError::msg(
+                "no study could be predicted (see summary.json)",
+            ));
         }
         Ok(())
     }

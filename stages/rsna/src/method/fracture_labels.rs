@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::write_nifti;
 use flow_rsna7::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome, Split};
 use flow_scoring::LabelTable;
@@ -74,40 +76,105 @@ impl Stage for FractureLabels {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .required("source", ParamType::String, "boxes (round 1) or pseudo (rounds 2 and 3)")
-            .optional("threshold", ParamType::Float, json!(0.2), "pseudo labels: probability threshold")
-            .optional("max_fraction", ParamType::Float, json!(0.1), "pseudo labels: at most this fraction of a fractured vertebra is labelled")
-            .optional("negatives", ParamType::Bool, json!(true), "give negative studies (train.csv) a fracture-free label")
-            .optional("exclude_holdout", ParamType::Bool, json!(false), "leave the split's hold-out studies unlabelled (round 2)")
+            .required(
+                "source",
+                ParamType::String,
+                "boxes (round 1) or pseudo (rounds 2 and 3)",
+            )
+            .optional(
+                "threshold",
+                ParamType::Float,
+                json!(0.2),
+                "pseudo labels: probability threshold",
+            )
+            .optional(
+                "max_fraction",
+                ParamType::Float,
+                json!(0.1),
+                "pseudo labels: at most this fraction of a fractured vertebra is labelled",
+            )
+            .optional(
+                "negatives",
+                ParamType::Bool,
+                json!(true),
+                "give negative studies (train.csv) a fracture-free label",
+            )
+            .optional(
+                "exclude_holdout",
+                ParamType::Bool,
+                json!(false),
+                "leave the split's hold-out studies unlabelled (round 2)",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "rois", many: false, required: true, doc: "rsna.roi output (ROI CT, vertebrae, boxes)" },
-            InputDecl { name: "probs", many: false, required: false, doc: "pseudo: previous round's rsna.fracture_predict probabilities" },
-            InputDecl { name: "root", many: false, required: false, doc: "competition root (train.csv): pseudo labels and negatives" },
-            InputDecl { name: "split", many: false, required: false, doc: "split.json (for exclude_holdout)" },
-            InputDecl { name: "previous", many: false, required: false, doc: "the previous round's labels, used when this round labels no positive study" },
+            InputDecl {
+                name: "rois",
+                many: false,
+                required: true,
+                doc: "rsna.roi output (ROI CT, vertebrae, boxes)",
+            },
+            InputDecl {
+                name: "probs",
+                many: false,
+                required: false,
+                doc: "pseudo: previous round's rsna.fracture_predict probabilities",
+            },
+            InputDecl {
+                name: "root",
+                many: false,
+                required: false,
+                doc: "competition root (train.csv): pseudo labels and negatives",
+            },
+            InputDecl {
+                name: "split",
+                many: false,
+                required: false,
+                doc: "split.json (for exclude_holdout)",
+            },
+            InputDecl {
+                name: "previous",
+                many: false,
+                required: false,
+                doc: "the previous round's labels, used when this round labels no positive study",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("labels"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("labels"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
         match params.get("source").and_then(|v| v.as_str()) {
             Some("boxes") => Ok(()),
             Some("pseudo") if inputs.contains(&"probs") && inputs.contains(&"root") => Ok(()),
-            Some("pseudo") => Err("source: pseudo needs the inputs `probs` (previous round) and `root` (train.csv)".into()),
-            other => Err(format!("source: expected `boxes` or `pseudo`, got {other:?}")),
+            Some("pseudo") => Err(
+                "source: pseudo needs the inputs `probs` (previous round) and `root` (train.csv)"
+                    .into(),
+            ),
+            other => Err(format!(
+                "source: expected `boxes` or `pseudo`, got {other:?}"
+            )),
         }?;
-        if params.get("exclude_holdout").and_then(|v| v.as_bool()) == Some(true) && !inputs.contains(&"split") {
+        if params.get("exclude_holdout").and_then(|v| v.as_bool()) == Some(true)
+            && !inputs.contains(&"split")
+        {
             return Err("exclude_holdout: needs the input `split`".into());
         }
-        if params.get("negatives").and_then(|v| v.as_bool()) != Some(false) && !inputs.contains(&"root") {
-            return Err("negatives: needs the input `root` (train.csv), or set negatives: false".into());
+        if params.get("negatives").and_then(|v| v.as_bool()) != Some(false)
+            && !inputs.contains(&"root")
+        {
+            return Err(
+                "negatives: needs the input `root` (train.csv), or set negatives: false".into(),
+            );
         }
         match params.get("max_fraction").and_then(|v| v.as_f64()) {
             Some(f) if f > 0.0 && f <= 1.0 => Ok(()),
-            other => Err(format!("max_fraction: expected a fraction in (0, 1], got {other:?}")),
+            other => Err(format!(
+                "max_fraction: expected a fraction in (0, 1], got {other:?}"
+            )),
         }
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
@@ -115,24 +182,37 @@ impl Stage for FractureLabels {
         let rois = ctx.input("rois")?.to_path_buf();
         let vertebrae = studies_in(&rois, ".vertebrae")?;
         let holdout: Vec<String> = match (p.exclude_holdout, ctx.input_opt("split")) {
-            (true, Some(s)) => Split::read(s).map_err(fail("cannot read the split"))?.holdout,
+            (true, Some(s)) => {
+                Split::read(s)
+                    .map_err(fail("cannot read the split"))?
+                    .holdout
+            }
             _ => Vec::new(),
         };
         let out = ctx.output("labels")?.to_path_buf();
         std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create labels/", e))?;
         let mut summary = LabelSummary::default();
-        let write = |uid: &str, v: &flow_imaging::Volume<u8>| write_nifti(v, &out.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap(format!("study {uid}: cannot write the label"), e));
-        let table = match ctx.input_opt("root") {
-            Some(root) => {
-                let csv = root.join("train.csv");
-                Some(LabelTable::read(&csv).map_err(|e| StageError::wrap(format!("cannot read {}", csv.display()), e))?)
-            }
-            None => None,
+        let write = |uid: &str, v: &flow_imaging::Volume<u8>| {
+            write_nifti(v, &out.join(format!("{uid}.nii.gz")))
+                .map_err(|e| StageError::wrap(format!("study {uid}: cannot write the label"), e))
         };
+        let table =
+            match ctx.input_opt("root") {
+                Some(root) => {
+                    let csv = root.join("train.csv");
+                    Some(LabelTable::read(&csv).map_err(|e| {
+                        StageError::wrap(format!("cannot read {}", csv.display()), e)
+                    })?)
+                }
+                None => None,
+            };
         if p.source == "boxes" {
             for (uid, boxes) in studies_in(&rois, ".boxes")? {
                 let made = (|| -> Result<(flow_imaging::Volume<u8>, usize, &str), StageError> {
-                    let vert = read_labels(vertebrae.get(&uid).ok_or_else(|| StageError::msg("boxes but no vertebra map in rois/"))?)?;
+                    let vert =
+                        read_labels(vertebrae.get(&uid).ok_or_else(|| {
+                            StageError::msg("boxes but no vertebra map in rois/")
+                        })?)?;
                     let boxes = read_labels(&boxes)?;
                     let label = box_and_bone(&boxes, &vert).map_err(fail("box and bone"))?;
                     let n = label.data().iter().filter(|&&v| v != 0).count();
@@ -142,30 +222,50 @@ impl Stage for FractureLabels {
                     // Stage 1 missed the vertebra under the box: the box alone is the label.
                     let label = boxes.map(|b| u8::from(b != 0));
                     let n = label.data().iter().filter(|&&v| v != 0).count();
-                    Ok((label, n, "box only: no box voxel touches the predicted vertebrae"))
+                    Ok((
+                        label,
+                        n,
+                        "box only: no box voxel touches the predicted vertebrae",
+                    ))
                 })();
                 match made {
                     Ok((_, 0, _)) => {
-                        summary.outcomes.insert(uid, Value::Note("the box mask is empty in the region: not used".into()));
+                        summary.outcomes.insert(
+                            uid,
+                            Value::Note("the box mask is empty in the region: not used".into()),
+                        );
                     }
                     Ok((label, n, how)) => {
                         write(&uid, &label)?;
                         summary.labelled += 1;
-                        summary.outcomes.insert(uid, Value::Note(format!("{n} voxels ({how})")));
+                        summary
+                            .outcomes
+                            .insert(uid, Value::Note(format!("{n} voxels ({how})")));
                     }
                     Err(e) => not_used(ctx, &mut summary, &uid, e),
                 }
             }
         } else {
-            let table = table.as_ref().ok_or_else(|| StageError::msg("source: pseudo needs the input `root` (train.csv)"))?;
-            let cfg = PseudoConfig { threshold: p.threshold as f32, max_fraction: p.max_fraction };
+            let table = table.as_ref().ok_or_else(|| {
+                StageError::msg("source: pseudo needs the input `root` (train.csv)")
+            })?;
+            let cfg = PseudoConfig {
+                threshold: p.threshold as f32,
+                max_fraction: p.max_fraction,
+            };
             for (uid, prob_path) in &studies_in(ctx.input("probs")?, "")? {
                 let Some(targets) = table.get(uid) else {
-                    summary.outcomes.insert(uid.clone(), Value::Note("no row in train.csv: not labelled".into()));
+                    summary.outcomes.insert(
+                        uid.clone(),
+                        Value::Note("no row in train.csv: not labelled".into()),
+                    );
                     continue;
                 };
                 if holdout.contains(uid) {
-                    summary.outcomes.insert(uid.clone(), Value::Note("hold-out study: not labelled".into()));
+                    summary.outcomes.insert(
+                        uid.clone(),
+                        Value::Note("hold-out study: not labelled".into()),
+                    );
                     continue;
                 }
                 let fractured: [bool; 7] = std::array::from_fn(|i| targets[i + 1] == 1);
@@ -173,8 +273,13 @@ impl Stage for FractureLabels {
                     continue; // a negative study: handled below
                 }
                 let made = (|| {
-                    let vert = read_labels(vertebrae.get(uid).ok_or_else(|| StageError::msg("no vertebra map in rois/"))?)?;
-                    pseudo_label(&read_probs(prob_path)?, &vert, fractured, cfg).map_err(fail("pseudo label"))
+                    let vert = read_labels(
+                        vertebrae
+                            .get(uid)
+                            .ok_or_else(|| StageError::msg("no vertebra map in rois/"))?,
+                    )?;
+                    pseudo_label(&read_probs(prob_path)?, &vert, fractured, cfg)
+                        .map_err(fail("pseudo label"))
                 })();
                 match made {
                     Ok((label, outcome)) => {
@@ -192,12 +297,22 @@ impl Stage for FractureLabels {
             if let Some(previous) = ctx.input_opt("previous") {
                 let mut taken = 0;
                 for (uid, path) in studies_in(previous, "")? {
-                    let negative = table.as_ref().and_then(|t| t.get(&uid)).is_some_and(|t| t[1..].iter().all(|&v| v == 0));
+                    let negative = table
+                        .as_ref()
+                        .and_then(|t| t.get(&uid))
+                        .is_some_and(|t| t[1..].iter().all(|&v| v == 0));
                     if negative || holdout.contains(&uid) {
                         continue;
                     }
-                    std::fs::copy(&path, out.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap(format!("study {uid}: cannot copy the previous round's label"), e))?;
-                    summary.outcomes.insert(uid, Value::Note("previous round's label (fallback)".into()));
+                    std::fs::copy(&path, out.join(format!("{uid}.nii.gz"))).map_err(|e| {
+                        StageError::wrap(
+                            format!("study {uid}: cannot copy the previous round's label"),
+                            e,
+                        )
+                    })?;
+                    summary
+                        .outcomes
+                        .insert(uid, Value::Note("previous round's label (fallback)".into()));
                     taken += 1;
                 }
                 let warning = format!("warning: this round labelled no positive study; it trains on the previous round's labels of {taken} studies instead");
@@ -207,7 +322,9 @@ impl Stage for FractureLabels {
             }
         }
         if p.negatives {
-            let table = table.as_ref().ok_or_else(|| StageError::msg("negatives: needs the input `root` (train.csv)"))?;
+            let table = table
+                .as_ref()
+                .ok_or_else(|| StageError::msg("negatives: needs the input `root` (train.csv)"))?;
             for (uid, vert_path) in &vertebrae {
                 let negative = table.get(uid).is_some_and(|t| t.iter().all(|&v| v == 0));
                 if !negative || holdout.contains(uid) {
@@ -217,15 +334,23 @@ impl Stage for FractureLabels {
                     Ok(vert) => {
                         write(uid, &vert.map(|_| 0u8))?;
                         summary.negatives += 1;
-                        summary.outcomes.insert(uid.clone(), Value::Pseudo(PseudoOutcome::Negative));
+                        summary
+                            .outcomes
+                            .insert(uid.clone(), Value::Pseudo(PseudoOutcome::Negative));
                     }
                     Err(e) => not_used(ctx, &mut summary, uid, e),
                 }
             }
         }
-        ctx.log(&format!("{} studies labelled, {} negative studies fracture-free ({} considered)", summary.labelled, summary.negatives, summary.outcomes.len()));
+        ctx.log(&format!(
+            "{} studies labelled, {} negative studies fracture-free ({} considered)",
+            summary.labelled,
+            summary.negatives,
+            summary.outcomes.len()
+        ));
         let text = serde_json::to_string_pretty(&summary).expect("summary serialises");
-        std::fs::write(ctx.output("summary")?, text + "\n").map_err(|e| StageError::wrap("cannot write summary.json", e))?;
+        std::fs::write(ctx.output("summary")?, text + "\n")
+            .map_err(|e| StageError::wrap("cannot write summary.json", e))?;
         if summary.labelled == 0 {
             return Err(StageError::msg("no study got a fracture label, so the round has nothing to train on (see summary.json)"));
         }

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::ops::Interpolation;
 use flow_report::{BarChart, Cell, CurveChart, ReportInput, Series, SliceFigure, Table};
 use flow_rsna7::error::read_json;
@@ -48,15 +50,24 @@ fn seg_meta(dir: &Path) -> Result<SegModelMeta, StageError> {
 }
 
 fn curve(meta_history: &[flow_nn3d::checkpoint::EpochRecord]) -> Vec<(f64, f64)> {
-    meta_history.iter().map(|r| ((r.epoch + 1) as f64, r.train_loss)).collect()
+    meta_history
+        .iter()
+        .map(|r| ((r.epoch + 1) as f64, r.train_loss))
+        .collect()
 }
 
 /// `metric / baseline = ratio`, without a ratio when the baseline scores (nearly) 0.
 fn ratio_text(r: &ScoreReport) -> String {
     if r.prior_baseline_metric > 1e-9 {
-        format!("{:.4} / {:.4} = {:.2}", r.metric, r.prior_baseline_metric, r.ratio_to_prior)
+        format!(
+            "{:.4} / {:.4} = {:.2}",
+            r.metric, r.prior_baseline_metric, r.ratio_to_prior
+        )
     } else {
-        format!("{:.4} / {:.4} (no ratio: the baseline is exact on these studies)", r.metric, r.prior_baseline_metric)
+        format!(
+            "{:.4} / {:.4} (no ratio: the baseline is exact on these studies)",
+            r.metric, r.prior_baseline_metric
+        )
     }
 }
 
@@ -64,9 +75,23 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
     let mut rows: Vec<Vec<Cell>> = r
         .labels
         .iter()
-        .map(|l| vec![Cell::Text(l.label.clone()), Cell::Text(l.positives.to_string()), Cell::Number(l.auc), Cell::Number(Some(l.metric_contribution)), Cell::Number(Some(l.prior_contribution))])
+        .map(|l| {
+            vec![
+                Cell::Text(l.label.clone()),
+                Cell::Text(l.positives.to_string()),
+                Cell::Number(l.auc),
+                Cell::Number(Some(l.metric_contribution)),
+                Cell::Number(Some(l.prior_contribution)),
+            ]
+        })
         .collect();
-    rows.push(vec![Cell::Text("competition metric".into()), Cell::Text(String::new()), Cell::Number(r.mean_vertebra_auc), Cell::Number(Some(r.metric)), Cell::Number(Some(r.prior_baseline_metric))]);
+    rows.push(vec![
+        Cell::Text("competition metric".into()),
+        Cell::Text(String::new()),
+        Cell::Number(r.mean_vertebra_auc),
+        Cell::Number(Some(r.metric)),
+        Cell::Number(Some(r.prior_baseline_metric)),
+    ]);
     Table {
         caption: format!("{caption}: {} studies, metric / training-prevalence baseline = {}; AUC column's last row is the mean vertebra AUC", r.n_studies, ratio_text(r)),
         header: ["target", "positives", "AUC", "metric share (model)", "metric share (baseline)"].map(String::from).to_vec(),
@@ -91,11 +116,26 @@ impl Stage for Report {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .optional("profile", ParamType::String, json!("demo"), "shown in the report")
-            .optional("slices", ParamType::Int, json!(3), "test studies shown as slice figures")
+            .optional(
+                "profile",
+                ParamType::String,
+                json!("demo"),
+                "shown in the report",
+            )
+            .optional(
+                "slices",
+                ParamType::Int,
+                json!(3),
+                "test studies shown as slice figures",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
-        let i = |name, many, doc| InputDecl { name, many, required: true, doc };
+        let i = |name, many, doc| InputDecl {
+            name,
+            many,
+            required: true,
+            doc,
+        };
         Some(vec![
             i("root", false, "competition root (train.csv; truth/ when synthetic)"),
             i("stage1", true, "rsna.stage1_train models (low and full resolution)"),
@@ -117,13 +157,28 @@ impl Stage for Report {
         Ok(vec![OutputDecl::dir("report")])
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let profile = ctx.params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo").to_string();
-        let n_slices = ctx.params.get("slices").and_then(|v| v.as_u64()).unwrap_or(3) as usize;
+        let profile = ctx
+            .params
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo")
+            .to_string();
+        let n_slices = ctx
+            .params
+            .get("slices")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(3) as usize;
         let root = ctx.input("root")?.to_path_buf();
         let truth = root.join("truth");
         let has_truth = truth.join("vertebrae").is_dir() && truth.join("fractures").is_dir();
-        let mut m = Metrics { profile: profile.clone(), ..Default::default() };
-        let mut input = ReportInput { title: format!("rsna7 — {profile} profile"), ..Default::default() };
+        let mut m = Metrics {
+            profile: profile.clone(),
+            ..Default::default()
+        };
+        let mut input = ReportInput {
+            title: format!("rsna7 — {profile} profile"),
+            ..Default::default()
+        };
         let test_vert = studies_in(ctx.input("test_vertebrae")?, "")?;
         let rois = ctx.input("test_rois")?.to_path_buf();
         let roi_verts = studies_in(&rois, ".vertebrae")?;
@@ -138,26 +193,55 @@ impl Stage for Report {
                 if !t.is_file() {
                     continue;
                 }
-                let d = dice_per_label(&read_labels(path)?, &read_labels(&t)?, 7).map_err(err("stage-1 Dice"))?;
+                let d = dice_per_label(&read_labels(path)?, &read_labels(&t)?, 7)
+                    .map_err(err("stage-1 Dice"))?;
                 for (v, x) in d.iter().enumerate() {
                     if let Some(x) = x {
                         per[v].push(*x);
                     }
                 }
             }
-            let means: Vec<Option<f64>> = per.iter().map(|v| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)).collect();
+            let means: Vec<Option<f64>> = per
+                .iter()
+                .map(|v| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64))
+                .collect();
             let valid: Vec<f64> = means.iter().flatten().copied().collect();
-            m.stage1_mean_dice = (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64);
-            m.stage1_dice = Some(VERTEBRAE.iter().map(|s| s.to_string()).zip(means.iter().copied()).collect());
-            let mut rows: Vec<Vec<Cell>> = VERTEBRAE.iter().zip(&means).zip(&per).map(|((v, d), p)| vec![Cell::Text(v.to_string()), Cell::Number(*d), Cell::Text(p.len().to_string())]).collect();
-            rows.push(vec![Cell::Text("mean".into()), Cell::Number(m.stage1_mean_dice), Cell::Text(String::new())]);
+            m.stage1_mean_dice =
+                (!valid.is_empty()).then(|| valid.iter().sum::<f64>() / valid.len() as f64);
+            m.stage1_dice = Some(
+                VERTEBRAE
+                    .iter()
+                    .map(|s| s.to_string())
+                    .zip(means.iter().copied())
+                    .collect(),
+            );
+            let mut rows: Vec<Vec<Cell>> = VERTEBRAE
+                .iter()
+                .zip(&means)
+                .zip(&per)
+                .map(|((v, d), p)| {
+                    vec![
+                        Cell::Text(v.to_string()),
+                        Cell::Number(*d),
+                        Cell::Text(p.len().to_string()),
+                    ]
+                })
+                .collect();
+            rows.push(vec![
+                Cell::Text("mean".into()),
+                Cell::Number(m.stage1_mean_dice),
+                Cell::Text(String::new()),
+            ]);
             input.tables.push(Table { caption: "Stage 1: Dice per vertebra on the test studies (CT grid, against the cohort's true labels)".into(), header: vec!["vertebra".into(), "Dice".into(), "studies".into()], rows });
         } else {
             m.notes.push("The data root has no truth/ folder (real data): segmentation and fracture Dice are not computed.".into());
         }
 
         // Fracture Dice per round, pooled over the test studies.
-        let round_probs: Vec<_> = ["round1_probs", "round2_probs", "round3_probs"].iter().map(|n| ctx.input(n).map(Path::to_path_buf)).collect::<Result<_, _>>()?;
+        let round_probs: Vec<_> = ["round1_probs", "round2_probs", "round3_probs"]
+            .iter()
+            .map(|n| ctx.input(n).map(Path::to_path_buf))
+            .collect::<Result<_, _>>()?;
         let mut slices_src: Vec<(String, std::path::PathBuf)> = Vec::new();
         if has_truth {
             let mut pooled = [PooledDice::default(); 3];
@@ -182,7 +266,11 @@ impl Stage for Report {
                     }
                 }
             }
-            let dice: BTreeMap<String, Option<f64>> = ROUNDS.iter().zip(&pooled).map(|(r, d)| (r.to_string(), d.dice())).collect();
+            let dice: BTreeMap<String, Option<f64>> = ROUNDS
+                .iter()
+                .zip(&pooled)
+                .map(|(r, d)| (r.to_string(), d.dice()))
+                .collect();
             input.bar_charts.push(BarChart {
                 caption: "Fracture Dice per round on the test studies (probability >= 0.5 against the true fracture masks, pooled over studies): pseudo-labelling should raise it round over round".into(),
                 y_label: "Dice".into(),
@@ -194,57 +282,127 @@ impl Stage for Report {
 
         // Competition metric and AUC, against the baseline a submission can know: the
         // training studies' prevalence (the test set's own would be an oracle).
-        let train_table = LabelTable::read(&root.join("train.csv")).map_err(|e| StageError::wrap("cannot read train.csv", e))?;
+        let train_table = LabelTable::read(&root.join("train.csv"))
+            .map_err(|e| StageError::wrap("cannot read train.csv", e))?;
         let train_prevalence = train_table.prevalence();
         let test_labels = truth.join("test_labels.csv");
         if test_labels.is_file() {
-            let r = score_files_against_prior(&test_labels, ctx.input("submission")?, &train_prevalence).map_err(|e| StageError::wrap("cannot score the submission", e))?;
+            let r = score_files_against_prior(
+                &test_labels,
+                ctx.input("submission")?,
+                &train_prevalence,
+            )
+            .map_err(|e| StageError::wrap("cannot score the submission", e))?;
             input.tables.push(score_table("Test submission", &r));
             m.test = Some(r);
         } else {
-            m.notes.push("No truth/test_labels.csv in the data root: the test submission is not scored.".into());
+            m.notes.push(
+                "No truth/test_labels.csv in the data root: the test submission is not scored."
+                    .into(),
+            );
         }
-        let oof = score_files_against_prior(&root.join("train.csv"), ctx.input("oof")?, &train_prevalence).map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
+        let oof = score_files_against_prior(
+            &root.join("train.csv"),
+            ctx.input("oof")?,
+            &train_prevalence,
+        )
+        .map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
         input.tables.push(score_table("Training studies, out of fold (quantile parameters and combiner fitted on these same predictions: optimistic)", &oof));
         m.out_of_fold = Some(oof);
 
         // Loss curves.
         let mut seg_curves = Vec::new();
-        let mut add = |name: String, history: &[flow_nn3d::checkpoint::EpochRecord], m: &mut Metrics| {
-            m.final_losses.insert(name.clone(), history.last().map(|r| r.train_loss));
-            seg_curves.push(Series { name, points: curve(history) });
-        };
+        let mut add =
+            |name: String, history: &[flow_nn3d::checkpoint::EpochRecord], m: &mut Metrics| {
+                m.final_losses
+                    .insert(name.clone(), history.last().map(|r| r.train_loss));
+                seg_curves.push(Series {
+                    name,
+                    points: curve(history),
+                });
+            };
         for d in ctx.inputs_of("stage1") {
             let meta = seg_meta(d)?;
-            let name = meta.task.strip_prefix("vertebrae-").map_or_else(|| "stage 1".to_string(), |r| format!("stage 1 {r}"));
+            let name = meta
+                .task
+                .strip_prefix("vertebrae-")
+                .map_or_else(|| "stage 1".to_string(), |r| format!("stage 1 {r}"));
             add(name, &meta.history, &mut m);
         }
-        add("round 1".into(), &seg_meta(ctx.input("round1")?)?.history, &mut m);
-        add("round 2".into(), &seg_meta(ctx.input("round2")?)?.history, &mut m);
+        add(
+            "round 1".into(),
+            &seg_meta(ctx.input("round1")?)?.history,
+            &mut m,
+        );
+        add(
+            "round 2".into(),
+            &seg_meta(ctx.input("round2")?)?.history,
+            &mut m,
+        );
         for d in ctx.inputs_of("round3") {
             let meta = seg_meta(d)?;
-            add(format!("round 3 fold {}", meta.fold.map_or("-".into(), |f| f.to_string())), &meta.history, &mut m);
+            add(
+                format!(
+                    "round 3 fold {}",
+                    meta.fold.map_or("-".into(), |f| f.to_string())
+                ),
+                &meta.history,
+                &mut m,
+            );
         }
-        input.curves.push(CurveChart { caption: "Training loss per epoch (Dice + CE) of the segmentation models".into(), x_label: "epoch".into(), y_label: "loss".into(), series: seg_curves });
+        input.curves.push(CurveChart {
+            caption: "Training loss per epoch (Dice + CE) of the segmentation models".into(),
+            x_label: "epoch".into(),
+            y_label: "loss".into(),
+            series: seg_curves,
+        });
         let mut overall_curves = Vec::new();
         for d in ctx.inputs_of("overall") {
-            let meta: OverallModelMeta = read_json(&d.join("overall.json")).map_err(err("cannot read a classifier"))?;
+            let meta: OverallModelMeta =
+                read_json(&d.join("overall.json")).map_err(err("cannot read a classifier"))?;
             let name = format!("fold {}", meta.fold.map_or("-".into(), |f| f.to_string()));
-            m.final_losses.insert(format!("overall {name}"), meta.history.last().map(|r| r.train_loss));
-            overall_curves.push(Series { name, points: curve(&meta.history) });
+            m.final_losses.insert(
+                format!("overall {name}"),
+                meta.history.last().map(|r| r.train_loss),
+            );
+            overall_curves.push(Series {
+                name,
+                points: curve(&meta.history),
+            });
         }
-        input.curves.push(CurveChart { caption: "Training loss per epoch (BCE) of the patient_overall classifiers".into(), x_label: "epoch".into(), y_label: "loss".into(), series: overall_curves });
+        input.curves.push(CurveChart {
+            caption: "Training loss per epoch (BCE) of the patient_overall classifiers".into(),
+            x_label: "epoch".into(),
+            y_label: "loss".into(),
+            series: overall_curves,
+        });
 
         // Slices: axial through the true fracture of a few positive test studies, one sagittal.
         if slices_src.is_empty() {
-            slices_src = roi_verts.keys().take(1).map(|u| (u.clone(), std::path::PathBuf::new())).collect();
+            slices_src = roi_verts
+                .keys()
+                .take(1)
+                .map(|u| (u.clone(), std::path::PathBuf::new()))
+                .collect();
         }
         for (n, (uid, truth_path)) in slices_src.iter().enumerate() {
             let ct = read_ct(&rois.join(format!("{uid}.ct.nii.gz")))?.map(f32::from);
             let vert = read_labels(&roi_verts[uid])?;
             let prob = read_probs(&round_probs[2].join(format!("{uid}.nii.gz")))?;
-            let t = if truth_path.is_file() { Some(onto_grid_of(&read_labels(truth_path)?, &vert, Interpolation::Nearest)) } else { None };
-            let centre = t.as_ref().and_then(centre_of).or_else(|| centre_of(&vert)).unwrap_or([0; 3]);
+            let t = if truth_path.is_file() {
+                Some(onto_grid_of(
+                    &read_labels(truth_path)?,
+                    &vert,
+                    Interpolation::Nearest,
+                ))
+            } else {
+                None
+            };
+            let centre = t
+                .as_ref()
+                .and_then(centre_of)
+                .or_else(|| centre_of(&vert))
+                .unwrap_or([0; 3]);
             let short = &uid[uid.len().saturating_sub(8)..];
             let mut planes = vec![(Plane::Axial, centre[2], "axial")];
             if n == 0 {
@@ -268,23 +426,44 @@ impl Stage for Report {
         input.summary = vec![
             ("profile".into(), profile),
             ("test studies".into(), m.test_studies.to_string()),
-            ("stage-1 mean Dice (test)".into(), m.stage1_mean_dice.map_or("–".into(), |d| format!("{d:.3}"))),
-            ("metric / training prevalence (test)".into(), m.test.as_ref().map_or("–".into(), ratio_text)),
-            ("patient_overall AUC (test)".into(), m.test.as_ref().and_then(|t| t.labels.first()).and_then(|l| l.auc).map_or("–".into(), |a| format!("{a:.3}"))),
+            (
+                "stage-1 mean Dice (test)".into(),
+                m.stage1_mean_dice.map_or("–".into(), |d| format!("{d:.3}")),
+            ),
+            (
+                "metric / training prevalence (test)".into(),
+                m.test.as_ref().map_or("–".into(), ratio_text),
+            ),
+            (
+                "patient_overall AUC (test)".into(),
+                m.test
+                    .as_ref()
+                    .and_then(|t| t.labels.first())
+                    .and_then(|l| l.auc)
+                    .map_or("–".into(), |a| format!("{a:.3}")),
+            ),
         ];
         for (k, path) in ctx.inputs_of("label_summaries").iter().enumerate() {
-            let text = std::fs::read_to_string(path).map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
-            let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| StageError::wrap(format!("{}: not JSON", path.display()), e))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+            let summary: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| StageError::wrap(format!("{}: not JSON", path.display()), e))?;
             if let Some(w) = summary.get("fallback").and_then(|v| v.as_str()) {
-                m.notes.push(format!("Fracture labels of round {}: {w}", k + 1));
+                m.notes
+                    .push(format!("Fracture labels of round {}: {w}", k + 1));
             }
         }
         input.notes = m.notes.clone();
         let out = ctx.output("report")?.to_path_buf();
-        let files = flow_report::write_report(&input, &out).map_err(|e| StageError::wrap("cannot write the report", e))?;
+        let files = flow_report::write_report(&input, &out)
+            .map_err(|e| StageError::wrap("cannot write the report", e))?;
         let text = serde_json::to_string_pretty(&m).expect("metrics serialise");
-        std::fs::write(out.join("metrics.json"), text + "\n").map_err(|e| StageError::wrap("cannot write metrics.json", e))?;
-        ctx.log(&format!("report with {} figures written", files.figures.len()));
+        std::fs::write(out.join("metrics.json"), text + "\n")
+            .map_err(|e| StageError::wrap("cannot write metrics.json", e))?;
+        ctx.log(&format!(
+            "report with {} figures written",
+            files.figures.len()
+        ));
         for (k, v) in &input.summary {
             ctx.log(&format!("{k}: {v}"));
         }

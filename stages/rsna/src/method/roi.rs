@@ -1,7 +1,9 @@
 //! `rsna.roi`: each study's stage-2 region (C1-C7 bounding box grown by a margin) resampled
 //! to the fracture grid: CT, stage-1 vertebrae and, where the study has one, its box mask.
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::ops::Interpolation;
 use flow_imaging::write_nifti;
 use flow_rsna7::{recipes, Roi};
@@ -36,26 +38,61 @@ impl Stage for RoiExtract {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (sets the ROI spacing)")
-            .optional("margin_mm", ParamType::Float, json!(5.0), "margin around the C1-C7 bounding box")
+            .optional(
+                "profile",
+                ParamType::String,
+                json!("demo"),
+                "tiny, demo or full (sets the ROI spacing)",
+            )
+            .optional(
+                "margin_mm",
+                ParamType::Float,
+                json!(5.0),
+                "margin around the C1-C7 bounding box",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "volumes", many: false, required: true, doc: "converted CT volumes" },
-            InputDecl { name: "vertebrae", many: false, required: true, doc: "rsna.stage1_predict labels" },
-            InputDecl { name: "masks", many: false, required: false, doc: "fracture box masks on the CT grid (rsna.boxes_to_masks)" },
+            InputDecl {
+                name: "volumes",
+                many: false,
+                required: true,
+                doc: "converted CT volumes",
+            },
+            InputDecl {
+                name: "vertebrae",
+                many: false,
+                required: true,
+                doc: "rsna.stage1_predict labels",
+            },
+            InputDecl {
+                name: "masks",
+                many: false,
+                required: false,
+                doc: "fracture box masks on the CT grid (rsna.boxes_to_masks)",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("rois"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("rois"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
-        recipes::roi_spacing(profile).map(|_| ()).map_err(|e| format!("profile: {e}"))
+        let profile = params
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo");
+        recipes::roi_spacing(profile)
+            .map(|_| ())
+            .map_err(|e| format!("profile: {e}"))
     }
     fn settings(&self, params: &Params) -> Option<serde_json::Value> {
         let p = super::runtime::parse_params::<P>(params)?;
-        recipes::roi_spacing(&p.profile).ok().map(|s| serde_json::json!({ "spacing_xyz": s }))
+        recipes::roi_spacing(&p.profile)
+            .ok()
+            .map(|s| serde_json::json!({ "spacing_xyz": s }))
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
@@ -112,13 +149,18 @@ impl Stage for RoiExtract {
                 }
                 Err(e) => {
                     ctx.log(&format!("study {uid}: {}", e.chain()));
-                    summary.failed.push(StudyFailure { study: uid, error: e.chain() });
+                    summary.failed.push(StudyFailure {
+                        study: uid,
+                        error: e.chain(),
+                    });
                 }
             }
         }
         summary.write(ctx.output("summary")?)?;
         if summary.done.is_empty() {
-            return Err(StageError::msg("no study has a region of interest (see summary.json)"));
+            return Err(StageError::msg(
+                "no study has a region of interest (see summary.json)",
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,8 @@ use flow_nn3d::TrainProgress;
 
 /// Candle device of the node (cpu, or the GPU the engine assigned).
 pub fn candle_device(ctx: &StageContext) -> Result<candle_core::Device, StageError> {
-    flow_nn3d::parse_device(&ctx.device.to_string()).map_err(|e| StageError::wrap("cannot open the compute device", e))
+    flow_nn3d::parse_device(&ctx.device.to_string())
+        .map_err(|e| StageError::wrap("cannot open the compute device", e))
 }
 
 /// Wraps a library error with what was being done.
@@ -39,10 +40,17 @@ impl<'a> TrainReporter<'a> {
         let what = what.into();
         if let Ok(done) = flow_nn3d::checkpoint::list_checkpoints(&ctx.checkpoint_dir) {
             if let Some(last) = done.last() {
-                ctx.log(&format!("{what}: resuming from the checkpoint after epoch {last}"));
+                ctx.log(&format!(
+                    "{what}: resuming from the checkpoint after epoch {last}"
+                ));
             }
         }
-        Self { ctx, what, cancelled: false, injected: None }
+        Self {
+            ctx,
+            what,
+            cancelled: false,
+            injected: None,
+        }
     }
 
     /// The failure injected by `FLOW_INJECT_FAILURE=<node>@<epoch>` (tests of resumption), if
@@ -52,7 +60,9 @@ impl<'a> TrainReporter<'a> {
             return Err(StageError::Cancelled);
         }
         match self.injected {
-            Some(epoch) => Err(StageError::msg(format!("injected failure after epoch {epoch} (FLOW_INJECT_FAILURE)"))),
+            Some(epoch) => Err(StageError::msg(format!(
+                "injected failure after epoch {epoch} (FLOW_INJECT_FAILURE)"
+            ))),
             None => Ok(()),
         }
     }
@@ -68,10 +78,28 @@ impl TrainProgress for TrainReporter<'_> {
     fn iteration(&mut self, p: &IterationProgress) {
         let done = (p.epoch * p.iterations + p.iteration + 1) as u64;
         let total = (p.epochs * p.iterations) as u64;
-        self.ctx.progress(done, total, &format!("{} epoch {}/{} loss {:.4}", self.what, p.epoch + 1, p.epochs, p.loss));
+        self.ctx.progress(
+            done,
+            total,
+            &format!(
+                "{} epoch {}/{} loss {:.4}",
+                self.what,
+                p.epoch + 1,
+                p.epochs,
+                p.loss
+            ),
+        );
     }
     fn epoch_end(&mut self, r: &EpochRecord, eta: Duration) -> ControlFlow<()> {
-        self.ctx.log(&format!("{}: epoch {} loss {:.5} lr {:.5} ({:.1} s, about {} s left)", self.what, r.epoch + 1, r.train_loss, r.lr, r.seconds, eta.as_secs()));
+        self.ctx.log(&format!(
+            "{}: epoch {} loss {:.5} lr {:.5} ({:.1} s, about {} s left)",
+            self.what,
+            r.epoch + 1,
+            r.train_loss,
+            r.lr,
+            r.seconds,
+            eta.as_secs()
+        ));
         if self.ctx.is_cancelled() {
             self.cancelled = true;
             return ControlFlow::Break(());
@@ -87,12 +115,20 @@ impl TrainProgress for TrainReporter<'_> {
 /// `<UID><suffix>.nii.gz` files of a folder by UID (UIDs contain dots, so a folder mixing
 /// kinds must be read with each kind's suffix, e.g. `.ct`).
 pub fn studies_in(dir: &Path, suffix: &str) -> Result<BTreeMap<String, PathBuf>, StageError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?;
     let mut out = BTreeMap::new();
     for e in rd {
-        let p = e.map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?.path();
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(uid) = name.strip_suffix(&format!("{suffix}.nii.gz")).filter(|u| !u.is_empty()) {
+        let p = e
+            .map_err(|e| StageError::wrap(format!("cannot list {}", dir.display()), e))?
+            .path();
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(uid) = name
+            .strip_suffix(&format!("{suffix}.nii.gz"))
+            .filter(|u| !u.is_empty())
+        {
             out.insert(uid.to_string(), p.clone());
         }
     }
@@ -102,7 +138,9 @@ pub fn studies_in(dir: &Path, suffix: &str) -> Result<BTreeMap<String, PathBuf>,
 pub fn read_ct(path: &Path) -> Result<Volume<i16>, StageError> {
     match read_nifti(path).map_err(|e| StageError::wrap("cannot read the CT", e))? {
         AnyVolume::I16(v) => Ok(v),
-        other => Ok(other.to_f32().map(|x| x.round().clamp(-32768.0, 32767.0) as i16)),
+        other => Ok(other
+            .to_f32()
+            .map(|x| x.round().clamp(-32768.0, 32767.0) as i16)),
     }
 }
 
@@ -110,11 +148,18 @@ pub fn read_labels(path: &Path) -> Result<Volume<u8>, StageError> {
     read_nifti(path)
         .map_err(|e| StageError::wrap("cannot read the label map", e))?
         .to_labels()
-        .map_err(|v| StageError::msg(format!("{}: value {v} is not a label (0..255 integers)", path.display())))
+        .map_err(|v| {
+            StageError::msg(format!(
+                "{}: value {v} is not a label (0..255 integers)",
+                path.display()
+            ))
+        })
 }
 
 pub fn read_probs(path: &Path) -> Result<Volume<f32>, StageError> {
-    Ok(read_nifti(path).map_err(|e| StageError::wrap("cannot read the probability map", e))?.to_f32())
+    Ok(read_nifti(path)
+        .map_err(|e| StageError::wrap("cannot read the probability map", e))?
+        .to_f32())
 }
 
 /// A rayon pool with the node's cpu slots; candle's CPU kernels run inside it.
@@ -123,7 +168,12 @@ pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
 }
 
 /// The profile's recipe with the node's `epochs` / `iterations` / `lr` overrides (0 = keep).
-pub fn with_overrides(mut r: flow_rsna7::SegRecipe, epochs: usize, iterations: usize, lr: f64) -> flow_rsna7::SegRecipe {
+pub fn with_overrides(
+    mut r: flow_rsna7::SegRecipe,
+    epochs: usize,
+    iterations: usize,
+    lr: f64,
+) -> flow_rsna7::SegRecipe {
     if epochs > 0 {
         r.epochs = epochs;
     }
@@ -143,7 +193,9 @@ pub fn parse_params<T: serde::de::DeserializeOwned>(params: &flow_engine::Params
 
 /// The `settings` of a model node: the recipe it trains with, so that a change to a profile's
 /// numbers re-runs the node (and `flow explain` names the number).
-pub fn recipe_settings<T: serde::Serialize>(recipe: flow_rsna7::Result<T>) -> Option<serde_json::Value> {
+pub fn recipe_settings<T: serde::Serialize>(
+    recipe: flow_rsna7::Result<T>,
+) -> Option<serde_json::Value> {
     recipe.ok().map(|r| serde_json::json!({ "recipe": r }))
 }
 
@@ -152,7 +204,22 @@ pub fn training_params(schema: flow_engine::ParamsSchema) -> flow_engine::Params
     use flow_engine::ParamType;
     use serde_json::json;
     schema
-        .optional("epochs", ParamType::Int, json!(0), "override the profile's epochs (0: keep)")
-        .optional("iterations", ParamType::Int, json!(0), "override the profile's iterations per epoch (0: keep)")
-        .optional("lr", ParamType::Float, json!(0.0), "override the profile's learning rate (0: keep)")
+        .optional(
+            "epochs",
+            ParamType::Int,
+            json!(0),
+            "override the profile's epochs (0: keep)",
+        )
+        .optional(
+            "iterations",
+            ParamType::Int,
+            json!(0),
+            "override the profile's iterations per epoch (0: keep)",
+        )
+        .optional(
+            "lr",
+            ParamType::Float,
+            json!(0.0),
+            "override the profile's learning rate (0: keep)",
+        )
 }

@@ -1,6 +1,8 @@
 //! `rsna.stage1_train` and `rsna.stage1_predict`: the vertebra U-Net cascade (C1-C7 + T1).
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_imaging::write_nifti;
 use flow_rsna7::stage1::Resolution;
 use flow_rsna7::{recipes, segment_vertebrae, SegModel, SegRecipe};
@@ -44,11 +46,32 @@ impl Stage for Stage1Train {
          weights.safetensors; training_check.json with every attempt's Dice per class)."
     }
     fn params(&self) -> ParamsSchema {
-        super::runtime::training_params(ParamsSchema::new()
-            .optional("profile", ParamType::String, json!("demo"), "tiny, demo or full (net, grid and schedule sizes)")
-            .required("resolution", ParamType::String, "lowres (levels, whole neck) or fullres (boundaries, spine box)")
-            .optional("seed", ParamType::Int, json!(2022), "initialisation and patch-sampling seed")
-            .optional("attempts", ParamType::Int, json!(1), "trainings at most (seed, seed+1, ...) while a level is not learned"))
+        super::runtime::training_params(
+            ParamsSchema::new()
+                .optional(
+                    "profile",
+                    ParamType::String,
+                    json!("demo"),
+                    "tiny, demo or full (net, grid and schedule sizes)",
+                )
+                .required(
+                    "resolution",
+                    ParamType::String,
+                    "lowres (levels, whole neck) or fullres (boundaries, spine box)",
+                )
+                .optional(
+                    "seed",
+                    ParamType::Int,
+                    json!(2022),
+                    "initialisation and patch-sampling seed",
+                )
+                .optional(
+                    "attempts",
+                    ParamType::Int,
+                    json!(1),
+                    "trainings at most (seed, seed+1, ...) while a level is not learned",
+                ),
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -60,9 +83,20 @@ impl Stage for Stage1Train {
         Ok(vec![OutputDecl::dir("model")])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        let profile = params.get("profile").and_then(|v| v.as_str()).unwrap_or("demo");
-        let resolution = Resolution::parse(params.get("resolution").and_then(|v| v.as_str()).unwrap_or_default()).map_err(|e| e.to_string())?;
-        stage1_recipe(profile, resolution, 0).map(|_| ()).map_err(|e| format!("profile: {e}"))
+        let profile = params
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo");
+        let resolution = Resolution::parse(
+            params
+                .get("resolution")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string())?;
+        stage1_recipe(profile, resolution, 0)
+            .map(|_| ())
+            .map_err(|e| format!("profile: {e}"))
     }
     fn settings(&self, params: &Params) -> Option<serde_json::Value> {
         super::runtime::recipe_settings(super::runtime::parse_params::<TrainP>(params)?.recipe())
@@ -77,14 +111,24 @@ impl Stage for Stage1Train {
             for (uid, label) in studies_in(dir, "")? {
                 match volumes.get(&uid) {
                     Some(ct) => pairs.push((uid, ct.clone(), label)),
-                    None => ctx.log(&format!("warning: study {uid} has a label map but no converted CT; skipped")),
+                    None => ctx.log(&format!(
+                        "warning: study {uid} has a label map but no converted CT; skipped"
+                    )),
                 }
             }
         }
         if pairs.is_empty() {
-            return Err(StageError::msg("no study has both a converted CT and a label map: nothing to train stage 1 on"));
+            return Err(StageError::msg(
+                "no study has both a converted CT and a label map: nothing to train stage 1 on",
+            ));
         }
-        ctx.log(&format!("stage 1 ({}): {} labelled studies, spacing {:?} mm, patch {:?}", p.resolution, pairs.len(), recipe.spacing_xyz, recipe.patch_zyx));
+        ctx.log(&format!(
+            "stage 1 ({}): {} labelled studies, spacing {:?} mm, patch {:?}",
+            p.resolution,
+            pairs.len(),
+            recipe.spacing_xyz,
+            recipe.patch_zyx
+        ));
         let pool = pool(ctx)?;
         let device = candle_device(ctx)?;
         let studies = pool.install(|| {
@@ -93,7 +137,8 @@ impl Stage for Stage1Train {
                 .map(|(uid, ct, label)| {
                     let ct = read_ct(ct)?;
                     let labels = read_labels(label)?;
-                    flow_rsna7::stage1::prepare_study(uid, &ct, &labels, &recipe, resolution).map_err(fail(format!("study {uid}")))
+                    flow_rsna7::stage1::prepare_study(uid, &ct, &labels, &recipe, resolution)
+                        .map_err(fail(format!("study {uid}")))
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         })?;
@@ -102,13 +147,38 @@ impl Stage for Stage1Train {
         let mut reporter = TrainReporter::new(ctx, what.clone());
         let checkpoints = ctx.checkpoint_dir.clone();
         let training = pool
-            .install(|| flow_rsna7::train_stage1(resolution, &recipe, &studies, p.attempts, &device, &checkpoints, &out, &mut reporter))
+            .install(|| {
+                flow_rsna7::train_stage1(
+                    resolution,
+                    &recipe,
+                    &studies,
+                    p.attempts,
+                    &device,
+                    &checkpoints,
+                    &out,
+                    &mut reporter,
+                )
+            })
             .map_err(fail("stage-1 training failed"))?;
         reporter.finish()?;
-        let final_loss = training.meta.as_ref().and_then(|m| m.history.last()).map_or(f64::NAN, |r| r.train_loss);
-        let dice = |a: &flow_rsna7::Stage1Attempt| a.class_dice.iter().map(|d| d.map_or("-".to_string(), |d| format!("{d:.2}"))).collect::<Vec<_>>().join(" ");
+        let final_loss = training
+            .meta
+            .as_ref()
+            .and_then(|m| m.history.last())
+            .map_or(f64::NAN, |r| r.train_loss);
+        let dice = |a: &flow_rsna7::Stage1Attempt| {
+            a.class_dice
+                .iter()
+                .map(|d| d.map_or("-".to_string(), |d| format!("{d:.2}")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         for (i, a) in training.attempts.iter().enumerate() {
-            ctx.log(&format!("{what} attempt {i} (seed {}): training-study Dice per class {}", a.seed, dice(a)));
+            ctx.log(&format!(
+                "{what} attempt {i} (seed {}): training-study Dice per class {}",
+                a.seed,
+                dice(a)
+            ));
         }
         let kept = training.kept_attempt();
         if !kept.learned_every_level() {
@@ -119,7 +189,10 @@ impl Stage for Stage1Train {
                 flow_rsna7::LEVEL_DICE_FLOOR
             ));
         }
-        ctx.log(&format!("{what} trained: kept attempt {} (seed {}), final loss {final_loss:.4}", training.kept, kept.seed));
+        ctx.log(&format!(
+            "{what} trained: kept attempt {} (seed {}), final loss {final_loss:.4}",
+            training.kept, kept.seed
+        ));
         Ok(())
     }
 }
@@ -127,12 +200,25 @@ impl Stage for Stage1Train {
 impl TrainP {
     /// The profile's recipe with the node's overrides.
     fn recipe(&self) -> flow_rsna7::Result<SegRecipe> {
-        let r = stage1_recipe(&self.profile, Resolution::parse(&self.resolution)?, self.seed)?;
-        Ok(super::runtime::with_overrides(r, self.epochs, self.iterations, self.lr))
+        let r = stage1_recipe(
+            &self.profile,
+            Resolution::parse(&self.resolution)?,
+            self.seed,
+        )?;
+        Ok(super::runtime::with_overrides(
+            r,
+            self.epochs,
+            self.iterations,
+            self.lr,
+        ))
     }
 }
 
-fn stage1_recipe(profile: &str, resolution: Resolution, seed: u64) -> flow_rsna7::Result<SegRecipe> {
+fn stage1_recipe(
+    profile: &str,
+    resolution: Resolution,
+    seed: u64,
+) -> flow_rsna7::Result<SegRecipe> {
     match resolution {
         Resolution::Lowres => recipes::stage1_lowres(profile, seed),
         Resolution::Fullres => recipes::stage1_fullres(profile, seed),
@@ -140,11 +226,19 @@ fn stage1_recipe(profile: &str, resolution: Resolution, seed: u64) -> flow_rsna7
 }
 
 /// Loads the models of one input and checks that they are stage-1 models of `resolution`.
-fn load_models(ctx: &StageContext, input: &str, resolution: Resolution, device: &candle_core::Device) -> Result<(Vec<SegModel>, Vec<String>), StageError> {
+fn load_models(
+    ctx: &StageContext,
+    input: &str,
+    resolution: Resolution,
+    device: &candle_core::Device,
+) -> Result<(Vec<SegModel>, Vec<String>), StageError> {
     let mut models = Vec::new();
     let mut digests = Vec::new();
     for d in ctx.inputs_of(input) {
-        let m = SegModel::load(d, device).map_err(fail(format!("cannot load the stage-1 model {}", d.display())))?;
+        let m = SegModel::load(d, device).map_err(fail(format!(
+            "cannot load the stage-1 model {}",
+            d.display()
+        )))?;
         if m.meta.task != resolution.task() {
             return Err(StageError::msg(format!("input `{input}`: {} holds a `{}` model, expected `{}` (rsna.stage1_train with resolution: {})", d.display(), m.meta.task, resolution.task(), resolution.name())));
         }
@@ -180,7 +274,12 @@ impl Stage for Stage1Predict {
          summary.json."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new().optional("cleanup_mm", ParamType::Float, json!(2.0), "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)")
+        ParamsSchema::new().optional(
+            "cleanup_mm",
+            ParamType::Float,
+            json!(2.0),
+            "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)",
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -190,7 +289,10 @@ impl Stage for Stage1Predict {
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::dir("labels"), OutputDecl::file("summary", "summary.json")])
+        Ok(vec![
+            OutputDecl::dir("labels"),
+            OutputDecl::file("summary", "summary.json"),
+        ])
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: PredictP = ctx.params_as()?;
@@ -211,10 +313,14 @@ impl Stage for Stage1Predict {
             let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": model_key, "cleanup_mm": p.cleanup_mm, "v": self.version()});
             let result = ctx
                 .cached_item(&key, uid, &mut |target| {
-                    std::fs::create_dir_all(target).map_err(|e| StageError::wrap("cannot create item dir", e))?;
+                    std::fs::create_dir_all(target)
+                        .map_err(|e| StageError::wrap("cannot create item dir", e))?;
                     let ct = read_ct(ct_path)?;
-                    let labels = pool.install(|| segment_vertebrae(&low, &fine, &ct, &device, p.cleanup_mm)).map_err(fail(format!("study {uid}")))?;
-                    write_nifti(&labels, &target.join(format!("{uid}.nii.gz"))).map_err(|e| StageError::wrap("cannot write labels", e))
+                    let labels = pool
+                        .install(|| segment_vertebrae(&low, &fine, &ct, &device, p.cleanup_mm))
+                        .map_err(fail(format!("study {uid}")))?;
+                    write_nifti(&labels, &target.join(format!("{uid}.nii.gz")))
+                        .map_err(|e| StageError::wrap("cannot write labels", e))
                 })
                 .and_then(|item| link_all(&item, &out));
             summary.record(ctx, uid, result)?;
@@ -222,7 +328,9 @@ impl Stage for Stage1Predict {
         ctx.progress(volumes.len() as u64, volumes.len() as u64, "done");
         summary.write(ctx.output("summary")?)?;
         if summary.done.is_empty() {
-            return Err(StageError::msg("stage 1 failed on every study (see summary.json)"));
+            return Err(StageError::msg(
+                "stage 1 failed on every study (see summary.json)",
+            ));
         }
         Ok(())
     }

@@ -5,10 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use flow_engine::{InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError};
+use flow_engine::{
+    InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
+};
 use flow_rsna7::{overall_input, OverallModel, Split};
 use flow_scoring::quantile::{DEFAULT_FLOOR, DEFAULT_MAX_POINTS};
-use flow_scoring::{fit_overall_combiner, fit_quantile_params, summarise_study, CombinerConfig, CombinerInput, LabelTable, Predictions, QuantileFitConfig, SampleOrder, VoxelSummary, N_LABELS};
+use flow_scoring::{
+    fit_overall_combiner, fit_quantile_params, summarise_study, CombinerConfig, CombinerInput,
+    LabelTable, Predictions, QuantileFitConfig, SampleOrder, VoxelSummary, N_LABELS,
+};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -31,25 +36,43 @@ struct StudyScores {
     cnn_logit: Option<f64>,
 }
 
-fn scores_of(ctx: &StageContext, rois: &Path, probs: &Path, models: &[OverallModel], split: Option<&Split>, use_cnn: bool) -> Result<Vec<StudyScores>, StageError> {
+fn scores_of(
+    ctx: &StageContext,
+    rois: &Path,
+    probs: &Path,
+    models: &[OverallModel],
+    split: Option<&Split>,
+    use_cnn: bool,
+) -> Result<Vec<StudyScores>, StageError> {
     let verts = studies_in(rois, ".vertebrae")?;
     let probs = studies_in(probs, "")?;
     let device = candle_device(ctx)?;
-    let work: Vec<(&String, &std::path::PathBuf)> = probs.iter().filter(|(u, _)| verts.contains_key(*u)).collect();
+    let work: Vec<(&String, &std::path::PathBuf)> = probs
+        .iter()
+        .filter(|(u, _)| verts.contains_key(*u))
+        .collect();
     pool(ctx)?.install(|| {
         work.par_iter()
             .map(|(uid, prob_path)| {
                 let prob = read_probs(prob_path)?;
                 let vert = read_labels(&verts[*uid])?;
-                let summaries = summarise_study(prob.data(), vert.data(), DEFAULT_FLOOR, DEFAULT_MAX_POINTS).map_err(|e| StageError::wrap(format!("study {uid}"), e))?;
+                let summaries =
+                    summarise_study(prob.data(), vert.data(), DEFAULT_FLOOR, DEFAULT_MAX_POINTS)
+                        .map_err(|e| StageError::wrap(format!("study {uid}"), e))?;
                 let cnn_logit = if use_cnn {
                     // Out-of-fold: the model that left this study's fold out; otherwise all.
                     let fold = split.and_then(|s| s.fold_of(uid));
-                    let chosen: Vec<&OverallModel> = models.iter().filter(|m| fold.is_none() || m.meta.fold == fold).collect();
+                    let chosen: Vec<&OverallModel> = models
+                        .iter()
+                        .filter(|m| fold.is_none() || m.meta.fold == fold)
+                        .collect();
                     if chosen.is_empty() {
-                        return Err(StageError::msg(format!("study {uid}: no patient_overall model left fold {fold:?} out")));
+                        return Err(StageError::msg(format!(
+                            "study {uid}: no patient_overall model left fold {fold:?} out"
+                        )));
                     }
-                    let x = overall_input(&prob, &vert, chosen[0].meta.recipe.size).map_err(fail(format!("study {uid}")))?;
+                    let x = overall_input(&prob, &vert, chosen[0].meta.recipe.size)
+                        .map_err(fail(format!("study {uid}")))?;
                     let mut sum = 0.0;
                     for m in &chosen {
                         sum += m.logit(&x, &device).map_err(fail(format!("study {uid}")))?;
@@ -58,7 +81,11 @@ fn scores_of(ctx: &StageContext, rois: &Path, probs: &Path, models: &[OverallMod
                 } else {
                     None
                 };
-                Ok(StudyScores { uid: (*uid).clone(), summaries, cnn_logit })
+                Ok(StudyScores {
+                    uid: (*uid).clone(),
+                    summaries,
+                    cnn_logit,
+                })
             })
             .collect()
     })
@@ -66,23 +93,49 @@ fn scores_of(ctx: &StageContext, rois: &Path, probs: &Path, models: &[OverallMod
 
 /// Extra per-study features from a CSV `StudyInstanceUID,<name>,...` (a user node's output).
 fn read_features(path: &Path) -> Result<(Vec<String>, BTreeMap<String, Vec<f64>>), StageError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| StageError::msg(format!("{}: empty feature file", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| StageError::msg(format!("{}: empty feature file", path.display())))?;
     let cols: Vec<String> = header.split(',').map(|s| s.trim().to_string()).collect();
     if cols.first().map(String::as_str) != Some("StudyInstanceUID") || cols.len() < 2 {
-        return Err(StageError::msg(format!("{}:1: the header must be `StudyInstanceUID,<feature>,...`, got `{header}`", path.display())));
+        return Err(StageError::msg(format!(
+            "{}:1: the header must be `StudyInstanceUID,<feature>,...`, got `{header}`",
+            path.display()
+        )));
     }
     let mut rows = BTreeMap::new();
     for (i, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         if cells.len() != cols.len() {
-            return Err(StageError::msg(format!("{}:{}: {} cells, the header has {}", path.display(), i + 1, cells.len(), cols.len())));
+            return Err(StageError::msg(format!(
+                "{}:{}: {} cells, the header has {}",
+                path.display(),
+                i + 1,
+                cells.len(),
+                cols.len()
+            )));
         }
         let values = cells[1..]
             .iter()
             .zip(&cols[1..])
-            .map(|(c, name)| c.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| StageError::msg(format!("{}:{}: `{name}` = `{c}` is not a finite number", path.display(), i + 1))))
+            .map(|(c, name)| {
+                c.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        StageError::msg(format!(
+                            "{}:{}: `{name}` = `{c}` is not a finite number",
+                            path.display(),
+                            i + 1
+                        ))
+                    })
+            })
             .collect::<Result<Vec<f64>, _>>()?;
         rows.insert(cells[0].to_string(), values);
     }
@@ -106,26 +159,82 @@ impl Stage for Stage3 {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .optional("use_cnn", ParamType::Bool, json!(true), "use the CNN logit in the overall combiner")
-            .optional("l2", ParamType::Float, json!(1e-2), "ridge strength of the combiner")
+            .optional(
+                "use_cnn",
+                ParamType::Bool,
+                json!(true),
+                "use the CNN logit in the overall combiner",
+            )
+            .optional(
+                "l2",
+                ParamType::Float,
+                json!(1e-2),
+                "ridge strength of the combiner",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
-            InputDecl { name: "root", many: false, required: true, doc: "competition root (train.csv, sample_submission.csv)" },
-            InputDecl { name: "split", many: false, required: true, doc: "split.json" },
-            InputDecl { name: "train_rois", many: false, required: true, doc: "rsna.roi of the training studies" },
-            InputDecl { name: "train_probs", many: false, required: true, doc: "out-of-fold round-3 probabilities of the training studies" },
-            InputDecl { name: "test_rois", many: false, required: true, doc: "rsna.roi of the test studies" },
-            InputDecl { name: "test_probs", many: false, required: true, doc: "round-3 ensemble probabilities of the test studies" },
-            InputDecl { name: "overall", many: true, required: false, doc: "rsna.overall_train models, one per fold" },
-            InputDecl { name: "features", many: true, required: false, doc: "extra per-study feature CSVs (StudyInstanceUID,<name>,...) for the combiner" },
+            InputDecl {
+                name: "root",
+                many: false,
+                required: true,
+                doc: "competition root (train.csv, sample_submission.csv)",
+            },
+            InputDecl {
+                name: "split",
+                many: false,
+                required: true,
+                doc: "split.json",
+            },
+            InputDecl {
+                name: "train_rois",
+                many: false,
+                required: true,
+                doc: "rsna.roi of the training studies",
+            },
+            InputDecl {
+                name: "train_probs",
+                many: false,
+                required: true,
+                doc: "out-of-fold round-3 probabilities of the training studies",
+            },
+            InputDecl {
+                name: "test_rois",
+                many: false,
+                required: true,
+                doc: "rsna.roi of the test studies",
+            },
+            InputDecl {
+                name: "test_probs",
+                many: false,
+                required: true,
+                doc: "round-3 ensemble probabilities of the test studies",
+            },
+            InputDecl {
+                name: "overall",
+                many: true,
+                required: false,
+                doc: "rsna.overall_train models, one per fold",
+            },
+            InputDecl {
+                name: "features",
+                many: true,
+                required: false,
+                doc: "extra per-study feature CSVs (StudyInstanceUID,<name>,...) for the combiner",
+            },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
-        Ok(vec![OutputDecl::file("submission", "submission.csv"), OutputDecl::file("oof", "oof.csv"), OutputDecl::file("fit", "fit.json")])
+        Ok(vec![
+            OutputDecl::file("submission", "submission.csv"),
+            OutputDecl::file("oof", "oof.csv"),
+            OutputDecl::file("fit", "fit.json"),
+        ])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
-        if params.get("use_cnn").and_then(|v| v.as_bool()) != Some(false) && !inputs.contains(&"overall") {
+        if params.get("use_cnn").and_then(|v| v.as_bool()) != Some(false)
+            && !inputs.contains(&"overall")
+        {
             return Err("use_cnn: needs the input `overall` (rsna.overall_train models), or set use_cnn: false".into());
         }
         Ok(())
@@ -133,10 +242,16 @@ impl Stage for Stage3 {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
         let root = ctx.input("root")?.to_path_buf();
-        let table = LabelTable::read(&root.join("train.csv")).map_err(|e| StageError::wrap("cannot read train.csv", e))?;
+        let table = LabelTable::read(&root.join("train.csv"))
+            .map_err(|e| StageError::wrap("cannot read train.csv", e))?;
         let split = Split::read(ctx.input("split")?).map_err(fail("cannot read the split"))?;
         let device = candle_device(ctx)?;
-        let models = ctx.inputs_of("overall").iter().map(|d| OverallModel::load(d, &device)).collect::<Result<Vec<_>, _>>().map_err(fail("cannot load a patient_overall model"))?;
+        let models = ctx
+            .inputs_of("overall")
+            .iter()
+            .map(|d| OverallModel::load(d, &device))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail("cannot load a patient_overall model"))?;
         let mut extra_names = Vec::new();
         let mut extra: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for f in ctx.inputs_of("features") {
@@ -147,52 +262,122 @@ impl Stage for Stage3 {
             extra_names.extend(names);
         }
         ctx.progress(0, 3, "scoring training studies");
-        let train = scores_of(ctx, ctx.input("train_rois")?, ctx.input("train_probs")?, &models, Some(&split), p.use_cnn)?;
-        let train: Vec<StudyScores> = train.into_iter().filter(|s| table.get(&s.uid).is_some()).collect();
+        let train = scores_of(
+            ctx,
+            ctx.input("train_rois")?,
+            ctx.input("train_probs")?,
+            &models,
+            Some(&split),
+            p.use_cnn,
+        )?;
+        let train: Vec<StudyScores> = train
+            .into_iter()
+            .filter(|s| table.get(&s.uid).is_some())
+            .collect();
         if train.is_empty() {
-            return Err(StageError::msg("no training study has both out-of-fold probabilities and a train.csv row"));
+            return Err(StageError::msg(
+                "no training study has both out-of-fold probabilities and a train.csv row",
+            ));
         }
         ctx.progress(1, 3, "scoring test studies");
-        let test = scores_of(ctx, ctx.input("test_rois")?, ctx.input("test_probs")?, &models, None, p.use_cnn)?;
-        let targets: Vec<[u8; N_LABELS]> = train.iter().map(|s| *table.get(&s.uid).expect("filtered above")).collect();
-        let summaries: Vec<[VoxelSummary; N_LABELS]> = train.iter().map(|s| s.summaries.clone()).collect();
+        let test = scores_of(
+            ctx,
+            ctx.input("test_rois")?,
+            ctx.input("test_probs")?,
+            &models,
+            None,
+            p.use_cnn,
+        )?;
+        let targets: Vec<[u8; N_LABELS]> = train
+            .iter()
+            .map(|s| *table.get(&s.uid).expect("filtered above"))
+            .collect();
+        let summaries: Vec<[VoxelSummary; N_LABELS]> =
+            train.iter().map(|s| s.summaries.clone()).collect();
         ctx.progress(2, 3, "fitting");
-        let qfit = fit_quantile_params(&summaries, &targets, &QuantileFitConfig::default()).map_err(|e| StageError::wrap("quantile fit failed", e))?;
+        let qfit = fit_quantile_params(&summaries, &targets, &QuantileFitConfig::default())
+            .map_err(|e| StageError::wrap("quantile fit failed", e))?;
         let combiner_input = |s: &StudyScores| -> Result<CombinerInput, StageError> {
-            let q = qfit.params.score_study(&s.summaries).map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+            let q = qfit
+                .params
+                .score_study(&s.summaries)
+                .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
             let features = if extra_names.is_empty() {
                 Vec::new()
             } else {
-                extra.get(&s.uid).cloned().ok_or_else(|| StageError::msg(format!("study {}: missing from the feature CSV(s)", s.uid)))?
+                extra.get(&s.uid).cloned().ok_or_else(|| {
+                    StageError::msg(format!("study {}: missing from the feature CSV(s)", s.uid))
+                })?
             };
             if features.len() != extra_names.len() {
-                return Err(StageError::msg(format!("study {}: {} feature values, expected {}", s.uid, features.len(), extra_names.len())));
+                return Err(StageError::msg(format!(
+                    "study {}: {} feature values, expected {}",
+                    s.uid,
+                    features.len(),
+                    extra_names.len()
+                )));
             }
-            Ok(CombinerInput { cnn_logit: s.cnn_logit, vertebra_scores: std::array::from_fn(|j| q[j + 1]), extra: features })
+            Ok(CombinerInput {
+                cnn_logit: s.cnn_logit,
+                vertebra_scores: std::array::from_fn(|j| q[j + 1]),
+                extra: features,
+            })
         };
-        let train_inputs = train.iter().map(combiner_input).collect::<Result<Vec<_>, _>>()?;
-        let cfg = CombinerConfig { use_cnn: p.use_cnn, extra_names: extra_names.clone(), l2: p.l2 };
-        let cfit = fit_overall_combiner(&train_inputs, &targets, &cfg).map_err(|e| StageError::wrap("combiner fit failed", e))?;
-        let predict = |studies: &[StudyScores], inputs: &[CombinerInput]| -> Result<Predictions, StageError> {
+        let train_inputs = train
+            .iter()
+            .map(combiner_input)
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = CombinerConfig {
+            use_cnn: p.use_cnn,
+            extra_names: extra_names.clone(),
+            l2: p.l2,
+        };
+        let cfit = fit_overall_combiner(&train_inputs, &targets, &cfg)
+            .map_err(|e| StageError::wrap("combiner fit failed", e))?;
+        let predict = |studies: &[StudyScores],
+                       inputs: &[CombinerInput]|
+         -> Result<Predictions, StageError> {
             let mut probs = Vec::new();
             for (s, input) in studies.iter().zip(inputs) {
-                let mut row = qfit.params.score_study(&s.summaries).map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
-                row[0] = cfit.combiner.predict(input).map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+                let mut row = qfit
+                    .params
+                    .score_study(&s.summaries)
+                    .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+                row[0] = cfit
+                    .combiner
+                    .predict(input)
+                    .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
                 probs.push(row);
             }
-            Predictions::new(studies.iter().map(|s| s.uid.clone()).collect(), probs).map_err(|e| StageError::wrap("predictions", e))
+            Predictions::new(studies.iter().map(|s| s.uid.clone()).collect(), probs)
+                .map_err(|e| StageError::wrap("predictions", e))
         };
         let oof = predict(&train, &train_inputs)?;
-        oof.write(ctx.output("oof")?, None).map_err(|e| StageError::wrap("cannot write oof.csv", e))?;
-        let test_inputs = test.iter().map(combiner_input).collect::<Result<Vec<_>, _>>()?;
+        oof.write(ctx.output("oof")?, None)
+            .map_err(|e| StageError::wrap("cannot write oof.csv", e))?;
+        let test_inputs = test
+            .iter()
+            .map(combiner_input)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sub = predict(&test, &test_inputs)?;
         let sample_path = root.join("sample_submission.csv");
-        let sample = if sample_path.is_file() { Some(SampleOrder::read(&sample_path).map_err(|e| StageError::wrap("cannot read sample_submission.csv", e))?) } else { None };
+        let sample = if sample_path.is_file() {
+            Some(
+                SampleOrder::read(&sample_path)
+                    .map_err(|e| StageError::wrap("cannot read sample_submission.csv", e))?,
+            )
+        } else {
+            None
+        };
         // A test study without a region or probabilities (stage 1 found no cervical spine) still
         // gets a row: the training prevalence, said in the log and in fit.json.
         let mut fallback = Vec::new();
         if let Some(sample) = &sample {
-            let missing: Vec<String> = sample.studies().into_iter().filter(|u| sub.get(u).is_none()).collect();
+            let missing: Vec<String> = sample
+                .studies()
+                .into_iter()
+                .filter(|u| sub.get(u).is_none())
+                .collect();
             if !missing.is_empty() {
                 let prior = flow_scoring::labels::prevalence(&targets);
                 let mut uids = sub.uids().to_vec();
@@ -202,13 +387,19 @@ impl Stage for Stage3 {
                     uids.push(uid.clone());
                     probs.push(prior);
                 }
-                sub = Predictions::new(uids, probs).map_err(|e| StageError::wrap("predictions", e))?;
+                sub = Predictions::new(uids, probs)
+                    .map_err(|e| StageError::wrap("predictions", e))?;
                 fallback = missing;
             }
         }
-        sub.write(ctx.output("submission")?, sample.as_ref()).map_err(|e| StageError::wrap("cannot write submission.csv", e))?;
+        sub.write(ctx.output("submission")?, sample.as_ref())
+            .map_err(|e| StageError::wrap("cannot write submission.csv", e))?;
         let fit = json!({"quantile": qfit, "combiner": cfit, "train_studies": train.len(), "test_studies": test.len(), "extra_features": extra_names, "prior_filled_test_studies": fallback});
-        std::fs::write(ctx.output("fit")?, serde_json::to_string_pretty(&fit).expect("fit serialises") + "\n").map_err(|e| StageError::wrap("cannot write fit.json", e))?;
+        std::fs::write(
+            ctx.output("fit")?,
+            serde_json::to_string_pretty(&fit).expect("fit serialises") + "\n",
+        )
+        .map_err(|e| StageError::wrap("cannot write fit.json", e))?;
         ctx.log(&format!(
             "fitted on {} out-of-fold studies: overall share {:.4} (max-vertebra {:.4}, prior {:.4}); {} test studies written",
             train.len(),
@@ -246,8 +437,14 @@ mod tests {
         let e = read_features(&p).unwrap_err().chain();
         assert!(e.contains("f.csv:3") && e.contains("`a` = `oops`"), "{e}");
         let (_d, p) = write("uid,a\n1,2\n");
-        assert!(read_features(&p).unwrap_err().chain().contains("f.csv:1: the header"));
+        assert!(read_features(&p)
+            .unwrap_err()
+            .chain()
+            .contains("f.csv:1: the header"));
         let (_d, p) = write("StudyInstanceUID,a\n1.2.3,0.5,7\n");
-        assert!(read_features(&p).unwrap_err().chain().contains("f.csv:2: 3 cells"));
+        assert!(read_features(&p)
+            .unwrap_err()
+            .chain()
+            .contains("f.csv:2: 3 cells"));
     }
 }
