@@ -129,7 +129,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<String> {
         &flatten(&old["settings"]),
         &flatten(&new["settings"]),
         &mut out,
-        |v| canonical_json(v),
+        canonical_json,
     );
     diff_maps(
         "input",

@@ -80,9 +80,9 @@ impl ExternalDigests {
                 for r in spec.refs() {
                     if let InputRef::Path(p) = r {
                         let abs = absolute(base, p);
-                        if !map.contains_key(&abs) {
-                            let d = state.index.digest_external(&abs)?;
-                            map.insert(abs, d);
+                        if let std::collections::btree_map::Entry::Vacant(e) = map.entry(abs) {
+                            let d = state.index.digest_external(e.key())?;
+                            e.insert(d);
                         }
                     }
                 }

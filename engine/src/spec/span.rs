@@ -56,15 +56,18 @@ impl Builder {
                 let k = scalar.unwrap_or("").to_string();
                 let mut p = self.path.clone();
                 p.push(k.clone());
-                if self.index.keys.contains_key(&p) {
-                    let span = Span {
-                        file: self.index.file.clone(),
-                        line: pos.0,
-                        col: pos.1,
-                    };
-                    self.index.duplicates.push((p, span));
-                } else {
-                    self.index.keys.insert(p, pos);
+                match self.index.keys.entry(p) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let span = Span {
+                            file: self.index.file.clone(),
+                            line: pos.0,
+                            col: pos.1,
+                        };
+                        self.index.duplicates.push((e.key().clone(), span));
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(pos);
+                    }
                 }
                 *key = Some(k);
                 return;

@@ -328,6 +328,10 @@ pub(crate) fn forward<T: WithDType>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     out
 }
 
+/// One backward task's share: (batch item, first input depth, depth span, the input-gradient
+/// slab over that span, the weight-gradient partial).
+type TaskPartial<T> = (usize, usize, usize, Vec<T>, Vec<T>);
+
 /// Gradients of conv3d with respect to the input and the weight.
 pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -> (Vec<T>, Vec<T>) {
     let zero = T::from_f64(0.0);
@@ -336,7 +340,7 @@ pub(crate) fn backward<T: WithDType>(g: &Geometry, x: &[T], w: &[T], gy: &[T]) -
     let plane = g.h * g.w;
     let tasks = g.tasks();
     let par = gemm_parallelism(tasks.len());
-    let partials: Vec<(usize, usize, usize, Vec<T>, Vec<T>)> = tasks
+    let partials: Vec<TaskPartial<T>> = tasks
         .par_iter()
         .map_init(Vec::new, |col: &mut Vec<T>, &(n, o0, o1)| {
             let cols = (o1 - o0) * ohw;

@@ -91,8 +91,11 @@ fn scores_of(
     })
 }
 
+/// Feature names and, per study, their values.
+type Features = (Vec<String>, BTreeMap<String, Vec<f64>>);
+
 /// Extra per-study features from a CSV `StudyInstanceUID,<name>,...` (a user node's output).
-fn read_features(path: &Path) -> Result<(Vec<String>, BTreeMap<String, Vec<f64>>), StageError> {
+fn read_features(path: &Path) -> Result<Features, StageError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
     let mut lines = text
