@@ -107,20 +107,21 @@ pub fn train_stage1(
     out_dir: &Path,
     progress: &mut dyn TrainProgress,
 ) -> Result<Stage1Training> {
+    // The normaliser and the normalised cases are the same for every attempt.
+    let (norm, cases) = training_cases(studies)?;
     let mut done: Vec<Stage1Attempt> = Vec::new();
     for a in 0..attempts.max(1) {
         let r = SegRecipe {
             seed: recipe.seed + a as u64,
             ..recipe.clone()
         };
-        let (norm, cases) = training_cases(studies)?;
         let dir = out_dir.join(format!("attempt{a}"));
         train_segmentation(
             resolution.task(),
             &r,
             norm,
             None,
-            cases,
+            cases.clone(),
             device,
             &checkpoint_dir.join(format!("attempt{a}")),
             &dir,
