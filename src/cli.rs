@@ -61,6 +61,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Score a submission against labels: competition metric and per-label AUC.
     Score(ScoreArgs),
+    /// Internal: the watcher `flow run` starts to stop its command groups if it dies.
+    #[command(name = "__reap", hide = true)]
+    Reap,
 }
 
 #[derive(Args)]

@@ -13,13 +13,41 @@ use flow_engine::state::{LockMode, StateDir};
 use crate::cli::{Global, RunArgs};
 use crate::cmd_inspect::load;
 
+/// The state directory, absolute: nodes run in their own working directories, so a relative
+/// `--state-dir st` (or FLOW_STATE_DIR) must not be resolved against theirs.
 pub fn state_root(g: &Global) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
     Ok(match &g.state_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_dir()
-            .context("cannot read the working directory")?
-            .join(".flow"),
+        Some(d) => cwd.join(d),
+        None => cwd.join(".flow"),
     })
+}
+
+/// Starts the run's watcher (`flow __reap`, see `flow_engine::child`): if this process dies,
+/// even by `kill -9`, it stops the command groups still running. Without it only that
+/// guarantee is lost, so a failure to start it is a warning.
+fn start_group_watcher() -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().ok()?;
+    let spawned = std::process::Command::new(exe)
+        .args(["--quiet", "__reap"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // Its own group: the terminal's Ctrl-C reaches flow, which stops the nodes itself.
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            let stdin = child.stdin.take()?;
+            flow_engine::child::watch_groups_with(Box::new(stdin));
+            Some(child)
+        }
+        Err(e) => {
+            tracing::warn!("cannot start the process watcher ({e}): if flow is killed, command nodes it started may keep running");
+            None
+        }
+    }
 }
 
 fn parse_memory(s: &str) -> Result<u64, flow_engine::EngineError> {
@@ -89,21 +117,38 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let watcher = start_group_watcher();
     let report = rt.block_on(async {
         let c = cancel.clone();
+        // Ctrl-C and SIGTERM (`timeout`, `docker stop`, a batch system) both stop the running
+        // nodes, their process groups included; a second one quits at once.
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut stop = async || match term.as_mut() {
+                Some(t) => tokio::select! {
+                    r = tokio::signal::ctrl_c() => r.is_ok(),
+                    r = t.recv() => r.is_some(),
+                },
+                None => tokio::signal::ctrl_c().await.is_ok(),
+            };
+            if stop().await {
                 tracing::warn!(
-                    "interrupt: stopping running nodes (press Ctrl-C again to quit at once)"
+                    "interrupt: stopping running nodes (interrupt again to quit at once)"
                 );
                 c.store(true, Ordering::SeqCst);
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if stop().await {
                     std::process::exit(1);
                 }
             }
         });
         runner::run(dag.clone(), state.clone(), opts, bus, cancel.clone()).await
-    })?;
+    });
+    flow_engine::child::stop_watching();
+    if let Some(mut w) = watcher {
+        let _ = w.wait();
+    }
+    let report = report?;
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");
         std::fs::write(path, text)

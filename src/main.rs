@@ -31,6 +31,10 @@ fn main() -> ExitCode {
         Command::Convert(a) => cmd_tools::convert(a),
         Command::Synth(a) => cmd_tools::synth(&cli.global, a),
         Command::Score(a) => cmd_tools::score(a),
+        Command::Reap => {
+            flow_engine::child::reap_on_eof(std::io::stdin().lock());
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -174,3 +174,107 @@ fn status_graph_stages_work() {
         Some(2)
     );
 }
+
+/// A node whose command leaves a grandchild (`sleep`) running in the background and records
+/// its pid; `flow` is then stopped by `signal`.
+fn orphan_probe(signal: &str) {
+    let w = Work::new();
+    let d = w.path().display();
+    w.write(
+        "tree.yaml",
+        &format!(
+            r#"
+name: tree
+nodes:
+  busy:
+    stage: command
+    params:
+      cmd: ["sh", "-c", "sleep 60 & echo $! > {d}/grandchild.pid; sleep 60; echo done > ${{outputs.o}}"]
+      outputs: {{o: o.txt}}
+"#
+        ),
+    );
+    let mut child = spawn_run(&w, "tree.yaml");
+    let pidfile = w.path().join("grandchild.pid");
+    wait_for(&pidfile, 30);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = Std::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "flow did not stop after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if signal == "-TERM" {
+        assert_eq!(
+            code.code(),
+            Some(1),
+            "a stopped run is a failed node: {code:?}"
+        );
+    }
+    // The watcher (kill -9) or flow itself (SIGTERM) stops the node's whole process group.
+    let t = Instant::now();
+    while alive(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the background sleep (pid {pid}) outlived flow after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` runs (a zombie waiting for its reaper does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn kill_dash_nine_leaves_no_orphan_processes() {
+    orphan_probe("-KILL");
+}
+
+#[test]
+fn sigterm_stops_the_run_and_its_process_trees() {
+    orphan_probe("-TERM");
+}
+
+#[test]
+fn a_relative_state_dir_works_for_command_nodes() {
+    let w = Work::new();
+    slow_pipeline(&w);
+    std::fs::write(w.path().join("second"), "").unwrap();
+    let out = w
+        .flow(&["--state-dir", "st", "run", "slow.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(w.path().join("st/cas").is_dir());
+    assert_eq!(w.read("results/slow/last/o.txt"), "1\n2\n");
+}

@@ -43,6 +43,11 @@ pub struct StatMemo {
     pub size: u64,
     pub mtime_ns: i128,
     pub inode: u64,
+    /// Status-change time: unlike mtime, no tool can set it back, so a file rewritten with
+    /// the same size and a restored mtime (`cp -p`, tar, rsync, `touch -d`) is re-hashed.
+    /// Memos written before this field existed read as 0 and are re-hashed once.
+    #[serde(default)]
+    pub ctime_ns: i128,
     pub digest: Digest,
 }
 
@@ -174,7 +179,10 @@ impl Index {
             });
         }
         let mut entries = Vec::new();
-        for (rel, file) in walk_files(path)? {
+        for crate::store::WalkedFile {
+            rel, path: file, ..
+        } in walk_files(path)?
+        {
             let m = fs::metadata(&file).map_err(CacheError::io("stat", &file))?;
             let (digest, size) = self.digest_file(&file, &m)?;
             entries.push(ManifestEntry {
@@ -191,9 +199,14 @@ impl Index {
         let abs = fs::canonicalize(path).map_err(CacheError::io("resolve", path))?;
         let key = abs.to_string_lossy().as_bytes().to_vec();
         let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        let ctime_ns = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
         if let Some(v) = self.stat.get(&key)? {
             if let Ok(m) = serde_json::from_slice::<StatMemo>(&v) {
-                if m.size == meta.len() && m.mtime_ns == mtime_ns && m.inode == meta.ino() {
+                if m.size == meta.len()
+                    && m.mtime_ns == mtime_ns
+                    && m.ctime_ns == ctime_ns
+                    && m.inode == meta.ino()
+                {
                     return Ok((m.digest, m.size));
                 }
             }
@@ -204,6 +217,7 @@ impl Index {
             size,
             mtime_ns,
             inode: meta.ino(),
+            ctime_ns,
             digest,
         };
         self.stat.insert(
@@ -282,6 +296,23 @@ mod tests {
             .write_all(b"!")
             .unwrap();
         assert_ne!(ix.digest_external(&f).unwrap().1, d1);
+
+        // Same size, mtime set back (as cp -p, tar and rsync do): still re-hashed.
+        let (_, d2) = ix.digest_external(&f).unwrap();
+        let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        fs::write(&f, b"two!").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), mtime);
+        let (_, d3) = ix.digest_external(&f).unwrap();
+        assert_ne!(
+            d3, d2,
+            "a rewrite with the old size and mtime must not serve the old digest"
+        );
     }
 
     #[test]

@@ -72,10 +72,25 @@ impl BlobStore {
         self.blob_path(d).is_file()
     }
 
+    /// Whether every blob in `blobs` is present: a cached result whose directory manifest
+    /// lost an inner file is a miss (its producer re-runs), not a failure of every consumer.
+    pub fn contains_all(&self, blobs: &[Digest]) -> bool {
+        blobs.iter().all(|d| self.contains(d))
+    }
+
+    /// Whether blob `d` is present and its bytes still hash to `d`. Used before trusting an
+    /// existing blob in place of bytes just produced, so a blob damaged on disk is replaced
+    /// by the next producer instead of being served again.
+    fn intact(&self, d: &Digest) -> bool {
+        File::open(self.blob_path(d))
+            .and_then(hash_reader)
+            .is_ok_and(|(got, _)| got == *d)
+    }
+
     /// Stores an in-memory byte string.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let d = hash_bytes(bytes);
-        if self.contains(&d) {
+        if self.intact(&d) {
             return Ok(d);
         }
         let tmp = self.root.join("cas/tmp").join(tmp_name());
@@ -97,22 +112,27 @@ impl BlobStore {
         fs::set_permissions(tmp, fs::Permissions::from_mode(ro))
             .map_err(CacheError::io("chmod", tmp))?;
         let dest = self.blob_path(d);
-        if dest.is_file() {
+        if self.intact(d) {
             let _ = fs::remove_file(tmp);
             return Ok(());
         }
+        // A damaged blob under this name is replaced by the good bytes (rename is atomic),
+        // and views holding the damaged inode are rebuilt on their next use.
         let dir = dest.parent().expect("blob has a parent");
         fs::create_dir_all(dir).map_err(CacheError::io("create", dir))?;
         fs::rename(tmp, &dest).map_err(CacheError::io("rename into the store", &dest))?;
         Ok(())
     }
 
-    /// Stores one file. With `take` the file is moved into the store (it must be ours: a
-    /// stage's scratch output); otherwise it is copied.
+    /// Stores one file. With `take` the file is moved into the store when it is ours (a
+    /// stage's scratch output: a regular file, not a symbolic link, with no other hard link);
+    /// anything else is copied and left alone, so a link a command left in its output never
+    /// moves, empties or write-protects the user's file behind it.
     pub fn put_file(&self, path: &Path, take: bool) -> Result<(Digest, u64)> {
+        let take = take && is_own_file(path);
         let src = File::open(path).map_err(CacheError::io("open", path))?;
         let (d, size) = hash_reader(&src).map_err(CacheError::io("read", path))?;
-        if self.contains(&d) {
+        if self.intact(&d) {
             if take {
                 let _ = fs::remove_file(path);
             }
@@ -138,6 +158,12 @@ impl BlobStore {
         take: bool,
     ) -> Result<(ArtifactKind, Digest, u64, Vec<Digest>)> {
         let meta = fs::metadata(path).map_err(CacheError::io("stat", path))?;
+        // An output that is itself a link to a user's directory is copied, never taken.
+        let take = take
+            && !fs::symlink_metadata(path)
+                .map_err(CacheError::io("stat", path))?
+                .file_type()
+                .is_symlink();
         if meta.is_file() {
             let (d, size) = self.put_file(path, take)?;
             return Ok((ArtifactKind::File, d, size, vec![d]));
@@ -148,14 +174,19 @@ impl BlobStore {
             });
         }
         let mut entries = Vec::new();
-        for (rel, file) in walk_files(path)? {
+        for WalkedFile {
+            rel,
+            path: file,
+            via_link,
+        } in walk_files(path)?
+        {
             let executable = fs::metadata(&file)
                 .map_err(CacheError::io("stat", &file))?
                 .permissions()
                 .mode()
                 & 0o111
                 != 0;
-            let (digest, size) = self.put_file(&file, take)?;
+            let (digest, size) = self.put_file(&file, take && !via_link)?;
             entries.push(ManifestEntry {
                 path: rel,
                 executable,
@@ -197,12 +228,21 @@ impl BlobStore {
         }
     }
 
-    /// A read-only path holding the artifact under the given file or directory name,
-    /// built once from hard links into the store (`view/<hex>/<name>`).
+    /// A read-only path holding the artifact under the given file or directory name, built
+    /// from hard links into the store (`view/<hex>/<name>`) and reused while every file in it
+    /// is still the store's blob (a view left pointing at a replaced or damaged blob is rebuilt).
     pub fn materialize(&self, kind: ArtifactKind, d: &Digest, name: &str) -> Result<PathBuf> {
         let dest = self.root.join("view").join(d.to_hex()).join(name);
-        if dest.exists() {
-            return Ok(dest);
+        if fs::symlink_metadata(&dest).is_ok() {
+            if self.view_is_current(kind, d, &dest)? {
+                return Ok(dest);
+            }
+            let stale = self
+                .root
+                .join("view")
+                .join(format!(".stale-{}", tmp_name()));
+            fs::rename(&dest, &stale).map_err(CacheError::io("rename", &dest))?;
+            remove_any(&stale).map_err(CacheError::io("remove", &stale))?;
         }
         let parent = dest.parent().expect("view has a parent");
         fs::create_dir_all(parent).map_err(CacheError::io("create", parent))?;
@@ -218,6 +258,8 @@ impl BlobStore {
                     }
                     self.link_blob(&e.digest, &target)?;
                 }
+                // Consumers share the view: nobody may add, rename or delete in it.
+                set_dirs_mode(&tmp, 0o555).map_err(CacheError::io("chmod", &tmp))?;
             }
         }
         if let Err(e) = fs::rename(&tmp, &dest) {
@@ -227,6 +269,27 @@ impl BlobStore {
             }
         }
         Ok(dest)
+    }
+
+    /// Whether every file of the view at `dest` is a hard link to its blob.
+    fn view_is_current(&self, kind: ArtifactKind, d: &Digest, dest: &Path) -> Result<bool> {
+        let same = |view: &Path, blob: &Digest| -> bool {
+            use std::os::unix::fs::MetadataExt;
+            match (fs::metadata(view), fs::metadata(self.blob_path(blob))) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            }
+        };
+        Ok(match kind {
+            ArtifactKind::File => same(dest, d),
+            ArtifactKind::Dir => match self.read_manifest(d) {
+                Ok(m) => m
+                    .entries
+                    .iter()
+                    .all(|e| same(&dest.join(&e.path), &e.digest)),
+                Err(_) => false,
+            },
+        })
     }
 
     fn link_blob(&self, d: &Digest, target: &Path) -> Result<()> {
@@ -305,21 +368,55 @@ impl BlobStore {
     }
 }
 
-/// Removes a file or a directory tree, making read-only entries writable first.
+/// Sets the mode of `root` and every directory under it (not following symbolic links).
+fn set_dirs_mode(root: &Path, mode: u32) -> std::io::Result<()> {
+    let m = fs::symlink_metadata(root)?;
+    if !m.is_dir() {
+        return Ok(());
+    }
+    // Writable first, so the entries below can be changed; the wanted mode last.
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+    for e in fs::read_dir(root)? {
+        set_dirs_mode(&e?.path(), mode)?;
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(mode))
+}
+
+/// Removes a file or a directory tree, making read-only directories writable first.
 pub(crate) fn remove_any(p: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(m) if m.is_dir() => {
+            set_dirs_mode(p, 0o755)?;
+            fs::remove_dir_all(p)
+        }
         Ok(_) => fs::remove_file(p),
         Err(e) => Err(e),
     }
 }
 
-/// Regular files under `root`, as (relative `/`-path, absolute path), sorted. Symlinks are
-/// followed; other special files are an error.
-pub(crate) fn walk_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// Whether `path` is a regular file (not a symbolic link) with a single hard link: a file the
+/// store may move and write-protect without touching anybody else's data.
+fn is_own_file(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file() && m.nlink() == 1)
+}
+
+/// A regular file found under a directory output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WalkedFile {
+    /// Path relative to the walked root, `/`-separated.
+    pub rel: String,
+    pub path: PathBuf,
+    /// Reached through a symbolic link (the file or a directory above it): not ours to move.
+    pub via_link: bool,
+}
+
+/// Regular files under `root`, sorted by relative path. Symlinks are followed (their content
+/// is the output) and marked; other special files are an error.
+pub(crate) fn walk_files(root: &Path) -> Result<Vec<WalkedFile>> {
     let mut out = Vec::new();
-    let mut stack = vec![(String::new(), root.to_path_buf())];
-    while let Some((rel, dir)) = stack.pop() {
+    let mut stack = vec![(String::new(), root.to_path_buf(), false)];
+    while let Some((rel, dir, dir_via_link)) = stack.pop() {
         for e in fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
             let e = e.map_err(CacheError::io("list", &dir))?;
             let name = e.file_name().to_string_lossy().to_string();
@@ -329,11 +426,20 @@ pub(crate) fn walk_files(root: &Path) -> Result<Vec<(String, PathBuf)>> {
                 format!("{rel}/{name}")
             };
             let p = e.path();
+            let via_link = dir_via_link
+                || fs::symlink_metadata(&p)
+                    .map_err(CacheError::io("stat", &p))?
+                    .file_type()
+                    .is_symlink();
             let m = fs::metadata(&p).map_err(CacheError::io("stat", &p))?;
             if m.is_dir() {
-                stack.push((r, p));
+                stack.push((r, p, via_link));
             } else if m.is_file() {
-                out.push((r, p));
+                out.push(WalkedFile {
+                    rel: r,
+                    path: p,
+                    via_link,
+                });
             } else {
                 return Err(CacheError::Unsupported { path: p });
             }
@@ -404,5 +510,93 @@ mod tests {
         assert_eq!(r.checked, 2);
         assert_eq!(r.bad, vec![b]);
         assert!(s.contains(&a) && !s.contains(&b));
+    }
+    /// A user's directory behind a link in an output must come out of `put_path(take)` as it
+    /// went in: files present, writable, not moved into the store.
+    #[test]
+    fn links_in_a_taken_output_leave_the_users_files_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&t.path().join("state")).unwrap();
+        let raw = t.path().join("raw");
+        fs::create_dir_all(raw.join("deep")).unwrap();
+        fs::write(raw.join("a.dcm"), b"patient data").unwrap();
+        fs::write(raw.join("deep/b.dcm"), b"more").unwrap();
+        fs::write(t.path().join("single.txt"), b"one file").unwrap();
+        fs::write(t.path().join("hard.txt"), b"hard linked").unwrap();
+        let out = t.path().join("scratch/d");
+        fs::create_dir_all(&out).unwrap();
+        std::os::unix::fs::symlink(&raw, out.join("raw")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("single.txt"), out.join("single.txt")).unwrap();
+        fs::hard_link(t.path().join("hard.txt"), out.join("hard.txt")).unwrap();
+        fs::write(out.join("own.txt"), b"produced").unwrap();
+
+        let (kind, digest, _, _) = s.put_path(&out, true).unwrap();
+        assert_eq!(kind, ArtifactKind::Dir);
+        for (p, bytes) in [
+            (raw.join("a.dcm"), &b"patient data"[..]),
+            (raw.join("deep/b.dcm"), b"more"),
+            (t.path().join("single.txt"), b"one file"),
+            (t.path().join("hard.txt"), b"hard linked"),
+        ] {
+            assert_eq!(fs::read(&p).unwrap(), bytes, "{}", p.display());
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_ne!(mode & 0o200, 0, "{} was write-protected", p.display());
+        }
+        assert!(
+            !out.join("own.txt").exists(),
+            "the output's own file is taken"
+        );
+        let view = s.materialize(kind, &digest, "d").unwrap();
+        assert_eq!(fs::read(view.join("raw/deep/b.dcm")).unwrap(), b"more");
+        assert_eq!(fs::read(view.join("own.txt")).unwrap(), b"produced");
+
+        // An output that is itself a link to a user's file or directory is copied too.
+        let link = t.path().join("scratch/f");
+        std::os::unix::fs::symlink(t.path().join("single.txt"), &link).unwrap();
+        s.put_path(&link, true).unwrap();
+        let dlink = t.path().join("scratch/dl");
+        std::os::unix::fs::symlink(&raw, &dlink).unwrap();
+        s.put_path(&dlink, true).unwrap();
+        assert_eq!(fs::read(raw.join("a.dcm")).unwrap(), b"patient data");
+        let mode = fs::metadata(t.path().join("single.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(mode & 0o200, 0);
+    }
+
+    /// A blob damaged on disk is replaced by the next producer of the same bytes, and a view
+    /// still holding the damaged file is rebuilt on its next use.
+    #[test]
+    fn a_damaged_blob_is_healed_by_its_producer_and_views_follow() {
+        let t = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(&t.path().join("state")).unwrap();
+        let d = t.path().join("out");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("x"), b"right bytes").unwrap();
+        let (kind, digest, _, _) = s.put_path(&d, false).unwrap();
+        let view = s.materialize(kind, &digest, "out").unwrap();
+        let blob = s.blob_path(&hash_bytes(b"right bytes"));
+        fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&blob, b"junk bytes!").unwrap();
+        assert_eq!(fs::read(view.join("x")).unwrap(), b"junk bytes!");
+
+        // The producer runs again (--rerun): its bytes replace the junk.
+        s.put_path(&d, true).unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), b"right bytes");
+        let view = s.materialize(kind, &digest, "out").unwrap();
+        assert_eq!(fs::read(view.join("x")).unwrap(), b"right bytes");
+
+        // The view is shared: its directories are read-only, and `gc` can still drop it.
+        let mode = fs::metadata(&view).unwrap().permissions().mode();
+        assert_eq!(mode & 0o222, 0, "view directories are read-only");
+        s.gc(&HashSet::new()).unwrap();
+        assert!(!view.exists());
+
+        // A missing inner blob makes the artifact incomplete.
+        let (_, _, _, blobs) = s.put_path(&d, false).unwrap();
+        assert!(s.contains_all(&blobs));
+        fs::remove_file(s.blob_path(&blobs[0])).unwrap();
+        assert!(!s.contains_all(&blobs));
     }
 }

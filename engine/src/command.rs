@@ -6,10 +6,8 @@
 //! argument per path. Declared `outputs` are paths relative to the node's output directory
 //! (the working directory of the program); absolute paths and `..` are rejected.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Component, Path};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -39,6 +37,25 @@ fn outputs_map(params: &Params) -> Result<Vec<(String, String)>, String> {
             ));
         }
         out.push((name.clone(), p.to_string()));
+    }
+    // Two outputs on one path, or one inside another's directory, would be stored twice
+    // (or moved away from under each other): reject them.
+    let norm = |p: &str| -> Vec<String> {
+        Path::new(p.trim_end_matches('/'))
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect()
+    };
+    for (i, (a, pa)) in out.iter().enumerate() {
+        for (b, pb) in &out[i + 1..] {
+            let (x, y) = (norm(pa), norm(pb));
+            if x.starts_with(&y) || y.starts_with(&x) {
+                return Err(format!(
+                    "outputs `{a}` (`{pa}`) and `{b}` (`{pb}`) overlap: give each output its own path, none inside another"
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -262,7 +279,15 @@ impl Stage for CommandStage {
         let (program, rest) = if shell {
             ("sh".to_string(), vec!["-c".to_string(), argv.join(" ")])
         } else {
-            (argv[0].clone(), argv[1..].to_vec())
+            match argv.split_first() {
+                Some((p, rest)) if !p.is_empty() => (p.clone(), rest.to_vec()),
+                _ => {
+                    return Err(StageError::msg(
+                        "`cmd` names no program after substitution (an empty list input or \
+                         an empty first argument): put the program first in `cmd`",
+                    ))
+                }
+            }
         };
         let workdir = ctx.scratch_dir.join("out");
         for p in ctx.outputs.values() {
@@ -298,9 +323,11 @@ impl Stage for CommandStage {
             }
         }
         ctx.log(&format!("$ {} {}", program, rest.join(" ")));
+        crate::child::isolate(&mut command);
         let mut child = command
             .spawn()
             .map_err(|e| StageError::wrap(format!("cannot start `{program}`"), e))?;
+        crate::child::watch(&child);
         let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
             Box::new(child.stdout.take().expect("piped stdout")),
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -308,28 +335,14 @@ impl Stage for CommandStage {
         let status = std::thread::scope(|s| {
             for pipe in pipes {
                 let ctx = &*ctx;
-                s.spawn(move || {
-                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                        ctx.log(&line);
-                    }
-                });
+                s.spawn(move || crate::child::for_each_line(pipe, |line| ctx.log(line)));
             }
-            let mut wait = Duration::from_micros(200);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => return Ok(status),
-                    Ok(None) => {}
-                    Err(e) => return Err(StageError::wrap("cannot wait for the command", e)),
-                }
-                if ctx.is_cancelled() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(StageError::Cancelled);
-                }
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_millis(50));
-            }
+            crate::child::wait_or_cancel(&mut child, || ctx.is_cancelled())
+                .map_err(|e| StageError::wrap("cannot wait for the command", e))
         })?;
+        let Some(status) = status else {
+            return Err(StageError::Cancelled);
+        };
         if status.success() {
             return Ok(());
         }
@@ -364,6 +377,16 @@ mod tests {
         assert!(CommandStage.outputs(&p).unwrap_err().contains("`..`"));
         let p = params(json!({"cmd": ["true"], "outputs": {"o": "/etc/x"}}));
         assert!(CommandStage.outputs(&p).unwrap_err().contains("absolute"));
+        for (a, b) in [("x.txt", "./x.txt"), ("d/", "d/inner.txt"), ("d", "d/")] {
+            let p = params(json!({"cmd": ["true"], "outputs": {"a": a, "b": b}}));
+            let e = CommandStage.outputs(&p).unwrap_err();
+            assert!(e.contains("overlap"), "{a} {b}: {e}");
+        }
+        let p = params(json!({"cmd": ["true"], "outputs": {"a": "d/", "b": "d2/x"}}));
+        assert!(
+            CommandStage.outputs(&p).is_ok(),
+            "a shared name prefix is not an overlap"
+        );
         let p = params(json!({"cmd": ["true"], "outputs": {"o": "sub/x.csv", "d": "dir/"}}));
         let o = CommandStage.outputs(&p).unwrap();
         assert_eq!(

@@ -89,7 +89,7 @@ pub fn plan(
                 let hit = state
                     .index
                     .lookup(&k.key)?
-                    .filter(|h| h.outputs.values().all(|o| state.store.contains(&o.digest)));
+                    .filter(|h| state.store.contains_all(&h.blobs));
                 match hit {
                     Some(h) if !forced[i] => {
                         outputs[i] = Some(h.outputs);

@@ -5,6 +5,7 @@
 //! node's key ([`key`]) from its params and input digests, serving cached results from the
 //! [`flow_cache`] index and running the rest ([`execute`]), emitting [`events::Event`]s.
 
+pub mod child;
 pub mod command;
 pub mod error;
 pub mod events;

@@ -166,11 +166,9 @@ pub async fn run(
             keys[i] = Some(keyed.key);
             if !forced[i] {
                 if let Some(hit) = state.index.lookup(&keyed.key)? {
-                    if hit
-                        .outputs
-                        .values()
-                        .all(|o| state.store.contains(&o.digest))
-                    {
+                    // Every referenced blob, not just the top ones: a directory output that
+                    // lost an inner file re-runs its producer instead of failing consumers.
+                    if state.store.contains_all(&hit.blobs) {
                         outputs[i] = Some(hit.outputs);
                         st[i] = St::Done(NodeState::Cached);
                         bus.emit(Event::NodeCached {

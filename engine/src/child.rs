@@ -1,0 +1,326 @@
+//! A command node's process tree: started in a process group of its own, with the kernel
+//! told to kill it if `flow` dies (`kill -9`, OOM), and stopped as a whole (the group, not
+//! just the first process) on cancel and when the program exits, so no background
+//! grandchild outlives its node or holds the output pipes open. Output is read as bytes,
+//! line by line with a length cap, so binary output or a newline-free stream can neither
+//! end the reader (and SIGPIPE the program) nor grow without bound in memory.
+//!
+//! The kernel's parent-death signal reaches only the first process of a group; for the rest
+//! the binary starts one [`reap_on_eof`] watcher per run, told each group as it starts and
+//! ends: when `flow` dies, even by `kill -9`, the watcher's input closes and it stops every
+//! group still listed, so an orphan can never write into the next attempt's scratch.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Longest output line kept in the log; the rest of a longer line is dropped (and counted).
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// How long a cancelled program gets between SIGTERM and SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(3);
+
+/// Makes `command` start in a new process group that dies with this process.
+pub fn isolate(command: &mut Command) {
+    command.process_group(0);
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl: then nobody will signal us.
+                if libc::getppid() == 1 {
+                    libc::_exit(1);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Where running groups are announced (`+PGID` / `-PGID` lines): the run's watcher.
+static WATCHER: Mutex<Option<Box<dyn Write + Send>>> = Mutex::new(None);
+
+/// Announces every command group from now on to `watcher` (the stdin of [`reap_on_eof`]).
+pub fn watch_groups_with(watcher: Box<dyn Write + Send>) {
+    *WATCHER.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+}
+
+/// Stops announcing and closes the watcher's input (the end of a run: it then exits at once,
+/// every group having ended).
+pub fn stop_watching() {
+    WATCHER.lock().unwrap_or_else(|p| p.into_inner()).take();
+}
+
+fn announce(line: String) {
+    if let Some(w) = WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        let _ = writeln!(w, "{line}").and_then(|_| w.flush());
+    }
+}
+
+/// Tells the watcher that `child`'s group is running.
+pub fn watch(child: &Child) {
+    announce(format!("+{}", child.id()));
+}
+
+/// The watcher's loop: reads `+PGID`/`-PGID` lines until end of input, then stops every group
+/// still running (SIGTERM, then SIGKILL after [`TERMINATE_GRACE`]). Returns how many it stopped.
+pub fn reap_on_eof(input: impl Read) -> usize {
+    let mut groups = BTreeSet::new();
+    for_each_line(input, |line| {
+        if let Some(pgid) = line
+            .strip_prefix('+')
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        {
+            groups.insert(pgid);
+        } else if let Some(pgid) = line.strip_prefix('-').and_then(|p| p.parse().ok()) {
+            groups.remove(&pgid);
+        }
+    });
+    let left: Vec<libc::pid_t> = groups.into_iter().filter(|&g| g > 1).collect();
+    for &g in &left {
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(g, libc::SIGTERM) };
+    }
+    if !left.is_empty() {
+        std::thread::sleep(TERMINATE_GRACE);
+    }
+    for &g in &left {
+        // SAFETY: as above.
+        unsafe { libc::killpg(g, libc::SIGKILL) };
+    }
+    left.len()
+}
+
+/// Sends `signal` to the process group led by `child` (started with [`isolate`]).
+fn signal_group(child: &Child, signal: libc::c_int) {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// Kills whatever is left of the group once its leader has exited (background grandchildren).
+pub fn reap_group(child: &Child) {
+    signal_group(child, libc::SIGKILL);
+    announce(format!("-{}", child.id()));
+}
+
+/// SIGTERM to the whole group, SIGKILL after [`TERMINATE_GRACE`], then waits for the leader.
+pub fn stop_group(child: &mut Child) {
+    signal_group(child, libc::SIGTERM);
+    let until = Instant::now() + TERMINATE_GRACE;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal_group(child, libc::SIGKILL);
+    let _ = child.wait();
+    announce(format!("-{}", child.id()));
+}
+
+/// Calls `line` for every line of `pipe` (lossy UTF-8, at most [`MAX_LOG_LINE_BYTES`] kept per
+/// line, a note when more was dropped) until end of file or a read error.
+pub fn for_each_line(pipe: impl Read, mut line: impl FnMut(&str)) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let mut dropped = 0usize;
+        let mut ended = false;
+        // Read up to the newline without ever holding more than the cap.
+        loop {
+            let chunk = match reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if chunk.is_empty() {
+                ended = true;
+                break;
+            }
+            let (take, newline) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LOG_LINE_BYTES.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..take.min(room)]);
+            dropped += take.saturating_sub(room);
+            reader.consume(take + usize::from(newline));
+            if newline {
+                break;
+            }
+        }
+        if ended && buf.is_empty() && dropped == 0 {
+            return;
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        if dropped > 0 {
+            line(&format!(
+                "{text} [... {dropped} more bytes of this line not logged]"
+            ));
+        } else {
+            line(text);
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+/// Waits for `child`, stopping its group when `cancelled` turns true; always kills what is
+/// left of the group afterwards. `Ok(None)` means it was cancelled.
+pub fn wait_or_cancel(
+    child: &mut Child,
+    cancelled: impl Fn() -> bool,
+) -> std::io::Result<Option<ExitStatus>> {
+    let mut wait = Duration::from_micros(200);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            reap_group(child);
+            return Ok(Some(status));
+        }
+        if cancelled() {
+            stop_group(child);
+            return Ok(None);
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    fn lines_of(bytes: &[u8]) -> Vec<String> {
+        let mut v = Vec::new();
+        for_each_line(bytes, |l| v.push(l.to_string()));
+        v
+    }
+
+    #[test]
+    fn lines_survive_binary_output_and_are_capped() {
+        assert_eq!(lines_of(b"a\nb\r\nc"), ["a", "b", "c"]);
+        assert_eq!(
+            lines_of(b"ok\n\xff\xfe bad\nafter\n"),
+            ["ok", "\u{fffd}\u{fffd} bad", "after"]
+        );
+        let long = vec![b'x'; MAX_LOG_LINE_BYTES + 100];
+        let got = lines_of(&[&long[..], b"\nnext\n"].concat());
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with(&"x".repeat(MAX_LOG_LINE_BYTES)));
+        assert!(
+            got[0].ends_with("[... 100 more bytes of this line not logged]"),
+            "{}",
+            &got[0][MAX_LOG_LINE_BYTES..]
+        );
+        assert_eq!(got[1], "next");
+        assert!(lines_of(b"").is_empty());
+    }
+
+    /// Live (not zombie) processes of group `pgid`, from /proc.
+    fn live_members(pgid: i32) -> Vec<i32> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After "(comm)": state, ppid, pgrp, ...
+            let rest: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if rest.len() > 2 && rest[2].parse() == Ok(pgid) && rest[0] != "Z" {
+                v.push(pid);
+            }
+        }
+        v
+    }
+
+    /// A background grandchild is killed with its group once the program exits, and the
+    /// output pipe it held is closed, so reading ends.
+    #[test]
+    fn the_group_dies_with_its_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            &format!("sleep 30 & echo $! > {}; echo started", pidfile.display()),
+        ])
+        .stdout(Stdio::piped());
+        isolate(&mut c);
+        let mut child = c.spawn().unwrap();
+        let pgid = child.id() as i32;
+        let out = child.stdout.take().unwrap();
+        let status = wait_or_cancel(&mut child, || false).unwrap().unwrap();
+        assert!(status.success());
+        let mut got = Vec::new();
+        for_each_line(out, |l| got.push(l.to_string()));
+        assert_eq!(got, ["started"]);
+        assert!(pidfile.exists());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            live_members(pgid),
+            Vec::<i32>::new(),
+            "the background sleep survived"
+        );
+    }
+
+    #[test]
+    fn the_watcher_stops_groups_still_listed_at_end_of_input() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 30 & sleep 30"]);
+        isolate(&mut c);
+        let mut child = c.spawn().unwrap();
+        let pgid = child.id() as i32;
+        let mut done = Command::new("true");
+        isolate(&mut done);
+        let mut done = done.spawn().unwrap();
+        done.wait().unwrap();
+        let input = format!("+{pgid}\n+{}\n-{}\n", done.id(), done.id());
+        assert_eq!(
+            reap_on_eof(input.as_bytes()),
+            1,
+            "only the group still listed"
+        );
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(live_members(pgid), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn cancel_stops_the_whole_group() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "trap '' TERM; sleep 30 & sleep 30; wait"]);
+        isolate(&mut c);
+        let mut child = c.spawn().unwrap();
+        let pgid = child.id() as i32;
+        let t = Instant::now();
+        let r = wait_or_cancel(&mut child, || t.elapsed() > Duration::from_millis(200)).unwrap();
+        assert!(r.is_none(), "cancelled");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            live_members(pgid),
+            Vec::<i32>::new(),
+            "processes of the group are left"
+        );
+    }
+}
