@@ -74,8 +74,26 @@ pub fn graph(_g: &Global, a: &GraphArgs) -> Result<u8> {
 pub fn status(g: &Global, a: &PipelineArgs) -> Result<u8> {
     let cwd = cwd()?;
     let dag = load(a, &cwd)?;
-    let state = open(g)?;
-    let entries = inspect::status(&dag, &state, &cwd)?;
+    let root = state_root(g)?;
+    let entries = match StateDir::open(&root, LockMode::FailFast) {
+        Ok(state) => inspect::status(&dag, &state, &cwd)?,
+        // A run holds the state: show what its journal says instead of failing.
+        Err(flow_engine::EngineError::Locked { pid, .. }) => {
+            match inspect::journal_status(&dag, &root)? {
+                Some((run, entries)) => {
+                    println!(
+                        "a run (pid {pid}) holds the state dir; from its journal (run {run}):"
+                    );
+                    entries
+                }
+                None => {
+                    println!("a run (pid {pid}) holds the state dir and has no journal yet");
+                    return Ok(0);
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let w = entries.iter().map(|e| e.id.len()).max().unwrap_or(4);
     for e in &entries {
         println!("{:<w$}  {:<11}  {}", e.id, e.state, e.detail);

@@ -7,7 +7,9 @@ use crate::cli::LogFormat;
 pub fn init(quiet: bool, verbose: u8, format: LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
+        // The JPEG 2000 decoder logs progress ("Start to read j2k main header") at INFO for
+        // every slice: shown from -v on.
+        (false, 0) => "info,openjp2=warn,jpeg2k=warn",
         (false, 1) => "debug",
         _ => "trace",
     };

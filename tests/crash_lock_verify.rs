@@ -278,3 +278,37 @@ fn a_relative_state_dir_works_for_command_nodes() {
     assert!(w.path().join("st/cas").is_dir());
     assert_eq!(w.read("results/slow/last/o.txt"), "1\n2\n");
 }
+
+#[test]
+fn status_during_a_run_reads_its_journal() {
+    let w = Work::new();
+    slow_pipeline(&w);
+    let mut child = spawn_run(&w, "slow.yaml");
+    wait_for(&w.path().join("slow.started"), 30);
+    let out = w.flow(&["status", "slow.yaml"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("a run (pid {}) holds the state dir", child.id())),
+        "{text}"
+    );
+    let state_of = |node: &str| {
+        text.lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("no line for {node}: {text}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state_of("first"), "done", "{text}");
+    assert_eq!(state_of("slow"), "running", "{text}");
+    assert_eq!(state_of("last"), "pending", "{text}");
+}

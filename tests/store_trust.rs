@@ -116,3 +116,48 @@ fn a_missing_inner_blob_reruns_the_producer_instead_of_failing_consumers() {
     assert_eq!(with_state(&states, "ran"), ["first", "last"], "{states:?}");
     assert_eq!(w.read("results/dir/last/o.txt"), "right\n");
 }
+
+/// Binary output, one huge line without a newline and more output than a log keeps: the
+/// command still succeeds and the node's log stays bounded.
+#[test]
+fn command_output_is_read_safely_and_its_log_is_bounded() {
+    let w = Work::new();
+    w.write(
+        "loud.yaml",
+        r#"
+name: loud
+nodes:
+  loud:
+    stage: command
+    params:
+      cmd: ["sh", "-c", "printf 'bin \\377\\376 ary\\n'; head -c 100000 /dev/zero | tr '\\0' x; echo; yes 0123456789012345678901234567890123456789 | head -c 40000000; echo done > ${outputs.o}"]
+      outputs: {o: o.txt}
+"#,
+    );
+    let (code, states) = w.run("loud.yaml", &[]);
+    assert_eq!(code, 0, "{states:?}");
+    assert_eq!(w.read("results/loud/loud/o.txt"), "done\n");
+    let runs = w.path().join(".flow/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read(run.join("logs/loud.log")).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("bin \u{fffd}\u{fffd} ary"),
+        "binary bytes are decoded lossily"
+    );
+    assert!(
+        text.contains("more bytes of this line not logged"),
+        "the long line is cut"
+    );
+    assert!(text.contains("the rest is not logged"), "the cap is noted");
+    assert!(
+        (log.len() as u64) < flow_engine::execute::MAX_NODE_LOG_BYTES + 64 * 1024,
+        "log of {} bytes",
+        log.len()
+    );
+}

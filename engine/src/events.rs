@@ -127,10 +127,8 @@ impl Reporter for JsonlJournal {
             v["ts_ms"] = serde_json::json!(ts as u64);
             let _ = writeln!(self.out, "{v}");
         }
-        if matches!(
-            e,
-            Event::RunFinished { .. } | Event::NodeFailed { .. } | Event::NodeFinished { .. }
-        ) {
+        // Transitions are flushed at once: `flow status` reads the journal during a run.
+        if !matches!(e, Event::NodeProgress { .. }) {
             let _ = self.out.flush();
         }
     }

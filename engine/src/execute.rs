@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,10 +51,15 @@ pub struct Failure {
     pub seconds: f64,
 }
 
-/// Per-node log file plus event forwarding.
+/// Most bytes of one node's output kept (log file and journal events): a command that prints
+/// gigabytes cannot fill the state dir or the coordinator's memory.
+pub const MAX_NODE_LOG_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Per-node log file plus event forwarding, up to [`MAX_NODE_LOG_BYTES`].
 struct NodeSink {
     file: Mutex<BufWriter<File>>,
     bus: Arc<EventBus>,
+    logged: std::sync::atomic::AtomicU64,
 }
 
 impl NodeReporter for NodeSink {
@@ -67,6 +72,22 @@ impl NodeReporter for NodeSink {
         });
     }
     fn log(&self, node: &str, line: &str) {
+        let size = line.len() as u64 + 1;
+        let before = self.logged.fetch_add(size, Ordering::Relaxed);
+        if before >= MAX_NODE_LOG_BYTES {
+            return;
+        }
+        let capped = before + size > MAX_NODE_LOG_BYTES;
+        let note;
+        let line = if capped {
+            note = format!(
+                "[flow: this node's output passed MAX_NODE_LOG_BYTES ({} MiB); the rest is not logged]",
+                MAX_NODE_LOG_BYTES >> 20
+            );
+            &note
+        } else {
+            line
+        };
         if let Ok(mut f) = self.file.lock() {
             // Flushed per line so `tail -f` on a node log follows a long stage.
             let _ = writeln!(f, "{line}").and_then(|_| f.flush());
@@ -238,6 +259,7 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let sink = Arc::new(NodeSink {
         file: Mutex::new(BufWriter::new(log)),
         bus: job.bus.clone(),
+        logged: Default::default(),
     });
 
     let mut inputs = BTreeMap::new();

@@ -134,6 +134,79 @@ pub struct StatusEntry {
     pub detail: String,
 }
 
+/// The state of every node as the newest run journal under `state_root/runs` tells it: what
+/// `flow status` shows while a run holds the state dir's lock (the index cannot be opened
+/// then). Returns the run id and one entry per node of `dag`.
+pub fn journal_status(
+    dag: &Dag,
+    state_root: &Path,
+) -> Result<Option<(String, Vec<StatusEntry>)>, EngineError> {
+    let runs = state_root.join("runs");
+    let newest = std::fs::read_dir(&runs)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("events.jsonl").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max();
+    let Some(run_id) = newest else {
+        return Ok(None);
+    };
+    let path = runs.join(&run_id).join("events.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Io {
+        what: format!("read {}", path.display()),
+        source: e,
+    })?;
+    let mut seen: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
+    // A journal being written may end in a partial line: it is skipped.
+    for ev in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let node = ev["node"].as_str().unwrap_or_default().to_string();
+        let entry = match ev["event"].as_str().unwrap_or_default() {
+            "node_cached" => ("done", "cached".to_string()),
+            "node_started" => ("running", format!("attempt {}", ev["attempt"])),
+            "node_progress" => (
+                "running",
+                format!(
+                    "{}/{} {}",
+                    ev["done"],
+                    ev["total"],
+                    ev["message"].as_str().unwrap_or("")
+                ),
+            ),
+            "node_finished" => (
+                "done",
+                format!("finished in {:.1}s", ev["seconds"].as_f64().unwrap_or(0.0)),
+            ),
+            "node_failed" => (
+                "failed",
+                first_line(ev["error"].as_str().unwrap_or("")).to_string(),
+            ),
+            "node_blocked" => ("blocked", format!("by {}", ev["by"].as_str().unwrap_or(""))),
+            _ => continue,
+        };
+        seen.insert(node, entry);
+    }
+    let out = dag
+        .nodes
+        .iter()
+        .map(|n| {
+            let (state, detail) = seen
+                .remove(n.id())
+                .unwrap_or(("pending", "not started in this run".into()));
+            StatusEntry {
+                id: n.id().to_string(),
+                state,
+                detail,
+            }
+        })
+        .collect();
+    Ok(Some((run_id, out)))
+}
+
 /// Done / failed / in progress / pending for every node.
 pub fn status(dag: &Dag, state: &StateDir, base: &Path) -> Result<Vec<StatusEntry>, EngineError> {
     let entries = plan(dag, state, base, &[], &[])?;

@@ -229,6 +229,19 @@ pub fn parse(
     overrides: &[(String, Value)],
 ) -> Result<Pipeline, Vec<SpecError>> {
     let spans = SpanIndex::build(file, text);
+    if let Some(span) = &spans.too_deep {
+        return Err(vec![SpecError {
+            span: span.clone(),
+            node: None,
+            message: format!(
+                "the file nests mappings and lists deeper than MAX_YAML_DEPTH ({})",
+                span::MAX_YAML_DEPTH
+            ),
+            help: Some(
+                "a pipeline needs a few levels of nesting; check the file is the one meant".into(),
+            ),
+        }]);
+    }
     if !spans.duplicates.is_empty() {
         return Err(spans
             .duplicates
@@ -490,6 +503,7 @@ fn foreach_vars(f: &Yaml, scope: &Scope) -> Result<Vec<(String, Vec<Value>)>, St
         let rendered = template::render(v, scope).map_err(|(_, e)| e)?;
         vars.push((name, template::loop_values(&rendered)?));
     }
+    template::check_combinations(&vars)?;
     Ok(vars)
 }
 

@@ -33,7 +33,14 @@ pub struct SpanIndex {
     values: HashMap<Vec<String>, (usize, usize)>,
     /// Mapping keys written twice: (path, position of the second one).
     pub duplicates: Vec<(Vec<String>, Span)>,
+    /// Where the nesting first went deeper than [`MAX_YAML_DEPTH`] (nothing below is indexed).
+    pub too_deep: Option<Span>,
 }
+
+/// Deepest nesting of mappings and sequences a pipeline file may have. Real pipelines nest a
+/// handful of levels; the index keeps each value's whole path, so a hostile file nested
+/// thousands deep would cost memory quadratic in its depth.
+pub const MAX_YAML_DEPTH: usize = 64;
 
 enum Frame {
     Map { key: Option<String> },
@@ -91,6 +98,15 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.index.too_deep.is_some() {
+            return;
+        }
+        if matches!(ev, Event::MappingStart(..) | Event::SequenceStart(..))
+            && self.stack.len() >= MAX_YAML_DEPTH
+        {
+            self.index.too_deep = Some(self.index.make((mark.line(), mark.col() + 1)));
+            return;
+        }
         match ev {
             Event::Scalar(ref v, ..) => self.on_value(&mark, Some(v), false),
             Event::Alias(_) => self.on_value(&mark, None, false),

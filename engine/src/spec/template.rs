@@ -162,6 +162,10 @@ pub fn render(v: &serde_yaml::Value, scope: &Scope) -> Result<Value, (Vec<String
     })
 }
 
+/// Most combinations one `foreach` may expand to (nodes of one template, or references of one
+/// input mapping): a typo such as `--set shards=300000000` is an error, not gigabytes.
+pub const MAX_FOREACH_COMBINATIONS: usize = 100_000;
+
 /// The values one `foreach` variable takes: a list, or a `"A..B"` integer range (B excluded).
 pub fn loop_values(v: &Value) -> Result<Vec<Value>, String> {
     match v {
@@ -182,12 +186,37 @@ pub fn loop_values(v: &Value) -> Result<Vec<Value>, String> {
             if b <= a {
                 return Err(format!("range `{s}` is empty"));
             }
+            if (b as i128 - a as i128) > MAX_FOREACH_COMBINATIONS as i128 {
+                return Err(format!(
+                    "range `{s}` has {} values, more than MAX_FOREACH_COMBINATIONS ({MAX_FOREACH_COMBINATIONS})",
+                    b as i128 - a as i128
+                ));
+            }
             Ok((a..b).map(Value::from).collect())
         }
         other => Err(format!(
             "foreach values must be a list or a range `A..B`, not {other}"
         )),
     }
+}
+
+/// Fails when the loop variables would expand to more than [`MAX_FOREACH_COMBINATIONS`].
+pub fn check_combinations(vars: &[(String, Vec<Value>)]) -> Result<(), String> {
+    let mut n: usize = 1;
+    for (_, values) in vars {
+        n = n.saturating_mul(values.len());
+    }
+    if n > MAX_FOREACH_COMBINATIONS {
+        let sizes: Vec<String> = vars
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.len()))
+            .collect();
+        return Err(format!(
+            "foreach expands to {n} combinations ({}), more than MAX_FOREACH_COMBINATIONS ({MAX_FOREACH_COMBINATIONS})",
+            sizes.join(" x ")
+        ));
+    }
+    Ok(())
 }
 
 /// Every combination of the loop variables, in declaration order (the last varies fastest).
@@ -258,6 +287,20 @@ mod tests {
         assert!(render_str("${params.n", &s)
             .unwrap_err()
             .contains("unterminated"));
+    }
+
+    #[test]
+    fn huge_foreach_ranges_and_products_are_errors() {
+        let e = loop_values(&json!("0..300000000")).unwrap_err();
+        assert!(e.contains("MAX_FOREACH_COMBINATIONS"), "{e}");
+        let big = loop_values(&json!("0..1000")).unwrap();
+        let vars = vec![("a".to_string(), big.clone()), ("b".to_string(), big)];
+        let e = check_combinations(&vars).unwrap_err();
+        assert!(
+            e.contains("1000000 combinations (a: 1000 x b: 1000)"),
+            "{e}"
+        );
+        assert!(check_combinations(&vars[..1]).is_ok());
     }
 
     #[test]

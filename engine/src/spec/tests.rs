@@ -131,3 +131,45 @@ fn override_values_are_typed_only_when_unambiguous() {
     );
     assert_eq!(parse_override("params.a=x").unwrap().0, "a");
 }
+
+#[test]
+fn nesting_beyond_the_limit_is_an_error_naming_it() {
+    // Block mappings nested 100 deep under `x` (line 3 on).
+    let mut deep = String::from("name: t\nnodes: {}\n");
+    for level in 0..100 {
+        deep.push_str(&format!("{}k:\n", "  ".repeat(level)));
+    }
+    deep.push_str(&format!("{}leaf: 1\n", "  ".repeat(100)));
+    let e = parse_err(&deep);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("MAX_YAML_DEPTH (64)"), "{}", e[0]);
+    assert_eq!(e[0].span.line, 67, "{}", e[0]);
+    // Nested within the limit it parses (and fails only on what the pipeline means).
+    let ok = format!(
+        "name: t\nnodes: {{}}\nx: {}{}\n",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    assert!(parse(Path::new("p.yaml"), &ok, &[])
+        .err()
+        .is_none_or(|e| !e[0].message.contains("MAX_YAML_DEPTH")));
+}
+
+#[test]
+fn a_huge_foreach_range_is_an_error() {
+    let e = parse_err(
+        r#"
+name: t
+params: {shards: 300000000}
+nodes:
+  s${i}:
+    foreach: {i: "0..${params.shards}"}
+    stage: command
+"#,
+    );
+    assert!(
+        e[0].message.contains("MAX_FOREACH_COMBINATIONS"),
+        "{}",
+        e[0]
+    );
+}

@@ -249,3 +249,44 @@ fn corrupted_bytes_never_panic() {
         );
     }
 }
+
+/// Only the preamble and magic are read before a file is known to be DICOM: a stream that
+/// never ends (here a FIFO whose writer stays open) is rejected at once, not read to its end.
+#[test]
+fn a_non_dicom_file_is_rejected_after_132_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("stray.bin");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .unwrap();
+        let _ = f.write_all(&[b'x'; 4096]);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            read_slice(&reader_path)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string(),
+        );
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(2))
+        .expect("the reader waited for the end of the stream");
+    assert!(
+        err.contains("no DICM magic") && err.contains("stray.bin"),
+        "{err}"
+    );
+    writer.join().unwrap();
+}

@@ -97,3 +97,95 @@ fn rle_and_jpeg2000_series_decode_to_the_uncompressed_values() {
         assert!(back.geometry.max_affine_difference(&v.geometry) < 1e-5);
     }
 }
+
+/// Corrupt JPEG 2000 slices (seeded bit flips, zeroed runs and truncations in the last part of
+/// the file, where the codestream lies) are errors naming the file, never a panic: a panic in
+/// a decoder adapter is caught per slice.
+#[test]
+fn corrupt_jpeg2000_slices_are_errors_not_panics() {
+    let Some(py) = common::python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dims = [48, 40, 2];
+    let data = (0..dims[0] * dims[1] * dims[2])
+        .map(|n| ((n * 7919) % 3000) as i16 - 1000)
+        .collect();
+    let v = Volume::from_vec(dims, data, Geometry::identity()).unwrap();
+    let plain = tmp.path().join("plain");
+    write_ct_series(
+        &v,
+        &plain,
+        &CtSeriesSpec::new(
+            "1.2.826.0.1.3680043.8.498.20",
+            "1.2.826.0.1.3680043.8.498.21",
+        ),
+    )
+    .unwrap();
+    let j2k = tmp.path().join("j2k");
+    common::run_python(
+        &py,
+        "compress.py",
+        &[&plain, &j2k, std::path::Path::new("j2k")],
+    );
+    let first = std::fs::read_dir(&j2k)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let good = std::fs::read(&first).unwrap();
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // The SIZ marker segment (image and tile sizes) of the codestream: where a flipped bit
+    // makes a decoder's buffer arithmetic go wrong.
+    let siz = good
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .expect("a JPEG 2000 codestream")
+        + 4;
+    let (mut errors, mut decoded, mut caught) = (0, 0, 0);
+    for k in 0..400 {
+        let mut bytes = good.clone();
+        let tail = bytes.len() / 3;
+        let at = bytes.len() - 1 - (next() as usize % tail);
+        match k % 4 {
+            3 => {
+                let i = siz + (next() as usize % 40);
+                bytes[i] ^= 1 << (next() % 8);
+            }
+            0 => {
+                for _ in 0..1 + next() % 4 {
+                    let i = bytes.len() - 1 - (next() as usize % tail);
+                    bytes[i] ^= 1 << (next() % 8);
+                }
+            }
+            1 => {
+                let end = (at + 1 + next() as usize % 16).min(bytes.len());
+                bytes[at..end].fill(0);
+            }
+            _ => bytes.truncate(at),
+        }
+        let path = tmp.path().join(format!("mutant-{k}.dcm"));
+        std::fs::write(&path, &bytes).unwrap();
+        match read_slice(&path) {
+            Ok(_) => decoded += 1,
+            Err(e) => {
+                errors += 1;
+                let text = e.to_string();
+                assert!(text.contains(&format!("mutant-{k}.dcm")), "{text}");
+                caught += usize::from(text.contains("corrupt compressed data"));
+            }
+        }
+    }
+    assert_eq!(errors + decoded, 400);
+    assert!(errors > 0, "no mutation was detected at all");
+    // dicom-transfer-syntax-registry 0.10's JPEG 2000 adapter panics on some of these (a
+    // slice index past the decoded buffer); each must have become an error.
+    assert!(
+        caught > 0,
+        "no mutant reached a decoder panic: the test lost its teeth"
+    );
+}

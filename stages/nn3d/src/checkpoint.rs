@@ -68,13 +68,18 @@ pub fn save_checkpoint(
     let [wp, op, jp] = checkpoint_paths(dir, meta.epochs_done);
     varmap.save(&wp)?;
     candle_core::safetensors::save(&opt.state_tensors(), &op)?;
+    // The JSON marks the checkpoint complete: the tensors must be on disk before it is.
+    sync_path(&wp)?;
+    sync_path(&op)?;
     let tmp = with_suffix(&jp, ".tmp");
     let text = serde_json::to_string_pretty(meta).map_err(|e| Nn3dError::Json {
         path: jp.clone(),
         source: e,
     })?;
     std::fs::write(&tmp, text).map_err(|e| Nn3dError::io(&tmp, e))?;
+    sync_path(&tmp)?;
     std::fs::rename(&tmp, &jp).map_err(|e| Nn3dError::io(&jp, e))?;
+    sync_path(dir)?;
     tracing::debug!(path = %jp.display(), "checkpoint written");
     if keep > 0 {
         let mut done = list_checkpoints(dir)?;
@@ -134,18 +139,48 @@ pub fn read_meta(dir: &Path, epochs_done: usize) -> Result<CheckpointMeta> {
     Ok(meta)
 }
 
-/// Loads weights and optimiser state of the newest complete checkpoint, if any.
+/// Loads weights and optimiser state of the newest checkpoint that reads back whole, if any.
+/// A checkpoint that cannot be read (truncated by a crash, damaged on disk) is skipped with a
+/// warning and the one before it is tried, so one bad file never fails every later run;
+/// nothing is assigned to the model before a checkpoint has been read and checked in full.
 pub fn load_latest(
     dir: &Path,
     varmap: &VarMap,
     opt: &mut Optimizer,
     device: &Device,
 ) -> Result<Option<CheckpointMeta>> {
-    let Some(&latest) = list_checkpoints(dir)?.iter().max() else {
-        return Ok(None);
-    };
-    let meta = read_meta(dir, latest)?;
-    let [wp, op, jp] = checkpoint_paths(dir, latest);
+    let mut done = list_checkpoints(dir)?;
+    done.sort_unstable_by(|a, b| b.cmp(a));
+    for epochs in done {
+        match read_checkpoint(dir, epochs, varmap, opt, device) {
+            Ok((meta, weights, state)) => {
+                assign_weights(varmap, weights)?;
+                let [_, op, _] = checkpoint_paths(dir, epochs);
+                opt.load_state(&state, meta.optimizer_steps)
+                    .map_err(|reason| Nn3dError::Checkpoint { path: op, reason })?;
+                return Ok(Some(meta));
+            }
+            Err(e) => tracing::warn!(
+                "checkpoint after epoch {epochs} cannot be used ({e}); trying an older one"
+            ),
+        }
+    }
+    Ok(None)
+}
+
+type Tensors = HashMap<String, Tensor>;
+
+/// Reads and checks one checkpoint (meta, weights against `varmap`, optimiser state) without
+/// changing anything.
+fn read_checkpoint(
+    dir: &Path,
+    epochs: usize,
+    varmap: &VarMap,
+    opt: &Optimizer,
+    device: &Device,
+) -> Result<(CheckpointMeta, Tensors, Tensors)> {
+    let meta = read_meta(dir, epochs)?;
+    let [wp, op, jp] = checkpoint_paths(dir, epochs);
     if &meta.optimizer != opt.config() {
         return Err(Nn3dError::Checkpoint {
             path: jp,
@@ -156,15 +191,19 @@ pub fn load_latest(
             ),
         });
     }
-    load_weights(varmap, &wp)?;
-    let state: HashMap<String, Tensor> =
-        candle_core::safetensors::load(&op, device).map_err(|e| Nn3dError::Checkpoint {
-            path: op.clone(),
-            reason: e.to_string(),
-        })?;
-    opt.load_state(&state, meta.optimizer_steps)
-        .map_err(|reason| Nn3dError::Checkpoint { path: op, reason })?;
-    Ok(Some(meta))
+    let weights = read_weights(varmap, &wp)?;
+    let state = candle_core::safetensors::load(&op, device).map_err(|e| Nn3dError::Checkpoint {
+        path: op.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((meta, weights, state))
+}
+
+/// Flushes `path` (a file or a directory) to disk.
+fn sync_path(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Nn3dError::io(path, e))
 }
 
 /// Saves only the weights (for inference) to `path`.
@@ -176,6 +215,12 @@ pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
 /// `VarMap` (in place, so modules built from it see the new values). Every variable must be
 /// present with its shape.
 pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    let tensors = read_weights(varmap, path)?;
+    assign_weights(varmap, tensors)
+}
+
+/// Reads a weights file and checks that it holds every variable of `varmap` with its shape.
+fn read_weights(varmap: &VarMap, path: &Path) -> Result<Tensors> {
     let bad = |reason: String| Nn3dError::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -204,8 +249,19 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
                 var.dims()
             )));
         }
-        var.set(&t.to_dtype(var.dtype())?)
-            .map_err(|e| bad(format!("{name}: {e}")))?;
+    }
+    Ok(tensors)
+}
+
+/// Sets every variable of `varmap` from `tensors` (checked by [`read_weights`]).
+fn assign_weights(varmap: &VarMap, tensors: Tensors) -> Result<()> {
+    let data = varmap.data().lock().map_err(|_| Nn3dError::Checkpoint {
+        path: std::path::PathBuf::new(),
+        reason: "VarMap mutex poisoned".into(),
+    })?;
+    for (name, var) in data.iter() {
+        let t = &tensors[name];
+        var.set(&t.to_dtype(var.dtype())?)?;
     }
     Ok(())
 }

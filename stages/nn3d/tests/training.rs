@@ -234,3 +234,75 @@ fn resumed_run_reproduces_uninterrupted_run() {
         assert_eq!(diff, 0.0, "{name} differs after resume");
     }
 }
+
+/// A crash can leave the newest checkpoint truncated: resuming falls back to the one before
+/// it and still reproduces the uninterrupted run.
+#[test]
+fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
+    let cfg = config(4, 3);
+    let dir_a = tempfile::tempdir().unwrap();
+    let (vm_a, net_a) = tiny_net(5);
+    let mut rec_a = Recorder::default();
+    train(
+        &SegmentationObjective { net: &net_a },
+        &vm_a,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_a.path(),
+        &mut rec_a,
+    )
+    .unwrap();
+
+    let dir_b = tempfile::tempdir().unwrap();
+    let (vm_b, net_b) = tiny_net(5);
+    let mut rec_b = Recorder {
+        stop_after: Some(2),
+        ..Default::default()
+    };
+    train(
+        &SegmentationObjective { net: &net_b },
+        &vm_b,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_b.path(),
+        &mut rec_b,
+    )
+    .unwrap();
+    let mut done = list_checkpoints(dir_b.path()).unwrap();
+    done.sort_unstable();
+    let newest = *done.last().unwrap();
+    assert!(done.len() >= 2, "{done:?}");
+    let [weights, _, _] = flow_nn3d::checkpoint::checkpoint_paths(dir_b.path(), newest);
+    let len = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let (vm_c, net_c) = tiny_net(12345);
+    let mut rec_c = Recorder::default();
+    let resumed = train(
+        &SegmentationObjective { net: &net_c },
+        &vm_c,
+        &cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir_b.path(),
+        &mut rec_c,
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.resumed_from,
+        Some(newest - 1),
+        "the previous checkpoint"
+    );
+    let tail = &rec_a.losses[rec_a.losses.len() - rec_c.losses.len()..];
+    assert_eq!(
+        rec_c.losses, tail,
+        "the replayed epochs match the uninterrupted run"
+    );
+}

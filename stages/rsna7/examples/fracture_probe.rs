@@ -266,15 +266,14 @@ fn main() {
         }
         let mut vmax = [0f64; 7];
         let mut vpos = [false; 7];
-        for i in 0..n {
-            let (pi, ti) = (p[i] >= 0.5, r.truth.data()[i] != 0);
+        for ((&pv, &t), &v) in p.iter().zip(r.truth.data()).zip(r.vert.data()) {
+            let (pi, ti) = (pv >= 0.5, t != 0);
             tp += u64::from(pi && ti);
             pred += u64::from(pi);
             truth += u64::from(ti);
-            let v = r.vert.data()[i];
             if (1..=7).contains(&v) {
                 let k = v as usize - 1;
-                vmax[k] = vmax[k].max(f64::from(p[i]));
+                vmax[k] = vmax[k].max(f64::from(pv));
                 vpos[k] |= ti;
             }
         }

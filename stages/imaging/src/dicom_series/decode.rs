@@ -38,6 +38,15 @@ pub fn read_slice(path: &Path) -> Result<SliceImage, DicomReadError> {
     })
 }
 
+/// The text of a caught panic.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Decode `path` into the buffer `out(n_pixels)` hands back (None: size mismatch, reported
 /// by the caller). Returns the header, the saturated count and whether values were rounded.
 pub(crate) fn decode_into<'o>(
@@ -72,19 +81,31 @@ pub(crate) fn decode_into<'o>(
             });
         }
     }
-    let decoded = obj.decode_pixel_data().map_err(|e| {
-        if is_eof(&e) {
-            DicomReadError::Truncated {
+    // A decoder adapter can panic on corrupt compressed data (seen: an index out of range in
+    // the JPEG 2000 adapter on a bit-flipped slice): that is a bad file, not a crash.
+    let decoded =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+            .map_err(|panic| DicomReadError::Decode {
                 path: path.to_path_buf(),
-                detail: chain(&e),
-            }
-        } else {
-            DicomReadError::Decode {
-                path: path.to_path_buf(),
-                detail: chain(&e),
-            }
-        }
-    })?;
+                detail: format!(
+                    "corrupt compressed data (transfer syntax {}): the decoder failed with \"{}\"",
+                    header.transfer_syntax,
+                    panic_message(&panic)
+                ),
+            })?
+            .map_err(|e| {
+                if is_eof(&e) {
+                    DicomReadError::Truncated {
+                        path: path.to_path_buf(),
+                        detail: chain(&e),
+                    }
+                } else {
+                    DicomReadError::Decode {
+                        path: path.to_path_buf(),
+                        detail: chain(&e),
+                    }
+                }
+            })?;
     if decoded.rows() != header.rows || decoded.columns() != header.columns {
         return Err(DicomReadError::Decode {
             path: path.to_path_buf(),

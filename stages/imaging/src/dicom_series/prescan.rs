@@ -35,13 +35,34 @@ fn truncated(path: &Path, detail: String) -> DicomReadError {
     }
 }
 
+/// Largest file read as one DICOM object. A CT slice is well under 10 MB and a multi-frame
+/// series rarely over 1 GB; anything larger is refused before it is read.
+pub const MAX_DICOM_FILE_BYTES: u64 = 2 << 30;
+
 /// Read `path`, check preamble and magic, the meta group, the transfer syntax (supported?)
-/// and every element length of the data set.
+/// and every element length of the data set. Only the first 132 bytes are read before the
+/// magic is checked, so a stray huge non-DICOM file in a series folder costs nothing.
 pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, DicomReadError> {
-    let bytes = std::fs::read(path).map_err(|source| DicomReadError::Io {
+    use std::io::Read;
+    let io = |source| DicomReadError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(132);
+    (&mut file).take(132).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() == 132 && &bytes[128..132] == b"DICM" {
+        let size = file.metadata().map_err(io)?.len();
+        if size > MAX_DICOM_FILE_BYTES {
+            return Err(DicomReadError::NotDicom {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "{size} bytes, more than MAX_DICOM_FILE_BYTES ({MAX_DICOM_FILE_BYTES}): not read"
+                ),
+            });
+        }
+        file.read_to_end(&mut bytes).map_err(io)?;
+    }
     if bytes.len() < 132 {
         return Err(truncated(
             path,
