@@ -94,6 +94,11 @@ pub struct SynthArgs {
     /// Total number of studies; one in eight becomes a test study (default: the profile's).
     #[arg(long)]
     pub studies: Option<usize>,
+    /// Write patient identifiers made from this marker into every series (PatientName,
+    /// PatientID, InstitutionName, PatientBirthDate 1923-04-05): a PHI canary for checking
+    /// that no identifier reaches logs, reports or the cache.
+    #[arg(long, value_name = "MARKER")]
+    pub phi_canary: Option<String>,
 }
 
 #[derive(Args)]

@@ -51,8 +51,9 @@ pub fn convert(a: &ConvertArgs) -> Result<u8> {
 }
 
 pub fn synth(g: &Global, a: &SynthArgs) -> Result<u8> {
-    let cfg = flow_rsna::cohort_config(&a.profile, a.seed, a.studies, None)
+    let mut cfg = flow_rsna::cohort_config(&a.profile, a.seed, a.studies, None)
         .map_err(EngineError::Usage)?;
+    cfg.phi_canary = a.phi_canary.clone();
     let b = bar(g.quiet, "studies");
     let t0 = std::time::Instant::now();
     let summary = flow_synth::generate_cohort(&cfg, &a.out, &|done, total| {

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use crate::digest::{hash_reader, Digest};
+use crate::digest::{hash_bytes, hash_reader, Digest};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::store::{walk_files, ArtifactKind, BlobStore};
 use crate::{CacheError, Result};
@@ -197,7 +197,11 @@ impl Index {
 
     fn digest_file(&self, path: &Path, meta: &fs::Metadata) -> Result<(Digest, u64)> {
         let abs = fs::canonicalize(path).map_err(CacheError::io("resolve", path))?;
-        let key = abs.to_string_lossy().as_bytes().to_vec();
+        // Keyed by a digest of the path, not the path: folder names can hold a patient's name,
+        // and cache metadata must not.
+        let key = hash_bytes(abs.as_os_str().as_encoded_bytes())
+            .to_hex()
+            .into_bytes();
         let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
         let ctime_ns = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
         if let Some(v) = self.stat.get(&key)? {

@@ -55,6 +55,19 @@ pub struct CtSeriesSpec {
     pub rescale_slope: f64,
     pub rescale_intercept: f64,
     pub syntax: WriteSyntax,
+    /// Patient identifiers to write (only to test that none of them leaks: a PHI canary);
+    /// `None` leaves them empty.
+    pub identity: Option<PatientIdentity>,
+}
+
+/// Identifying attributes of a series: PatientName, PatientID, PatientBirthDate (YYYYMMDD),
+/// InstitutionName.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientIdentity {
+    pub name: String,
+    pub id: String,
+    pub birth_date: String,
+    pub institution: String,
 }
 
 impl CtSeriesSpec {
@@ -71,6 +84,7 @@ impl CtSeriesSpec {
             rescale_slope: 1.0,
             rescale_intercept: 0.0,
             syntax: WriteSyntax::ExplicitVrLittleEndian,
+            identity: None,
         }
     }
 }
@@ -276,6 +290,10 @@ fn slice_object(
     pixels: Vec<u16>,
 ) -> InMemDicomObject {
     let signed = spec.storage == PixelStorage::Signed;
+    let who = |field: fn(&PatientIdentity) -> &String| match &spec.identity {
+        Some(p) => text(field(p)),
+        None => PrimitiveValue::Empty,
+    };
     InMemDicomObject::from_element_iter([
         el(tags::SPECIFIC_CHARACTER_SET, VR::CS, text("ISO_IR 100")),
         el(
@@ -300,9 +318,10 @@ fn slice_object(
             VR::PN,
             PrimitiveValue::Empty,
         ),
-        el(tags::PATIENT_NAME, VR::PN, PrimitiveValue::Empty),
-        el(tags::PATIENT_ID, VR::LO, PrimitiveValue::Empty),
-        el(tags::PATIENT_BIRTH_DATE, VR::DA, PrimitiveValue::Empty),
+        el(tags::PATIENT_NAME, VR::PN, who(|p| &p.name)),
+        el(tags::PATIENT_ID, VR::LO, who(|p| &p.id)),
+        el(tags::PATIENT_BIRTH_DATE, VR::DA, who(|p| &p.birth_date)),
+        el(tags::INSTITUTION_NAME, VR::LO, who(|p| &p.institution)),
         el(tags::PATIENT_SEX, VR::CS, PrimitiveValue::Empty),
         el(tags::KVP, VR::DS, PrimitiveValue::Empty),
         el(

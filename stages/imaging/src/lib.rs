@@ -19,7 +19,8 @@ pub mod volume;
 pub use convert::{convert_series, convert_series_with, write_report_json, ConvertError};
 pub use dicom_series::{read_series, DicomReadError, ReadOptions, SeriesReport};
 pub use dicom_writer::{
-    write_ct_series, CtSeriesSpec, DicomWriteError, FileOrder, PixelStorage, WriteSyntax,
+    write_ct_series, CtSeriesSpec, DicomWriteError, FileOrder, PatientIdentity, PixelStorage,
+    WriteSyntax,
 };
 pub use geometry::Geometry;
 pub use nifti_io::{read_nifti, write_any_nifti, write_nifti, NiftiIoError};

@@ -150,7 +150,12 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
             AnyVolume::F32(Volume::from_vec(dims, data, geometry).map_err(wrap)?)
         }
     };
-    tracing::debug!(path = %path.display(), dims = ?dims, dtype = out.dtype(), "read NIfTI");
+    // The file's own name only: the folders above it may name a patient.
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    tracing::debug!(file = %file, dims = ?dims, dtype = out.dtype(), "read NIfTI");
     Ok(out)
 }
 

@@ -186,8 +186,16 @@ fn check_empty(out: &Path) -> Result<(), SynthError> {
     }
 }
 
+/// PatientBirthDate of a PHI-canary cohort (see `CohortConfig::phi_canary`).
+pub const PHI_CANARY_BIRTH_DATE: &str = "19230405";
+
 /// Writes one study's DICOM series, segmentation (if planned) and truth volumes.
-fn write_study(out: &Path, plan: &StudyPlan, study: RenderedStudy) -> Result<usize, SynthError> {
+fn write_study(
+    out: &Path,
+    plan: &StudyPlan,
+    study: RenderedStudy,
+    phi_canary: Option<&str>,
+) -> Result<usize, SynthError> {
     let uid = &plan.study_uid;
     let g = study.model.geometry.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(study.model.files_seed);
@@ -206,6 +214,12 @@ fn write_study(out: &Path, plan: &StudyPlan, study: RenderedStudy) -> Result<usi
         storage,
         rescale_slope: 1.0,
         rescale_intercept: intercept as f64,
+        identity: phi_canary.map(|m| flow_imaging::PatientIdentity {
+            name: format!("{m}^PATIENT"),
+            id: format!("{m}-ID"),
+            birth_date: PHI_CANARY_BIRTH_DATE.into(),
+            institution: format!("{m} HOSPITAL"),
+        }),
         ..CtSeriesSpec::new(uid, &plan.series_uid)
     };
     // Clamp HU into what the storage can hold (uint16 with intercept -1024 cannot go below it).
@@ -317,7 +331,7 @@ pub fn generate_cohort(
         }
         summary.segmented_studies += usize::from(study_plan.segmented);
         geometries.push(study.model.geometry.clone());
-        summary.dicom_files += write_study(out, study_plan, study)?;
+        summary.dicom_files += write_study(out, study_plan, study, cfg.phi_canary.as_deref())?;
         progress(done + 1, total);
     }
     summary.box_rows = public_boxes.len();

@@ -105,6 +105,11 @@ pub struct CohortConfig {
     /// Fraction of studies stored as uint16 (the rest are int16).
     pub unsigned_fraction: f64,
     pub scan: ScanConfig,
+    /// A PHI canary: when set, every series carries identifiers made from this marker
+    /// (PatientName, PatientID, InstitutionName, PatientBirthDate 1923-04-05), so a test can
+    /// check that none of them reaches a log, report or the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi_canary: Option<String>,
 }
 
 /// A parameter that makes no sense.
@@ -212,6 +217,7 @@ impl CohortConfig {
             segmented_fraction: 0.5,
             inferior_to_superior_fraction: 0.3,
             unsigned_fraction: 0.3,
+            phi_canary: None,
             scan: ScanConfig {
                 matrix: 128,
                 pixel_spacing_mm: Range::new(1.0, 1.0),

@@ -236,8 +236,10 @@ pub fn read_series(
         })?;
 
     let report = build_report(&stack, files_in_series, other_series, &outcomes, &volume);
+    // The folder's own name only (the StudyInstanceUID in the competition layout): the path
+    // above it may name a patient.
     tracing::info!(
-        dir = %dir.display(),
+        series = %dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         slices = report.slices,
         spacing = report.spacing.slice_spacing,
         warnings = report.warnings.len(),
