@@ -139,6 +139,11 @@ fn cache_verify_finds_a_corrupted_blob_and_the_node_reruns() {
     let out = w.flow(&["cache", "gc"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
+        w.read("results/slow/last/o.txt"),
+        "1\n2\n",
+        "results/ links still work after gc"
+    );
+    assert_eq!(
         w.run("slow.yaml", &[])
             .1
             .iter()

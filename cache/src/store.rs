@@ -341,7 +341,7 @@ impl BlobStore {
             }
         }
         if !report.bad.is_empty() {
-            self.drop_views()?;
+            self.prune_views(None)?;
         }
         Ok(report)
     }
@@ -357,14 +357,51 @@ impl BlobStore {
                 n += 1;
             }
         }
-        self.drop_views()?;
+        self.prune_views(Some(keep))?;
         Ok((n, bytes))
     }
 
-    fn drop_views(&self) -> Result<()> {
+    /// Removes the views that no longer show their artifact (a blob deleted or replaced) and,
+    /// with `keep`, those whose artifact is not kept; the others stay, so the `results/` links
+    /// into them keep working after `gc` and `verify`.
+    fn prune_views(&self, keep: Option<&HashSet<Digest>>) -> Result<()> {
         let view = self.root.join("view");
-        let _ = remove_any(&view);
-        fs::create_dir_all(&view).map_err(CacheError::io("create", &view))
+        for e in fs::read_dir(&view).map_err(CacheError::io("list", &view))? {
+            let dir = e.map_err(CacheError::io("list", &view))?.path();
+            let keep_it = (|| -> Result<bool> {
+                let Some(d) = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<Digest>().ok())
+                else {
+                    return Ok(false); // leftovers of interrupted builds
+                };
+                if keep.is_some_and(|k| !k.contains(&d)) {
+                    return Ok(false);
+                }
+                for named in fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
+                    let p = named.map_err(CacheError::io("list", &dir))?.path();
+                    if p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+                    {
+                        return Ok(false);
+                    }
+                    let kind = if p.is_dir() {
+                        ArtifactKind::Dir
+                    } else {
+                        ArtifactKind::File
+                    };
+                    if !self.view_is_current(kind, &d, &p)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })()?;
+            if !keep_it {
+                remove_any(&dir).map_err(CacheError::io("remove", &dir))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -590,6 +627,18 @@ mod tests {
         // The view is shared: its directories are read-only, and `gc` can still drop it.
         let mode = fs::metadata(&view).unwrap().permissions().mode();
         assert_eq!(mode & 0o222, 0, "view directories are read-only");
+        // gc and verify keep the views that still show a kept, intact artifact.
+        let kept: HashSet<Digest> = s.blobs_of(kind, &digest).unwrap().into_iter().collect();
+        s.gc(&kept).unwrap();
+        assert_eq!(fs::read(view.join("x")).unwrap(), b"right bytes");
+        let other = s.put_bytes(b"other").unwrap();
+        let other_view = s.materialize(ArtifactKind::File, &other, "o.txt").unwrap();
+        let p = s.blob_path(&other);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, b"othe!").unwrap();
+        assert_eq!(s.verify().unwrap().bad, vec![other]);
+        assert!(!other_view.exists(), "the view of the damaged blob went");
+        assert!(view.join("x").exists(), "the intact view stayed");
         s.gc(&HashSet::new()).unwrap();
         assert!(!view.exists());
 
