@@ -201,6 +201,23 @@ fn absurd_and_invalid_header_values_are_named() {
     }
 }
 
+/// A slice step of kilometres (a corrupt ImagePositionPatient) is refused when the series is
+/// read, before anything resamples it to a working grid.
+#[test]
+fn an_absurd_slice_step_is_an_error_not_a_huge_volume() {
+    let d = tempfile::tempdir().unwrap();
+    let files = series(d.path(), [8, 8, 2]);
+    let mut obj = open_file(&files[1]).unwrap();
+    obj.put(DataElement::new(
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        PrimitiveValue::from("0\\0\\-9000000"),
+    ));
+    obj.write_to_file(&files[1]).unwrap();
+    let e = read_err(d.path());
+    assert!(e.contains("more than MAX_EXTENT_MM"), "{e}");
+}
+
 #[test]
 fn empty_folder_is_no_files() {
     let d = tempfile::tempdir().unwrap();

@@ -197,6 +197,32 @@ pub fn read_series(
         slice_step: stack.normal.map(|v| v * stack.spacing.slice_spacing),
     };
     let geometry = frame.to_geometry();
+    let extent = [
+        dims[0] as f64 * first.pixel_spacing[1],
+        dims[1] as f64 * first.pixel_spacing[0],
+        dims[2] as f64 * stack.spacing.slice_spacing,
+    ];
+    if let Some(a) = (0..3).find(|&a| extent[a].is_nan() || extent[a] > MAX_EXTENT_MM) {
+        let what = if a == 2 {
+            format!(
+                "{} slices {} mm apart (ImagePositionPatient (0020,0032))",
+                dims[2], stack.spacing.slice_spacing
+            )
+        } else {
+            format!(
+                "{} pixels of {} mm (PixelSpacing (0028,0030))",
+                dims[a],
+                first.pixel_spacing[1 - a]
+            )
+        };
+        return Err(DicomReadError::AbsurdDims {
+            path: first.path.clone(),
+            detail: format!(
+                "{what} span {} mm, more than MAX_EXTENT_MM ({MAX_EXTENT_MM} mm)",
+                extent[a]
+            ),
+        });
+    }
 
     let plane = dims[0] * dims[1];
     let mut data = vec![0i16; plane * dims[2]];
@@ -247,6 +273,10 @@ pub fn read_series(
     );
     Ok((volume, report))
 }
+
+/// Longest side a series may span. No scanner images 5 m; beyond it a position or spacing is
+/// corrupt, and resampling such a volume to a working grid would allocate without bound.
+pub const MAX_EXTENT_MM: f64 = 5_000.0;
 
 fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut v: Vec<f64> = values.collect();
