@@ -35,9 +35,16 @@ pub fn cache(g: &Global, a: &CacheArgs) -> Result<u8> {
             );
         }
         CacheAction::Gc => {
+            let pruned = state.prune()?;
             let keep = state.index.live_blobs(&state.store)?;
             let (n, bytes) = state.store.gc(&keep)?;
-            println!("removed {n} unreferenced blob(s), {bytes} bytes");
+            println!(
+                "removed {n} unreferenced blob(s), {bytes} bytes; {} cached result(s) with a missing blob, {} old run folder(s) (keeping {}), {} finished checkpoint(s)",
+                pruned.records,
+                pruned.runs,
+                flow_engine::state::KEEP_RUNS,
+                pruned.checkpoints
+            );
         }
         CacheAction::Verify => {
             let report = state.store.verify()?;

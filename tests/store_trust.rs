@@ -161,3 +161,34 @@ nodes:
         log.len()
     );
 }
+
+#[test]
+fn gc_prunes_dangling_results_and_old_run_folders() {
+    let w = Work::new();
+    dir_pipeline(&w);
+    for _ in 0..23 {
+        assert_eq!(w.run("dir.yaml", &["--rerun", "last"]).0, 0);
+    }
+    let runs = || {
+        std::fs::read_dir(w.path().join(".flow/runs"))
+            .unwrap()
+            .count()
+    };
+    assert!(runs() > flow_engine::state::KEEP_RUNS, "{}", runs());
+    std::fs::remove_file(blob(&w, b"b\n")).unwrap();
+    let out = w.flow(&["cache", "gc"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("1 cached result(s) with a missing blob"),
+        "{text}"
+    );
+    assert_eq!(runs(), flow_engine::state::KEEP_RUNS);
+    let (code, states) = w.run("dir.yaml", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        with_state(&states, "ran"),
+        ["first"],
+        "only the dropped result re-runs: {states:?}"
+    );
+}

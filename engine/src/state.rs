@@ -110,4 +110,62 @@ impl StateDir {
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.root.join("runs").join(run_id)
     }
+
+    /// The housekeeping of `flow cache gc` besides blobs: drops cached results that reference
+    /// a missing blob (they can never be served), keeps the newest [`KEEP_RUNS`] run folders
+    /// (journals and logs), and removes checkpoints of keys that have a result (left by a
+    /// crash between recording and cleaning up). Call before the blob gc, under the lock.
+    pub fn prune(&self) -> Result<PruneReport, EngineError> {
+        let io = |what: &str, p: &Path| {
+            let what = format!("{what} {}", p.display());
+            move |e: std::io::Error| EngineError::Io { what, source: e }
+        };
+        let mut report = PruneReport::default();
+        for a in self.index.actions()? {
+            if !self.store.contains_all(&a.blobs) {
+                self.index.remove(&a.key)?;
+                report.records += 1;
+            }
+        }
+        let runs = self.root.join("runs");
+        let mut ids: Vec<PathBuf> = fs::read_dir(&runs)
+            .map_err(io("list", &runs))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        ids.sort();
+        let excess = ids.len().saturating_sub(KEEP_RUNS);
+        for p in &ids[..excess] {
+            fs::remove_dir_all(p).map_err(io("remove", p))?;
+            report.runs += 1;
+        }
+        let ckpts = self.root.join("checkpoints");
+        for e in fs::read_dir(&ckpts).map_err(io("list", &ckpts))?.flatten() {
+            let finished = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<flow_cache::Digest>().ok())
+                .map(|k| self.index.lookup(&k))
+                .transpose()?
+                .flatten()
+                .is_some();
+            if finished {
+                fs::remove_dir_all(e.path()).map_err(io("remove", &e.path()))?;
+                report.checkpoints += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Run folders `flow cache gc` keeps (the newest, by run id).
+pub const KEEP_RUNS: usize = 20;
+
+/// What [`StateDir::prune`] removed.
+#[derive(Debug, Default, PartialEq)]
+pub struct PruneReport {
+    pub records: usize,
+    pub runs: usize,
+    pub checkpoints: usize,
 }
