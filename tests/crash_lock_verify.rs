@@ -317,3 +317,94 @@ fn status_during_a_run_reads_its_journal() {
     assert_eq!(state_of("slow"), "running", "{text}");
     assert_eq!(state_of("last"), "pending", "{text}");
 }
+
+/// A state dir on a small tmpfs fills up: the node that runs out of space fails cleanly (exit
+/// 1, the error in its record), and once there is room again the rerun completes, with what
+/// finished before served from the cache. Needs `mount` (root); skipped, saying so, without.
+#[test]
+fn a_full_disk_fails_the_node_cleanly_and_the_run_resumes_with_room() {
+    let w = Work::new();
+    let st = w.path().join("st");
+    std::fs::create_dir_all(&st).unwrap();
+    let mount = |opts: &str| {
+        Std::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&st)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount("size=3m") {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Std::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(st.clone());
+    w.write(
+        "full.yaml",
+        r#"
+name: full
+nodes:
+  small:
+    stage: command
+    params: {cmd: ["sh", "-c", "echo small > ${outputs.o}"], outputs: {o: o.txt}}
+  big:
+    stage: command
+    inputs: {x: small.o}
+    params: {cmd: ["sh", "-c", "head -c 8000000 /dev/zero > ${outputs.o}"], outputs: {o: o.bin}}
+"#,
+    );
+    let out = w
+        .flow(&["--state-dir", "st", "run", "full.yaml", "--no-publish"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("big"), "the failing node is named: {err}");
+
+    // Room again: remount larger (tmpfs keeps its content on remount).
+    assert!(Std::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&st)
+        .status()
+        .unwrap()
+        .success());
+    let report = w.path().join("report.json");
+    let out = w
+        .flow(&[
+            "--state-dir",
+            "st",
+            "run",
+            "full.yaml",
+            "--no-publish",
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&w.read("report.json")).unwrap();
+    let state = |id: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state("small"), "cached");
+    assert_eq!(state("big"), "ran");
+}
