@@ -237,9 +237,11 @@ impl BlobStore {
             if self.view_is_current(kind, d, &dest)? {
                 return Ok(dest);
             }
-            let stale = self
-                .root
-                .join("view")
+            // Renamed within its own parent: moving a read-only directory to another parent
+            // needs write permission on it (for `..`), which views do not have.
+            let stale = dest
+                .parent()
+                .expect("view has a parent")
                 .join(format!(".stale-{}", tmp_name()));
             fs::rename(&dest, &stale).map_err(CacheError::io("rename", &dest))?;
             remove_any(&stale).map_err(CacheError::io("remove", &stale))?;
@@ -381,9 +383,10 @@ impl BlobStore {
                 }
                 for named in fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
                     let p = named.map_err(CacheError::io("list", &dir))?.path();
-                    if p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-                    {
+                    if p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with(".tmp-") || n.starts_with(".stale-")
+                    }) {
                         return Ok(false);
                     }
                     let kind = if p.is_dir() {
