@@ -203,7 +203,7 @@ nodes:
     let pidfile = w.path().join("grandchild.pid");
     wait_for(&pidfile, 30);
     std::thread::sleep(Duration::from_millis(200));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
@@ -233,26 +233,13 @@ nodes:
     }
     // The watcher (kill -9) or flow itself (SIGTERM) stops the node's whole process group.
     let t = Instant::now();
-    while alive(pid) {
+    while common::is_running(pid) {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the background sleep (pid {pid}) outlived flow after {signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Whether `pid` runs (a zombie waiting for its reaper does not count).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 #[test]

@@ -70,23 +70,14 @@ fn results(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
-        }
+        };
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let zombie = std::fs::read_to_string(e.path().join("stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(true);
-        if cmd.contains(needle) && !zombie {
+        if cmd.contains(needle) && common::is_running(pid) {
             v.push(cmd);
         }
     }

@@ -80,3 +80,14 @@ pub fn with_state(states: &[(String, String)], state: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Whether process `pid` exists and is not a zombie waiting for its reaper (from /proc).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}

@@ -156,56 +156,48 @@ fn tiny_unet_overfits_spheres() {
     assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 10);
 }
 
+/// Trains a fresh `tiny_net(init_seed)` on the sphere streams (7, validation 8) with
+/// checkpoints in `dir`; returns its variables and the outcome.
+fn train_spheres(
+    init_seed: u64,
+    cfg: &TrainConfig,
+    dir: &std::path::Path,
+    rec: &mut Recorder,
+) -> (VarMap, flow_nn3d::train::TrainOutcome) {
+    let (vm, net) = tiny_net(init_seed);
+    let out = train(
+        &SegmentationObjective { net: &net },
+        &vm,
+        cfg,
+        &mut Spheres::new(7, 1),
+        Some(&mut Spheres::new(8, 1)),
+        dir,
+        rec,
+    )
+    .unwrap();
+    (vm, out)
+}
+
 #[test]
 fn resumed_run_reproduces_uninterrupted_run() {
     let cfg = config(4, 3);
     let dir_a = tempfile::tempdir().unwrap();
-    let (vm_a, net_a) = tiny_net(5);
     let mut rec_a = Recorder::default();
-    let full = train(
-        &SegmentationObjective { net: &net_a },
-        &vm_a,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_a.path(),
-        &mut rec_a,
-    )
-    .unwrap();
+    let (vm_a, full) = train_spheres(5, &cfg, dir_a.path(), &mut rec_a);
     assert!(!full.stopped && full.resumed_from.is_none());
 
     let dir_b = tempfile::tempdir().unwrap();
-    let (vm_b, net_b) = tiny_net(5);
     let mut rec_b = Recorder {
         stop_after: Some(1),
         ..Default::default()
     };
-    let first = train(
-        &SegmentationObjective { net: &net_b },
-        &vm_b,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_b.path(),
-        &mut rec_b,
-    )
-    .unwrap();
+    let (_, first) = train_spheres(5, &cfg, dir_b.path(), &mut rec_b);
     assert!(first.stopped);
     assert_eq!(first.history.len(), 2);
 
     // A fresh process: new, differently initialised weights, then resume from the directory.
-    let (vm_c, net_c) = tiny_net(12345);
     let mut rec_c = Recorder::default();
-    let resumed = train(
-        &SegmentationObjective { net: &net_c },
-        &vm_c,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_b.path(),
-        &mut rec_c,
-    )
-    .unwrap();
+    let (vm_c, resumed) = train_spheres(12345, &cfg, dir_b.path(), &mut rec_c);
     assert_eq!(resumed.resumed_from, Some(2));
     let mut losses_b = rec_b.losses.clone();
     losses_b.extend(&rec_c.losses);
@@ -241,35 +233,15 @@ fn resumed_run_reproduces_uninterrupted_run() {
 fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
     let cfg = config(4, 3);
     let dir_a = tempfile::tempdir().unwrap();
-    let (vm_a, net_a) = tiny_net(5);
     let mut rec_a = Recorder::default();
-    train(
-        &SegmentationObjective { net: &net_a },
-        &vm_a,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_a.path(),
-        &mut rec_a,
-    )
-    .unwrap();
+    train_spheres(5, &cfg, dir_a.path(), &mut rec_a);
 
     let dir_b = tempfile::tempdir().unwrap();
-    let (vm_b, net_b) = tiny_net(5);
     let mut rec_b = Recorder {
         stop_after: Some(2),
         ..Default::default()
     };
-    train(
-        &SegmentationObjective { net: &net_b },
-        &vm_b,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_b.path(),
-        &mut rec_b,
-    )
-    .unwrap();
+    train_spheres(5, &cfg, dir_b.path(), &mut rec_b);
     let mut done = list_checkpoints(dir_b.path()).unwrap();
     done.sort_unstable();
     let newest = *done.last().unwrap();
@@ -283,18 +255,8 @@ fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
         .set_len(len / 2)
         .unwrap();
 
-    let (vm_c, net_c) = tiny_net(12345);
     let mut rec_c = Recorder::default();
-    let resumed = train(
-        &SegmentationObjective { net: &net_c },
-        &vm_c,
-        &cfg,
-        &mut Spheres::new(7, 1),
-        Some(&mut Spheres::new(8, 1)),
-        dir_b.path(),
-        &mut rec_c,
-    )
-    .unwrap();
+    let (_, resumed) = train_spheres(12345, &cfg, dir_b.path(), &mut rec_c);
     assert_eq!(
         resumed.resumed_from,
         Some(newest - 1),
