@@ -189,6 +189,92 @@ fn conv3d_gradients_match_finite_differences() {
     }
 }
 
+/// Larger shapes than `conv_cases`: several position chunks and output blocks, channel counts
+/// that leave partial blocks, anisotropic kernels and strides, a 1x1x1 head.
+fn larger_conv_cases() -> Vec<ConvCase> {
+    let same = |k: [usize; 3], s: [usize; 3]| Conv3dParams::same(k, s);
+    let case = |x: [usize; 5], co: usize, k: [usize; 3], p: Conv3dParams| ConvCase { x, co, k, p };
+    vec![
+        case([2, 3, 20, 19, 18], 9, [3; 3], same([3; 3], [1; 3])),
+        case([1, 13, 10, 12, 14], 12, [3; 3], same([3; 3], [2; 3])),
+        case([2, 5, 11, 13, 9], 7, [3; 3], same([3; 3], [1; 3])),
+        case([1, 16, 6, 6, 6], 26, [3; 3], same([3; 3], [1; 3])),
+        case([1, 2, 9, 16, 16], 4, [1, 3, 3], same([1, 3, 3], [1, 2, 2])),
+        case(
+            [1, 4, 9, 8, 7],
+            5,
+            [3; 3],
+            Conv3dParams::new([1; 3], [0; 3]),
+        ),
+        case([2, 6, 7, 9, 8], 2, [1, 1, 1], Conv3dParams::default()),
+        case(
+            [1, 3, 12, 11, 10],
+            3,
+            [3, 3, 3],
+            Conv3dParams::new([2, 1, 2], [1, 1, 0]),
+        ),
+    ]
+}
+
+/// The f32 path (the direct AVX-512 kernels where the CPU has them) against the naive f64
+/// convolution (values) and the f64 path's gradients, which the finite-difference test checks.
+#[test]
+fn conv3d_f32_matches_f64_values_and_gradients() -> Result<()> {
+    let mut rng = Rng::new(11);
+    for (i, c) in conv_cases().iter().chain(&larger_conv_cases()).enumerate() {
+        let wd = [c.co, c.x[1], c.k[0], c.k[1], c.k[2]];
+        let x = tensor(&mut rng, &c.x);
+        let w = tensor(&mut rng, &wd);
+        let expect = naive_conv3d(&to_vec(&x), c.x, &to_vec(&w), wd, None, &c.p).0;
+        let grads = |x: &Tensor, w: &Tensor| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+            let (xv, wv) = (
+                candle_core::Var::from_tensor(x)?,
+                candle_core::Var::from_tensor(w)?,
+            );
+            let y = conv3d(xv.as_tensor(), wv.as_tensor(), None, &c.p)?;
+            let g = weighted_sum(&y, 5)?.backward()?;
+            let get = |v: &candle_core::Var| to_vec(g.get(v.as_tensor()).expect("gradient"));
+            Ok((to_vec(&y), get(&xv), get(&wv)))
+        };
+        let (_, gx64, gw64) = grads(&x, &w)?;
+        let (y32, gx32, gw32) = grads(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?)?;
+        assert_close(&y32, &expect, 1e-4, &format!("case {i} f32 values"));
+        assert_close(&gx32, &gx64, 1e-4, &format!("case {i} f32 dx"));
+        assert_close(&gw32, &gw64, 1e-4, &format!("case {i} f32 dw"));
+    }
+    Ok(())
+}
+
+/// The f32 convolution and its gradients are the same bits with one thread and with four.
+#[test]
+fn conv3d_f32_does_not_depend_on_the_thread_count() -> Result<()> {
+    let mut rng = Rng::new(12);
+    let x = tensor(&mut rng, &[2, 5, 24, 20, 22]).to_dtype(DType::F32)?;
+    let w = tensor(&mut rng, &[10, 5, 3, 3, 3]).to_dtype(DType::F32)?;
+    let p = Conv3dParams::same([3; 3], [1; 3]);
+    let run = |threads: usize| -> Vec<Vec<f64>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (xv, wv) = (
+                candle_core::Var::from_tensor(&x).unwrap(),
+                candle_core::Var::from_tensor(&w).unwrap(),
+            );
+            let y = conv3d(xv.as_tensor(), wv.as_tensor(), None, &p).unwrap();
+            let g = weighted_sum(&y, 3).unwrap().backward().unwrap();
+            vec![
+                to_vec(&y),
+                to_vec(g.get(xv.as_tensor()).unwrap()),
+                to_vec(g.get(wv.as_tensor()).unwrap()),
+            ]
+        })
+    };
+    assert!(run(1) == run(4), "results differ between 1 and 4 threads");
+    Ok(())
+}
+
 #[test]
 fn conv3d_bias_gradient_is_the_output_gradient_sum() {
     let mut rng = Rng::new(3);

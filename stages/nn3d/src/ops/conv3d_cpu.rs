@@ -1,4 +1,5 @@
-//! Fast CPU conv3d as a candle `CustomOp2`: im2col over a block of output depth slices, one
+//! Fast CPU conv3d as a candle `CustomOp2`. f32 on AVX-512 goes to the direct kernels of
+//! `conv3d_direct`; everything else (f64, other CPUs) to im2col over a block of output depth slices, one
 //! gemm per block (the `gemm` crate, single-threaded per task), rayon across (batch, block)
 //! tasks. Backward recomputes the im2col block, accumulates the weight gradient per task
 //! and scatters the column gradient back (col2im) into a task-local input-gradient slab; slabs
@@ -82,6 +83,22 @@ impl Geometry {
 
     pub fn ohw(&self) -> usize {
         self.oh * self.ow
+    }
+
+    /// Whether the direct AVX-512 kernels take this f32 conv (every size non-zero).
+    fn direct(&self) -> bool {
+        let sizes = [
+            self.n, self.ci, self.co, self.d, self.h, self.w, self.od, self.oh, self.ow,
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            sizes.iter().all(|&s| s > 0) && super::conv3d_direct::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = sizes;
+            false
+        }
     }
 
     /// (batch index, first output depth, end output depth) for every task.
@@ -497,6 +514,53 @@ impl Conv3dCpu {
         ))
     }
 
+    /// The direct AVX-512 path for f32, `None` where it does not apply.
+    fn fwd_direct(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<Option<(CpuStorage, Shape)>> {
+        let g = Geometry::new(l1.dims(), l2.dims(), &self.params)?;
+        if !g.direct() {
+            return Ok(None);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (x, w) = (storage_slice::<f32>(s1, l1)?, storage_slice::<f32>(s2, l2)?);
+            let out = super::conv3d_direct::forward(&g, x, w);
+            Ok(Some((
+                CpuStorage::F32(out),
+                Shape::from((g.n, g.co, g.od, g.oh, g.ow)),
+            )))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("direct() is false off x86_64")
+    }
+
+    fn bwd_direct(&self, x: &Tensor, w: &Tensor, gy: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let g = Geometry::new(x.dims(), w.dims(), &self.params)?;
+        if !g.direct() {
+            return Ok(None);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (gx, gw) = with_cpu_slice::<f32, _>(x, |xs| {
+                with_cpu_slice::<f32, _>(w, |ws| {
+                    with_cpu_slice::<f32, _>(gy, |gys| {
+                        Ok(super::conv3d_direct::backward(&g, xs, ws, gys))
+                    })
+                })
+            })?;
+            let gx = Tensor::from_vec(gx, x.dims(), x.device())?;
+            let gw = Tensor::from_vec(gw, w.dims(), w.device())?;
+            Ok(Some((gx, gw)))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("direct() is false off x86_64")
+    }
+
     fn bwd_typed<T: WithDType>(
         &self,
         x: &Tensor,
@@ -528,7 +592,10 @@ impl CustomOp2 for Conv3dCpu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         match (s1.dtype(), s2.dtype()) {
-            (DType::F32, DType::F32) => self.fwd_typed::<f32>(s1, l1, s2, l2),
+            (DType::F32, DType::F32) => match self.fwd_direct(s1, l1, s2, l2)? {
+                Some(out) => Ok(out),
+                None => self.fwd_typed::<f32>(s1, l1, s2, l2),
+            },
             (DType::F64, DType::F64) => self.fwd_typed::<f64>(s1, l1, s2, l2),
             (a, b) => bail!("conv3d-cpu: unsupported dtypes {a:?} and {b:?} (f32 or f64 expected)"),
         }
@@ -543,7 +610,10 @@ impl CustomOp2 for Conv3dCpu {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (x, w, gy) = (x.contiguous()?, w.contiguous()?, gy.contiguous()?);
         let (gx, gw) = match x.dtype() {
-            DType::F32 => self.bwd_typed::<f32>(&x, &w, &gy)?,
+            DType::F32 => match self.bwd_direct(&x, &w, &gy)? {
+                Some(grads) => grads,
+                None => self.bwd_typed::<f32>(&x, &w, &gy)?,
+            },
             DType::F64 => self.bwd_typed::<f64>(&x, &w, &gy)?,
             dt => bail!("conv3d-cpu: unsupported dtype {dt:?}"),
         };

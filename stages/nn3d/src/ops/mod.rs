@@ -5,6 +5,8 @@ pub mod activation;
 pub mod channel_bias;
 pub mod conv3d;
 mod conv3d_cpu;
+#[cfg(target_arch = "x86_64")]
+mod conv3d_direct;
 pub mod conv_transpose;
 pub mod instance_norm;
 pub mod norm_act;

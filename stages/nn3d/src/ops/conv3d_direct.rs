@@ -1,0 +1,645 @@
+//! Direct f32 conv3d on AVX-512, forward and backward, without im2col.
+//!
+//! The input is zero-padded and split into its stride phases (one phase for stride 1, eight
+//! for stride 2) on a grid of `(Dq, Hq, Wq)` voxels: `phase[pz,py,px][z,y,x] = xpad[s*z+pz, ..]`.
+//! On that grid every kernel tap is one flat offset, so an output voxel at flat position `q`
+//! (`z*Hq*Wq + y*Wq + x`) is `sum over channels and taps of w * x[q + offset]`: a correlation of
+//! long contiguous rows. Positions with `y >= oh` or `x >= ow` are computed and dropped (about
+//! 6 % extra work at 64^3, 36 % at 4^3). The same correlation with flipped taps gives the input
+//! gradient (per phase); the weight gradient is a dot product of the output gradient with
+//! shifted input rows.
+//!
+//! The kernels keep a block of output channels times a few 16-lane vectors of positions in
+//! registers and stream over channels and taps, so every loaded input vector feeds several
+//! FMAs. Results do not depend on the thread count.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::conv3d_cpu::Geometry;
+
+/// Positions per parallel task of the correlation (a multiple of every tile width).
+const CHUNK: usize = 1536;
+/// Lanes of one AVX-512 f32 vector.
+const LANES: usize = 16;
+/// Output-channel block and tap group of the weight-gradient kernel.
+const GW_CO: usize = 8;
+const GW_TAPS: usize = 3;
+/// Positions per pass of the weight-gradient kernel.
+const GW_SUB: usize = 8192;
+
+/// Whether this CPU runs the direct kernels (AVX-512F), unless `FLOW_NN3D_CONV=im2col` asks for
+/// the im2col path (for comparisons).
+pub(crate) fn available() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::env::var("FLOW_NN3D_CONV").as_deref() != Ok("im2col")
+            && std::arch::is_x86_feature_detected!("avx512f")
+    })
+}
+
+/// Per-thread buffers reused across calls. The padded grids are as large as the activations,
+/// and a fresh zeroed allocation of that size every call costs more than a fifth of a
+/// forward pass. A taken buffer holds stale values: callers overwrite or zero what they read.
+mod scratch {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread (a backward pass uses three).
+    const KEEP: usize = 4;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` floats, stale contents.
+    pub fn take(len: usize) -> Vec<f32> {
+        let mut v = POOL
+            .with(|p| {
+                let mut p = p.borrow_mut();
+                let best = (0..p.len())
+                    .max_by_key(|&i| (p[i].capacity() >= len, usize::MAX - p[i].capacity()));
+                best.map(|i| p.swap_remove(i))
+            })
+            .unwrap_or_default();
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// Returns a buffer to this thread's pool.
+    pub fn give(v: Vec<f32>) {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            p.push(v);
+            if p.len() > KEEP {
+                // Drop the smallest.
+                let i = (0..p.len()).min_by_key(|&i| p[i].capacity()).unwrap_or(0);
+                p.swap_remove(i);
+            }
+        });
+    }
+}
+
+fn round_up(v: usize, m: usize) -> usize {
+    v.div_ceil(m) * m
+}
+
+/// The padded, phase-split input grid of one conv geometry.
+struct PhaseGrid {
+    stride: [usize; 3],
+    /// (Dq, Hq, Wq)
+    dims: [usize; 3],
+    /// Voxels of one phase, rounded up to whole vectors.
+    phase_len: usize,
+    phases: usize,
+}
+
+impl PhaseGrid {
+    fn new(g: &Geometry) -> Self {
+        let stride = [g.sd, g.sh, g.sw];
+        let padded = [g.d + 2 * g.pd, g.h + 2 * g.ph, g.w + 2 * g.pw];
+        let out = [g.od, g.oh, g.ow];
+        let kernel = [g.kd, g.kh, g.kw];
+        // Hq, Wq leave room for the taps' reach beyond the last output, so that flat offsets
+        // wrap into dropped positions only; Dq covers every tap of every output plane.
+        let dims: [usize; 3] = std::array::from_fn(|i| {
+            padded[i]
+                .div_ceil(stride[i])
+                .max(out[i] + (kernel[i] - 1) / stride[i])
+        });
+        Self {
+            stride,
+            dims,
+            phase_len: round_up(dims[0] * dims[1] * dims[2], LANES),
+            phases: stride.iter().product(),
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.dims[1] * self.dims[2]
+    }
+
+    /// Floats per input channel (all phases).
+    fn channel_len(&self) -> usize {
+        self.phases * self.phase_len
+    }
+
+    fn phase_of(&self, [a, b, e]: [usize; 3]) -> usize {
+        let [sd, sh, sw] = self.stride;
+        ((a % sd) * sh + b % sh) * sw + e % sw
+    }
+
+    /// Offset of a tap inside its phase.
+    fn inner(&self, [a, b, e]: [usize; 3]) -> usize {
+        let [sd, sh, sw] = self.stride;
+        (a / sd) * self.plane() + (b / sh) * self.dims[2] + e / sw
+    }
+
+    /// Flat offsets of every tap `(a, b, e)` in weight order, from the start of a channel.
+    fn tap_offsets(&self, g: &Geometry) -> Vec<usize> {
+        taps(g)
+            .map(|t| self.phase_of(t) * self.phase_len + self.inner(t))
+            .collect()
+    }
+
+    /// Scatters batch item `x (ci, d, h, w)` into `out (ci, phase, Dq, Hq, Wq)`, zeros elsewhere.
+    fn pack(&self, g: &Geometry, x: &[f32], out: &mut [f32]) {
+        let (vol, cl) = (g.d * g.h * g.w, self.channel_len());
+        out[..g.ci * cl]
+            .par_chunks_mut(cl)
+            .zip(x.par_chunks(vol))
+            .for_each(|(dst, src)| {
+                dst.fill(0.0);
+                self.for_each_row(g, |row, base, sw, x0| {
+                    let src_row = &src[row * g.w..][..g.w];
+                    if sw == 1 {
+                        dst[base..base + g.w].copy_from_slice(src_row);
+                        return;
+                    }
+                    for (j, &v) in src_row[x0..].iter().step_by(sw).enumerate() {
+                        dst[base + j] = v;
+                    }
+                });
+            });
+    }
+
+    /// Gathers the real voxels of `grid (ci, phase, Dq, Hq, Wq)` into `out (ci, d, h, w)`.
+    fn unpack(&self, g: &Geometry, grid: &[f32], out: &mut [f32]) {
+        let (vol, cl) = (g.d * g.h * g.w, self.channel_len());
+        out.par_chunks_mut(vol)
+            .zip(grid.par_chunks(cl))
+            .for_each(|(dst, src)| {
+                self.for_each_row(g, |row, base, sw, x0| {
+                    let dst_row = &mut dst[row * g.w..][..g.w];
+                    if sw == 1 {
+                        dst_row.copy_from_slice(&src[base..base + g.w]);
+                        return;
+                    }
+                    for (j, v) in dst_row[x0..].iter_mut().step_by(sw).enumerate() {
+                        *v = src[base + j];
+                    }
+                });
+            });
+    }
+
+    /// Calls `f(row, base, sw, x0)` for every input row `row = z * h + y` and every x-phase:
+    /// the row's voxels `x0, x0 + sw, ..` sit at `base, base + 1, ..` of a channel's grid.
+    fn for_each_row(&self, g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let [sd, sh, sw] = self.stride;
+        for z in 0..g.d {
+            let zp = z + g.pd;
+            for y in 0..g.h {
+                let yp = y + g.ph;
+                let phase_zy = ((zp % sd) * sh + yp % sh) * sw;
+                let at = (zp / sd) * self.plane() + (yp / sh) * self.dims[2];
+                for px in 0..sw {
+                    // First x whose padded position x + pw has phase px.
+                    let x0 = (px + sw - g.pw % sw) % sw;
+                    if x0 >= g.w {
+                        continue;
+                    }
+                    let base = (phase_zy + px) * self.phase_len + at + (x0 + g.pw) / sw;
+                    f(z * g.h + y, base, sw, x0);
+                }
+            }
+        }
+    }
+}
+
+/// Every tap `(a, b, e)` of the kernel, in weight order.
+fn taps(g: &Geometry) -> impl Iterator<Item = [usize; 3]> + '_ {
+    (0..g.kd).flat_map(move |a| (0..g.kh).flat_map(move |b| (0..g.kw).map(move |e| [a, b, e])))
+}
+
+/// Output channels in blocks of `size` (a kernel width: 1, 2, 3, 4, 6, 8 or 12) starting at
+/// `start`, of which `valid` exist.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    start: usize,
+    size: usize,
+    valid: usize,
+}
+
+fn blocks(n_out: usize) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n_out {
+        let rem = n_out - start;
+        let size = if rem.is_multiple_of(12) || (rem > 12 && !rem.is_multiple_of(8)) {
+            12
+        } else if rem >= 8 {
+            8
+        } else {
+            *[6, 4, 3, 2, 1].iter().find(|&&s| s <= rem).unwrap_or(&1)
+        };
+        let valid = size.min(rem);
+        out.push(Block { start, size, valid });
+        start += valid;
+    }
+    out
+}
+
+/// Weights of one correlation, packed per output block as `[in][tap][block lane]`.
+struct PackedWeights {
+    blocks: Vec<(Block, Vec<f32>)>,
+}
+
+impl PackedWeights {
+    /// `weight(o, i, t)` for output `o < n_out`, input `i < n_in`, tap `t < taps`.
+    fn new(
+        n_out: usize,
+        n_in: usize,
+        taps: usize,
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Self {
+        let blocks = blocks(n_out)
+            .into_iter()
+            .map(|b| {
+                let mut p = vec![0.0f32; n_in * taps * b.size];
+                for i in 0..n_in {
+                    for t in 0..taps {
+                        for c in 0..b.valid {
+                            p[(i * taps + t) * b.size + c] = weight(b.start + c, i, t);
+                        }
+                    }
+                }
+                (b, p)
+            })
+            .collect();
+        Self { blocks }
+    }
+}
+
+/// One correlation: `out[o][q] = sum_i sum_t w[o][i][t] * src[i * src_stride + offs[t] + q]` for
+/// `q` in `0..len` (a multiple of 16), rows of `out` `out_stride` apart.
+struct Correlation<'a> {
+    src: &'a [f32],
+    src_stride: usize,
+    n_in: usize,
+    offs: &'a [usize],
+    weights: &'a PackedWeights,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    /// By value, so closures capture the whole (Send) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl Correlation<'_> {
+    /// Runs the correlation into `out` (rows of `out_stride`, `len` positions used), in
+    /// parallel over chunks of positions.
+    fn run(&self, out: &mut [f32], out_stride: usize) {
+        assert!(self.len.is_multiple_of(LANES) && self.len <= out_stride);
+        let n_out = self
+            .weights
+            .blocks
+            .iter()
+            .map(|(b, _)| b.start + b.valid)
+            .max()
+            .unwrap_or(0);
+        assert!(out.len() >= n_out.saturating_sub(1) * out_stride + self.len);
+        let max_off = self.offs.iter().copied().max().unwrap_or(0);
+        if self.n_in > 0 {
+            assert!(self.src.len() >= (self.n_in - 1) * self.src_stride + max_off + self.len);
+        }
+        let dst = SendPtr(out.as_mut_ptr());
+        let blocks = &self.weights.blocks;
+        // Tasks are (chunk of positions, output block) pairs, so that small grids with many
+        // channels still use every thread; one thread's consecutive tasks share a chunk.
+        let tasks = self.len.div_ceil(CHUNK) * blocks.len();
+        (0..tasks).into_par_iter().for_each(|t| {
+            let (c, (b, w)) = (t / blocks.len(), &blocks[t % blocks.len()]);
+            let q0 = c * CHUNK;
+            let q1 = (q0 + CHUNK).min(self.len);
+            // SAFETY: the asserts above bound every read of `src` and write of `out`; tasks
+            // write disjoint (rows, positions) ranges; `available()` checked AVX-512F.
+            unsafe {
+                self.block(
+                    b,
+                    w,
+                    dst.get().add(b.start * out_stride),
+                    out_stride,
+                    q0,
+                    q1,
+                )
+            }
+        });
+    }
+
+    unsafe fn block(&self, b: &Block, w: &[f32], out: *mut f32, os: usize, q0: usize, q1: usize) {
+        macro_rules! run {
+            ($c:literal, $v:literal) => {{
+                let mut q = q0;
+                while q + $v * LANES <= q1 {
+                    tile::<$c, $v>(self, w, out, os, b.valid, q);
+                    q += $v * LANES;
+                }
+                while q < q1 {
+                    tile::<$c, 1>(self, w, out, os, b.valid, q);
+                    q += LANES;
+                }
+            }};
+        }
+        match b.size {
+            12 => run!(12, 2),
+            8 => run!(8, 3),
+            6 => run!(6, 4),
+            4 => run!(4, 6),
+            3 => run!(3, 8),
+            2 => run!(2, 8),
+            _ => run!(1, 8),
+        }
+    }
+}
+
+/// `C` output channels times `V` vectors of positions starting at `q`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const C: usize, const V: usize>(
+    k: &Correlation,
+    w: &[f32],
+    out: *mut f32,
+    os: usize,
+    valid: usize,
+    q: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; C];
+    let taps = k.offs.len();
+    let mut wp = w.as_ptr();
+    for i in 0..k.n_in {
+        let base = k.src.as_ptr().add(i * k.src_stride + q);
+        for &off in k.offs {
+            let p = base.add(off);
+            let mut xv = [_mm512_setzero_ps(); V];
+            for (v, x) in xv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(p.add(v * LANES));
+            }
+            for (c, row) in acc.iter_mut().enumerate() {
+                let wc = _mm512_set1_ps(*wp.add(c));
+                for (a, x) in row.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wc, *x, *a);
+                }
+            }
+            wp = wp.add(C);
+        }
+    }
+    debug_assert_eq!(wp, w.as_ptr().add(k.n_in * taps * C));
+    for (c, row) in acc.iter().enumerate().take(valid) {
+        for (v, a) in row.iter().enumerate() {
+            _mm512_storeu_ps(out.add(c * os + q + v * LANES), *a);
+        }
+    }
+}
+
+/// Weight gradient of the output channels `o0..o0 + GW_CO` over positions `q0..q1`:
+/// `gw[o - o0][i][t] += sum_q gy[o][q] * x[i][q + offs[t]]`. `gy` has rows `gy_stride` apart
+/// (zero rows past the last channel), `offs` is padded to a multiple of `GW_TAPS` and the extra
+/// taps' sums are dropped; `gw` holds the block's `valid` rows of `n_in * taps`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_block(
+    gy: *const f32,
+    gy_stride: usize,
+    x: &[f32],
+    x_stride: usize,
+    n_in: usize,
+    offs: &[usize],
+    taps: usize,
+    (q0, q1): (usize, usize),
+    gw: &mut [f32],
+) {
+    let valid = gw.len() / (n_in * taps);
+    let mut s0 = q0;
+    while s0 < q1 {
+        // Sub-ranges of GW_SUB positions keep the gradient rows in L1 across channels and taps.
+        let s1 = (s0 + GW_SUB).min(q1);
+        for i in 0..n_in {
+            let xp = x.as_ptr().add(i * x_stride);
+            for (tg, group) in offs.chunks_exact(GW_TAPS).enumerate() {
+                // A fixed-size group keeps the loaded vectors in registers.
+                let group: [usize; GW_TAPS] = std::array::from_fn(|j| group[j]);
+                let mut acc = [[_mm512_setzero_ps(); GW_TAPS]; GW_CO];
+                let mut q = s0;
+                while q < s1 {
+                    let xv: [__m512; GW_TAPS] =
+                        std::array::from_fn(|j| _mm512_loadu_ps(xp.add(group[j] + q)));
+                    for (c, row) in acc.iter_mut().enumerate() {
+                        let g = _mm512_loadu_ps(gy.add(c * gy_stride + q));
+                        for (a, xv) in row.iter_mut().zip(&xv) {
+                            *a = _mm512_fmadd_ps(g, *xv, *a);
+                        }
+                    }
+                    q += LANES;
+                }
+                for (c, row) in acc.iter().enumerate().take(valid) {
+                    for (j, a) in row.iter().enumerate() {
+                        let t = tg * GW_TAPS + j;
+                        if t < taps {
+                            gw[(c * n_in + i) * taps + t] += _mm512_reduce_add_ps(*a);
+                        }
+                    }
+                }
+            }
+        }
+        s0 = s1;
+    }
+}
+
+/// y = conv3d(x, w) for f32 on AVX-512; x `(n, ci, d, h, w)`, w `(co, ci, kd, kh, kw)`.
+/// Callers check [`available`].
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let grid = PhaseGrid::new(g);
+    let offs = grid.tap_offsets(g);
+    let taps = offs.len();
+    let k = g.ci * taps;
+    let weights = PackedWeights::new(g.co, g.ci, taps, |o, i, t| w[o * k + i * taps + t]);
+    let plane = grid.plane();
+    let len = round_up(g.od * plane, LANES);
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    let mut xq = input_grid(g, &grid, max_off + len);
+    let mut yq = scratch::take(g.co * len); // every position is written
+    let ovol = g.od * g.oh * g.ow;
+    let mut out = vec![0.0f32; g.n * g.co * ovol];
+    let vol = g.ci * g.d * g.h * g.w;
+    for n in 0..g.n {
+        grid.pack(g, &x[n * vol..(n + 1) * vol], &mut xq);
+        Correlation {
+            src: &xq,
+            src_stride: grid.channel_len(),
+            n_in: g.ci,
+            offs: &offs,
+            weights: &weights,
+            len,
+        }
+        .run(&mut yq, len);
+        out[n * g.co * ovol..(n + 1) * g.co * ovol]
+            .par_chunks_mut(ovol)
+            .zip(yq.par_chunks(len))
+            .for_each(|(dst, src)| {
+                for z in 0..g.od {
+                    for y in 0..g.oh {
+                        let s = &src[z * plane + y * grid.dims[2]..][..g.ow];
+                        dst[(z * g.oh + y) * g.ow..][..g.ow].copy_from_slice(s);
+                    }
+                }
+            });
+    }
+    scratch::give(xq);
+    scratch::give(yq);
+    out
+}
+
+/// A scratch buffer for the packed input with `slack` floats after the last channel, zeroed
+/// (positions that only dropped outputs read must still be finite: the weight gradient
+/// multiplies them by zero).
+fn input_grid(g: &Geometry, grid: &PhaseGrid, slack: usize) -> Vec<f32> {
+    let body = g.ci * grid.channel_len();
+    let mut v = scratch::take(body + slack);
+    v[body..].fill(0.0);
+    v
+}
+
+/// Gradients of conv3d (f32, AVX-512) with respect to the input and the weight.
+pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let grid = PhaseGrid::new(g);
+    let tap_list: Vec<[usize; 3]> = taps(g).collect();
+    let offs = grid.tap_offsets(g);
+    let taps = offs.len();
+    let k = g.ci * taps;
+    let plane = grid.plane();
+    let len = round_up(g.od * plane, LANES);
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    // The output gradient on the grid, shifted by the largest inner tap offset `m` so that
+    // the flipped taps of the input gradient read at non-negative offsets.
+    let inner: Vec<usize> = tap_list.iter().map(|&t| grid.inner(t)).collect();
+    // `m` and the row stride are whole vectors, so the weight gradient's loads of it align.
+    let m = round_up(inner.iter().copied().max().unwrap_or(0), LANES);
+    let gy_stride = m + round_up(grid.phase_len.max(len), LANES);
+    let co_pad = round_up(g.co, GW_CO);
+    let mut gq = scratch::take(co_pad * gy_stride); // zeroed per batch item
+    let mut xq = input_grid(g, &grid, max_off + len);
+    let mut gxq = scratch::take(g.ci * grid.channel_len()); // zeroed per batch item
+    let ovol = g.od * g.oh * g.ow;
+    let vol = g.ci * g.d * g.h * g.w;
+    let mut gx = vec![0.0f32; g.n * vol];
+    let mut gw = vec![0.0f32; g.co * k];
+
+    // Input-gradient weights per phase: out = input channel, in = output channel.
+    let per_phase: Vec<(Vec<usize>, PackedWeights)> = (0..grid.phases)
+        .map(|ph| {
+            let sel: Vec<usize> = (0..taps)
+                .filter(|&t| grid.phase_of(tap_list[t]) == ph)
+                .collect();
+            let offs: Vec<usize> = sel.iter().map(|&t| m - inner[t]).collect();
+            let weights = PackedWeights::new(g.ci, g.co, sel.len(), |c, o, j| {
+                w[o * k + c * taps + sel[j]]
+            });
+            (offs, weights)
+        })
+        .collect();
+    let mut gw_offs = offs.clone();
+    gw_offs.resize(round_up(taps, GW_TAPS), 0);
+    // Position ranges of the weight gradient: fixed by the shape, so sums do not depend on
+    // the thread count.
+    let ranges = (len / 8192).clamp(1, 8);
+    let step = round_up(len.div_ceil(ranges), LANES);
+
+    for n in 0..g.n {
+        gq.fill(0.0);
+        let src = &gy[n * g.co * ovol..(n + 1) * g.co * ovol];
+        gq.par_chunks_mut(gy_stride)
+            .zip(src.par_chunks(ovol))
+            .for_each(|(dst, s)| {
+                for z in 0..g.od {
+                    for y in 0..g.oh {
+                        let at = m + z * plane + y * grid.dims[2];
+                        dst[at..at + g.ow].copy_from_slice(&s[(z * g.oh + y) * g.ow..][..g.ow]);
+                    }
+                }
+            });
+        // Input gradient, phase by phase.
+        gxq.fill(0.0);
+        let cl = grid.channel_len();
+        for (ph, (offs, weights)) in per_phase.iter().enumerate() {
+            if offs.is_empty() {
+                continue;
+            }
+            let corr = Correlation {
+                src: &gq,
+                src_stride: gy_stride,
+                n_in: g.co,
+                offs,
+                weights,
+                len: grid.phase_len,
+            };
+            corr.run(&mut gxq[ph * grid.phase_len..], cl);
+        }
+        grid.unpack(g, &gxq, &mut gx[n * vol..(n + 1) * vol]);
+
+        // Weight gradient.
+        grid.pack(g, &x[n * vol..(n + 1) * vol], &mut xq);
+        let partials: Vec<Vec<f32>> = (0..len.div_ceil(step))
+            .into_par_iter()
+            .map(|r| {
+                let range = (r * step, ((r + 1) * step).min(len));
+                let mut part = vec![0.0f32; g.co * k];
+                part.par_chunks_mut(GW_CO * k)
+                    .enumerate()
+                    .for_each(|(blk, rows)| {
+                        // SAFETY: gq holds co_pad rows of gy_stride >= m + len, xq every
+                        // channel plus max_off + len; AVX-512F checked by `available()`.
+                        unsafe {
+                            weight_grad_block(
+                                gq.as_ptr().add(m + blk * GW_CO * gy_stride),
+                                gy_stride,
+                                &xq,
+                                cl,
+                                g.ci,
+                                &gw_offs,
+                                taps,
+                                range,
+                                rows,
+                            )
+                        }
+                    });
+                part
+            })
+            .collect();
+        for part in &partials {
+            for (d, s) in gw.iter_mut().zip(part) {
+                *d += *s;
+            }
+        }
+    }
+    scratch::give(gq);
+    scratch::give(xq);
+    scratch::give(gxq);
+    (gx, gw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_every_channel_once() {
+        for n in 1..70 {
+            let bs = blocks(n);
+            let mut next = 0;
+            for b in &bs {
+                assert_eq!(b.start, next);
+                assert!(b.valid >= 1 && b.valid <= b.size);
+                assert!([1, 2, 3, 4, 6, 8, 12].contains(&b.size));
+                next += b.valid;
+            }
+            assert_eq!(next, n);
+        }
+    }
+}
