@@ -46,8 +46,10 @@ pub(crate) fn available() -> bool {
 mod scratch {
     use std::cell::RefCell;
 
-    /// Buffers kept per thread (a backward pass uses three).
-    const KEEP: usize = 4;
+    /// Buffers kept per thread (a backward pass uses three), and at most this many floats in
+    /// all (256 MiB): a thread that ran a large net does not hold its grids forever.
+    pub const KEEP: usize = 4;
+    pub const MAX_FLOATS: usize = 64 << 20;
 
     thread_local! {
         static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -58,8 +60,10 @@ mod scratch {
         let mut v = POOL
             .with(|p| {
                 let mut p = p.borrow_mut();
+                // The smallest that fits; growing a smaller one would copy stale values.
                 let best = (0..p.len())
-                    .max_by_key(|&i| (p[i].capacity() >= len, usize::MAX - p[i].capacity()));
+                    .filter(|&i| p[i].capacity() >= len)
+                    .min_by_key(|&i| p[i].capacity());
                 best.map(|i| p.swap_remove(i))
             })
             .unwrap_or_default();
@@ -67,14 +71,27 @@ mod scratch {
         v
     }
 
+    /// (buffers, floats) held by this thread's pool.
+    #[cfg(test)]
+    pub fn held() -> (usize, usize) {
+        POOL.with(|p| {
+            let p = p.borrow();
+            (p.len(), p.iter().map(Vec::capacity).sum())
+        })
+    }
+
     /// Returns a buffer to this thread's pool.
     pub fn give(v: Vec<f32>) {
         POOL.with(|p| {
             let mut p = p.borrow_mut();
             p.push(v);
-            if p.len() > KEEP {
-                // Drop the smallest.
-                let i = (0..p.len()).min_by_key(|&i| p[i].capacity()).unwrap_or(0);
+            while p.len() > KEEP || p.iter().map(Vec::capacity).sum::<usize>() > MAX_FLOATS {
+                // Too many: drop the smallest; too large: drop the largest.
+                let i = if p.len() > KEEP {
+                    (0..p.len()).min_by_key(|&i| p[i].capacity()).unwrap_or(0)
+                } else {
+                    (0..p.len()).max_by_key(|&i| p[i].capacity()).unwrap_or(0)
+                };
                 p.swap_remove(i);
             }
         });
@@ -630,6 +647,28 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_buffers_are_reused_and_bounded() {
+        let a = scratch::take(1000);
+        let ptr = a.as_ptr();
+        scratch::give(a);
+        let b = scratch::take(600);
+        assert_eq!(
+            (b.as_ptr(), b.len()),
+            (ptr, 600),
+            "the fitting buffer is reused"
+        );
+        scratch::give(b);
+        for _ in 0..10 {
+            scratch::give(vec![0.0; 10]);
+        }
+        let (n, floats) = scratch::held();
+        assert!(n <= scratch::KEEP);
+        assert!(floats >= 1000, "the largest buffers stay");
+        scratch::give(Vec::with_capacity(scratch::MAX_FLOATS));
+        assert!(scratch::held().1 <= scratch::MAX_FLOATS);
+    }
 
     #[test]
     fn blocks_cover_every_channel_once() {

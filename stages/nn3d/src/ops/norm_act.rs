@@ -60,11 +60,36 @@ fn planes_per_task(len: usize) -> usize {
     (32_768 / len.max(1)).max(1)
 }
 
+/// Independent f64 accumulators per sum: eight lanes let the plane loops vectorise, and the
+/// fixed order keeps results deterministic.
+const SUM_LANES: usize = 8;
+
+/// `(Σ f(x_i, g_i).0, Σ f(x_i, g_i).1)` over a plane, accumulated in f64 lanes.
+fn lane_sums<T: WithDType>(x: &[T], g: &[T], f: impl Fn(f64, f64) -> (f64, f64)) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f64; SUM_LANES], [0.0f64; SUM_LANES]);
+    let (xc, gc) = (x.chunks_exact(SUM_LANES), g.chunks_exact(SUM_LANES));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (xs, gs) in xc.zip(gc) {
+        for l in 0..SUM_LANES {
+            let (u, v) = f(xs[l].to_f64(), gs[l].to_f64());
+            a[l] += u;
+            b[l] += v;
+        }
+    }
+    let (mut sa, mut sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
+    for (&xv, &gv) in xr.iter().zip(gr) {
+        let (u, v) = f(xv.to_f64(), gv.to_f64());
+        sa += u;
+        sb += v;
+    }
+    (sa, sb)
+}
+
 /// Mean and 1/sqrt(var + eps) of one plane, accumulated in f64.
 fn plane_stats<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
     let n = x.len().max(1) as f64;
-    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-    let var = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    let mean = lane_sums(x, x, |v, _| (v, 0.0)).0 / n;
+    let var = lane_sums(x, x, |v, _| ((v - mean) * (v - mean), 0.0)).0 / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -142,17 +167,11 @@ impl NormActCpu {
                                     let (mean, rstd) = plane_stats(xp, eps);
                                     let (wc, bc) = (ws[ch].to_f64(), bs[ch].to_f64());
                                     // Pass 1: the sums over the plane.
-                                    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                                    for (&v, &g) in xp.iter().zip(gp) {
-                                        let xh = (v.to_f64() - mean) * rstd;
-                                        let gpre = if xh * wc + bc >= 0.0 {
-                                            g.to_f64()
-                                        } else {
-                                            g.to_f64() * slope
-                                        };
-                                        s1 += gpre;
-                                        s2 += gpre * xh;
-                                    }
+                                    let (s1, s2) = lane_sums(xp, gp, |v, g| {
+                                        let xh = (v - mean) * rstd;
+                                        let gpre = if xh * wc + bc >= 0.0 { g } else { g * slope };
+                                        (gpre, gpre * xh)
+                                    });
                                     // Pass 2: the input gradient.
                                     let m = len as f64;
                                     let k = wc * rstd;
