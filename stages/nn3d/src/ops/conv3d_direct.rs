@@ -160,24 +160,47 @@ impl PhaseGrid {
             .collect()
     }
 
-    /// Scatters batch item `x (ci, d, h, w)` into `out (ci, phase, Dq, Hq, Wq)`, zeros elsewhere.
+    /// Writes batch item `x (ci, d, h, w)` into `out (ci, phase, Dq, Hq, Wq)` with zeros
+    /// around it, each grid value once (no separate zeroing pass).
     fn pack(&self, g: &Geometry, x: &[f32], out: &mut [f32]) {
         let (vol, cl) = (g.d * g.h * g.w, self.channel_len());
+        let [sd, sh, sw] = self.stride;
+        let [dq, hq, wq] = self.dims;
         out[..g.ci * cl]
             .par_chunks_mut(cl)
             .zip(x.par_chunks(vol))
             .for_each(|(dst, src)| {
-                dst.fill(0.0);
-                self.for_each_row(g, |row, base, sw, x0| {
-                    let src_row = &src[row * g.w..][..g.w];
-                    if sw == 1 {
-                        dst[base..base + g.w].copy_from_slice(src_row);
-                        return;
+                for (ph, dph) in dst.chunks_mut(self.phase_len).enumerate() {
+                    let (pz, py, px) = (ph / (sh * sw), ph / sw % sh, ph % sw);
+                    // Grid columns holding real voxels: pw <= sw * x' + px < pw + w.
+                    let x_lo = g.pw.saturating_sub(px).div_ceil(sw).min(wq);
+                    let x_hi = (g.pw + g.w).saturating_sub(px).div_ceil(sw).clamp(x_lo, wq);
+                    let (body, tail) = dph.split_at_mut(dq * hq * wq);
+                    tail.fill(0.0);
+                    for (r, row) in body.chunks_exact_mut(wq).enumerate() {
+                        let (zp, yp) = (sd * (r / hq) + pz, sh * (r % hq) + py);
+                        let real =
+                            (g.pd..g.pd + g.d).contains(&zp) && (g.ph..g.ph + g.h).contains(&yp);
+                        if !real {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        let src_row = &src[((zp - g.pd) * g.h + yp - g.ph) * g.w..][..g.w];
+                        row[..x_lo].fill(0.0);
+                        row[x_hi..].fill(0.0);
+                        let first = sw * x_lo + px - g.pw;
+                        if sw == 1 {
+                            row[x_lo..x_hi].copy_from_slice(&src_row[first..first + x_hi - x_lo]);
+                        } else {
+                            for (v, s) in row[x_lo..x_hi]
+                                .iter_mut()
+                                .zip(src_row[first..].iter().step_by(sw))
+                            {
+                                *v = *s;
+                            }
+                        }
                     }
-                    for (j, &v) in src_row[x0..].iter().step_by(sw).enumerate() {
-                        dst[base + j] = v;
-                    }
-                });
+                }
             });
     }
 
@@ -441,7 +464,7 @@ unsafe fn weight_grad_block(
     let valid = gw.len() / (n_in * taps);
     let mut s0 = q0;
     while s0 < q1 {
-        // Sub-ranges of GW_SUB positions keep the gradient rows in L1 across channels and taps.
+        // Sub-ranges of GW_SUB positions keep the gradient rows in cache across channels and taps.
         let s1 = (s0 + GW_SUB).min(q1);
         for i in 0..n_in {
             let xp = x.as_ptr().add(i * x_stride);

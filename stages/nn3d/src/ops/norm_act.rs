@@ -8,6 +8,8 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::activation::leaky_relu_generic;
@@ -104,28 +106,38 @@ impl NormActCpu {
         let dims = shape.dims();
         let c = dims[1];
         let len: usize = dims[2..].iter().product();
-        let mut out = vec![T::zero(); x.len()];
-        if len > 0 {
-            let per = planes_per_task(len);
-            let slope = self.slope;
-            out.par_chunks_mut(per * len)
-                .zip(x.par_chunks(per * len))
-                .enumerate()
-                .for_each(|(t, (o, xs))| {
-                    for (p, (o, xs)) in o.chunks_mut(len).zip(xs.chunks(len)).enumerate() {
-                        let ch = (t * per + p) % c;
-                        let (mean, rstd) = plane_stats(xs, self.eps);
-                        let scale = rstd * w[ch].to_f64();
-                        let shift = b[ch].to_f64() - mean * scale;
-                        let (scale, shift, slope) =
-                            (T::from_f64(scale), T::from_f64(shift), T::from_f64(slope));
-                        for (o, &v) in o.iter_mut().zip(xs) {
-                            let pre = v * scale + shift;
-                            *o = if pre >= T::zero() { pre } else { pre * slope };
-                        }
-                    }
-                });
+        if len == 0 {
+            return Ok(T::to_cpu_storage_owned(vec![T::zero(); x.len()]));
         }
+        // Written once, without zeroing first: the output is as large as the activation.
+        let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(x.len());
+        // SAFETY: MaybeUninit needs no initialisation.
+        unsafe { out.set_len(x.len()) };
+        let per = planes_per_task(len);
+        let slope = self.slope;
+        out.par_chunks_mut(per * len)
+            .zip(x.par_chunks(per * len))
+            .enumerate()
+            .for_each(|(t, (o, xs))| {
+                for (p, (o, xs)) in o.chunks_mut(len).zip(xs.chunks(len)).enumerate() {
+                    let ch = (t * per + p) % c;
+                    let (mean, rstd) = plane_stats(xs, self.eps);
+                    let scale = rstd * w[ch].to_f64();
+                    let shift = b[ch].to_f64() - mean * scale;
+                    let (scale, shift, slope) =
+                        (T::from_f64(scale), T::from_f64(shift), T::from_f64(slope));
+                    for (o, &v) in o.iter_mut().zip(xs) {
+                        let pre = v * scale + shift;
+                        o.write(if pre >= T::zero() { pre } else { pre * slope });
+                    }
+                }
+            });
+        // SAFETY: `out` and `x` have the same length and the chunks above pair every element
+        // of `out` with one of `x`, so each was written; MaybeUninit<T> has T's layout.
+        let out = unsafe {
+            let mut out = std::mem::ManuallyDrop::new(out);
+            Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity())
+        };
         Ok(T::to_cpu_storage_owned(out))
     }
 
