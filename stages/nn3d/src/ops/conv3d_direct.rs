@@ -566,9 +566,9 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
     let m = round_up(inner.iter().copied().max().unwrap_or(0), LANES);
     let gy_stride = m + round_up(grid.phase_len.max(len), LANES);
     let co_pad = round_up(g.co, GW_CO);
-    let mut gq = scratch::take(co_pad * gy_stride); // zeroed per batch item
+    let mut gq = scratch::take(co_pad * gy_stride); // written whole per batch item
     let mut xq = input_grid(g, &grid, max_off + len);
-    let mut gxq = scratch::take(g.ci * grid.channel_len()); // zeroed per batch item
+    let mut gxq = scratch::take(g.ci * grid.channel_len()); // written whole per batch item
     let ovol = g.od * g.oh * g.ow;
     let vol = g.ci * g.d * g.h * g.w;
     let mut gx = Vec::with_capacity(g.n * vol);
@@ -595,20 +595,36 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
     let step = round_up(len.div_ceil(ranges), LANES);
 
     for n in 0..g.n {
-        gq.fill(0.0);
+        // Each row written once: zeros before `m`, the gradient rows padded with zeros to the
+        // grid's width, zeros after (and whole zero rows up to `co_pad`).
         let src = &gy[n * g.co * ovol..(n + 1) * g.co * ovol];
+        let [_, hq, wq] = grid.dims;
         gq.par_chunks_mut(gy_stride)
-            .zip(src.par_chunks(ovol))
-            .for_each(|(dst, s)| {
-                for z in 0..g.od {
-                    for y in 0..g.oh {
-                        let at = m + z * plane + y * grid.dims[2];
-                        dst[at..at + g.ow].copy_from_slice(&s[(z * g.oh + y) * g.ow..][..g.ow]);
+            .enumerate()
+            .for_each(|(o, dst)| {
+                if o >= g.co {
+                    dst.fill(0.0);
+                    return;
+                }
+                let s = &src[o * ovol..(o + 1) * ovol];
+                let (head, rest) = dst.split_at_mut(m);
+                head.fill(0.0);
+                let (body, tail) = rest.split_at_mut(g.od * plane);
+                tail.fill(0.0);
+                for (r, row) in body.chunks_exact_mut(wq).enumerate() {
+                    let (z, y) = (r / hq, r % hq);
+                    if y < g.oh {
+                        row[..g.ow].copy_from_slice(&s[(z * g.oh + y) * g.ow..][..g.ow]);
+                        row[g.ow..].fill(0.0);
+                    } else {
+                        row.fill(0.0);
                     }
                 }
             });
-        // Input gradient, phase by phase.
-        gxq.fill(0.0);
+        // Input gradient, phase by phase; every position of a phase with taps is written.
+        if per_phase.iter().any(|(offs, _)| offs.is_empty()) {
+            gxq.fill(0.0);
+        }
         let cl = grid.channel_len();
         for (ph, (offs, weights)) in per_phase.iter().enumerate() {
             if offs.is_empty() {

@@ -62,6 +62,23 @@ fn planes_per_task(len: usize) -> usize {
     (32_768 / len.max(1)).max(1)
 }
 
+/// A vector of `n` unwritten elements: outputs as large as an activation are written once
+/// instead of zeroed first and written again.
+fn uninit_vec<T>(n: usize) -> Vec<MaybeUninit<T>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// # Safety
+/// Every element of `v` must have been written.
+unsafe fn assume_init_vec<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: MaybeUninit<T> has T's layout; the caller guarantees initialisation.
+    Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity())
+}
+
 /// Independent f64 accumulators per sum: eight lanes let the plane loops vectorise, and the
 /// fixed order keeps results deterministic.
 const SUM_LANES: usize = 8;
@@ -110,9 +127,7 @@ impl NormActCpu {
             return Ok(T::to_cpu_storage_owned(vec![T::zero(); x.len()]));
         }
         // Written once, without zeroing first: the output is as large as the activation.
-        let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(x.len());
-        // SAFETY: MaybeUninit needs no initialisation.
-        unsafe { out.set_len(x.len()) };
+        let mut out = uninit_vec::<T>(x.len());
         let per = planes_per_task(len);
         let slope = self.slope;
         out.par_chunks_mut(per * len)
@@ -133,11 +148,8 @@ impl NormActCpu {
                 }
             });
         // SAFETY: `out` and `x` have the same length and the chunks above pair every element
-        // of `out` with one of `x`, so each was written; MaybeUninit<T> has T's layout.
-        let out = unsafe {
-            let mut out = std::mem::ManuallyDrop::new(out);
-            Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity())
-        };
+        // of `out` with one of `x`, so each was written.
+        let out = unsafe { assume_init_vec(out) };
         Ok(T::to_cpu_storage_owned(out))
     }
 
@@ -159,10 +171,10 @@ impl NormActCpu {
             with_cpu_slice::<T, _>(w, |ws| {
                 with_cpu_slice::<T, _>(b, |bs| {
                     with_cpu_slice::<T, _>(gy, |gs| {
-                        let mut gx = vec![T::zero(); xs.len()];
                         if len == 0 {
-                            return Ok((gx, Vec::new()));
+                            return Ok((vec![T::zero(); xs.len()], Vec::new()));
                         }
+                        let mut gx = uninit_vec::<T>(xs.len());
                         let per = planes_per_task(len);
                         let sums: Vec<(f64, f64)> = gx
                             .par_chunks_mut(per * len)
@@ -195,14 +207,16 @@ impl NormActCpu {
                                         } else {
                                             g.to_f64() * slope
                                         };
-                                        *o = T::from_f64(k * (gpre - a1 - xh * a2));
+                                        o.write(T::from_f64(k * (gpre - a1 - xh * a2)));
                                     }
                                     out.push((s1, s2));
                                 }
                                 out
                             })
                             .collect();
-                        Ok((gx, sums))
+                        // SAFETY: the chunks pair every element of `gx` with one of `xs` and
+                        // the loop above writes each.
+                        Ok((unsafe { assume_init_vec(gx) }, sums))
                     })
                 })
             })
