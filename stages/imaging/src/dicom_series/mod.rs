@@ -8,6 +8,7 @@
 mod decode;
 mod error;
 mod header;
+mod jpeg_lossless;
 mod prescan;
 mod stack;
 
