@@ -73,9 +73,34 @@ fn main() -> candle_core::Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.starts_with(o));
+    // `--memory`: only the peak memory of two U-Net training iterations (run.sh runs it in a
+    // process of its own, as it runs PyTorch's).
+    let memory = args.iter().any(|a| a == "--memory");
+    let wanted = |name: &str| !memory && only.as_deref().is_none_or(|o| name.starts_with(o));
     let dev = Device::Cpu;
 
+    if !memory {
+        conv_benches(quick, reps, &wanted, &dev)?;
+    }
+    unet_benches(quick, reps, memory, &wanted, &dev)
+}
+
+/// `name` of /proc/self/status (VmRSS, VmHWM) in KiB.
+fn status_kib(name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn conv_benches(
+    quick: bool,
+    reps: usize,
+    wanted: &dyn Fn(&str) -> bool,
+    dev: &Device,
+) -> candle_core::Result<()> {
+    let dev = dev.clone();
     // conv3d (1,32,64,64,64) -> 32, 3x3x3, padding 1.
     let s = if quick { 32 } else { 64 };
     let x = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
@@ -105,6 +130,17 @@ fn main() -> candle_core::Result<()> {
         );
     }
 
+    Ok(())
+}
+
+fn unet_benches(
+    quick: bool,
+    reps: usize,
+    memory: bool,
+    wanted: &dyn Fn(&str) -> bool,
+    dev: &Device,
+) -> candle_core::Result<()> {
+    let dev = dev.clone();
     // One training iteration of the demo U-Net: patch 64^3, batch 2, Dice+CE with deep
     // supervision, backward, SGD Nesterov step.
     let vm = VarMap::new();
@@ -121,6 +157,22 @@ fn main() -> candle_core::Result<()> {
     };
     let obj = SegmentationObjective { net: &net };
     let train_reps = reps.min(3);
+    if memory {
+        // Growth over the resident set before the first iteration; VmHWM reset via clear_refs.
+        let before = status_kib("VmRSS").unwrap_or(0);
+        std::fs::write("/proc/self/clear_refs", "5")?;
+        for _ in 0..2 {
+            let loss = obj.loss(&batch)?;
+            let grads = loss.backward()?;
+            opt.step(&grads, 0.01)?;
+        }
+        let peak = status_kib("VmHWM").unwrap_or(0).saturating_sub(before);
+        println!(
+            "{{\"impl\": \"flow\", \"name\": \"unet_train_iter_b2_{ps}_memory\", \"peak_mib\": {:.1}}}",
+            peak as f64 / 1024.0
+        );
+        return Ok(());
+    }
     if wanted("unet_train") {
         report(
             &format!("unet_train_iter_b2_{ps}"),

@@ -23,4 +23,7 @@ out="$(mktemp -d)"
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 (cd "$root" && cargo run --release -q -p flow-nn3d --example nn3d_bench -- "${args[@]}") | tee "$out/flow.jsonl"
 "$py" "$here/torch_bench.py" --threads "$threads" "${args[@]}" | tee "$out/torch.jsonl"
+# Peak memory of a training iteration, each in a process of its own.
+(cd "$root" && cargo run --release -q -p flow-nn3d --example nn3d_bench -- --memory "${args[@]}") | tee -a "$out/flow.jsonl"
+"$py" "$here/torch_bench.py" --threads "$threads" --memory "${args[@]}" | tee -a "$out/torch.jsonl"
 python3 "$here/table.py" "$out/flow.jsonl" "$out/torch.jsonl" "$threads"

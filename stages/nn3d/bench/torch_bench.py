@@ -13,6 +13,16 @@ reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 
 quick = "--quick" in sys.argv
 threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else torch.get_num_threads()
 torch.set_num_threads(threads)
+# --memory: only the peak memory of two U-Net training iterations (a process of its own).
+memory = "--memory" in sys.argv
+
+
+def status_kib(field):
+    """A VmRSS/VmHWM line of /proc/self/status, in KiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
 
 
 def timed(n, f):
@@ -31,25 +41,26 @@ def report(name, times, gflop=None):
                       "gflops": round(gflop / med, 2) if gflop else None}), flush=True)
 
 
-s = 32 if quick else 64
-x = torch.randn(1, 32, s, s, s)
-w = torch.randn(32, 32, 3, 3, 3) * 0.05
-gflop = 2 * 32 * 32 * 27 * s ** 3 / 1e9
-with torch.no_grad():
-    report(f"conv3d_fwd_{s}", timed(reps, lambda: F.conv3d(x, w, padding=1)), gflop)
-xv = x.clone().requires_grad_()
-wv = w.clone().requires_grad_()
-g = torch.randn(1, 32, s, s, s)
+if not memory:
+    s = 32 if quick else 64
+    x = torch.randn(1, 32, s, s, s)
+    w = torch.randn(32, 32, 3, 3, 3) * 0.05
+    gflop = 2 * 32 * 32 * 27 * s ** 3 / 1e9
+    with torch.no_grad():
+        report(f"conv3d_fwd_{s}", timed(reps, lambda: F.conv3d(x, w, padding=1)), gflop)
+    xv = x.clone().requires_grad_()
+    wv = w.clone().requires_grad_()
+    g = torch.randn(1, 32, s, s, s)
 
 
-def fwd_bwd():
-    xv.grad = None
-    wv.grad = None
-    y = F.conv3d(xv, wv, padding=1)
-    (y * g).sum().backward()
+    def fwd_bwd():
+        xv.grad = None
+        wv.grad = None
+        y = F.conv3d(xv, wv, padding=1)
+        (y * g).sum().backward()
 
 
-report(f"conv3d_fwd_bwd_{s}", timed(reps, fwd_bwd), 3 * gflop)
+    report(f"conv3d_fwd_bwd_{s}", timed(reps, fwd_bwd), 3 * gflop)
 
 
 class Block(nn.Sequential):
@@ -119,6 +130,19 @@ def train_iter():
     loss.backward()
     opt.step()
 
+
+if memory:
+    # Growth above the resident set before the first iteration (the model, optimiser and batch
+    # exist), so the Python runtime does not count; VmHWM reset through clear_refs.
+    before = status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    for _ in range(2):
+        train_iter()
+    peak = status_kib("VmHWM") - before
+    print(json.dumps({"impl": "torch", "name": f"unet_train_iter_b2_{ps}_memory",
+                      "peak_mib": round(peak / 1024, 1)}), flush=True)
+    sys.exit(0)
 
 report(f"unet_train_iter_b2_{ps}", timed(min(reps, 3), train_iter))
 
