@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `flow --version`: the package version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOW_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "flow",
-    version,
+    version = VERSION,
     about = "Declarative DAG workflows with content-addressed caching and resume"
 )]
 pub struct Cli {
@@ -61,9 +64,18 @@ pub enum Command {
     Synth(SynthArgs),
     /// Score a submission against labels: competition metric and per-label AUC.
     Score(ScoreArgs),
+    /// Print a shell completion script: `flow completions bash > ~/.local/share/bash-completion/completions/flow`.
+    Completions(CompletionsArgs),
     /// Internal: the watcher `flow run` starts to stop its command groups if it dies.
     #[command(name = "__reap", hide = true)]
     Reap,
+}
+
+#[derive(Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args)]

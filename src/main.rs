@@ -31,6 +31,11 @@ fn main() -> ExitCode {
         Command::Convert(a) => cmd_tools::convert(a),
         Command::Synth(a) => cmd_tools::synth(&cli.global, a),
         Command::Score(a) => cmd_tools::score(a),
+        Command::Completions(a) => {
+            use clap::CommandFactory;
+            clap_complete::generate(a.shell, &mut Cli::command(), "flow", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Reap => {
             flow_engine::child::reap_on_eof(std::io::stdin().lock());
             Ok(0)

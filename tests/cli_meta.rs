@@ -1,0 +1,53 @@
+//! `flow --version` names the commit; `flow completions SHELL` prints a script for that shell.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn flow() -> Command {
+    Command::cargo_bin("flow").unwrap()
+}
+
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    let out = flow().arg("--version").assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.starts_with(&format!("flow {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    // A checkout gives the short hash and date; a source archive says so.
+    let in_git = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".git")
+        .exists();
+    let commit = if in_git {
+        "(commit "
+    } else {
+        "(unknown commit)"
+    };
+    assert!(text.contains(commit), "{text}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_flow()"),
+        ("zsh", "#compdef flow"),
+        ("fish", "complete -c flow"),
+    ] {
+        flow()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(marker))
+            .stdout(predicate::str::contains("explain"));
+    }
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    flow()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values"));
+}
