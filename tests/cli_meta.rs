@@ -15,10 +15,12 @@ fn version_names_the_package_version_and_the_commit() {
         text.starts_with(&format!("flow {} (", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
-    // A checkout gives the short hash and date; a source archive says so.
-    let in_git = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".git")
-        .exists();
+    // A checkout (with git to read it) gives the short hash and date; otherwise it says so.
+    let in_git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     let commit = if in_git {
         "(commit "
     } else {
