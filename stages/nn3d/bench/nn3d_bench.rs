@@ -100,11 +100,10 @@ fn conv_benches(
     wanted: &dyn Fn(&str) -> bool,
     dev: &Device,
 ) -> candle_core::Result<()> {
-    let dev = dev.clone();
     // conv3d (1,32,64,64,64) -> 32, 3x3x3, padding 1.
     let s = if quick { 32 } else { 64 };
-    let x = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
-    let w = Tensor::randn(0f32, 0.05, (32, 32, 3, 3, 3), &dev)?;
+    let x = Tensor::randn(0f32, 1., (1, 32, s, s, s), dev)?;
+    let w = Tensor::randn(0f32, 0.05, (32, 32, 3, 3, 3), dev)?;
     let p = Conv3dParams::same([3; 3], [1; 3]);
     let gflop_fwd = 2.0 * 32.0 * 32.0 * 27.0 * (s * s * s) as f64 / 1e9;
     if wanted("conv3d_fwd_") {
@@ -116,7 +115,7 @@ fn conv_benches(
     }
     let xv = Var::from_tensor(&x)?;
     let wv = Var::from_tensor(&w)?;
-    let g = Tensor::randn(0f32, 1., (1, 32, s, s, s), &dev)?;
+    let g = Tensor::randn(0f32, 1., (1, 32, s, s, s), dev)?;
     if wanted("conv3d_fwd_bwd") {
         report(
             &format!("conv3d_fwd_bwd_{s}"),
@@ -140,31 +139,33 @@ fn unet_benches(
     wanted: &dyn Fn(&str) -> bool,
     dev: &Device,
 ) -> candle_core::Result<()> {
-    let dev = dev.clone();
     // One training iteration of the demo U-Net: patch 64^3, batch 2, Dice+CE with deep
     // supervision, backward, SGD Nesterov step.
     let vm = VarMap::new();
     let net = UNet3d::new(
         &demo_unet_config(),
-        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        VarBuilder::from_varmap(&vm, DType::F32, dev),
     )?;
     init_seeded(&vm, 0)?;
     let mut opt = Optimizer::from_varmap(OptimizerConfig::nnunet_sgd(), &vm);
     let ps = if quick { 32 } else { 64 };
     let batch = Batch {
-        image: Tensor::randn(0f32, 1., (2, 1, ps, ps, ps), &dev)?,
-        target: (Tensor::rand(0f32, 3., (2, 1, ps, ps, ps), &dev)?.floor())?,
+        image: Tensor::randn(0f32, 1., (2, 1, ps, ps, ps), dev)?,
+        target: (Tensor::rand(0f32, 3., (2, 1, ps, ps, ps), dev)?.floor())?,
     };
     let obj = SegmentationObjective { net: &net };
     let train_reps = reps.min(3);
+    let mut train_step = || -> candle_core::Result<()> {
+        let loss = obj.loss(&batch)?;
+        let grads = loss.backward()?;
+        opt.step(&grads, 0.01)
+    };
     if memory {
         // Growth over the resident set before the first iteration; VmHWM reset via clear_refs.
         let before = status_kib("VmRSS").unwrap_or(0);
         std::fs::write("/proc/self/clear_refs", "5")?;
         for _ in 0..2 {
-            let loss = obj.loss(&batch)?;
-            let grads = loss.backward()?;
-            opt.step(&grads, 0.01)?;
+            train_step()?;
         }
         let peak = status_kib("VmHWM").unwrap_or(0).saturating_sub(before);
         println!(
@@ -176,18 +177,14 @@ fn unet_benches(
     if wanted("unet_train") {
         report(
             &format!("unet_train_iter_b2_{ps}"),
-            time(train_reps, || {
-                let loss = obj.loss(&batch)?;
-                let grads = loss.backward()?;
-                opt.step(&grads, 0.01)
-            })?,
+            time(train_reps, &mut train_step)?,
             None,
         );
     }
 
     // Sliding-window inference of a 128^3 volume, patch 64^3, half-patch step, x-mirroring.
     let vs = if quick { 64 } else { 128 };
-    let vol = Tensor::randn(0f32, 1., (1, vs, vs, vs), &dev)?;
+    let vol = Tensor::randn(0f32, 1., (1, vs, vs, vs), dev)?;
     let cfg = SlidingWindowConfig::new([ps, ps, ps]);
     if wanted("sliding") {
         report(
