@@ -8,7 +8,10 @@
 //! outputs of `dicom.to_nifti` and `rsna.segmentations` (e.g. under results/rsna7/). The
 //! iteration counts override the profile's epochs (10 iterations per epoch); 0 skips the
 //! full-resolution model. LOW_SPACING=x,y,z, LOW_PATCH=z,y,x and LOW_BATCH=n change the
-//! low-resolution recipe for an experiment; SEED=n the seed of both models (default 1).
+//! low-resolution recipe for an experiment, FINE_SPACING and FINE_PATCH the full-resolution
+//! one; SEED=n the seed of both models (default 1); LOW_MODEL=dir and FINE_MODEL=dir use
+//! trained models (a run's stage-1 outputs) instead of training; LEVEL_MARKERS=c sets the
+//! level watershed's marker confidence (0: plain argmax).
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -131,24 +134,45 @@ fn main() {
     if let Some(v) = list("LOW_BATCH") {
         low_recipe.batch = v[0] as usize;
     }
-    let low = train(
-        Resolution::Lowres,
-        low_recipe,
-        low_iters,
-        train_vols,
-        labels,
-        &work.join("low"),
-    );
-    let fine = (fine_iters > 0).then(|| {
+    // FINE_SPACING=x,y,z and FINE_PATCH=z,y,x change the full-resolution recipe.
+    let mut fine_recipe = recipes::stage1_fullres(profile, seed).unwrap();
+    if let Some(v) = list("FINE_SPACING") {
+        fine_recipe.spacing_xyz = [v[0], v[1], v[2]];
+    }
+    if let Some(v) = list("FINE_PATCH") {
+        fine_recipe.patch_zyx = [v[0] as usize, v[1] as usize, v[2] as usize];
+    }
+    // LOW_MODEL=dir / FINE_MODEL=dir: use trained models (e.g. a run's stage1_* outputs).
+    let saved = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|d| SegModel::load(Path::new(&d), &Device::Cpu).expect(name))
+    };
+    let low = saved("LOW_MODEL").unwrap_or_else(|| {
         train(
-            Resolution::Fullres,
-            recipes::stage1_fullres(profile, seed).unwrap(),
-            fine_iters,
+            Resolution::Lowres,
+            low_recipe,
+            low_iters,
             train_vols,
             labels,
-            &work.join("fine"),
+            &work.join("low"),
         )
     });
+    let fine = saved("FINE_MODEL").or_else(|| {
+        (fine_iters > 0).then(|| {
+            train(
+                Resolution::Fullres,
+                fine_recipe.clone(),
+                fine_iters,
+                train_vols,
+                labels,
+                &work.join("fine"),
+            )
+        })
+    });
+    // LEVEL_MARKERS=c: the level watershed's marker confidence (0: plain argmax).
+    let level_markers: f32 =
+        std::env::var("LEVEL_MARKERS").map_or(0.8, |s| s.parse().expect("LEVEL_MARKERS"));
     let t = Instant::now();
     let mut sums = [(0.0, 0usize); 8];
     for (uid, path) in uids(test_vols) {
@@ -159,13 +183,38 @@ fn main() {
             &v,
             &Device::Cpu,
             2.0,
+            level_markers,
         )
         .unwrap();
         let truth = read_nifti(&root.join("truth/vertebrae").join(format!("{uid}.nii.gz")))
             .unwrap()
             .to_labels()
             .unwrap();
-        let d = dice_per_label(&pred, &truth.map(|l| if l <= 8 { l } else { 0 }), 8).unwrap();
+        let truth = truth.map(|l| if l <= 8 { l } else { 0 });
+        let d = dice_per_label(&pred, &truth, 8).unwrap();
+        // Where the error is: the spine as one class, and how often the level is right where
+        // prediction and truth are both spine.
+
+        let spine = dice_per_label(
+            &pred.map(|l| u8::from(l > 0)),
+            &truth.map(|l| u8::from(l > 0)),
+            1,
+        )
+        .unwrap()[0];
+        let (mut agree, mut both) = (0usize, 0usize);
+        for (&p, &t) in pred.data().iter().zip(truth.data()) {
+            if p > 0 && t > 0 {
+                both += 1;
+                agree += usize::from(p == t);
+            }
+        }
+        let count = |v: &Volume<u8>| v.data().iter().filter(|&&l| (1..=7).contains(&l)).count();
+        println!(
+            "   spine Dice {:.3}, level right on {:.3} of the overlap, C1-C7 voxels predicted/true {:.3}",
+            spine.unwrap_or(0.0),
+            agree as f64 / both.max(1) as f64,
+            count(&pred) as f64 / count(&truth).max(1) as f64
+        );
         let row: Vec<String> = d
             .iter()
             .map(|x| x.map_or("-".into(), |x| format!("{x:.2}")))

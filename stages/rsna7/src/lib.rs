@@ -6,6 +6,7 @@
 pub mod error;
 pub mod evaluation;
 pub mod fracture;
+pub mod level_watershed;
 pub mod normalize;
 pub mod objective;
 pub mod overall;

@@ -143,7 +143,7 @@ pub fn stage1_fullres(profile: &str, seed: u64) -> Result<SegRecipe> {
         "full" => method_stage1(seed),
         "demo" => SegRecipe {
             p_foreground: 0.66,
-            ..small(net(8, 4), 2.0, [32, 32, 32], 60, 10, 1e-2, seed)
+            ..small(net(8, 4), 2.0, [32, 32, 32], 120, 10, 1e-2, seed)
         },
         _ => small(net(4, 3), 5.0, [16, 16, 16], 2, 5, 3e-3, seed),
     })

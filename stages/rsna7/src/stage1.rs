@@ -19,6 +19,7 @@ use flow_patches::TrainingCase;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
+use crate::level_watershed::relabel_levels;
 use crate::normalize::{sample_where, CtNormalizer};
 use crate::segnet::{predict_probabilities, to_grid, training_case, SegModel, SegRecipe};
 
@@ -32,6 +33,14 @@ const BODY_MARGIN_MM: f64 = 6.0;
 /// low-resolution voxels the box is already grown by; training crops use the same margin
 /// around the true spine.
 pub const SPINE_MARGIN_MM: f64 = 6.0;
+/// Margin around the true spine of a full-resolution training crop: as much context as the
+/// spine box at inference holds (the low-resolution box grown by two of its voxels and
+/// [`SPINE_MARGIN_MM`]), so the model sees the skull base, mandible, hyoid and first ribs
+/// there as background. With the 6 mm of inference alone it never did, and labelled them
+/// spine (C1 and C5 then took up to a fifth of their voxels from those bones).
+pub const FULLRES_CONTEXT_MM: f64 = 20.0;
+/// Default marker confidence of the level watershed ([`segment_vertebrae`]).
+pub const LEVEL_MARKERS: f64 = 0.9;
 
 /// Which model of the cascade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +94,7 @@ fn body_box(hu: &Volume<f32>) -> Option<BoundingBox> {
 
 /// A training study for `resolution`: the low-resolution model's is the whole air-cropped
 /// neck; the full-resolution model's is the box around the labelled spine grown by
-/// [`SPINE_MARGIN_MM`], with labels 1..8 merged into one class when its net has 2 classes.
+/// [`FULLRES_CONTEXT_MM`], with labels 1..8 merged into one class when its net has 2 classes.
 pub fn prepare_study(
     uid: &str,
     ct: &Volume<i16>,
@@ -132,7 +141,7 @@ pub fn prepare_study(
         Resolution::Fullres => {
             let spine = bbox_where(labels, |l| (1..=8).contains(&l))
                 .ok_or_else(|| Rsna7Error::study(uid, "the label map has no C1-T1 voxel"))?;
-            let region = grow_bbox_mm(labels, &spine, [SPINE_MARGIN_MM; 3]);
+            let region = grow_bbox_mm(labels, &spine, [FULLRES_CONTEXT_MM; 3]);
             let hu = resample_to_spacing(
                 &crop(ct, &region).map(f32::from),
                 recipe.spacing_xyz,
@@ -191,13 +200,16 @@ pub(crate) fn class_probabilities(
 
 /// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid from the cascade
 /// (`fullres` may be empty: then the low-resolution argmax); `cleanup_mm` <= 0 skips the
-/// cervical-component clean-up.
+/// cervical-component clean-up. With a 2-class full-resolution model and `level_markers` > 0,
+/// the level boundaries move onto the spine mask's joints ([`relabel_levels`]): voxels whose
+/// level holds at least that share of the level probability are the markers.
 pub fn segment_vertebrae(
     lowres: &[&SegModel],
     fullres: &[&SegModel],
     ct: &Volume<i16>,
     device: &Device,
     cleanup_mm: f64,
+    level_markers: f32,
 ) -> Result<Volume<u8>> {
     let low = lowres
         .first()
@@ -256,8 +268,13 @@ pub fn segment_vertebrae(
                     let spine_p = back(&fine_probs[1], 0.0);
                     let levels: Vec<Volume<f32>> = low_probs[1..].iter().map(|p| back(p, 0.0)).collect();
                     let seen: Vec<bool> = (0..spine_p.len()).map(|i| levels.iter().any(|q| q.data()[i] > 0.0)).collect();
-                    let levels = argmax(&levels, 1);
-                    spine_p.data().iter().zip(levels).zip(seen).map(|((&p, l), seen)| if p >= 0.5 && seen { l } else { 0 }).collect()
+                    let best = argmax(&levels, 1);
+                    let spine: Vec<u8> = spine_p.data().iter().zip(&best).zip(seen).map(|((&p, &l), seen)| if p >= 0.5 && seen { l } else { 0 }).collect();
+                    if level_markers > 0.0 {
+                        relabel_levels(&spine, &level_confidence(&levels, &best), sub_dims, level_markers)
+                    } else {
+                        spine
+                    }
                 }
                 n => return Err(Rsna7Error::Invalid(format!("the full-resolution stage-1 model has {n} classes, expected 2 or {STAGE1_CLASSES}"))),
             }
@@ -276,6 +293,21 @@ pub fn segment_vertebrae(
     } else {
         labels
     })
+}
+
+/// Per voxel, the share of the level probability that the chosen level (`best`, 1-based, as
+/// [`argmax`] with `first` 1 gives) holds.
+fn level_confidence(levels: &[Volume<f32>], best: &[u8]) -> Vec<f32> {
+    (0..best.len())
+        .map(|i| {
+            let total: f32 = levels.iter().map(|q| q.data()[i]).sum();
+            if total > 0.0 {
+                levels[usize::from(best[i]) - 1].data()[i] / total
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Per voxel, `first + ` the index of the largest of `probs` (all on one grid).
@@ -426,15 +458,15 @@ mod tests {
 
     #[test]
     fn studies_are_cropped_to_the_body_or_the_spine() {
-        // A 40 mm cube of air with a 10 mm "neck" of soft tissue holding a 4 mm spine of C3.
+        // A 64 mm cube of air with a 10 mm "neck" of soft tissue holding a 4 mm spine of C3.
         let g = Geometry::identity();
-        let mut ct = Volume::filled([40, 40, 40], -1000i16, g).unwrap();
-        let mut labels = Volume::filled([40, 40, 40], 0u8, g).unwrap();
-        for k in 5..35 {
-            for j in 15..25 {
-                for i in 15..25 {
+        let mut ct = Volume::filled([64, 64, 64], -1000i16, g).unwrap();
+        let mut labels = Volume::filled([64, 64, 64], 0u8, g).unwrap();
+        for k in 5..59 {
+            for j in 27..37 {
+                for i in 27..37 {
                     ct.set(i, j, k, 40);
-                    if (18..22).contains(&i) && (18..22).contains(&j) && (10..30).contains(&k) {
+                    if (30..34).contains(&i) && (30..34).contains(&j) && (20..40).contains(&k) {
                         labels.set(i, j, k, 3);
                     }
                 }
@@ -443,8 +475,8 @@ mod tests {
         let mut recipe = crate::recipes::stage1_lowres("tiny", 1).unwrap();
         recipe.spacing_xyz = [1.0; 3];
         let low = prepare_study("s", &ct, &labels, &recipe, Resolution::Lowres).unwrap();
-        // body 15..=24 grown by 6 mm: 9..=30 in-plane, 5..=34 grown to 0..=39 along z.
-        assert_eq!(low.hu.dims(), [22, 22, 40]);
+        // body 27..=36 grown by 6 mm: 21..=42 in-plane, 5..=58 grown to 0..=63 along z.
+        assert_eq!(low.hu.dims(), [22, 22, 64]);
         assert_eq!(
             low.labels.data().iter().filter(|&&l| l == 3).count(),
             4 * 4 * 20
@@ -452,8 +484,8 @@ mod tests {
         let mut fine = crate::recipes::stage1_fullres("tiny", 1).unwrap();
         fine.spacing_xyz = [1.0; 3];
         let high = prepare_study("s", &ct, &labels, &fine, Resolution::Fullres).unwrap();
-        // spine 18..=21 / 10..=29 grown by 6 mm.
-        assert_eq!(high.hu.dims(), [16, 16, 32]);
+        // spine 30..=33 / 20..=39 grown by FULLRES_CONTEXT_MM (20 mm): 10..=53 / 0..=59.
+        assert_eq!(high.hu.dims(), [44, 44, 60]);
         assert!(
             high.labels.data().iter().all(|&l| l <= 1),
             "the 2-class full-resolution net sees one spine class"

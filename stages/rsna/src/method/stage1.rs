@@ -4,7 +4,7 @@ use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
 use flow_imaging::write_nifti;
-use flow_rsna7::stage1::Resolution;
+use flow_rsna7::stage1::{Resolution, LEVEL_MARKERS};
 use flow_rsna7::{recipes, segment_vertebrae, SegModel, SegRecipe};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -32,12 +32,12 @@ impl Stage for Stage1Train {
         "rsna.stage1_train"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Trains one model of the stage-1 cascade on every study with a label map. \
          resolution=lowres: background, C1..C7, T1 on a coarse grid, the whole air-cropped neck in \
-         one window; resolution=fullres: inside the labelled spine box (grown by 6 mm) on a fine \
+         one window; resolution=fullres: inside the labelled spine box (grown by 20 mm) on a fine \
          grid, the spine as one class in the small profiles (9 classes in full). nnU-Net CT \
          normalisation fitted on the labelled voxels, Dice + CE. Resumes from its last epoch \
          checkpoint. Then segments its training studies: while some level C1-C7 has a Dice under \
@@ -255,6 +255,7 @@ pub struct Stage1Predict;
 #[serde(deny_unknown_fields)]
 struct PredictP {
     cleanup_mm: f64,
+    level_markers: f64,
 }
 
 impl Stage for Stage1Predict {
@@ -262,24 +263,32 @@ impl Stage for Stage1Predict {
         "rsna.stage1_predict"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Segments C1..C7 and T1 in every converted study with the stage-1 cascade (each input's \
          models averaged): the low-resolution model on the air-cropped neck gives the levels and \
          the spine box; the full-resolution model(s), when given, segment inside that box with \
          overlapping Gaussian-weighted windows; probabilities are resampled to the CT grid, \
-         spine voxels take their most likely level, and the largest cervical component (dilated \
+         spine voxels take their most likely level, the level boundaries move onto the spine \
+         mask's joints (a marker-controlled watershed, level_markers), and the largest cervical component (dilated \
          by cleanup_mm) is kept. Cached per study. Output: labels/<UID>.nii.gz on the CT grid, \
          summary.json."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new().optional(
-            "cleanup_mm",
-            ParamType::Float,
-            json!(2.0),
-            "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)",
-        )
+        ParamsSchema::new()
+            .optional(
+                "cleanup_mm",
+                ParamType::Float,
+                json!(2.0),
+                "dilation (mm) joining C1-C7 before keeping their largest component (0: no clean-up)",
+            )
+            .optional(
+                "level_markers",
+                ParamType::Float,
+                json!(LEVEL_MARKERS),
+                "level watershed: spine voxels whose level holds this share of the level probability keep it and flood the rest of the spine mask, deepest voxels first (0: plain argmax)",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -317,7 +326,16 @@ impl Stage for Stage1Predict {
                         .map_err(|e| StageError::wrap("cannot create item dir", e))?;
                     let ct = read_ct(ct_path)?;
                     let labels = pool
-                        .install(|| segment_vertebrae(&low, &fine, &ct, &device, p.cleanup_mm))
+                        .install(|| {
+                            segment_vertebrae(
+                                &low,
+                                &fine,
+                                &ct,
+                                &device,
+                                p.cleanup_mm,
+                                p.level_markers as f32,
+                            )
+                        })
                         .map_err(fail(format!("study {uid}")))?;
                     write_nifti(&labels, &target.join(format!("{uid}.nii.gz")))
                         .map_err(|e| StageError::wrap("cannot write labels", e))
