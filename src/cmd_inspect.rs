@@ -51,12 +51,14 @@ pub fn plan(g: &Global, a: &PlanArgs) -> Result<u8> {
     for e in &entries {
         println!("{:<w$}  {:<7}  {}", e.id, e.action, e.reason);
     }
-    let runs = entries.iter().filter(|e| e.action != "cached").count();
+    let count = |a: &str| entries.iter().filter(|e| e.action == a).count();
+    let (cached, skipped) = (count("cached"), count("skipped"));
     println!(
-        "{} node(s): {} cached, {} to run or pending",
+        "{} node(s): {} cached, {} to run or pending, {} skipped",
         entries.len(),
-        entries.len() - runs,
-        runs
+        cached,
+        entries.len() - cached - skipped,
+        skipped
     );
     Ok(0)
 }

@@ -157,12 +157,16 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     let count = |s: NodeState| report.nodes.iter().filter(|n| n.state == s).count();
     if !g.quiet || !report.ok {
         eprintln!(
-            "{}: {} ran, {} cached, {} failed, {} blocked in {:.2}s (logs: {})",
+            "{}: {} ran, {} cached, {} failed, {} blocked{} in {:.2}s (logs: {})",
             dag.name,
             count(NodeState::Ran),
             count(NodeState::Cached),
             count(NodeState::Failed),
             count(NodeState::Blocked),
+            match count(NodeState::Skipped) {
+                0 => String::new(),
+                n => format!(", {n} not needed"),
+            },
             report.seconds,
             run_dir.join("logs").display()
         );

@@ -236,3 +236,94 @@ fn transient_exit_codes_are_retried() {
     assert_eq!(w.run("r2.yaml", &[]).0, 1);
     assert_eq!(w.read("count").lines().count(), 1);
 }
+
+/// A pipeline's `targets:` runs only what they read: an unused source is skipped as not
+/// needed (report and `flow plan` say so), and `--target` still narrows further.
+#[test]
+fn declared_targets_skip_nodes_nothing_needs() {
+    let work = Work::new();
+    let log = work.path().join("trace.log").display().to_string();
+    work.write(
+        "t.yaml",
+        &format!(
+            r#"
+name: targets
+params: {{data: cohort.out}}
+targets: [use]
+nodes:
+  cohort:
+    stage: command
+    params:
+      cmd: ["sh", "-c", "echo cohort >> {log} && echo synthetic > ${{outputs.out}}"]
+      outputs: {{out: data.txt}}
+  user_data:
+    stage: command
+    params:
+      cmd: ["sh", "-c", "echo user_data >> {log} && echo real > ${{outputs.out}}"]
+      outputs: {{out: data.txt}}
+  use:
+    stage: command
+    inputs: {{data: "${{params.data}}"}}
+    params:
+      cmd: ["sh", "-c", "echo use >> {log} && cat ${{inputs.data}} > ${{outputs.out}}"]
+      outputs: {{out: used.txt}}
+"#
+        ),
+    );
+    // Default data: the cohort is needed, the user's node is not.
+    let (code, states) = work.run("t.yaml", &[]);
+    assert_eq!(code, 0, "{states:?}");
+    assert_eq!(with_state(&states, "ran"), ["cohort", "use"]);
+    assert_eq!(with_state(&states, "skipped"), ["user_data"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&work.read("report.json")).expect("report JSON");
+    let skipped = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "user_data")
+        .unwrap();
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not needed"),
+        "{skipped}"
+    );
+    // Data from elsewhere: now the cohort is the node nothing needs.
+    let (code, states) = work.run("t.yaml", &["--set", "data=user_data.out"]);
+    assert_eq!(code, 0, "{states:?}");
+    assert_eq!(with_state(&states, "skipped"), ["cohort"]);
+    assert_eq!(with_state(&states, "ran"), ["use", "user_data"]);
+    let out = work
+        .flow(&["plan", "t.yaml", "--set", "data=user_data.out"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("cohort")).unwrap();
+    assert!(
+        line.contains("skipped") && line.contains("not needed"),
+        "{text}"
+    );
+    assert_eq!(
+        work.read("trace.log").lines().collect::<Vec<_>>(),
+        ["cohort", "use", "user_data", "use"]
+    );
+}
+
+/// A `targets:` entry that names no node is an invalid pipeline (exit 2) naming the line.
+#[test]
+fn unknown_target_is_an_invalid_pipeline() {
+    let work = Work::new();
+    work.write(
+        "t.yaml",
+        "name: t\ntargets: [nope]\nnodes:\n  a:\n    stage: command\n    params: {cmd: [\"true\"]}\n",
+    );
+    let out = work.flow(&["run", "t.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target `nope`") && err.contains("t.yaml:2"),
+        "{err}"
+    );
+}

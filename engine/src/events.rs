@@ -18,6 +18,8 @@ pub enum NodeState {
     Cached,
     Failed,
     Blocked,
+    /// Outside the run's targets: nothing the run is for reads it.
+    Skipped,
 }
 
 /// Something that happened during a run.
@@ -172,6 +174,9 @@ pub struct NodeReport {
     pub key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a skipped node did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The `--report` JSON.

@@ -66,10 +66,16 @@ pub fn plan(
     let mut outputs: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; n];
     let mut entries: Vec<Option<PlanEntry>> = vec![None; n];
     for &i in &dag.order {
+        let id = dag.nodes[i].id().to_string();
         if !selected[i] {
+            entries[i] = Some(PlanEntry {
+                id,
+                action: "skipped",
+                reason: not_needed(dag, targets),
+                key: None,
+            });
             continue;
         }
-        let id = dag.nodes[i].id().to_string();
         let entry = match key_node(dag, i, &outputs, &ext, base) {
             None => {
                 let ups: Vec<&str> = dag.nodes[i]
@@ -123,6 +129,16 @@ pub fn plan(
         .iter()
         .filter_map(|&i| entries[i].clone())
         .collect())
+}
+
+/// Why a node outside the selection does not run: no target reads it.
+pub fn not_needed(dag: &Dag, targets: &[String]) -> String {
+    let (from, list) = if targets.is_empty() {
+        ("the pipeline's targets", &dag.targets)
+    } else {
+        ("--target", &targets.to_vec())
+    };
+    format!("not needed: none of {from} ({}) reads it", list.join(", "))
 }
 
 /// A node's state as `flow status` shows it.

@@ -67,6 +67,12 @@ pub fn selection(
             ))
         })
     };
+    // No `--target`: the pipeline's own `targets:`, else every node.
+    let targets = if targets.is_empty() {
+        &dag.targets
+    } else {
+        targets
+    };
     let mut selected = vec![targets.is_empty(); dag.nodes.len()];
     for t in targets {
         for a in dag.ancestors(find(t)?) {
@@ -325,31 +331,33 @@ pub async fn run(
     if let Some(root) = &opts.results_dir {
         publish(&dag, &state, &outputs, &selected, root);
     }
+    let skipped = crate::inspect::not_needed(&dag, &opts.targets);
     let nodes: Vec<NodeReport> = dag
         .order
         .iter()
-        .filter(|&&i| selected[i])
         .map(|&i| NodeReport {
             id: dag.nodes[i].id().to_string(),
             state: match &st[i] {
+                _ if !selected[i] => NodeState::Skipped,
                 St::Done(s) => *s,
                 St::Failed => NodeState::Failed,
                 _ => NodeState::Blocked,
             },
             seconds: seconds[i],
             key: keys[i].map(|k| k.to_hex()).unwrap_or_default(),
-            error: errors[i].clone().or_else(|| {
-                if let St::Blocked(b) = &st[i] {
-                    Some(format!("blocked: {b}"))
-                } else {
-                    None
-                }
+            error: errors[i].clone().or_else(|| match &st[i] {
+                St::Blocked(b) if selected[i] => Some(format!("blocked: {b}")),
+                _ => None,
             }),
+            reason: (!selected[i]).then(|| skipped.clone()),
         })
         .collect();
-    let ok = nodes
-        .iter()
-        .all(|n| matches!(n.state, NodeState::Ran | NodeState::Cached));
+    let ok = nodes.iter().all(|n| {
+        matches!(
+            n.state,
+            NodeState::Ran | NodeState::Cached | NodeState::Skipped
+        )
+    });
     let secs = t0.elapsed().as_secs_f64();
     bus.emit(Event::RunFinished {
         ok,

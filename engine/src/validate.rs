@@ -43,6 +43,8 @@ pub struct Dag {
     /// A topological order (indices into `nodes`), stable with respect to file order.
     pub order: Vec<usize>,
     pub graph: DiGraph<usize, ()>,
+    /// The pipeline's `targets:` (node ids); empty: every node.
+    pub targets: Vec<String>,
 }
 
 impl Dag {
@@ -322,6 +324,7 @@ pub fn validate(
         nodes,
         order,
         graph,
+        targets: p.targets,
     })
 }
 

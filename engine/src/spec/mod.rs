@@ -114,6 +114,9 @@ pub struct Pipeline {
     pub file: PathBuf,
     pub params: serde_json::Map<String, Value>,
     pub nodes: Vec<NodeSpec>,
+    /// The nodes a run is for (`targets:`); a run covers these and what they read, and skips
+    /// the rest as not needed. Empty: every node.
+    pub targets: Vec<String>,
     pub spans: SpanIndex,
 }
 
@@ -123,7 +126,7 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: [&str; 4] = ["name", "description", "params", "nodes"];
+const TOP_KEYS: [&str; 5] = ["name", "description", "params", "targets", "nodes"];
 const NODE_KEYS: [&str; 9] = [
     "stage",
     "params",
@@ -399,17 +402,67 @@ pub fn parse(
             Some("with foreach, put every loop variable in the id, e.g. `train_f${fold}`".into()),
         );
     }
+    let targets = parse_targets(&mut cx, top.get("targets"), &nodes);
     if cx.errors.is_empty() {
         Ok(Pipeline {
             name,
             file: file.to_path_buf(),
             params,
             nodes,
+            targets,
             spans,
         })
     } else {
         Err(cx.errors)
     }
+}
+
+/// `targets:`, a list of node ids (after `foreach` expansion); each must name a node.
+fn parse_targets(cx: &mut Ctx, v: Option<&Yaml>, nodes: &[NodeSpec]) -> Vec<String> {
+    let Some(v) = v else {
+        return Vec::new();
+    };
+    let Some(list) = v.as_sequence() else {
+        cx.err(
+            &["targets"],
+            None,
+            "`targets` must be a list of node ids",
+            Some("e.g. `targets: [report]`".into()),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in list {
+        match yaml_str(t) {
+            Some(id) if nodes.iter().any(|n| n.id == id) => out.push(id.to_string()),
+            Some(id) => {
+                let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+                let near = known
+                    .iter()
+                    .filter(|k| k.contains(id) || id.contains(*k))
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>();
+                cx.err(
+                    &["targets"],
+                    None,
+                    format!("target `{id}` is not a node of this pipeline"),
+                    Some(if near.is_empty() {
+                        "name a node id as `flow graph` lists it".into()
+                    } else {
+                        format!("did you mean one of {near:?}?")
+                    }),
+                );
+            }
+            None => cx.err(
+                &["targets"],
+                None,
+                "`targets` must be a list of node ids (strings)",
+                None,
+            ),
+        }
+    }
+    out
 }
 
 fn expand_node(
