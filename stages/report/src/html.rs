@@ -264,4 +264,49 @@ mod tests {
         assert!(!html.contains("<script") && !html.contains("http"));
         assert!(html.contains(r#"<td class="num">0.9000</td><td></td></tr>"#));
     }
+
+    #[test]
+    fn reliability_table_lists_every_bin_of_every_series() {
+        use crate::input::{ReliabilityBin, ReliabilitySeries};
+        let bin = |lo: f64, count| ReliabilityBin {
+            lo,
+            hi: lo + 0.5,
+            count,
+            mean_predicted: (count > 0).then_some(lo + 0.25),
+            observed: (count > 0).then_some(0.5),
+        };
+        let input = ReportInput {
+            reliability: vec![ReliabilityChart {
+                caption: "Calibration <test>".into(),
+                series: vec![
+                    ReliabilitySeries {
+                        name: "a&b".into(),
+                        bins: vec![bin(0.0, 4), bin(0.5, 0)],
+                    },
+                    ReliabilitySeries {
+                        name: "short".into(),
+                        bins: vec![bin(0.0, 2)],
+                    },
+                ],
+            }],
+            ..Default::default()
+        };
+        let figures = Figures {
+            reliability: vec![ChartFile {
+                rel: "figures/01-calibration-test.svg".into(),
+                width: 560,
+                height: 500,
+            }],
+            ..Default::default()
+        };
+        let html = page(&input, &figures);
+        assert!(html.contains(r#"<img src="figures/01-calibration-test.svg" width="560" height="500" alt="Calibration &lt;test&gt;">"#));
+        assert!(html.contains("a&amp;b</th>") && html.contains("short</th>"));
+        assert!(html.contains(
+            r#"<tr><td>0–0.5</td><td class="num">4</td><td class="num">0.2500</td><td class="num">0.5000</td><td class="num">2</td>"#
+        ), "{html}");
+        assert!(html.contains(
+            r#"<tr><td>0.5–1</td><td class="num">0</td><td class="num">–</td><td class="num">–</td><td></td><td></td><td></td></tr>"#
+        ), "{html}");
+    }
 }
