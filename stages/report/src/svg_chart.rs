@@ -291,6 +291,7 @@ pub(crate) fn reliability(chart: &ReliabilityChart) -> Result<Svg, ReportError> 
         root.fill(&WHITE).map_err(&e)?;
         let mut c = ChartBuilder::on(&root)
             .margin(14)
+            .margin_top(26)
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(0.0..1.0, 0.0..1.0)
@@ -312,11 +313,18 @@ pub(crate) fn reliability(chart: &ReliabilityChart) -> Result<Svg, ReportError> 
         .map_err(&e)?
         .label("perfect calibration")
         .legend(|(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], BLACK.mix(0.6)));
-        let count_style = |colour: RGBColor| {
+        // Counts of even series sit above-left of their point, odd ones below-right, so two
+        // series' labels at similar points do not cover each other.
+        let count_style = |colour: RGBColor, i: usize| {
+            let (h, v) = if i.is_multiple_of(2) {
+                (HPos::Right, VPos::Bottom)
+            } else {
+                (HPos::Left, VPos::Top)
+            };
             (FONT, LABEL_SIZE - 2.0)
                 .into_font()
                 .color(&colour)
-                .pos(Pos::new(HPos::Left, VPos::Bottom))
+                .pos(Pos::new(h, v))
         };
         let mut drawn = 0;
         for (i, s) in chart.series.iter().enumerate() {
@@ -344,7 +352,12 @@ pub(crate) fn reliability(chart: &ReliabilityChart) -> Result<Svg, ReportError> 
                 PathElement::new(vec![(px, py), (px + 20, py)], colour.stroke_width(3))
             });
             c.draw_series(points.iter().map(|&(at, n)| {
-                EmptyElement::at(at) + Text::new(format!("n={n}"), (6, -4), count_style(colour))
+                let offset = if i.is_multiple_of(2) {
+                    (-5, -4)
+                } else {
+                    (5, 4)
+                };
+                EmptyElement::at(at) + Text::new(format!("n={n}"), offset, count_style(colour, i))
             }))
             .map_err(&e)?;
         }
