@@ -212,11 +212,11 @@ pub(crate) fn page(input: &ReportInput, figures: &Figures) -> String {
         let _ = writeln!(out, r#"<p class="note">{}</p>"#, esc(note));
     }
     if !input.tables.is_empty() {
-        out.push_str("<h2>Tables</h2>\n");
+        out.push_str("<h2 id=\"tables\">Tables</h2>\n");
         input.tables.iter().for_each(|t| table(&mut out, t));
     }
     if !(input.bar_charts.is_empty() && input.curves.is_empty() && input.reliability.is_empty()) {
-        out.push_str("<h2>Charts</h2>\n");
+        out.push_str("<h2 id=\"charts\">Charts</h2>\n");
     }
     for (chart, file) in input.bar_charts.iter().zip(&figures.bars) {
         bar_chart(&mut out, chart, file);
@@ -229,7 +229,7 @@ pub(crate) fn page(input: &ReportInput, figures: &Figures) -> String {
         reliability_chart(&mut out, chart, file);
     }
     if !input.slices.is_empty() {
-        out.push_str("<h2>CT slices</h2>\n");
+        out.push_str("<h2 id=\"slices\">CT slices</h2>\n");
         slice_legend(&mut out);
     }
     for (fig, rel) in input.slices.iter().zip(&figures.slices) {

@@ -262,6 +262,12 @@ mod tests {
             html.contains(">C1</li>") && html.contains(">T1</li>"),
             "vertebra legend"
         );
+        for id in ["tables", "charts", "slices"] {
+            assert!(
+                html.contains(&format!("<h2 id=\"{id}\">")),
+                "#{id} links a section"
+            );
+        }
     }
 
     #[test]
