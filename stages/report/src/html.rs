@@ -34,7 +34,7 @@ pub(crate) struct Figures {
 const CSS: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.2em .6em}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}caption{font-weight:bold;text-align:left}\
-figure{margin:1.5em 0}figcaption{font-weight:bold}p.note{white-space:pre-wrap}p.axes{color:#555;margin:.2em 0}\
+figure{margin:1.5em 0}figcaption{font-weight:bold}p.note{white-space:pre-wrap}\
 .sw{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #888}\
 ul.legend{list-style:none;padding:0}ul.legend li{display:inline-block;margin-right:1.2em}\
 img.slice{image-rendering:pixelated}";
