@@ -380,48 +380,41 @@ impl Stage for Report {
 
         // Loss curves.
         let mut seg_curves = Vec::new();
-        let mut add =
-            |name: String, history: &[flow_nn3d::checkpoint::EpochRecord], m: &mut Metrics| {
-                m.final_losses
-                    .insert(name.clone(), history.last().map(|r| r.train_loss));
-                seg_curves.push(Series {
-                    name,
-                    points: curve(history),
-                });
+        // metrics.json keys by the plain name; the legend also marks the models whose loss has
+        // the extra foreground Dice term (bounded below by -2 instead of -1).
+        let mut add = |name: String, meta: &SegModelMeta, m: &mut Metrics| {
+            let history = &meta.history;
+            m.final_losses
+                .insert(name.clone(), history.last().map(|r| r.train_loss));
+            let legend = if meta.recipe.foreground_dice {
+                format!("{name} (− fg Dice)")
+            } else {
+                name
             };
+            seg_curves.push(Series {
+                name: legend,
+                points: curve(history),
+            });
+        };
         for d in ctx.inputs_of("stage1") {
             let meta = seg_meta(d)?;
             let name = meta
                 .task
                 .strip_prefix("vertebrae-")
                 .map_or_else(|| "stage 1".to_string(), |r| format!("stage 1 {r}"));
-            add(name, &meta.history, &mut m);
+            add(name, &meta, &mut m);
         }
-        add(
-            "round 1".into(),
-            &seg_meta(ctx.input("round1")?)?.history,
-            &mut m,
-        );
-        add(
-            "round 2".into(),
-            &seg_meta(ctx.input("round2")?)?.history,
-            &mut m,
-        );
+        add("round 1".into(), &seg_meta(ctx.input("round1")?)?, &mut m);
+        add("round 2".into(), &seg_meta(ctx.input("round2")?)?, &mut m);
         for d in ctx.inputs_of("round3") {
             let meta = seg_meta(d)?;
-            add(
-                format!(
-                    "round 3 fold {}",
-                    meta.fold.map_or("-".into(), |f| f.to_string())
-                ),
-                &meta.history,
-                &mut m,
-            );
+            let fold = meta.fold.map_or("-".into(), |f| f.to_string());
+            add(format!("round 3 fold {fold}"), &meta, &mut m);
         }
         input.curves.push(CurveChart {
-            caption: "Training loss per epoch of the segmentation models: nnU-Net's Dice + CE, i.e. cross-entropy plus the negative soft Dice, so it runs from −1 (perfect) upwards and is below 0 once the soft Dice exceeds the cross-entropy".into(),
+            caption: "Training loss per epoch of the segmentation models: nnU-Net's Dice + CE, i.e. cross-entropy minus the mean soft Dice of the foreground classes, so it is at least −1 (perfect) and below 0 once the soft Dice exceeds the cross-entropy; models marked \"− fg Dice\" (the small profiles' low-resolution stage-1 net) also subtract the soft Dice of the whole foreground (bone vs background), so theirs reaches down to −2".into(),
             x_label: "epoch".into(),
-            y_label: "loss = CE − soft Dice (< 0 once soft Dice > CE)".into(),
+            y_label: "loss = CE − soft Dice (< 0 once Dice > CE)".into(),
             series: seg_curves,
         });
         let mut overall_curves = Vec::new();
