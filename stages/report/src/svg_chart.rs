@@ -431,6 +431,11 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Colour `i` as plotters writes it, e.g. `#1F77B4`.
+    fn upper_hex(i: usize) -> String {
+        crate::raster::hex(colour(i)).to_uppercase()
+    }
+
     fn has(svg: &Svg, text: &str) -> bool {
         texts(&svg.text).iter().any(|t| t == text)
     }
@@ -470,14 +475,7 @@ pub(crate) mod tests {
             !t.iter().any(|s| s.len() > 12 && s.contains("0.81")),
             "no long floats: {t:?}"
         );
-        let fill = |i: usize| {
-            format!(
-                "fill=\"#{:02X}{:02X}{:02X}\"",
-                colour(i)[0],
-                colour(i)[1],
-                colour(i)[2]
-            )
-        };
+        let fill = |i: usize| format!("fill=\"{}\"", upper_hex(i));
         assert!(svg.text.contains(&fill(0)) && svg.text.contains(&fill(2)));
         assert!(
             !svg.text.contains(&fill(1)),
@@ -520,14 +518,7 @@ pub(crate) mod tests {
             assert!(t.contains(&text.to_string()), "{text} in {t:?}");
         }
         // Two runs of "train" (split at the NaN), one line for the single point.
-        let stroke = |i: usize| {
-            format!(
-                "stroke=\"#{:02X}{:02X}{:02X}\"",
-                colour(i)[0],
-                colour(i)[1],
-                colour(i)[2]
-            )
-        };
+        let stroke = |i: usize| format!("stroke=\"{}\"", upper_hex(i));
         assert!(svg.text.matches("<polyline").count() >= 2, "{}", svg.text);
         assert!(
             svg.text.contains(&stroke(3)),
