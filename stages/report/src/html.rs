@@ -1,29 +1,40 @@
 //! The self-contained `report.html`: inline CSS, no script, no external URL; figures linked
-//! relatively (`figures/...png`) so the report directory can be copied or zipped as a whole.
+//! relatively (`figures/...svg` charts, `figures/...png` slices) so the report directory can be
+//! copied or zipped as a whole.
 //!
-//! The PNGs carry no text, so this page holds every title, axis label, axis range, gridline step
-//! and legend, with colour swatches taken from the same constants the PNGs were drawn with.
+//! The SVG charts carry their own axes, tick values and legends; the page adds captions, the
+//! bar values and the reliability bins as tables (with swatches in the charts' colours), and
+//! the slices' colour legend (the slice PNGs carry no text).
 
 use std::fmt::Write;
 
-use crate::input::{BarChart, Cell, CurveChart, ReportInput, SliceFigure, Table};
-use crate::plot::{colour, Axis, CHART_H, CHART_W};
+use crate::axis::{fmt_number, fmt_short};
+use crate::input::{BarChart, Cell, ReliabilityChart, ReportInput, SliceFigure, Table};
 use crate::raster::{hex, Rgb};
 use crate::slices::{FRACTURE, TRUTH, VERTEBRA_COLOURS};
+use crate::svg_chart::colour;
 
-/// Relative paths of the written figures (and the axes the charts were drawn with), in the
-/// order of the corresponding input lists.
+/// A written chart: its relative path and size in CSS pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChartFile {
+    pub rel: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The written figures, in the order of the corresponding input lists.
 #[derive(Debug, Default)]
 pub(crate) struct Figures {
-    pub bars: Vec<(String, Axis)>,
-    pub curves: Vec<(String, Axis, Axis)>,
+    pub bars: Vec<ChartFile>,
+    pub curves: Vec<ChartFile>,
+    pub reliability: Vec<ChartFile>,
     pub slices: Vec<String>,
 }
 
 const CSS: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.2em .6em}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}caption{font-weight:bold;text-align:left}\
-figure{margin:1.5em 0}figcaption{font-weight:bold}p.note{white-space:pre-wrap}p.axes{color:#555;margin:.2em 0}\
+figure{margin:1.5em 0}figcaption{font-weight:bold}p.note{white-space:pre-wrap}\
 .sw{display:inline-block;width:1em;height:1em;vertical-align:middle;margin-right:.3em;border:1px solid #888}\
 ul.legend{list-style:none;padding:0}ul.legend li{display:inline-block;margin-right:1.2em}\
 img.slice{image-rendering:pixelated}";
@@ -44,50 +55,8 @@ pub(crate) fn esc(s: &str) -> String {
     out
 }
 
-/// A table number: 4 significant digits, scientific outside 1e-3..1e6, "–" when missing.
-pub(crate) fn fmt_number(v: Option<f64>) -> String {
-    let Some(v) = v else { return "–".into() };
-    let a = v.abs();
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        (if v > 0.0 { "∞" } else { "−∞" }).into()
-    } else if a == 0.0 {
-        "0".into()
-    } else if (1e-3..1e6).contains(&a) {
-        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-        format!("{v:.decimals$}")
-    } else {
-        format!("{v:.3e}")
-    }
-}
-
-/// An axis value: like [`fmt_number`] without trailing zeros ("0.2", not "0.2000").
-fn fmt_axis(v: f64) -> String {
-    let s = fmt_number(Some(if v.abs() < 1e-12 { 0.0 } else { v }));
-    if s.contains('.') && !s.contains('e') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
 fn swatch(c: Rgb) -> String {
     format!(r#"<span class="sw" style="background:{}"></span>"#, hex(c))
-}
-
-fn axis_line(name: &str, label: &str, a: &Axis) -> String {
-    let label = if label.is_empty() {
-        String::new()
-    } else {
-        format!("{} ", esc(label))
-    };
-    format!(
-        "{name}: {label}from {} to {}, gridlines every {}",
-        fmt_axis(a.min),
-        fmt_axis(a.max),
-        fmt_axis(a.step)
-    )
 }
 
 fn table(out: &mut String, t: &Table) {
@@ -119,23 +88,20 @@ fn table(out: &mut String, t: &Table) {
     out.push_str("</tbody></table>\n");
 }
 
-fn chart_img(out: &mut String, rel: &str, caption: &str) {
+fn chart_img(out: &mut String, chart: &ChartFile, caption: &str) {
     let _ = write!(
         out,
-        r#"<figure><img src="{}" width="{CHART_W}" height="{CHART_H}" alt="{}"><figcaption>{}</figcaption>"#,
-        esc(rel),
+        r#"<figure><img src="{}" width="{}" height="{}" alt="{}"><figcaption>{}</figcaption>"#,
+        esc(&chart.rel),
+        chart.width,
+        chart.height,
         esc(caption),
         esc(caption)
     );
 }
 
-fn bar_chart(out: &mut String, chart: &BarChart, rel: &str, y: &Axis) {
-    chart_img(out, rel, &chart.caption);
-    let _ = write!(
-        out,
-        r#"<p class="axes">{}; bars left to right:</p>"#,
-        axis_line("y", &chart.y_label, y)
-    );
+fn bar_chart(out: &mut String, chart: &BarChart, file: &ChartFile) {
+    chart_img(out, file, &chart.caption);
     out.push_str("<table><tbody>");
     for (i, (label, value)) in chart.bars.iter().enumerate() {
         let _ = write!(
@@ -149,34 +115,50 @@ fn bar_chart(out: &mut String, chart: &BarChart, rel: &str, y: &Axis) {
     out.push_str("</tbody></table></figure>\n");
 }
 
-fn curve_chart(out: &mut String, chart: &CurveChart, rel: &str, x: &Axis, y: &Axis) {
-    chart_img(out, rel, &chart.caption);
-    let _ = write!(
-        out,
-        r#"<p class="axes">{}</p><p class="axes">{}</p><ul class="legend">"#,
-        axis_line("x", &chart.x_label, x),
-        axis_line("y", &chart.y_label, y)
-    );
+/// The figure and a table of every bin: its range, then count, mean predicted probability and
+/// observed frequency per series (rows follow the first series' bins).
+fn reliability_chart(out: &mut String, chart: &ReliabilityChart, file: &ChartFile) {
+    chart_img(out, file, &chart.caption);
+    out.push_str("<table><thead><tr><th>bin</th>");
     for (i, s) in chart.series.iter().enumerate() {
-        let n = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .count();
-        let skipped = s.points.len() - n;
-        let note = if skipped > 0 {
-            format!(", {skipped} non-finite skipped")
-        } else {
-            String::new()
-        };
         let _ = write!(
             out,
-            "<li>{}{} ({n} points{note})</li>",
+            r#"<th colspan="3">{}{}</th>"#,
             swatch(colour(i)),
             esc(&s.name)
         );
     }
-    out.push_str("</ul></figure>\n");
+    out.push_str("</tr><tr><th></th>");
+    for _ in &chart.series {
+        out.push_str("<th>n</th><th>mean predicted</th><th>observed</th>");
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    let rows = chart.series.iter().map(|s| s.bins.len()).max().unwrap_or(0);
+    for r in 0..rows {
+        let edges = chart
+            .series
+            .iter()
+            .find_map(|s| s.bins.get(r))
+            .map(|b| format!("{}–{}", fmt_short(b.lo), fmt_short(b.hi)))
+            .unwrap_or_default();
+        let _ = write!(out, "<tr><td>{edges}</td>");
+        for s in &chart.series {
+            match s.bins.get(r) {
+                Some(b) => {
+                    let _ = write!(
+                        out,
+                        r#"<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>"#,
+                        b.count,
+                        fmt_number(b.mean_predicted),
+                        fmt_number(b.observed)
+                    );
+                }
+                None => out.push_str("<td></td><td></td><td></td>"),
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table></figure>\n");
 }
 
 fn slice_legend(out: &mut String) {
@@ -230,20 +212,24 @@ pub(crate) fn page(input: &ReportInput, figures: &Figures) -> String {
         let _ = writeln!(out, r#"<p class="note">{}</p>"#, esc(note));
     }
     if !input.tables.is_empty() {
-        out.push_str("<h2>Tables</h2>\n");
+        out.push_str("<h2 id=\"tables\">Tables</h2>\n");
         input.tables.iter().for_each(|t| table(&mut out, t));
     }
-    if !(input.bar_charts.is_empty() && input.curves.is_empty()) {
-        out.push_str("<h2>Charts</h2>\n");
+    if !(input.bar_charts.is_empty() && input.curves.is_empty() && input.reliability.is_empty()) {
+        out.push_str("<h2 id=\"charts\">Charts</h2>\n");
     }
-    for (chart, (rel, y)) in input.bar_charts.iter().zip(&figures.bars) {
-        bar_chart(&mut out, chart, rel, y);
+    for (chart, file) in input.bar_charts.iter().zip(&figures.bars) {
+        bar_chart(&mut out, chart, file);
     }
-    for (chart, (rel, x, y)) in input.curves.iter().zip(&figures.curves) {
-        curve_chart(&mut out, chart, rel, x, y);
+    for (chart, file) in input.curves.iter().zip(&figures.curves) {
+        chart_img(&mut out, file, &chart.caption);
+        out.push_str("</figure>\n");
+    }
+    for (chart, file) in input.reliability.iter().zip(&figures.reliability) {
+        reliability_chart(&mut out, chart, file);
     }
     if !input.slices.is_empty() {
-        out.push_str("<h2>CT slices</h2>\n");
+        out.push_str("<h2 id=\"slices\">CT slices</h2>\n");
         slice_legend(&mut out);
     }
     for (fig, rel) in input.slices.iter().zip(&figures.slices) {
@@ -256,21 +242,6 @@ pub(crate) fn page(input: &ReportInput, figures: &Figures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_have_four_significant_digits() {
-        let f = |v| fmt_number(Some(v));
-        assert_eq!(f(0.812345), "0.8123");
-        assert_eq!(f(12.3456), "12.35");
-        assert_eq!(f(1234.56), "1235");
-        assert_eq!(f(0.0123456), "0.01235");
-        assert_eq!(f(1.5e-5), "1.500e-5");
-        assert_eq!(f(0.0), "0");
-        assert_eq!(f(f64::NAN), "NaN");
-        assert_eq!(fmt_number(None), "–");
-        assert_eq!(fmt_axis(0.6000000000000001), "0.6");
-        assert_eq!(fmt_axis(20.0), "20");
-    }
 
     #[test]
     fn text_is_escaped_and_tables_padded() {
@@ -292,5 +263,50 @@ mod tests {
         assert!(html.contains("<th>k&quot;</th><td>&lt;v&gt;</td>"));
         assert!(!html.contains("<script") && !html.contains("http"));
         assert!(html.contains(r#"<td class="num">0.9000</td><td></td></tr>"#));
+    }
+
+    #[test]
+    fn reliability_table_lists_every_bin_of_every_series() {
+        use crate::input::{ReliabilityBin, ReliabilitySeries};
+        let bin = |lo: f64, count| ReliabilityBin {
+            lo,
+            hi: lo + 0.5,
+            count,
+            mean_predicted: (count > 0).then_some(lo + 0.25),
+            observed: (count > 0).then_some(0.5),
+        };
+        let input = ReportInput {
+            reliability: vec![ReliabilityChart {
+                caption: "Calibration <test>".into(),
+                series: vec![
+                    ReliabilitySeries {
+                        name: "a&b".into(),
+                        bins: vec![bin(0.0, 4), bin(0.5, 0)],
+                    },
+                    ReliabilitySeries {
+                        name: "short".into(),
+                        bins: vec![bin(0.0, 2)],
+                    },
+                ],
+            }],
+            ..Default::default()
+        };
+        let figures = Figures {
+            reliability: vec![ChartFile {
+                rel: "figures/01-calibration-test.svg".into(),
+                width: 560,
+                height: 500,
+            }],
+            ..Default::default()
+        };
+        let html = page(&input, &figures);
+        assert!(html.contains(r#"<img src="figures/01-calibration-test.svg" width="560" height="500" alt="Calibration &lt;test&gt;">"#));
+        assert!(html.contains("a&amp;b</th>") && html.contains("short</th>"));
+        assert!(html.contains(
+            r#"<tr><td>0–0.5</td><td class="num">4</td><td class="num">0.2500</td><td class="num">0.5000</td><td class="num">2</td>"#
+        ), "{html}");
+        assert!(html.contains(
+            r#"<tr><td>0.5–1</td><td class="num">0</td><td class="num">–</td><td class="num">–</td><td></td><td></td><td></td></tr>"#
+        ), "{html}");
     }
 }

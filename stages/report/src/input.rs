@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Everything one report shows, in page order: summary, notes, tables, bar charts, curves, slices.
+/// Everything one report shows, in page order: summary, notes, tables, bar charts, curves,
+/// reliability plots, slices.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReportInput {
@@ -19,6 +20,8 @@ pub struct ReportInput {
     pub bar_charts: Vec<BarChart>,
     /// Line charts, e.g. loss curves.
     pub curves: Vec<CurveChart>,
+    /// Reliability (calibration) plots, e.g. of the test submission.
+    pub reliability: Vec<ReliabilityChart>,
     /// CT slices with segmentation overlays.
     pub slices: Vec<SliceFigure>,
 }
@@ -86,6 +89,38 @@ fn points_allowing_null<'de, D: serde::Deserializer<'de>>(
         .into_iter()
         .map(|(x, y)| (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN)))
         .collect())
+}
+
+/// A reliability (calibration) plot: per series, the observed positive frequency against the
+/// mean predicted probability in each probability bin, with the diagonal of perfect calibration.
+/// The bins are computed elsewhere (e.g. `flow_scoring::reliability_bins`); the report draws the
+/// non-empty ones and lists every bin with its count under the figure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReliabilityChart {
+    pub caption: String,
+    pub series: Vec<ReliabilitySeries>,
+}
+
+/// One named set of bins of a [`ReliabilityChart`] (e.g. "patient_overall"), bins in
+/// probability order; every series of a chart should use the same bin edges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReliabilitySeries {
+    pub name: String,
+    pub bins: Vec<ReliabilityBin>,
+}
+
+/// One probability bin `[lo, hi)` (the last bin includes 1): how many predictions fell in it,
+/// their mean, and the fraction of them whose target was positive (both `None` when empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReliabilityBin {
+    pub lo: f64,
+    pub hi: f64,
+    pub count: usize,
+    pub mean_predicted: Option<f64>,
+    pub observed: Option<f64>,
 }
 
 /// A CT slice (already windowed to 8 bits) with optional label maps of the same size.

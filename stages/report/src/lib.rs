@@ -1,22 +1,27 @@
 //! Renders the run report a radiologist-engineer reads at the end of a pipeline run:
-//! `report.html` plus PNG figures in `figures/`.
+//! `report.html` plus figures in `figures/`: SVG charts and PNG CT slices.
 //!
 //! This crate only draws: every number, curve and image comes in a [`ReportInput`] computed
-//! elsewhere. Figures are text-free PNGs (so no font is needed at build or run time); titles,
-//! axis ranges and legends are written in the HTML around them.
+//! elsewhere. Charts are SVG with axes, tick values, axis titles and legends as `<text>` drawn
+//! by the browser, so no font is needed at build or run time; slices are text-free PNGs with
+//! their colour legend in the HTML.
 
+mod axis;
 mod html;
 mod input;
-mod plot;
 mod raster;
 mod slices;
+mod svg_chart;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use input::{BarChart, Cell, CurveChart, ReportInput, Series, SliceFigure, Table};
+pub use input::{
+    BarChart, Cell, CurveChart, ReliabilityBin, ReliabilityChart, ReliabilitySeries, ReportInput,
+    Series, SliceFigure, Table,
+};
 
 /// What [`write_report`] wrote: the page and every figure, in page order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -43,6 +48,8 @@ pub enum ReportError {
     },
     #[error("figure `{figure}`: {reason}")]
     BadInput { figure: String, reason: String },
+    #[error("figure `{figure}`: cannot draw the chart: {reason}")]
+    Draw { figure: String, reason: String },
 }
 
 /// A file-name-safe slug of `caption`: lowercase ASCII letters and digits joined by `-`,
@@ -67,39 +74,59 @@ fn slug(caption: &str) -> String {
     }
 }
 
-/// Writes `dir/report.html` and `dir/figures/<nn>-<slug>.png` (bar charts, then curves, then
-/// slices, numbered from 01). All input is validated before anything is written; each file is
-/// written to a temporary name and renamed into place. Figures left in `dir/figures` by an
-/// earlier run are not removed.
+/// Writes `dir/report.html` and the figures `dir/figures/<nn>-<slug>.svg|png` (bar charts,
+/// curves and reliability plots as SVG, then slices as PNG, numbered from 01). All input is
+/// validated and every chart drawn before anything is written; each file is written to a
+/// temporary name and renamed into place. Figures left in `dir/figures` by an earlier run are
+/// not removed.
 pub fn write_report(input: &ReportInput, dir: &Path) -> Result<ReportFiles, ReportError> {
     input.slices.iter().try_for_each(slices::validate)?;
+    let mut charts = Vec::new();
+    for chart in &input.bar_charts {
+        charts.push((chart.caption.as_str(), svg_chart::bars(chart)?));
+    }
+    for chart in &input.curves {
+        charts.push((chart.caption.as_str(), svg_chart::curves(chart)?));
+    }
+    for chart in &input.reliability {
+        charts.push((chart.caption.as_str(), svg_chart::reliability(chart)?));
+    }
     let fig_dir = dir.join("figures");
     fs::create_dir_all(&fig_dir).map_err(|source| ReportError::Io {
         path: fig_dir.clone(),
         action: "create directory",
         source,
     })?;
-    let mut written = Vec::new();
-    let mut figs = html::Figures::default();
-    let mut save = |caption: &str, canvas: &raster::Canvas| -> Result<String, ReportError> {
-        let name = format!("{:02}-{}.png", written.len() + 1, slug(caption));
-        let path = fig_dir.join(&name);
-        canvas.save_png(&path)?;
-        written.push(path);
-        Ok(format!("figures/{name}"))
+    let mut written: Vec<PathBuf> = Vec::new();
+    // The next figure's path and its link from the page, numbered in page order.
+    let next = |written: &Vec<PathBuf>, caption: &str, ext: &str| {
+        let name = format!("{:02}-{}.{ext}", written.len() + 1, slug(caption));
+        (fig_dir.join(&name), format!("figures/{name}"))
     };
-    for chart in &input.bar_charts {
-        let r = plot::render_bars(chart);
-        figs.bars.push((save(&chart.caption, &r.canvas)?, r.y));
+    let mut files = Vec::new();
+    for (caption, svg) in &charts {
+        let (path, rel) = next(&written, caption, "svg");
+        raster::write_atomic(&path, svg.text.as_bytes())?;
+        written.push(path);
+        files.push(html::ChartFile {
+            rel,
+            width: svg.width,
+            height: svg.height,
+        });
     }
-    for chart in &input.curves {
-        let r = plot::render_curves(chart);
-        let x = r.x.expect("curves have an x axis");
-        figs.curves.push((save(&chart.caption, &r.canvas)?, x, r.y));
-    }
+    let mut files = files.into_iter();
+    let mut figs = html::Figures {
+        bars: files.by_ref().take(input.bar_charts.len()).collect(),
+        curves: files.by_ref().take(input.curves.len()).collect(),
+        reliability: files.collect(),
+        slices: Vec::new(),
+    };
     for fig in &input.slices {
         let canvas = slices::render_slice(fig)?;
-        figs.slices.push(save(&fig.caption, &canvas)?);
+        let (path, rel) = next(&written, &fig.caption, "png");
+        canvas.save_png(&path)?;
+        written.push(path);
+        figs.slices.push(rel);
     }
     let html_path = dir.join("report.html");
     raster::write_atomic(&html_path, html::page(input, &figs).as_bytes())?;
@@ -113,6 +140,7 @@ pub fn write_report(input: &ReportInput, dir: &Path) -> Result<ReportFiles, Repo
 mod tests {
     use super::*;
     use crate::raster::tests::decode;
+    use crate::svg_chart::tests::texts;
 
     fn full_input() -> ReportInput {
         ReportInput {
@@ -145,6 +173,28 @@ mod tests {
                     points: vec![(0.0, 1.0), (1.0, 0.6)],
                 }],
             }],
+            reliability: vec![ReliabilityChart {
+                caption: "Calibration (test)".into(),
+                series: vec![ReliabilitySeries {
+                    name: "patient_overall".into(),
+                    bins: vec![
+                        ReliabilityBin {
+                            lo: 0.0,
+                            hi: 0.5,
+                            count: 3,
+                            mean_predicted: Some(0.2),
+                            observed: Some(1.0 / 3.0),
+                        },
+                        ReliabilityBin {
+                            lo: 0.5,
+                            hi: 1.0,
+                            count: 0,
+                            mean_predicted: None,
+                            observed: None,
+                        },
+                    ],
+                }],
+            }],
             slices: vec![slices::tests::sample()],
         }
     }
@@ -162,9 +212,10 @@ mod tests {
         assert_eq!(
             names,
             [
-                "01-fracture-dice-per-round.png",
-                "02-loss-train-val.png",
-                "03-c2-fracture.png"
+                "01-fracture-dice-per-round.svg",
+                "02-loss-train-val.svg",
+                "03-calibration-test.svg",
+                "04-c2-fracture.png"
             ]
         );
         let html = fs::read_to_string(&files.html).unwrap();
@@ -172,14 +223,28 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        assert_eq!(on_disk.len(), 3, "no temporary files left: {on_disk:?}");
+        assert_eq!(on_disk.len(), 4, "no temporary files left: {on_disk:?}");
         for path in &on_disk {
             let rel = format!("figures/{}", path.file_name().unwrap().to_str().unwrap());
             assert!(html.contains(&format!("src=\"{rel}\"")), "page links {rel}");
         }
-        let chart = decode(&fs::read(&files.figures[0]).unwrap());
-        assert_eq!((chart.width, chart.height), (plot::CHART_W, plot::CHART_H));
-        let slice = decode(&fs::read(&files.figures[2]).unwrap());
+        let bars = fs::read_to_string(&files.figures[0]).unwrap();
+        assert!(bars.starts_with("<svg") && bars.trim_end().ends_with("</svg>"));
+        assert!(bars.contains(r#"width="640" height="400""#), "{bars}");
+        assert!(html
+            .contains(r#"src="figures/01-fracture-dice-per-round.svg" width="640" height="400""#));
+        let t = texts(&bars);
+        for text in ["Dice", "round 2", "0.45", "0.8"] {
+            assert!(t.contains(&text.to_string()), "bar chart has {text}: {t:?}");
+        }
+        let t = texts(&fs::read_to_string(&files.figures[1]).unwrap());
+        assert!(t.contains(&"epoch".to_string()) && t.contains(&"train".to_string()));
+        let t = texts(&fs::read_to_string(&files.figures[2]).unwrap());
+        assert!(t.contains(&"perfect calibration".to_string()) && t.contains(&"n=3".to_string()));
+        assert!(html.contains(
+            r#"<td class="num">3</td><td class="num">0.2000</td><td class="num">0.3333</td>"#
+        ));
+        let slice = decode(&fs::read(&files.figures[3]).unwrap());
         assert_eq!((slice.width, slice.height), (8, 8));
         assert_ne!(
             slice.get(0, 0),
@@ -190,14 +255,19 @@ mod tests {
             html.contains("Loss &lt;train/val&gt;") && html.contains("Dice &lt; 0.5 &amp; rising")
         );
         assert!(
-            html.contains(&raster::hex(plot::colour(1))),
-            "legend swatch of bar 2"
+            html.contains(&raster::hex(svg_chart::colour(1))),
+            "swatch of bar 2 in the value table"
         );
-        assert!(html.contains("y: Dice from 0 to 1, gridlines every 0.2"));
         assert!(
             html.contains(">C1</li>") && html.contains(">T1</li>"),
             "vertebra legend"
         );
+        for id in ["tables", "charts", "slices"] {
+            assert!(
+                html.contains(&format!("<h2 id=\"{id}\">")),
+                "#{id} links a section"
+            );
+        }
     }
 
     #[test]

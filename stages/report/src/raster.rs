@@ -1,8 +1,8 @@
-//! A tiny RGB canvas (rectangles, lines, alpha blending) and its PNG encoding.
+//! A tiny RGB canvas (pixels, alpha blending) and its PNG encoding, for the CT slice
+//! figures (charts are SVG, see `svg_chart`), plus the atomic file write every figure uses.
 //!
-//! Charts and slices only need axis-aligned fills and straight lines, so a few dozen lines of
-//! drawing code replace a plotting library and its font dependencies: the PNGs carry no text,
-//! the HTML around them does.
+//! Slices only need pixel fills and blends, so a few dozen lines replace an image library; the
+//! PNGs carry no text, the HTML around them does.
 
 use std::fs;
 use std::io;
@@ -73,43 +73,6 @@ impl Canvas {
         }
     }
 
-    /// Fills the half-open rectangle [x0, x1) x [y0, y1), clipped to the canvas.
-    pub fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
-        let (xa, xb) = (x0.max(0), x1.min(self.width as i64));
-        let (ya, yb) = (y0.max(0), y1.min(self.height as i64));
-        for y in ya..yb {
-            for x in xa..xb {
-                self.set(x, y, c);
-            }
-        }
-    }
-
-    /// A straight line (Bresenham) stamped with a `thickness` x `thickness` square.
-    pub fn line(&mut self, from: (i64, i64), to: (i64, i64), c: Rgb, thickness: i64) {
-        let (mut x, mut y) = from;
-        let (dx, dy) = ((to.0 - x).abs(), -(to.1 - y).abs());
-        let (sx, sy) = (if x < to.0 { 1 } else { -1 }, if y < to.1 { 1 } else { -1 });
-        let mut err = dx + dy;
-        let lo = -(thickness - 1) / 2;
-        let hi = lo + thickness.max(1);
-        // Coordinates come from clamped chart positions, so this loop is bounded by the canvas.
-        loop {
-            self.fill_rect(x + lo, y + lo, x + hi, y + hi, c);
-            if x == to.0 && y == to.1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
     /// The canvas as an 8-bit RGB PNG.
     pub fn encode_png(&self) -> Result<Vec<u8>, png::EncodingError> {
         let mut out = Vec::new();
@@ -174,7 +137,7 @@ pub(crate) mod tests {
     fn png_round_trips_size_and_pixels() {
         let mut c = Canvas::new(7, 5, [10, 20, 30]);
         c.set(6, 4, [255, 0, 0]);
-        c.line((0, 0), (6, 0), [0, 255, 0], 1);
+        (0..7).for_each(|x| c.set(x, 0, [0, 255, 0]));
         let back = decode(&c.encode_png().unwrap());
         assert_eq!((back.width, back.height), (7, 5));
         assert_eq!(back, c);
@@ -186,8 +149,10 @@ pub(crate) mod tests {
     #[test]
     fn drawing_outside_is_clipped_not_a_panic() {
         let mut c = Canvas::new(4, 4, [0; 3]);
-        c.fill_rect(-10, -10, 100, 2, [1, 1, 1]);
-        c.line((-3, -3), (8, 8), [2, 2, 2], 3);
+        for i in -10..100 {
+            c.set(i, 0, [1, 1, 1]);
+            c.set(i, i, [2, 2, 2]);
+        }
         c.blend(9, 9, [9, 9, 9], 0.5);
         assert_eq!(c.get(3, 0), Some([1, 1, 1]));
         assert_eq!(c.get(2, 2), Some([2, 2, 2]));

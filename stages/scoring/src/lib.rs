@@ -1,4 +1,4 @@
-//! The RSNA 2022 metric, AUC, stage-3 quantile scores and their fitting, submission files.
+//! The RSNA 2022 metric, AUC, reliability (calibration) bins, stage-3 quantile scores and their fitting, submission files.
 //!
 //! Every per-study array in this crate is `[patient_overall, C1, .., C7]` ([`LABEL_NAMES`]).
 
@@ -6,6 +6,7 @@ mod csv_io;
 mod error;
 
 pub mod auc;
+pub mod calibration;
 pub mod combiner;
 pub mod labels;
 pub mod metric;
@@ -15,6 +16,9 @@ pub mod report;
 pub mod submission;
 
 pub use auc::roc_auc;
+pub use calibration::{
+    expected_calibration_error, reliability_bins, reliability_of_labels, ReliabilityBin,
+};
 pub use combiner::{
     fit_overall_combiner, CombinerConfig, CombinerFit, CombinerInput, OverallCombiner,
 };

@@ -1,7 +1,8 @@
-//! `rsna.report`: metrics.json and an HTML report (PNG figures) of a finished run: stage-1
-//! Dice per vertebra and fracture Dice per round against the cohort's hidden truth (when the
-//! root has one), the competition metric and AUC per label against the training-prevalence baseline
-//! (test and out-of-fold), loss curves and slices with overlays.
+//! `rsna.report`: metrics.json and an HTML report (SVG charts, PNG slices) of a finished run:
+//! stage-1 Dice per vertebra and fracture Dice per round against the cohort's hidden truth (when
+//! the root has one), the competition metric and AUC per label against the training-prevalence
+//! baseline (test and out-of-fold), reliability plots of the same predictions, loss curves and
+//! slices with overlays.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,11 +11,17 @@ use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
 use flow_imaging::ops::Interpolation;
-use flow_report::{BarChart, Cell, CurveChart, ReportInput, Series, SliceFigure, Table};
+use flow_report::{
+    BarChart, Cell, CurveChart, ReliabilityChart, ReliabilitySeries, ReportInput, Series,
+    SliceFigure, Table,
+};
 use flow_rsna7::error::read_json;
 use flow_rsna7::evaluation::{centre_of, cut, Plane, PooledDice};
 use flow_rsna7::{dice_per_label, onto_grid_of, OverallModelMeta, SegModelMeta};
-use flow_scoring::{score_files_against_prior, LabelTable, ScoreReport};
+use flow_scoring::{
+    expected_calibration_error, reliability_of_labels, score_files_against_prior, LabelTable,
+    Predictions, ScoreReport, OVERALL,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -24,6 +31,8 @@ pub struct Report;
 
 const ROUNDS: [&str; 3] = ["round1", "round2", "round3"];
 const VERTEBRAE: [&str; 7] = ["C1", "C2", "C3", "C4", "C5", "C6", "C7"];
+/// Equal-width probability bins of the reliability plots.
+const RELIABILITY_BINS: usize = 10;
 
 /// `metrics.json`.
 #[derive(Default, Serialize)]
@@ -99,20 +108,69 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
     }
 }
 
+/// The reliability plot of the predictions in `pred` (a submission-format CSV) against the
+/// labels in `labels` (train.csv layout), over the labelled studies it predicts: one series for
+/// patient_overall, one for the seven vertebrae pooled, each named with its expected
+/// calibration error.
+fn reliability_chart(
+    caption: String,
+    labels: &Path,
+    pred: &Path,
+) -> Result<ReliabilityChart, StageError> {
+    let wrap = |e| {
+        StageError::wrap(
+            format!("cannot bin {} for the reliability plot", pred.display()),
+            e,
+        )
+    };
+    let table = LabelTable::read(labels).map_err(wrap)?;
+    let predictions = Predictions::read_known(pred, table.uids()).map_err(wrap)?;
+    let (targets, probs): (Vec<_>, Vec<_>) = table
+        .uids()
+        .iter()
+        .zip(table.targets())
+        .filter_map(|(uid, y)| predictions.get(uid).map(|p| (*y, *p)))
+        .unzip();
+    let mut series = Vec::new();
+    for (name, labels) in [
+        ("patient_overall", vec![OVERALL]),
+        ("C1–C7 pooled", (1..=7).collect()),
+    ] {
+        let bins =
+            reliability_of_labels(&targets, &probs, &labels, RELIABILITY_BINS).map_err(wrap)?;
+        let ece = expected_calibration_error(&bins).map_or("–".into(), |e| format!("{e:.3}"));
+        series.push(ReliabilitySeries {
+            name: format!("{name}, ECE {ece}"),
+            bins: bins
+                .into_iter()
+                .map(|b| flow_report::ReliabilityBin {
+                    lo: b.lo,
+                    hi: b.hi,
+                    count: b.count,
+                    mean_predicted: b.mean_predicted,
+                    observed: b.observed,
+                })
+                .collect(),
+        });
+    }
+    Ok(ReliabilityChart { caption, series })
+}
+
 impl Stage for Report {
     fn kind(&self) -> &'static str {
         "rsna.report"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
-        "Writes report/ (report.html with PNG figures, metrics.json): stage-1 Dice per vertebra and \
+        "Writes report/ (report.html with SVG charts and PNG slices, metrics.json): stage-1 Dice per vertebra and \
          fracture Dice per round on the test studies against <root>/truth (the synthetic cohort's \
          hidden truth; skipped with a note on real data), the competition metric and AUC per \
          label for the test submission (with <root>/truth/test_labels.csv) and the out-of-fold \
-         training predictions against the training-prevalence baseline, loss curves, and slices with the \
-         vertebra and fracture overlays."
+         training predictions against the training-prevalence baseline, reliability (calibration) plots \
+         of both (patient_overall and the vertebrae pooled, 10 bins with counts), loss curves, and \
+         slices with the vertebra and fracture overlays."
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
@@ -295,6 +353,11 @@ impl Stage for Report {
             .map_err(|e| StageError::wrap("cannot score the submission", e))?;
             input.tables.push(score_table("Test submission", &r));
             m.test = Some(r);
+            input.reliability.push(reliability_chart(
+                "Reliability of the test submission: observed fracture frequency against the mean predicted probability in 10 equal-width bins (n = predictions per bin; on the diagonal a probability p comes true a fraction p of the time)".into(),
+                &test_labels,
+                ctx.input("submission")?,
+            )?);
         } else {
             m.notes.push(
                 "No truth/test_labels.csv in the data root: the test submission is not scored."
@@ -309,51 +372,49 @@ impl Stage for Report {
         .map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
         input.tables.push(score_table("Training studies, out of fold (quantile parameters and combiner fitted on these same predictions: optimistic)", &oof));
         m.out_of_fold = Some(oof);
+        input.reliability.push(reliability_chart(
+            "Reliability of the out-of-fold predictions on the training studies (quantile parameters and combiner fitted on these same predictions: optimistic)".into(),
+            &root.join("train.csv"),
+            ctx.input("oof")?,
+        )?);
 
         // Loss curves.
         let mut seg_curves = Vec::new();
-        let mut add =
-            |name: String, history: &[flow_nn3d::checkpoint::EpochRecord], m: &mut Metrics| {
-                m.final_losses
-                    .insert(name.clone(), history.last().map(|r| r.train_loss));
-                seg_curves.push(Series {
-                    name,
-                    points: curve(history),
-                });
+        // metrics.json keys by the plain name; the legend also marks the models whose loss has
+        // the extra foreground Dice term (bounded below by -2 instead of -1).
+        let mut add = |name: String, meta: &SegModelMeta, m: &mut Metrics| {
+            let history = &meta.history;
+            m.final_losses
+                .insert(name.clone(), history.last().map(|r| r.train_loss));
+            let legend = if meta.recipe.foreground_dice {
+                format!("{name} (− fg Dice)")
+            } else {
+                name
             };
+            seg_curves.push(Series {
+                name: legend,
+                points: curve(history),
+            });
+        };
         for d in ctx.inputs_of("stage1") {
             let meta = seg_meta(d)?;
             let name = meta
                 .task
                 .strip_prefix("vertebrae-")
                 .map_or_else(|| "stage 1".to_string(), |r| format!("stage 1 {r}"));
-            add(name, &meta.history, &mut m);
+            add(name, &meta, &mut m);
         }
-        add(
-            "round 1".into(),
-            &seg_meta(ctx.input("round1")?)?.history,
-            &mut m,
-        );
-        add(
-            "round 2".into(),
-            &seg_meta(ctx.input("round2")?)?.history,
-            &mut m,
-        );
+        add("round 1".into(), &seg_meta(ctx.input("round1")?)?, &mut m);
+        add("round 2".into(), &seg_meta(ctx.input("round2")?)?, &mut m);
         for d in ctx.inputs_of("round3") {
             let meta = seg_meta(d)?;
-            add(
-                format!(
-                    "round 3 fold {}",
-                    meta.fold.map_or("-".into(), |f| f.to_string())
-                ),
-                &meta.history,
-                &mut m,
-            );
+            let fold = meta.fold.map_or("-".into(), |f| f.to_string());
+            add(format!("round 3 fold {fold}"), &meta, &mut m);
         }
         input.curves.push(CurveChart {
-            caption: "Training loss per epoch (Dice + CE) of the segmentation models".into(),
+            caption: "Training loss per epoch of the segmentation models: nnU-Net's Dice + CE, i.e. cross-entropy minus the mean soft Dice of the foreground classes, so it is at least −1 (perfect) and below 0 once the soft Dice exceeds the cross-entropy; models marked \"− fg Dice\" (the small profiles' low-resolution stage-1 net) also subtract the soft Dice of the whole foreground (bone vs background), so theirs reaches down to −2".into(),
             x_label: "epoch".into(),
-            y_label: "loss".into(),
+            y_label: "loss = CE − soft Dice (< 0 once Dice > CE)".into(),
             series: seg_curves,
         });
         let mut overall_curves = Vec::new();
@@ -373,7 +434,7 @@ impl Stage for Report {
         input.curves.push(CurveChart {
             caption: "Training loss per epoch (BCE) of the patient_overall classifiers".into(),
             x_label: "epoch".into(),
-            y_label: "loss".into(),
+            y_label: "loss (binary cross-entropy)".into(),
             series: overall_curves,
         });
 
@@ -468,5 +529,56 @@ impl Stage for Report {
             ctx.log(&format!("{k}: {v}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_scoring::N_LABELS;
+
+    #[test]
+    fn reliability_chart_bins_overall_and_pooled_vertebrae_of_the_labelled_studies() {
+        let dir = tempfile::tempdir().unwrap();
+        let uids: Vec<String> = (1..=4).map(|i| format!("1.2.{i}")).collect();
+        let mut targets = vec![[0u8; N_LABELS]; 4];
+        targets[0][OVERALL] = 1;
+        targets[0][2] = 1;
+        LabelTable::new(uids.clone(), targets)
+            .unwrap()
+            .write(&dir.path().join("labels.csv"))
+            .unwrap();
+        // Three of the four studies predicted: 0.95 for the positive study, 0.05 elsewhere.
+        let probs: Vec<[f64; N_LABELS]> = (0..3)
+            .map(|i| [if i == 0 { 0.95 } else { 0.05 }; N_LABELS])
+            .collect();
+        Predictions::new(uids[..3].to_vec(), probs)
+            .unwrap()
+            .write(&dir.path().join("pred.csv"), None)
+            .unwrap();
+        let chart = reliability_chart(
+            "test".into(),
+            &dir.path().join("labels.csv"),
+            &dir.path().join("pred.csv"),
+        )
+        .unwrap();
+        assert_eq!(chart.series.len(), 2);
+        let (overall, vertebrae) = (&chart.series[0], &chart.series[1]);
+        assert_eq!(overall.bins.len(), RELIABILITY_BINS);
+        assert_eq!(
+            overall.bins.iter().map(|b| b.count).collect::<Vec<_>>(),
+            [2, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(overall.bins[9].observed, Some(1.0));
+        // Overall: 2 x |0 - 0.05| + 1 x |1 - 0.95| over 3 predictions.
+        assert_eq!(overall.name, "patient_overall, ECE 0.050");
+        assert_eq!(vertebrae.bins[0].count, 14);
+        assert_eq!(vertebrae.bins[9].count, 7);
+        assert_eq!(vertebrae.bins[9].observed, Some(1.0 / 7.0));
+        assert!(
+            vertebrae.name.starts_with("C1–C7 pooled, ECE 0."),
+            "{}",
+            vertebrae.name
+        );
     }
 }
