@@ -43,6 +43,8 @@ pub struct Dag {
     /// A topological order (indices into `nodes`), stable with respect to file order.
     pub order: Vec<usize>,
     pub graph: DiGraph<usize, ()>,
+    /// The pipeline's `executor:` settings (default executor, Slurm settings).
+    pub executor: crate::spec::ExecutorSpec,
 }
 
 impl Dag {
@@ -322,6 +324,7 @@ pub fn validate(
         nodes,
         order,
         graph,
+        executor: p.executor,
     })
 }
 
