@@ -397,3 +397,48 @@ nodes:
         "{msg}"
     );
 }
+
+/// The digest a published output links to (`.flow/view/<digest>/<name>`).
+fn published_digest(work: &Work, rel: &str) -> String {
+    let target = std::fs::read_link(work.path().join(rel)).unwrap();
+    let parent = target.parent().unwrap().file_name().unwrap();
+    parent.to_string_lossy().into_owned()
+}
+
+/// In-process Rust stages (the synthetic cohort, DICOM -> NIfTI) run inside the job through
+/// `flow exec-node` and give the outputs of a local run.
+#[test]
+fn rust_stages_run_inside_jobs_with_the_outputs_of_a_local_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_here() {
+        return;
+    }
+    let yaml = r#"
+name: rust-stages
+nodes:
+  cohort:
+    stage: rsna.synthetic_cohort
+    params: {profile: tiny, seed: 7}
+    resources: {cpu: 2}
+  convert:
+    stage: dicom.to_nifti
+    params: {images: train_images}
+    inputs: {root: cohort.root}
+    resources: {cpu: 2}
+"#;
+    let (local, on_slurm) = (Work::new(), Work::new());
+    local.write("r.yaml", yaml);
+    on_slurm.write("r.yaml", yaml);
+    assert_eq!(local.run("r.yaml", &[]).0, 0);
+    let (code, states) = on_slurm.run("r.yaml", &["--executor", "slurm"]);
+    assert_eq!(code, 0, "{states:?}");
+    let r = report(&on_slurm);
+    for n in ["cohort", "convert"] {
+        assert!(node(&r, n)["job_id"].is_string(), "{n} ran as a job");
+    }
+    let volumes = "results/rust-stages/convert/volumes";
+    assert_eq!(
+        published_digest(&local, volumes),
+        published_digest(&on_slurm, volumes)
+    );
+}

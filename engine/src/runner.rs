@@ -117,7 +117,7 @@ pub async fn run(
         .enumerate()
         .map(|(i, node)| {
             selected[i]
-                && crate::executor::choose(node, opts.executor, dag.executor.default)
+                && crate::executor::choose(node.spec.executor, opts.executor, dag.executor.default)
                     == ExecutorKind::Slurm
         })
         .collect();

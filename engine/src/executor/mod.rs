@@ -14,17 +14,27 @@ pub mod status;
 pub mod tracker;
 
 use crate::spec::ExecutorKind;
-use crate::validate::Node;
 
-/// The executor of `node`: its own, else the command line's, else the pipeline's, else local.
+/// A node's executor: its own, else the command line's, else the pipeline's, else local.
 pub fn choose(
-    node: &Node,
+    node: Option<ExecutorKind>,
     cli: Option<ExecutorKind>,
     pipeline: Option<ExecutorKind>,
 ) -> ExecutorKind {
-    node.spec
-        .executor
-        .or(cli)
-        .or(pipeline)
-        .unwrap_or(ExecutorKind::Local)
+    node.or(cli).or(pipeline).unwrap_or(ExecutorKind::Local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutorKind::{Local, Slurm};
+
+    #[test]
+    fn the_node_wins_then_the_command_line_then_the_pipeline() {
+        assert_eq!(choose(None, None, None), Local);
+        assert_eq!(choose(None, None, Some(Slurm)), Slurm);
+        assert_eq!(choose(None, Some(Local), Some(Slurm)), Local);
+        assert_eq!(choose(Some(Slurm), Some(Local), None), Slurm);
+        assert_eq!(choose(Some(Local), Some(Slurm), Some(Slurm)), Local);
+    }
 }
