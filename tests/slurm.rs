@@ -348,11 +348,8 @@ fn a_restarted_coordinator_cancels_the_jobs_of_a_killed_one() {
     let old = job_of(&w, "slow");
     flow.signal("KILL");
     flow.wait(Duration::from_secs(10));
-    assert_eq!(
-        active(std::slice::from_ref(&old)),
-        [old.clone()],
-        "the job outlives kill -9"
-    );
+    let still = active(std::slice::from_ref(&old));
+    assert_eq!(still.len(), 1, "the job outlives kill -9");
     w.write("fast", "");
     let (code, states) = w.run(&file, &["--executor", "slurm"]);
     assert_eq!(code, 0, "{states:?}");
