@@ -439,3 +439,56 @@ nodes:
         published_digest(&on_slurm, volumes)
     );
 }
+
+/// The whole rsna7 pipeline (tiny profile, 31 nodes, Rust stages that train models) as
+/// Slurm jobs: every published output is the local run's, byte for byte (same digests).
+#[test]
+fn tiny_rsna7_on_slurm_publishes_the_outputs_of_a_local_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_here() {
+        return;
+    }
+    let yaml = std::fs::read_to_string(repo("pipelines/rsna7.yaml")).unwrap();
+    let args = [
+        "--set",
+        "profile=tiny",
+        "--set",
+        "folds=3",
+        "--jobs",
+        "2",
+        "--set",
+        "data=./.flow-tiny-root",
+    ];
+    let mut published = Vec::new();
+    for executor in ["local", "slurm"] {
+        let w = Work::new();
+        w.write("pipelines/rsna7.yaml", &yaml);
+        let synth = ["synth", "--out", ".flow-tiny-root", "--profile", "tiny"];
+        assert!(w.flow(&synth).output().unwrap().status.success());
+        let mut a = args.to_vec();
+        a.extend(["--executor", executor]);
+        let t = Instant::now();
+        let (code, states) = w.run("pipelines/rsna7.yaml", &a);
+        eprintln!("tiny rsna7, {executor}: {:.1}s", t.elapsed().as_secs_f64());
+        assert_eq!(code, 0, "{executor}: {states:?}");
+        let r = report(&w);
+        let nodes = r["nodes"].as_array().unwrap();
+        assert!(nodes.len() > 20);
+        for n in nodes {
+            assert_eq!(n["job_id"].is_string(), executor == "slurm", "{n}");
+        }
+        let mut links = Vec::new();
+        let root = w.path().join("results/rsna7");
+        for node in std::fs::read_dir(&root).unwrap().flatten() {
+            for out in std::fs::read_dir(node.path()).unwrap().flatten() {
+                let rel = out.path().strip_prefix(w.path()).unwrap().to_owned();
+                let rel = rel.to_str().unwrap().to_string();
+                links.push((rel.clone(), published_digest(&w, &rel)));
+            }
+        }
+        links.sort();
+        published.push(links);
+    }
+    assert!(published[0].len() > 10, "{:?}", published[0]);
+    assert_eq!(published[0], published[1]);
+}
