@@ -135,6 +135,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let watcher = start_group_watcher();
+    let root = state.root.clone();
     let report = rt.block_on(async {
         let c = cancel.clone();
         // Ctrl-C and SIGTERM (`timeout`, `docker stop`, a batch system) both stop the running
@@ -155,6 +156,9 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
                 );
                 c.store(true, Ordering::SeqCst);
                 if stop().await {
+                    // Quitting at once: the Slurm jobs still listed are cancelled (one
+                    // scancel, no wait); the next run checks that they have ended.
+                    flow_engine::executor::slurm::cancel_listed(&root);
                     std::process::exit(1);
                 }
             }

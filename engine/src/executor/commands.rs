@@ -61,30 +61,40 @@ pub fn is_busy(stderr: &str) -> bool {
         || stderr.contains("Resource temporarily unavailable")
 }
 
-impl SlurmCli for RealCli {
-    fn sbatch(&self, args: &[String]) -> Result<String, SlurmError> {
-        let mut delay = Duration::from_millis(500);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let (out, err, ok) = run("sbatch", args)?;
-            if ok {
-                return parse_sbatch(&out).ok_or_else(|| SlurmError {
-                    command: "sbatch --parsable".into(),
-                    message: format!("printed no job id: {out:?}"),
-                });
-            }
-            if is_busy(&err) && tries < SBATCH_TRIES {
-                tracing::warn!("sbatch: {} (try {tries} of {SBATCH_TRIES})", err.trim());
-                std::thread::sleep(delay);
-                delay *= 2;
-                continue;
-            }
-            return Err(SlurmError {
-                command: "sbatch".into(),
-                message: err.trim().to_string(),
+/// Calls `submit` (one sbatch: stdout, stderr, success) until it succeeds, fails for good,
+/// or has been tried [`SBATCH_TRIES`] times while the controller was busy; `sleep` waits
+/// 0.5 s, then 1 s, 2 s between tries.
+pub fn sbatch_with_retry(
+    mut submit: impl FnMut() -> Result<(String, String, bool), SlurmError>,
+    mut sleep: impl FnMut(Duration),
+) -> Result<String, SlurmError> {
+    let mut delay = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (out, err, ok) = submit()?;
+        if ok {
+            return parse_sbatch(&out).ok_or_else(|| SlurmError {
+                command: "sbatch --parsable".into(),
+                message: format!("printed no job id: {out:?}"),
             });
         }
+        if is_busy(&err) && tries < SBATCH_TRIES {
+            tracing::warn!("sbatch: {} (try {tries} of {SBATCH_TRIES})", err.trim());
+            sleep(delay);
+            delay *= 2;
+            continue;
+        }
+        return Err(SlurmError {
+            command: "sbatch".into(),
+            message: err.trim().to_string(),
+        });
+    }
+}
+
+impl SlurmCli for RealCli {
+    fn sbatch(&self, args: &[String]) -> Result<String, SlurmError> {
+        sbatch_with_retry(|| run("sbatch", args), std::thread::sleep)
     }
 
     fn squeue(
@@ -174,4 +184,46 @@ pub fn on_path(program: &str) -> bool {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(
+        list: Vec<(&'static str, &'static str, bool)>,
+    ) -> impl FnMut() -> Result<(String, String, bool), SlurmError> {
+        let mut it = list.into_iter();
+        move || {
+            let (o, e, ok) = it.next().expect("no more answers");
+            Ok((o.to_string(), e.to_string(), ok))
+        }
+    }
+
+    #[test]
+    fn sbatch_is_retried_only_while_the_controller_is_busy() {
+        let busy =
+            "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation";
+        let mut slept = Vec::new();
+        let id = sbatch_with_retry(
+            answers(vec![
+                ("", busy, false),
+                ("", busy, false),
+                ("77\n", "", true),
+            ]),
+            |d| slept.push(d.as_millis()),
+        )
+        .unwrap();
+        assert_eq!((id.as_str(), slept), ("77", vec![500, 1000]));
+
+        let e = sbatch_with_retry(answers(vec![("", busy, false); 4]), |_| {}).unwrap_err();
+        assert!(e.message.contains("Socket timed out"), "{e}");
+
+        let bad = "sbatch: error: invalid partition specified: gpu";
+        let e = sbatch_with_retry(answers(vec![("", bad, false)]), |_| {
+            panic!("a bad partition is not retried")
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid partition"), "{e}");
+    }
 }

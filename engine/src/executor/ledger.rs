@@ -79,6 +79,18 @@ impl Ledger {
     }
 }
 
+/// Cancels every job the ledger of `root` lists, with one scancel and without waiting: for
+/// a coordinator quitting at once (a second Ctrl-C). The ledger stays, so the next run still
+/// checks that they have ended.
+pub fn cancel_listed(root: &Path, cli: &dyn SlurmCli) {
+    let ids: Vec<String> = read(&root.join(LEDGER_FILE)).into_keys().collect();
+    if !ids.is_empty() {
+        if let Err(e) = cli.scancel(&ids) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// Run at the start of every run, under the state lock: cancels the jobs a previous
 /// coordinator left (one scancel) and waits until Slurm says they have ended. Returns the
 /// ids it cancelled. Fails when jobs are listed but Slurm cannot be asked, or they outlive

@@ -173,6 +173,11 @@ pub fn recover(root: &Path) -> Result<Vec<String>, EngineError> {
     ledger::recover(root, &RealCli)
 }
 
+/// Cancels the jobs listed in the ledger of `root` at once (see [`ledger::cancel_listed`]).
+pub fn cancel_listed(root: &Path) {
+    ledger::cancel_listed(root, &RealCli)
+}
+
 /// Today as `YYYY-MM-DD` (UTC), for sacct's `--starttime`.
 fn today() -> String {
     let t = crate::runner::utc_stamp();
