@@ -390,7 +390,7 @@ nodes:
     let r = report(&w);
     let msg = node(&r, "hog")["error"].as_str().unwrap().to_string();
     assert!(
-        msg.contains("OUT_OF_MEMORY") && msg.contains("memory limit of 64 MiB"),
+        msg.contains("OUT_OF_MEMORY") && msg.contains("limit of 64 MiB"),
         "{msg}"
     );
 }
