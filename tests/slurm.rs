@@ -492,3 +492,35 @@ fn tiny_rsna7_on_slurm_publishes_the_outputs_of_a_local_run() {
     assert!(published[0].len() > 10, "{:?}", published[0]);
     assert_eq!(published[0], published[1]);
 }
+
+/// A job past its `resources.time` ends as TIMEOUT (Slurm's smallest limit is a minute), and
+/// that, not the command's "killed by a signal", is the node's error.
+#[test]
+fn a_job_past_its_time_limit_is_reported_as_timeout() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_here() {
+        return;
+    }
+    let w = Work::new();
+    w.write(
+        "time.yaml",
+        r#"
+name: time
+nodes:
+  slow:
+    stage: command
+    resources: {time: 1}
+    params: {cmd: ["sh", "-c", "sleep 600; echo > o"], outputs: {o: o}}
+"#,
+    );
+    let (code, states) = w.run("time.yaml", &["--executor", "slurm"]);
+    assert_eq!(code, 1, "{states:?}");
+    let msg = node(&report(&w), "slow")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("TIMEOUT") && msg.contains("time limit of 1"),
+        "{msg}"
+    );
+}

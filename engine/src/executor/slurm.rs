@@ -281,8 +281,15 @@ pub fn judge(
     if we_cancelled {
         return Err(StageError::Cancelled);
     }
-    // The stage itself failed (and said why) while Slurm let it run to its end.
-    if let Some(o) = outcome.filter(|o| !o.ok && !o.cancelled) {
+    // The stage itself failed (and said why) while Slurm let it run to its end. When Slurm
+    // ended the job (time limit, scancel, memory, a lost node) it signalled every process of
+    // the job, so the stage's own error ("killed by a signal") is a symptom: the state wins.
+    let slurm_ended_it = match f.state {
+        JobState::Failed => memory_killed,
+        JobState::Completed => false,
+        _ => true,
+    };
+    if let Some(o) = outcome.filter(|o| !o.ok && !o.cancelled && !slurm_ended_it) {
         let msg = format!(
             "Slurm job {id}: {}",
             o.error.as_deref().unwrap_or("the stage failed")
