@@ -118,10 +118,10 @@ impl Coordinator {
             .unwrap();
         Coordinator(child)
     }
-    /// `kill -SIG PID` (e.g. "INT", "KILL").
+    /// `kill -s SIG PID` (e.g. "INT", "KILL"), the shell's builtin (no procps needed).
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{sig}"), self.0.id().to_string()])
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill -s {sig} {}", self.0.id())])
             .status()
             .unwrap();
         assert!(ok.success());
