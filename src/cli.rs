@@ -69,6 +69,24 @@ pub enum Command {
     /// Internal: the watcher `flow run` starts to stop its command groups if it dies.
     #[command(name = "__reap", hide = true)]
     Reap,
+    /// Internal: runs one node inside a Slurm job from the node file `flow run` wrote.
+    #[command(name = "exec-node", hide = true)]
+    ExecNode(ExecNodeArgs),
+}
+
+#[derive(Args)]
+pub struct ExecNodeArgs {
+    /// The node file (`<state dir>/tmp/<attempt>/node.json`).
+    pub node_file: PathBuf,
+}
+
+/// Where nodes run (`--executor`).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExecutorArg {
+    /// Worker threads and child processes of this `flow run`.
+    Local,
+    /// Slurm batch jobs (sbatch); see docs/slurm.md.
+    Slurm,
 }
 
 #[derive(Args)]
@@ -173,6 +191,10 @@ pub struct RunArgs {
     /// Don't link outputs under results/<pipeline>/.
     #[arg(long)]
     pub no_publish: bool,
+    /// Where nodes run: local (default) or slurm. Overrides the pipeline's `executor:`
+    /// default; a node's own `executor:` still wins.
+    #[arg(long, value_enum)]
+    pub executor: Option<ExecutorArg>,
 }
 
 #[derive(Args)]

@@ -10,8 +10,9 @@ use flow_engine::progress::ProgressUi;
 use flow_engine::runner::{self, RunOptions};
 use flow_engine::state::{LockMode, StateDir};
 
-use crate::cli::{Global, RunArgs};
+use crate::cli::{ExecNodeArgs, ExecutorArg, Global, RunArgs};
 use crate::cmd_inspect::load;
+use flow_engine::spec::ExecutorKind;
 
 /// The state directory, absolute: nodes run in their own working directories, so a relative
 /// `--state-dir st` (or FLOW_STATE_DIR) must not be resolved against theirs.
@@ -109,15 +110,32 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
             Some(cwd.join("results"))
         },
         run_id,
+        executor: a.executor.map(|e| match e {
+            ExecutorArg::Local => ExecutorKind::Local,
+            ExecutorArg::Slurm => ExecutorKind::Slurm,
+        }),
+    };
+    // A node waiting for its Slurm job holds a blocking thread: room for every queued job.
+    let slurm_waiters = if a.executor == Some(ExecutorArg::Slurm)
+        || dag.executor.default == Some(ExecutorKind::Slurm)
+        || dag
+            .nodes
+            .iter()
+            .any(|n| n.spec.executor == Some(ExecutorKind::Slurm))
+    {
+        dag.executor.slurm.max_queued
+    } else {
+        0
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(jobs.max(2) * 2 + 4)
+        .max_blocking_threads(jobs.max(2) * 2 + 4 + slurm_waiters)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let watcher = start_group_watcher();
+    let root = state.root.clone();
     let report = rt.block_on(async {
         let c = cancel.clone();
         // Ctrl-C and SIGTERM (`timeout`, `docker stop`, a batch system) both stop the running
@@ -138,6 +156,9 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
                 );
                 c.store(true, Ordering::SeqCst);
                 if stop().await {
+                    // Quitting at once: the Slurm jobs still listed are cancelled (one
+                    // scancel, no wait); the next run checks that they have ended.
+                    flow_engine::executor::slurm::cancel_listed(&root);
                     std::process::exit(1);
                 }
             }
@@ -221,4 +242,31 @@ fn published_pages(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     walk(dir, 3, &mut out);
     out
+}
+
+/// `flow exec-node FILE` (hidden): the inside of a Slurm job. SIGTERM (scancel, the time
+/// limit) and SIGINT set the cancel flag, which stops a command node's process group.
+pub fn exec_node(a: &ExecNodeArgs) -> Result<u8> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let c = cancel.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            c.store(true, Ordering::SeqCst);
+        })
+    });
+    let code = flow_engine::executor::job::exec_node(&a.node_file, &flow_rsna::registry(), cancel)?;
+    Ok(code as u8)
 }

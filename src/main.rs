@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             clap_complete::generate(a.shell, &mut Cli::command(), "flow", &mut std::io::stdout());
             Ok(0)
         }
+        Command::ExecNode(a) => cmd_run::exec_node(a),
         Command::Reap => {
             flow_engine::child::reap_on_eof(std::io::stdin().lock());
             Ok(0)

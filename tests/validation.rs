@@ -171,3 +171,48 @@ fn unknown_cli_args_exit_2() {
         Some(2)
     );
 }
+
+#[test]
+fn unknown_executor_names_the_node() {
+    check(
+        "name: t\nnodes:\n  a:\n    stage: command\n    executor: pbs\n    params: {cmd: [\"true\"]}\n",
+        5,
+        Some("a"),
+        "unknown executor `pbs`",
+    );
+}
+
+#[test]
+fn bad_slurm_setting_names_its_line() {
+    check(
+        &format!("name: t\nexecutor:\n  slurm:\n    partition: debug\n    time: 2 hours\nnodes:\n{OK_NODE}"),
+        5,
+        None,
+        "time limit `2 hours`",
+    );
+    check(
+        &format!("name: t\nexecutor:\n  slurm: {{qos: normal, acount: lab}}\nnodes:\n{OK_NODE}"),
+        3,
+        None,
+        "unknown Slurm setting `acount`",
+    );
+}
+
+#[test]
+fn slurm_executor_without_sbatch_is_a_usage_error() {
+    let w = Work::new();
+    w.write("p.yaml", &format!("name: t\nnodes:\n{OK_NODE}"));
+    let out = w
+        .flow(&["run", "p.yaml", "--executor", "slurm"])
+        .env("PATH", w.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs sbatch and squeue on PATH"), "{err}");
+    let out = w
+        .flow(&["run", "p.yaml", "--executor", "pbs"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -97,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         base_dir: dir.path().to_path_buf(),
         results_dir: Some(dir.path().join("results")),
         run_id: runner::new_run_id(),
+        executor: None,
     };
     let bus = Arc::new(EventBus::new(vec![Box::new(TraceReporter)]));
     let rt = tokio::runtime::Runtime::new()?;

@@ -40,6 +40,12 @@ pub enum Event {
         key: String,
         attempt: u32,
     },
+    /// A node's attempt was submitted as a Slurm job.
+    NodeSubmitted {
+        node: String,
+        job_id: String,
+        attempt: u32,
+    },
     NodeProgress {
         node: String,
         done: u64,
@@ -146,6 +152,9 @@ impl Reporter for TraceReporter {
                 tracing::info!(node = %node, attempt, "retrying")
             }
             Event::NodeStarted { node, .. } => tracing::info!(node = %node, "started"),
+            Event::NodeSubmitted { node, job_id, .. } => {
+                tracing::info!(node = %node, job = %job_id, "submitted to Slurm")
+            }
             Event::NodeFinished { node, seconds, .. } => {
                 tracing::info!(node = %node, seconds = format!("{seconds:.2}"), "finished")
             }
@@ -177,6 +186,9 @@ pub struct NodeReport {
     /// Why a skipped node did not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The Slurm job id of the node's last attempt (nodes the Slurm executor ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// The `--report` JSON.

@@ -40,6 +40,8 @@ pub struct Job {
     pub bus: Arc<EventBus>,
     pub cancel: Arc<AtomicBool>,
     pub log_path: PathBuf,
+    /// Run the attempt as a Slurm job (None: on this worker thread).
+    pub slurm: Option<Arc<crate::executor::slurm::Slurm>>,
 }
 
 /// Why a node did not finish.
@@ -234,6 +236,27 @@ pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
     }
 }
 
+/// Runs `stage` in `ctx`, turning a panic into the node's error.
+pub(crate) fn run_stage_caught(
+    stage: &dyn Stage,
+    ctx: &mut StageContext,
+) -> Result<(), StageError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| stage.run(ctx))) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(StageError::msg(format!(
+                "stage `{}` panicked (a bug in the stage): {msg}",
+                stage.kind()
+            )))
+        }
+    }
+}
+
 fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let started_ms = now_ms();
     let t0 = Instant::now();
@@ -323,20 +346,9 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         env,
         transient_exit_codes: job.retry.exit_codes.clone(),
     };
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job.stage.run(&mut ctx)));
-    let outcome = match outcome {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(StageError::msg(format!(
-                "stage `{}` panicked (a bug in the stage): {msg}",
-                job.stage.kind()
-            )))
-        }
+    let outcome = match &job.slurm {
+        None => run_stage_caught(&*job.stage, &mut ctx),
+        Some(slurm) => slurm.run_node(&ctx, job.stage.kind(), &job.resources, attempt, &job.bus),
     };
     if let Ok(mut f) = sink.file.lock() {
         let _ = f.flush();

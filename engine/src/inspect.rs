@@ -184,6 +184,14 @@ pub fn journal_status(
         let entry = match ev["event"].as_str().unwrap_or_default() {
             "node_cached" => ("done", "cached".to_string()),
             "node_started" => ("running", format!("attempt {}", ev["attempt"])),
+            "node_submitted" => (
+                "running",
+                format!(
+                    "Slurm job {}, attempt {}",
+                    ev["job_id"].as_str().unwrap_or("?"),
+                    ev["attempt"]
+                ),
+            ),
             "node_progress" => (
                 "running",
                 format!(

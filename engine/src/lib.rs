@@ -10,6 +10,7 @@ pub mod command;
 pub mod error;
 pub mod events;
 pub mod execute;
+pub mod executor;
 pub mod graph;
 pub mod inspect;
 pub mod key;

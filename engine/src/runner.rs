@@ -12,7 +12,9 @@ use flow_cache::{Digest, OutputRecord};
 use crate::error::EngineError;
 use crate::events::{Event, EventBus, NodeReport, NodeState, RunReport};
 use crate::execute::{run_job, Failure, Job};
+use crate::executor::slurm::{self, Slurm};
 use crate::resolve::{key_node, ExternalDigests};
+use crate::spec::ExecutorKind;
 use crate::state::StateDir;
 use crate::validate::Dag;
 
@@ -36,11 +38,13 @@ pub struct RunOptions {
     pub results_dir: Option<PathBuf>,
     /// Names this run's directory under `runs/` (see [`new_run_id`]).
     pub run_id: String,
+    /// `--executor`: overrides the pipeline's default executor (a node's own still wins).
+    pub executor: Option<ExecutorKind>,
 }
 
 /// A fresh, sortable run id: UTC time plus the process id.
 pub fn new_run_id() -> String {
-    format!("{}-{}", chrono_like_now(), std::process::id())
+    format!("{}-{}", utc_stamp(), std::process::id())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,8 +107,37 @@ pub async fn run(
         what: format!("create {}", run_dir.display()),
         source: e,
     })?;
+    // Jobs a dead coordinator left running are cancelled (and gone) before scratch dirs are
+    // wiped and anything starts: a node never runs twice at once.
+    {
+        let root = state.root.clone();
+        tokio::task::spawn_blocking(move || slurm::recover(&root))
+            .await
+            .expect("recovery task")?;
+    }
     state.clean_scratch()?;
     let (selected, forced) = selection(&dag, &opts.targets, &opts.rerun)?;
+    let on_slurm: Vec<bool> = dag
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            selected[i]
+                && crate::executor::choose(node.spec.executor, opts.executor, dag.executor.default)
+                    == ExecutorKind::Slurm
+        })
+        .collect();
+    let slurm: Option<Arc<Slurm>> = if on_slurm.iter().any(|&s| s) {
+        Some(Arc::new(Slurm::new(
+            dag.executor.slurm.clone(),
+            &state.root,
+            cancel.clone(),
+        )?))
+    } else {
+        None
+    };
+    let max_queued = slurm.as_ref().map_or(0, |s| s.max_queued());
+    let mut queued = 0usize;
     let ext = {
         let (dag, state, sel, base) = (
             dag.clone(),
@@ -197,11 +230,17 @@ pub async fn run(
                 resources: node.spec.resources.clone(),
                 retry: node.spec.retry.clone(),
                 gpus: Vec::new(),
-                threads: node.spec.resources.cpu.min(jobs),
+                // A Slurm job gets the CPUs it asks for; a local node shares `--jobs`.
+                threads: if on_slurm[i] {
+                    node.spec.resources.cpu
+                } else {
+                    node.spec.resources.cpu.min(jobs)
+                },
                 state: state.clone(),
                 bus: bus.clone(),
                 cancel: cancel.clone(),
                 log_path: run_dir.join("logs").join(format!("{}.log", node.id())),
+                slurm: if on_slurm[i] { slurm.clone() } else { None },
             };
             st[i] = St::Ready;
             jobs_ready.push_back((i, job));
@@ -214,6 +253,23 @@ pub async fn run(
             while k < jobs_ready.len() {
                 let (i, job) = &jobs_ready[k];
                 let i = *i;
+                if on_slurm[i] {
+                    // The cluster schedules cpus, GPUs and memory; flow caps what it queues.
+                    if queued < max_queued {
+                        let (i, job) = jobs_ready.remove(k).expect("index in range");
+                        st[i] = St::Running;
+                        running += 1;
+                        queued += 1;
+                        let tx = tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let r = run_job(job);
+                            let _ = tx.send((i, Vec::new(), r));
+                        });
+                    } else {
+                        k += 1;
+                    }
+                    continue;
+                }
                 let r = job.resources.clone();
                 let threads = job.threads;
                 let mem_ok = match (r.memory_mb, free_mem) {
@@ -266,10 +322,14 @@ pub async fn run(
         };
         running -= 1;
         let node = &dag.nodes[i];
-        free_cpu += node.spec.resources.cpu.min(jobs);
-        free_gpus.extend(gpus);
-        if let (Some(need), Some(free)) = (node.spec.resources.memory_mb, free_mem.as_mut()) {
-            *free += need;
+        if on_slurm[i] {
+            queued -= 1;
+        } else {
+            free_cpu += node.spec.resources.cpu.min(jobs);
+            free_gpus.extend(gpus);
+            if let (Some(need), Some(free)) = (node.spec.resources.memory_mb, free_mem.as_mut()) {
+                *free += need;
+            }
         }
         match result {
             Ok(res) => {
@@ -350,6 +410,7 @@ pub async fn run(
                 _ => None,
             }),
             reason: (!selected[i]).then(|| skipped.clone()),
+            job_id: slurm.as_ref().and_then(|s| s.job_id(dag.nodes[i].id())),
         })
         .collect();
     let ok = nodes.iter().all(|n| {
@@ -411,7 +472,7 @@ fn publish(
 }
 
 /// `YYYYMMDDTHHMMSS` in UTC, without a date crate.
-fn chrono_like_now() -> String {
+pub(crate) fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

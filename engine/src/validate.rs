@@ -45,6 +45,8 @@ pub struct Dag {
     pub graph: DiGraph<usize, ()>,
     /// The pipeline's `targets:` (node ids); empty: every node.
     pub targets: Vec<String>,
+    /// The pipeline's `executor:` settings (default executor, Slurm settings).
+    pub executor: crate::spec::ExecutorSpec,
 }
 
 impl Dag {
@@ -325,6 +327,7 @@ pub fn validate(
         order,
         graph,
         targets: p.targets,
+        executor: p.executor,
     })
 }
 

@@ -87,6 +87,7 @@ fn run_once(
         base_dir: dir.to_path_buf(),
         results_dir: None,
         run_id: runner::new_run_id(),
+        executor: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

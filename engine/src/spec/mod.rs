@@ -4,6 +4,7 @@
 //! and every position remembered; checking against the stage registry happens in
 //! [`crate::validate`].
 
+mod executor;
 mod span;
 mod template;
 
@@ -14,6 +15,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 
+pub use executor::{
+    parse_executor, time_text, ExecutorKind, ExecutorSpec, GpuFlag, MemoryFlag, SlurmSettings,
+    DEFAULT_MAX_QUEUED,
+};
 pub use span::{Span, SpanIndex};
 pub use template::{render_str, Scope};
 
@@ -69,6 +74,9 @@ pub struct Resources {
     pub cpu: usize,
     pub gpu: usize,
     pub memory_mb: Option<u64>,
+    /// Time limit in Slurm's format (`resources.time`); the Slurm executor passes it as
+    /// `--time`. The local executor does not limit time.
+    pub time: Option<String>,
 }
 
 impl Default for Resources {
@@ -77,6 +85,7 @@ impl Default for Resources {
             cpu: 1,
             gpu: 0,
             memory_mb: None,
+            time: None,
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct NodeSpec {
     pub resources: Resources,
     pub retry: Retry,
     pub publish: bool,
+    /// The node's own `executor:` (wins over `--executor` and the pipeline's default).
+    pub executor: Option<ExecutorKind>,
     /// Where the node is declared (its key in `nodes:`).
     pub span: Span,
     /// The id as written (differs from `id` for `foreach` nodes).
@@ -118,6 +129,8 @@ pub struct Pipeline {
     /// the rest as not needed. Empty: every node.
     pub targets: Vec<String>,
     pub spans: SpanIndex,
+    /// The top-level `executor:` settings.
+    pub executor: ExecutorSpec,
 }
 
 impl Pipeline {
@@ -126,9 +139,17 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: [&str; 5] = ["name", "description", "params", "targets", "nodes"];
-const NODE_KEYS: [&str; 9] = [
+const TOP_KEYS: [&str; 6] = [
+    "name",
+    "description",
+    "params",
+    "targets",
+    "executor",
+    "nodes",
+];
+const NODE_KEYS: [&str; 10] = [
     "stage",
+    "executor",
     "params",
     "inputs",
     "resources",
@@ -366,6 +387,26 @@ pub fn parse(
         }
     }
 
+    let mut executor = ExecutorSpec::default();
+    if let Some(e) = top.get("executor") {
+        match template::render(e, &Scope::default()) {
+            Ok(v) => match parse_executor(&v) {
+                Ok(spec) => executor = spec,
+                Err((path, e)) => {
+                    let mut full = vec!["executor"];
+                    full.extend(path.iter().map(|s| s.as_str()));
+                    cx.err(
+                        &full,
+                        None,
+                        e,
+                        Some("see docs/slurm.md for the executor settings".into()),
+                    );
+                }
+            },
+            Err((_, e)) => cx.err(&["executor"], None, e, None),
+        }
+    }
+
     let mut nodes = Vec::new();
     match top.get("nodes").map(|n| n.as_mapping()) {
         Some(Some(m)) => {
@@ -411,6 +452,7 @@ pub fn parse(
             nodes,
             targets,
             spans,
+            executor,
         })
     } else {
         Err(cx.errors)
@@ -675,6 +717,30 @@ fn build_node(
             false
         }
     };
+    let executor = match render_field(cx, "executor") {
+        None => None,
+        Some(Value::String(s)) => match s.parse::<ExecutorKind>() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                cx.err(
+                    &["nodes", tid, "executor"],
+                    Some(id),
+                    e,
+                    Some("a node's `executor` is `local` or `slurm`; Slurm settings go in the pipeline's `executor.slurm` block".into()),
+                );
+                None
+            }
+        },
+        Some(_) => {
+            cx.err(
+                &["nodes", tid, "executor"],
+                Some(id),
+                "`executor` must be `local` or `slurm`",
+                None,
+            );
+            None
+        }
+    };
     if cx.errors.len() > before {
         return None;
     }
@@ -686,6 +752,7 @@ fn build_node(
         resources,
         retry,
         publish,
+        executor,
         span: cx.spans.key(&["nodes", tid]),
         template_id: tid.to_string(),
     })
@@ -784,9 +851,10 @@ fn parse_resources(v: &Value) -> Result<Resources, String> {
             }
             "gpu" => r.gpu = val.as_u64().ok_or("`gpu` must be an integer >= 0")? as usize,
             "memory" => r.memory_mb = Some(parse_memory(val)?),
+            "time" => r.time = Some(time_text(val)?),
             other => {
                 return Err(format!(
-                    "unknown resource `{other}` (allowed: cpu, gpu, memory)"
+                    "unknown resource `{other}` (allowed: cpu, gpu, memory, time)"
                 ))
             }
         }

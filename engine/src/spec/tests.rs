@@ -110,7 +110,8 @@ fn refs_and_resources() {
         Resources {
             cpu: 2,
             gpu: 1,
-            memory_mb: Some(1536)
+            memory_mb: Some(1536),
+            time: None,
         }
     );
     assert_eq!(p.nodes[0].retry.exit_codes, vec![75]);
