@@ -134,9 +134,9 @@ pub fn plan(
 /// Why a node outside the selection does not run: no target reads it.
 pub fn not_needed(dag: &Dag, targets: &[String]) -> String {
     let (from, list) = if targets.is_empty() {
-        ("the pipeline's targets", &dag.targets)
+        ("the pipeline's targets", dag.targets.as_slice())
     } else {
-        ("--target", &targets.to_vec())
+        ("--target", targets)
     };
     format!("not needed: none of {from} ({}) reads it", list.join(", "))
 }
