@@ -137,17 +137,7 @@ impl ItemCache for StoreItems {
             *c += 1;
             *c
         };
-        let dir = self.scratch.join("items").join(n.to_string());
-        fs::create_dir_all(&dir)
-            .map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
-        let target = dir.join(name);
-        make(&target)?;
-        if !target.exists() {
-            return Err(StageError::msg(format!(
-                "item `{name}` was not produced at {}",
-                target.display()
-            )));
-        }
+        let target = make_item(&self.scratch.join("items").join(n.to_string()), name, make)?;
         let (kind, digest, size, blobs) = self
             .state
             .store
@@ -435,4 +425,24 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let _ = fs::remove_dir_all(&checkpoint_dir);
     let _ = fs::remove_dir_all(&scratch);
     Ok(result)
+}
+
+/// Makes one item in the fresh directory `dir` (created here) as `dir/name` and checks
+/// that `make` produced it.
+pub(crate) fn make_item(
+    dir: &Path,
+    name: &str,
+    make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
+) -> Result<PathBuf, StageError> {
+    fs::create_dir_all(dir)
+        .map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
+    let target = dir.join(name);
+    make(&target)?;
+    if !target.exists() {
+        return Err(StageError::msg(format!(
+            "item `{name}` was not produced at {}",
+            target.display()
+        )));
+    }
+    Ok(target)
 }

@@ -113,18 +113,7 @@ impl ItemCache for ScratchItems {
         make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
     ) -> Result<PathBuf, StageError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let dir = self.dir.join(n.to_string());
-        fs::create_dir_all(&dir)
-            .map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
-        let target = dir.join(name);
-        make(&target)?;
-        if !target.exists() {
-            return Err(StageError::msg(format!(
-                "item `{name}` was not produced at {}",
-                target.display()
-            )));
-        }
-        Ok(target)
+        crate::execute::make_item(&self.dir.join(n.to_string()), name, make)
     }
 }
 
