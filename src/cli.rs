@@ -74,6 +74,23 @@ pub enum Command {
     ExecNode(ExecNodeArgs),
 }
 
+impl Command {
+    /// Commands that only read and print (no state written, no children): a closed stdout
+    /// may end them.
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan(_)
+                | Command::Graph(_)
+                | Command::Status(_)
+                | Command::Explain(_)
+                | Command::Stages(_)
+                | Command::Score(_)
+                | Command::Completions(_)
+        )
+    }
+}
+
 #[derive(Args)]
 pub struct ExecNodeArgs {
     /// The node file (`<state dir>/tmp/<attempt>/node.json`).

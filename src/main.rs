@@ -19,6 +19,9 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        restore_default_sigpipe();
+    }
     logging::init(cli.global.quiet, cli.global.verbose, cli.global.log_format);
     let result = match &cli.command {
         Command::Run(a) => cmd_run::run(&cli.global, a),
@@ -52,5 +55,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(code as u8)
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a closed pipe (`flow stages | head`) panics. The
+/// commands that only print get the default back and end quietly as `cat` does; `run` and
+/// the others keep ignoring it (a closed pipe to a child is an error they report).
+fn restore_default_sigpipe() {
+    // SAFETY: called once at start-up, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -53,3 +53,22 @@ fn an_unknown_shell_is_a_usage_error() {
         .code(2)
         .stderr(predicate::str::contains("possible values"));
 }
+
+/// `flow stages | head -1`: a closed pipe ends the listing quietly, as `cat` would, instead
+/// of a "Broken pipe" panic.
+#[test]
+fn a_closed_pipe_ends_a_listing_without_a_panic() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("flow"))
+        .arg("stages")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: `flow` meets a closed pipe on its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}
