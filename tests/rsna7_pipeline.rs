@@ -197,6 +197,79 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     let (code, states) = w.run("pipelines/rsna7.yaml", &args);
     assert_eq!(code, 0);
     assert!(with_state(&states, "ran").is_empty(), "{states:?}");
+
+    one_plan_entry_reruns_exactly_the_nodes_that_use_it(&w, &args);
+}
+
+/// Plans as data: `--set plan.overall.lr=...` re-plans, re-trains the patient_overall CNNs and
+/// what reads them, and nothing else; `flow explain` names the entry before and after the
+/// plans node ran.
+fn one_plan_entry_reruns_exactly_the_nodes_that_use_it(w: &Work, args: &[&str]) {
+    let explain = |node: &str, extra: &[&str]| -> String {
+        let mut a = vec!["explain", "pipelines/rsna7.yaml", node];
+        // The run's `--set`s (explain takes no --jobs).
+        for pair in args.windows(2).filter(|p| p[0] == "--set") {
+            a.extend(pair);
+        }
+        a.extend(extra);
+        let out = w.flow(&a).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let lr = ["--set", "plan.overall.lr=0.0005"];
+    let text = explain("overall_fold0", &lr);
+    assert!(
+        text.contains("upstream plans runs")
+            && text.contains("param `overrides.overall.lr` added (0.0005)"),
+        "{text}"
+    );
+    let mut a = args.to_vec();
+    a.extend(lr);
+    let (code, states) = w.run("pipelines/rsna7.yaml", &a);
+    assert_eq!(code, 0, "{states:?}");
+    let mut ran = with_state(&states, "ran");
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            "overall_fold0",
+            "overall_fold1",
+            "overall_fold2",
+            "plans",
+            "report",
+            "stage3"
+        ],
+        "{states:?}"
+    );
+    let plans: serde_json::Value =
+        serde_json::from_str(&w.read("results/rsna7/plans/plans.json")).unwrap();
+    assert_eq!(
+        plans["sections"]["overall"]["lr"],
+        serde_json::json!(0.0005)
+    );
+    assert_eq!(
+        plans["fingerprint"]["studies"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{plans}"
+    );
+
+    // Once the plans node has run with a new value, the model node names the entry of its
+    // `plan` input that moved.
+    let mut a = args.to_vec();
+    a.extend(["--set", "plan.overall.lr=0.0002", "--target", "plans"]);
+    let (code, states) = w.run("pipelines/rsna7.yaml", &a);
+    assert_eq!(code, 0, "{states:?}");
+    let text = explain("overall_fold1", &["--set", "plan.overall.lr=0.0002"]);
+    assert!(
+        text.contains("input `plan`: `lr` changed: 0.0005 -> 0.0002"),
+        "{text}"
+    );
+    let text = explain("train_round1", &["--set", "plan.overall.lr=0.0002"]);
+    assert!(text.contains("cached"), "{text}");
 }
 
 /// pipelines/examples/rsna7-custom.yaml must stay rsna7.yaml plus its marked additions.
@@ -261,10 +334,16 @@ fn bad_method_params_are_rejected_before_running() {
         r#"
 name: bad
 nodes:
+  plans:
+    stage: rsna.plan
+    params: {profile: huge}
+  typo:
+    stage: rsna.plan
+    params: {profile: tiny, overrides: {overall: {learning_rate: 0.1}}}
   train:
     stage: rsna.stage1_train
-    params: {profile: huge, resolution: lowres}
-    inputs: {volumes: ./v, labels: [./l]}
+    params: {resolution: midres}
+    inputs: {volumes: ./v, labels: [./l], plan: plans.stage1_lowres}
   labels:
     stage: rsna.fracture_labels
     params: {source: pseudo}
@@ -272,7 +351,7 @@ nodes:
   fold:
     stage: rsna.fracture_train
     params: {round: 3, fold: 1}
-    inputs: {rois: ./r, labels: ./l}
+    inputs: {rois: ./r, labels: ./l, plan: plans.fracture_round3}
 "#,
     );
     for d in ["v", "l", "r"] {
@@ -285,6 +364,11 @@ nodes:
         err.contains("unknown profile `huge`") && err.contains("tiny, demo, full"),
         "{err}"
     );
+    assert!(
+        err.contains("plan.overall.learning_rate") && err.contains("no such plan entry"),
+        "{err}"
+    );
+    assert!(err.contains("midres"), "{err}");
     assert!(
         err.contains("source: pseudo needs the inputs `probs`"),
         "{err}"

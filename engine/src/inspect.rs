@@ -37,7 +37,8 @@ fn why_run(
     let Some(prev) = state.index.lookup(&last)? else {
         return Ok("its cached result was dropped (cache verify/gc)".into());
     };
-    let d = key::diff(&prev.manifest, manifest);
+    let mut d = key::diff(&prev.manifest, manifest);
+    d.extend(changed_documents(state, &prev.manifest, manifest));
     if let Some(f) = state.index.failure(node)? {
         return Ok(format!("failed last time: {}", first_line(&f)));
     }
@@ -46,6 +47,42 @@ fn why_run(
     } else {
         d.join("; ")
     })
+}
+
+/// For each single-file input whose digest changed and whose old and new versions are small
+/// JSON documents still in the store (a plan section, a config), the entries that differ:
+/// `flow explain` then names `lr`, not just two digests.
+fn changed_documents(
+    state: &StateDir,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+) -> Vec<String> {
+    const MAX_BYTES: u64 = 64 * 1024;
+    let read = |v: &serde_json::Value| -> Option<serde_json::Value> {
+        if v["kind"] != "file" {
+            return None;
+        }
+        let digest: flow_cache::Digest = v["digest"].as_str()?.parse().ok()?;
+        let path = state.store.blob_path(&digest);
+        if std::fs::metadata(&path).ok()?.len() > MAX_BYTES {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    };
+    let mut out = Vec::new();
+    let Some(inputs) = new["inputs"].as_object() else {
+        return out;
+    };
+    for (name, n) in inputs {
+        let o = &old["inputs"][name];
+        if o == n {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (read(o), read(n)) {
+            out.extend(key::diff_documents(&format!("input `{name}`:"), &a, &b));
+        }
+    }
+    out
 }
 
 fn first_line(s: &str) -> &str {

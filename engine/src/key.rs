@@ -121,9 +121,13 @@ pub fn diff(old: &Value, new: &Value) -> Vec<String> {
             old["version"], new["version"]
         ));
     }
-    diff_maps("param", &old["params"], &new["params"], &mut out, |v| {
-        canonical_json(v)
-    });
+    diff_maps(
+        "param",
+        &flatten(&old["params"]),
+        &flatten(&new["params"]),
+        &mut out,
+        canonical_json,
+    );
     diff_maps(
         "setting",
         &flatten(&old["settings"]),
@@ -141,7 +145,16 @@ pub fn diff(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
+/// The entries that differ between two versions of a JSON document (an input file), named by
+/// their path: `input `plan`: `lr` changed: 0.003 -> 0.001`.
+pub fn diff_documents(what: &str, old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_maps(what, &flatten(old), &flatten(new), &mut out, canonical_json);
+    out
+}
+
 /// `{"a": {"b": 1}, "c": [2]}` -> `{"a.b": 1, "c": [2]}`: a setting is named by its path.
+/// Empty maps vanish, so `{}` -> `{"x": 1}` reads as one entry added.
 fn flatten(v: &Value) -> Value {
     fn walk(prefix: &str, v: &Value, out: &mut serde_json::Map<String, Value>) {
         match v {
@@ -159,6 +172,7 @@ fn flatten(v: &Value) -> Value {
                 }
             }
             Value::Null if prefix.is_empty() => {}
+            Value::Object(_) => {}
             other => {
                 out.insert(prefix.to_string(), other.clone());
             }

@@ -200,6 +200,25 @@ fn yaml_str(v: &Yaml) -> Option<&str> {
     v.as_str()
 }
 
+/// Sets `path` (`a.b.c`) inside `map`, creating the maps on the way; a value in the way is
+/// replaced by a map.
+fn set_nested(map: &mut serde_json::Map<String, Value>, path: &str, v: Value) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_string(), v);
+        }
+        Some((head, rest)) => {
+            let slot = map
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !slot.is_object() {
+                *slot = Value::Object(Default::default());
+            }
+            set_nested(slot.as_object_mut().expect("made a map"), rest, v);
+        }
+    }
+}
+
 /// Parses a `--set key=value` value as a YAML scalar (so numbers and booleans keep their type).
 pub fn parse_override(s: &str) -> Result<(String, Value), String> {
     let (k, v) = s
@@ -374,16 +393,29 @@ pub fn parse(
         }
     }
     for (k, v) in overrides {
-        if !params.contains_key(k) {
-            let known: Vec<&String> = params.keys().collect();
-            cx.err(
-                &["params"],
-                None,
-                format!("`--set {k}=...`: the pipeline has no param `{k}`"),
-                Some(format!("declared params: {known:?}")),
-            );
-        } else {
+        if params.contains_key(k) {
             params.insert(k.clone(), v.clone());
+            continue;
+        }
+        // `--set plan.overall.lr=0.001`: one entry inside a map param.
+        let (head, rest) = k.split_once('.').unwrap_or((k.as_str(), ""));
+        match params.get_mut(head) {
+            Some(Value::Object(map)) if !rest.is_empty() => set_nested(map, rest, v.clone()),
+            Some(_) if !rest.is_empty() => cx.err(
+                &["params", head],
+                None,
+                format!("`--set {k}=...`: param `{head}` is not a map"),
+                Some(format!("set the whole param: `--set {head}=...`")),
+            ),
+            _ => {
+                let known: Vec<&String> = params.keys().collect();
+                cx.err(
+                    &["params"],
+                    None,
+                    format!("`--set {k}=...`: the pipeline has no param `{head}`"),
+                    Some(format!("declared params: {known:?}")),
+                );
+            }
         }
     }
 

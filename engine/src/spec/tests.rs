@@ -64,6 +64,34 @@ fn overrides_apply_and_unknown_override_fails() {
 }
 
 #[test]
+fn dotted_override_sets_one_entry_of_a_map_param() {
+    let text = "name: t\nparams: {n: 1, plan: {}}\nnodes:\n  a: {stage: command, params: {p: \"${params.plan}\"}}\n";
+    let sets = [
+        parse_override("plan.overall.lr=0.001").unwrap(),
+        parse_override("plan.overall.epochs=3").unwrap(),
+    ];
+    let p = parse(Path::new("p.yaml"), text, &sets).unwrap();
+    assert_eq!(
+        p.nodes[0].params["p"],
+        json!({"overall": {"lr": 0.001, "epochs": 3}})
+    );
+    let e = parse(
+        Path::new("p.yaml"),
+        text,
+        &[parse_override("n.x=5").unwrap()],
+    )
+    .unwrap_err();
+    assert!(e[0].message.contains("param `n` is not a map"), "{}", e[0]);
+    let e = parse(
+        Path::new("p.yaml"),
+        text,
+        &[parse_override("q.x=5").unwrap()],
+    )
+    .unwrap_err();
+    assert!(e[0].message.contains("no param `q`"), "{}", e[0]);
+}
+
+#[test]
 fn errors_name_line_and_node() {
     let e = parse_err(
         "name: t\nnodes:\n  a:\n    stage: command\n    params: {x: \"${params.missing}\"}\n",

@@ -11,6 +11,7 @@ use crate::ops::{global_avg_pool3d, Conv3dParams};
 
 /// Architecture of a [`Classifier3d`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassifierConfig {
     pub in_channels: usize,
     pub stage_channels: Vec<usize>,

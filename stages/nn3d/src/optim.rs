@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which update rule, with its hyper-parameters (the learning rate comes from the schedule).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
 pub enum OptimizerConfig {
     /// PyTorch `SGD(momentum, nesterov, weight_decay)`, dampening 0.
     Sgd {

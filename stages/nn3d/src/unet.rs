@@ -11,6 +11,7 @@ use crate::ops::Conv3dParams;
 
 /// Architecture of a [`UNet3d`]; `kernel_sizes` and `strides` have one entry per level.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UNetConfig {
     pub in_channels: usize,
     pub num_classes: usize,

@@ -15,8 +15,8 @@ mod synthetic;
 pub use boxes::BoxesToMasks;
 pub use convert::DicomToNifti;
 pub use method::{
-    FractureLabels, FracturePredict, FractureTrain, OverallTrain, Report, RoiExtract, SplitStudies,
-    Stage1Predict, Stage1Train, Stage3,
+    FractureLabels, FracturePredict, FractureTrain, OverallTrain, PlanStage, Report, RoiExtract,
+    SplitStudies, Stage1Predict, Stage1Train, Stage3,
 };
 pub use public_vertebrae::PublicVertebrae;
 pub use score::ScoreSubmission;
@@ -36,6 +36,7 @@ pub fn registry() -> Registry {
     r.register(PublicVertebrae);
     r.register(ScoreSubmission);
     r.register(SplitStudies);
+    r.register(PlanStage);
     r.register(Stage1Train);
     r.register(Stage1Predict);
     r.register(RoiExtract);

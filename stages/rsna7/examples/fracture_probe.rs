@@ -26,8 +26,8 @@ use flow_nn3d::UNetConfig;
 use flow_rsna7::normalize::sample_where;
 use flow_rsna7::segnet::to_grid;
 use flow_rsna7::{
-    onto_grid_of, predict_probabilities, recipes, train_segmentation, training_case, CtNormalizer,
-    SegModel,
+    onto_grid_of, plans::Plans, predict_probabilities, train_segmentation, training_case,
+    CtNormalizer, SegModel, SegRecipe,
 };
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -146,7 +146,10 @@ fn main() {
     let labels = args.get(4).map(PathBuf::from);
     let profile = std::env::var("PROFILE").unwrap_or_else(|_| "demo".into());
     let seed = env("SEED").unwrap_or(1);
-    let mut recipe = recipes::fracture(&profile, 1, seed).unwrap();
+    let mut recipe = SegRecipe {
+        seed,
+        ..Plans::builtin(&profile).unwrap().fracture_round1
+    };
     let iters: usize = env("ITERS").unwrap_or(400);
     recipe.epochs = iters.div_ceil(recipe.iterations);
     if let Some(p) = env("SYN_P") {

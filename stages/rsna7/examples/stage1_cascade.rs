@@ -20,7 +20,7 @@ use flow_imaging::{read_nifti, AnyVolume, Volume};
 use flow_nn3d::train::LogProgress;
 use flow_rsna7::stage1::{prepare_study, training_cases, Resolution};
 use flow_rsna7::{
-    dice_per_label, recipes, segment_vertebrae, train_segmentation, SegModel, SegRecipe,
+    dice_per_label, plans::Plans, segment_vertebrae, train_segmentation, SegModel, SegRecipe,
 };
 
 fn ct(path: &Path) -> Volume<i16> {
@@ -116,7 +116,11 @@ fn main() {
     let fine_iters: usize = a.get(7).map_or(100, |s| s.parse().expect("FINE_ITERS"));
     let work = std::env::temp_dir().join(format!("stage1_cascade_{}", std::process::id()));
     let seed: u64 = std::env::var("SEED").map_or(1, |s| s.parse().expect("SEED"));
-    let mut low_recipe = recipes::stage1_lowres(profile, seed).unwrap();
+    let plans = Plans::builtin(profile).unwrap();
+    let mut low_recipe = SegRecipe {
+        seed,
+        ..plans.stage1_lowres.clone()
+    };
     // Variants for experiments: LOW_SPACING=x,y,z (mm), LOW_PATCH=z,y,x, LOW_BATCH=n.
     let list = |name: &str| {
         std::env::var(name).ok().map(|v| {
@@ -135,7 +139,10 @@ fn main() {
         low_recipe.batch = v[0] as usize;
     }
     // FINE_SPACING=x,y,z and FINE_PATCH=z,y,x change the full-resolution recipe.
-    let mut fine_recipe = recipes::stage1_fullres(profile, seed).unwrap();
+    let mut fine_recipe = SegRecipe {
+        seed,
+        ..plans.stage1_fullres
+    };
     if let Some(v) = list("FINE_SPACING") {
         fine_recipe.spacing_xyz = [v[0], v[1], v[2]];
     }

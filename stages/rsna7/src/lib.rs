@@ -10,7 +10,7 @@ pub mod level_watershed;
 pub mod normalize;
 pub mod objective;
 pub mod overall;
-pub mod recipes;
+pub mod plans;
 pub mod roi;
 pub mod segnet;
 pub mod split;

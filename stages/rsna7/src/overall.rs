@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{read_json, write_json, Result, Rsna7Error};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OverallRecipe {
     /// Edge of the input cube in voxels (96 in the method).
     pub size: usize,
@@ -28,6 +29,8 @@ pub struct OverallRecipe {
     pub epochs: usize,
     pub iterations: usize,
     pub lr: f64,
+    /// A node param, not a plan entry (plan sections leave it out).
+    #[serde(default)]
     pub seed: u64,
 }
 

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use crate::error::{read_json, write_json, Result, Rsna7Error};
 use crate::normalize::CtNormalizer;
 
-/// How a segmentation model is trained (one per stage and profile; see `recipes`).
+/// How a segmentation model is trained: one section of a profile (see `plans`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegRecipe {
     pub net: UNetConfig,
     /// Working voxel spacing `[x, y, z]` in mm.
@@ -55,6 +56,8 @@ pub struct SegRecipe {
     pub position_channel: bool,
     /// Sliding-window step as a fraction of the patch (0.5 in the method).
     pub step_fraction: f64,
+    /// A node param, not a plan entry (plan sections leave it out).
+    #[serde(default)]
     pub seed: u64,
 }
 
@@ -377,7 +380,9 @@ mod tests {
     fn meta(fold: Option<usize>, studies: &[&str]) -> SegModelMeta {
         SegModelMeta {
             task: "fracture".into(),
-            recipe: crate::recipes::fracture("tiny", 3, 1).unwrap(),
+            recipe: crate::plans::Plans::builtin("tiny")
+                .unwrap()
+                .fracture_round3,
             normalizer: CtNormalizer {
                 clip_low: 0.0,
                 clip_high: 1.0,

@@ -472,7 +472,8 @@ mod tests {
                 }
             }
         }
-        let mut recipe = crate::recipes::stage1_lowres("tiny", 1).unwrap();
+        let plans = crate::plans::Plans::builtin("tiny").unwrap();
+        let mut recipe = plans.stage1_lowres.clone();
         recipe.spacing_xyz = [1.0; 3];
         let low = prepare_study("s", &ct, &labels, &recipe, Resolution::Lowres).unwrap();
         // body 27..=36 grown by 6 mm: 21..=42 in-plane, 5..=58 grown to 0..=63 along z.
@@ -481,7 +482,7 @@ mod tests {
             low.labels.data().iter().filter(|&&l| l == 3).count(),
             4 * 4 * 20
         );
-        let mut fine = crate::recipes::stage1_fullres("tiny", 1).unwrap();
+        let mut fine = plans.stage1_fullres;
         fine.spacing_xyz = [1.0; 3];
         let high = prepare_study("s", &ct, &labels, &fine, Resolution::Fullres).unwrap();
         // spine 30..=33 / 20..=39 grown by FULLRES_CONTEXT_MM (20 mm): 10..=53 / 0..=59.

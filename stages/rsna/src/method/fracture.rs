@@ -9,7 +9,7 @@ use flow_engine::{
 use flow_imaging::write_nifti;
 use flow_rsna7::normalize::sample_where;
 use flow_rsna7::{
-    predict_probabilities, recipes, segnet::to_grid, training_case, CtNormalizer, SegModel, Split,
+    predict_probabilities, segnet::to_grid, training_case, CtNormalizer, SegModel, Split,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -23,29 +23,18 @@ pub struct FractureTrain;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainP {
-    profile: String,
     round: u8,
     fold: i64,
     seed: u64,
-    epochs: usize,
-    iterations: usize,
-    lr: f64,
 }
 
 impl TrainP {
-    /// The profile's recipe for this round (and fold) with the node's overrides.
-    fn recipe(&self) -> flow_rsna7::Result<flow_rsna7::SegRecipe> {
-        // Each fold gets its own seed so the five models differ beyond their data.
-        let seed = self
-            .seed
+    /// The training seed: each round and fold gets its own, so the five round-3 models
+    /// differ beyond their data.
+    fn training_seed(&self) -> u64 {
+        self.seed
             .wrapping_add(1000 * u64::from(self.round))
-            .wrapping_add(self.fold.max(0) as u64);
-        Ok(super::runtime::with_overrides(
-            recipes::fracture(&self.profile, self.round, seed)?,
-            self.epochs,
-            self.iterations,
-            self.lr,
-        ))
+            .wrapping_add(self.fold.max(0) as u64)
     }
 }
 
@@ -54,37 +43,30 @@ impl Stage for FractureTrain {
         "rsna.fracture_train"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
          round 1 with the synthetic-fracture augmentation, later rounds with deep supervision \
          (full profile). With fold >= 0 the studies of that fold (split input) are left out. \
-         Resumes from its last epoch checkpoint. Output: model/."
+         Net, grid, schedule and augmentation come from the `plan` input (rsna.plan's \
+         fracture_round<N> section). Resumes from its last epoch checkpoint. Output: model/."
     }
     fn params(&self) -> ParamsSchema {
-        super::runtime::training_params(
-            ParamsSchema::new()
-                .optional(
-                    "profile",
-                    ParamType::String,
-                    json!("demo"),
-                    "tiny, demo or full",
-                )
-                .required("round", ParamType::Int, "1, 2 or 3")
-                .optional(
-                    "fold",
-                    ParamType::Int,
-                    json!(-1),
-                    "fold left out (round 3), -1 for none",
-                )
-                .optional(
-                    "seed",
-                    ParamType::Int,
-                    json!(2022),
-                    "initialisation and patch-sampling seed",
-                ),
-        )
+        ParamsSchema::new()
+            .required("round", ParamType::Int, "1, 2 or 3")
+            .optional(
+                "fold",
+                ParamType::Int,
+                json!(-1),
+                "fold left out (round 3), -1 for none",
+            )
+            .optional(
+                "seed",
+                ParamType::Int,
+                json!(2022),
+                "initialisation and patch-sampling seed",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -106,18 +88,19 @@ impl Stage for FractureTrain {
                 required: false,
                 doc: "split.json (needed with fold >= 0)",
             },
+            super::runtime::plan_input(
+                "the round's plan section, e.g. plans.fracture_round1 (rsna.plan)",
+            ),
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
         Ok(vec![OutputDecl::dir("model")])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
-        let profile = params
-            .get("profile")
-            .and_then(|v| v.as_str())
-            .unwrap_or("demo");
-        let round = params.get("round").and_then(|v| v.as_u64()).unwrap_or(0) as u8;
-        recipes::fracture(profile, round, 0).map_err(|e| format!("profile/round: {e}"))?;
+        let round = params.get("round").and_then(|v| v.as_u64()).unwrap_or(0);
+        if !(1..=3).contains(&round) {
+            return Err(format!("round {round}: the method has rounds 1, 2 and 3"));
+        }
         if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0
             && !inputs.contains(&"split")
         {
@@ -125,12 +108,9 @@ impl Stage for FractureTrain {
         }
         Ok(())
     }
-    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
-        super::runtime::recipe_settings(super::runtime::parse_params::<TrainP>(params)?.recipe())
-    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: TrainP = ctx.params_as()?;
-        let recipe = p.recipe().map_err(fail("profile"))?;
+        let recipe = super::runtime::seg_plan(ctx, p.training_seed())?;
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out: Vec<String> = match fold {
             Some(k) => {

@@ -4,6 +4,7 @@
 mod fracture;
 mod fracture_labels;
 mod overall;
+mod plan;
 mod report;
 mod roi;
 mod runtime;
@@ -14,6 +15,7 @@ mod stage3;
 pub use fracture::{FracturePredict, FractureTrain};
 pub use fracture_labels::FractureLabels;
 pub use overall::OverallTrain;
+pub use plan::PlanStage;
 pub use report::Report;
 pub use roi::RoiExtract;
 pub use split::SplitStudies;

@@ -4,7 +4,7 @@
 use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
-use flow_rsna7::{overall_input, recipes, train_overall, Split};
+use flow_rsna7::{overall_input, train_overall, Split};
 use flow_scoring::LabelTable;
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -19,32 +19,8 @@ pub struct OverallTrain;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct P {
-    profile: String,
     fold: i64,
     seed: u64,
-    epochs: usize,
-    iterations: usize,
-    lr: f64,
-}
-
-impl P {
-    /// The profile's recipe for this fold with the node's overrides.
-    fn recipe(&self) -> flow_rsna7::Result<flow_rsna7::OverallRecipe> {
-        let mut recipe = recipes::overall(
-            &self.profile,
-            self.seed.wrapping_add(7000 + self.fold.max(0) as u64),
-        )?;
-        if self.epochs > 0 {
-            recipe.epochs = self.epochs;
-        }
-        if self.iterations > 0 {
-            recipe.iterations = self.iterations;
-        }
-        if self.lr > 0.0 {
-            recipe.lr = self.lr;
-        }
-        Ok(recipe)
-    }
 }
 
 impl Stage for OverallTrain {
@@ -52,35 +28,28 @@ impl Stage for OverallTrain {
         "rsna.overall_train"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Trains the stage-3 patient_overall classifier (2 channels: fracture probability and \
          stage-1 labels, the ROI resampled to a cube) with BCE on the labelled training studies, \
-         leaving out the split's fold `fold` (-1: none). Output: model/ (overall.json, weights)."
+         leaving out the split's fold `fold` (-1: none). Input size, net and schedule come from the \
+         `plan` input (rsna.plan's overall section). Output: model/ (overall.json, weights)."
     }
     fn params(&self) -> ParamsSchema {
-        super::runtime::training_params(
-            ParamsSchema::new()
-                .optional(
-                    "profile",
-                    ParamType::String,
-                    json!("demo"),
-                    "tiny, demo or full",
-                )
-                .optional(
-                    "fold",
-                    ParamType::Int,
-                    json!(-1),
-                    "fold left out, -1 for none",
-                )
-                .optional(
-                    "seed",
-                    ParamType::Int,
-                    json!(2022),
-                    "initialisation and sampling seed",
-                ),
-        )
+        ParamsSchema::new()
+            .optional(
+                "fold",
+                ParamType::Int,
+                json!(-1),
+                "fold left out, -1 for none",
+            )
+            .optional(
+                "seed",
+                ParamType::Int,
+                json!(2022),
+                "initialisation and sampling seed",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -108,17 +77,13 @@ impl Stage for OverallTrain {
                 required: false,
                 doc: "split.json (with fold >= 0)",
             },
+            super::runtime::plan_input("the classifier's plan section: plans.overall (rsna.plan)"),
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
         Ok(vec![OutputDecl::dir("model")])
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
-        let profile = params
-            .get("profile")
-            .and_then(|v| v.as_str())
-            .unwrap_or("demo");
-        recipes::overall(profile, 0).map_err(|e| format!("profile: {e}"))?;
         if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0
             && !inputs.contains(&"split")
         {
@@ -126,12 +91,13 @@ impl Stage for OverallTrain {
         }
         Ok(())
     }
-    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
-        super::runtime::recipe_settings(super::runtime::parse_params::<P>(params)?.recipe())
-    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let recipe = p.recipe().map_err(fail("profile"))?;
+        let recipe = flow_rsna7::plans::read_overall_section(
+            ctx.input("plan")?,
+            p.seed.wrapping_add(7000 + p.fold.max(0) as u64),
+        )
+        .map_err(fail("the plan input"))?;
         let fold = (p.fold >= 0).then_some(p.fold as usize);
         let left_out = match fold {
             Some(k) => Split::read(ctx.input("split")?)

@@ -6,7 +6,7 @@ use flow_engine::{
 };
 use flow_imaging::ops::Interpolation;
 use flow_imaging::write_nifti;
-use flow_rsna7::{recipes, Roi};
+use flow_rsna7::Roi;
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,7 +19,6 @@ pub struct RoiExtract;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct P {
-    profile: String,
     margin_mm: f64,
 }
 
@@ -28,28 +27,21 @@ impl Stage for RoiExtract {
         "rsna.roi"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Cuts every study to its stage-2 region (bounding box of the predicted C1-C7 grown by \
-         margin_mm) and resamples it to the profile's fracture grid: rois/<UID>.ct.nii.gz (HU), \
+         margin_mm) and resamples it to the fracture grid of the `plan` input (rsna.plan's roi section): rois/<UID>.ct.nii.gz (HU), \
          <UID>.vertebrae.nii.gz (stage-1 labels) and, with a masks input, <UID>.boxes.nii.gz. \
          A study without any predicted cervical vertebra gets the body's bounding box instead (noted in summary.json), so it still gets probabilities."
     }
     fn params(&self) -> ParamsSchema {
-        ParamsSchema::new()
-            .optional(
-                "profile",
-                ParamType::String,
-                json!("demo"),
-                "tiny, demo or full (sets the ROI spacing)",
-            )
-            .optional(
-                "margin_mm",
-                ParamType::Float,
-                json!(5.0),
-                "margin around the C1-C7 bounding box",
-            )
+        ParamsSchema::new().optional(
+            "margin_mm",
+            ParamType::Float,
+            json!(5.0),
+            "margin around the C1-C7 bounding box",
+        )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
@@ -71,6 +63,7 @@ impl Stage for RoiExtract {
                 required: false,
                 doc: "fracture box masks on the CT grid (rsna.boxes_to_masks)",
             },
+            super::runtime::plan_input("the grid: plans.roi (rsna.plan)"),
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
@@ -79,24 +72,11 @@ impl Stage for RoiExtract {
             OutputDecl::file("summary", "summary.json"),
         ])
     }
-    fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        let profile = params
-            .get("profile")
-            .and_then(|v| v.as_str())
-            .unwrap_or("demo");
-        recipes::roi_spacing(profile)
-            .map(|_| ())
-            .map_err(|e| format!("profile: {e}"))
-    }
-    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
-        let p = super::runtime::parse_params::<P>(params)?;
-        recipes::roi_spacing(&p.profile)
-            .ok()
-            .map(|s| serde_json::json!({ "spacing_xyz": s }))
-    }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
-        let spacing = recipes::roi_spacing(&p.profile).map_err(fail("profile"))?;
+        let spacing = flow_rsna7::plans::read_roi_section(ctx.input("plan")?)
+            .map_err(fail("the plan input"))?
+            .spacing_xyz;
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let vertebrae = studies_in(ctx.input("vertebrae")?, "")?;
         let masks = match ctx.input_opt("masks") {

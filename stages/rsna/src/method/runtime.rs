@@ -167,59 +167,18 @@ pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
     crate::study_set::pool(ctx.threads)
 }
 
-/// The profile's recipe with the node's `epochs` / `iterations` / `lr` overrides (0 = keep).
-pub fn with_overrides(
-    mut r: flow_rsna7::SegRecipe,
-    epochs: usize,
-    iterations: usize,
-    lr: f64,
-) -> flow_rsna7::SegRecipe {
-    if epochs > 0 {
-        r.epochs = epochs;
+/// The `plan` input of a model stage: its section of the plans (`rsna.plan`'s
+/// `<section>.json`), so the numbers it trains with are in its key and in `flow explain`.
+pub fn plan_input(section: &'static str) -> flow_engine::InputDecl {
+    flow_engine::InputDecl {
+        name: "plan",
+        many: false,
+        required: true,
+        doc: section,
     }
-    if iterations > 0 {
-        r.iterations = iterations;
-    }
-    if lr > 0.0 {
-        r.lr = lr;
-    }
-    r
 }
 
-/// A node's params as its params struct (they are validated before keys are computed).
-pub fn parse_params<T: serde::de::DeserializeOwned>(params: &flow_engine::Params) -> Option<T> {
-    serde_json::from_value(serde_json::Value::Object(params.clone())).ok()
-}
-
-/// The `settings` of a model node: the recipe it trains with, so that a change to a profile's
-/// numbers re-runs the node (and `flow explain` names the number).
-pub fn recipe_settings<T: serde::Serialize>(
-    recipe: flow_rsna7::Result<T>,
-) -> Option<serde_json::Value> {
-    recipe.ok().map(|r| serde_json::json!({ "recipe": r }))
-}
-
-/// Adds the training overrides every model stage takes: `epochs`, `iterations`, `lr`.
-pub fn training_params(schema: flow_engine::ParamsSchema) -> flow_engine::ParamsSchema {
-    use flow_engine::ParamType;
-    use serde_json::json;
-    schema
-        .optional(
-            "epochs",
-            ParamType::Int,
-            json!(0),
-            "override the profile's epochs (0: keep)",
-        )
-        .optional(
-            "iterations",
-            ParamType::Int,
-            json!(0),
-            "override the profile's iterations per epoch (0: keep)",
-        )
-        .optional(
-            "lr",
-            ParamType::Float,
-            json!(0.0),
-            "override the profile's learning rate (0: keep)",
-        )
+/// The segmentation recipe of the node's `plan` input, with the node's seed.
+pub fn seg_plan(ctx: &StageContext, seed: u64) -> Result<flow_rsna7::SegRecipe, StageError> {
+    flow_rsna7::plans::read_seg_section(ctx.input("plan")?, seed).map_err(fail("the plan input"))
 }

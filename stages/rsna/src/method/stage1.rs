@@ -5,7 +5,7 @@ use flow_engine::{
 };
 use flow_imaging::write_nifti;
 use flow_rsna7::stage1::{Resolution, LEVEL_MARKERS};
-use flow_rsna7::{recipes, segment_vertebrae, SegModel, SegRecipe};
+use flow_rsna7::{segment_vertebrae, SegModel};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,13 +18,9 @@ pub struct Stage1Train;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainP {
-    profile: String,
     resolution: String,
     seed: u64,
     attempts: usize,
-    epochs: usize,
-    iterations: usize,
-    lr: f64,
 }
 
 impl Stage for Stage1Train {
@@ -32,7 +28,7 @@ impl Stage for Stage1Train {
         "rsna.stage1_train"
     }
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn doc(&self) -> &'static str {
         "Trains one model of the stage-1 cascade on every study with a label map. \
@@ -42,69 +38,54 @@ impl Stage for Stage1Train {
          normalisation fitted on the labelled voxels, Dice + CE. Resumes from its last epoch \
          checkpoint. Then segments its training studies: while some level C1-C7 has a Dice under \
          0.3 there, it trains again from the next seed (at most `attempts` trainings) and keeps \
-         the best. Output: model/ (model.json with the recipe, normaliser and loss history; \
+         the best. Net, grid and schedule come from the `plan` input (rsna.plan's \
+         stage1_lowres or stage1_fullres section). Output: model/ (model.json with the recipe, normaliser and loss history; \
          weights.safetensors; training_check.json with every attempt's Dice per class)."
     }
     fn params(&self) -> ParamsSchema {
-        super::runtime::training_params(
-            ParamsSchema::new()
-                .optional(
-                    "profile",
-                    ParamType::String,
-                    json!("demo"),
-                    "tiny, demo or full (net, grid and schedule sizes)",
-                )
-                .required(
-                    "resolution",
-                    ParamType::String,
-                    "lowres (levels, whole neck) or fullres (boundaries, spine box)",
-                )
-                .optional(
-                    "seed",
-                    ParamType::Int,
-                    json!(2022),
-                    "initialisation and patch-sampling seed",
-                )
-                .optional(
-                    "attempts",
-                    ParamType::Int,
-                    json!(1),
-                    "trainings at most (seed, seed+1, ...) while a level is not learned",
-                ),
-        )
+        ParamsSchema::new()
+            .required(
+                "resolution",
+                ParamType::String,
+                "lowres (levels, whole neck) or fullres (boundaries, spine box)",
+            )
+            .optional(
+                "seed",
+                ParamType::Int,
+                json!(2022),
+                "initialisation and patch-sampling seed",
+            )
+            .optional(
+                "attempts",
+                ParamType::Int,
+                json!(1),
+                "trainings at most (seed, seed+1, ...) while a level is not learned",
+            )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
         Some(vec![
             InputDecl { name: "volumes", many: false, required: true, doc: "converted CT volumes (<UID>.nii.gz)" },
             InputDecl { name: "labels", many: true, required: true, doc: "label maps on the CT grids (<UID>.nii.gz, 1..7 = C1..C7, 8 = T1), e.g. rsna.segmentations" },
+            super::runtime::plan_input("the model's plan section, e.g. plans.stage1_lowres (rsna.plan)"),
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
         Ok(vec![OutputDecl::dir("model")])
     }
     fn check(&self, params: &Params, _: &[&str]) -> Result<(), String> {
-        let profile = params
-            .get("profile")
-            .and_then(|v| v.as_str())
-            .unwrap_or("demo");
-        let resolution = Resolution::parse(
+        Resolution::parse(
             params
                 .get("resolution")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default(),
         )
-        .map_err(|e| e.to_string())?;
-        stage1_recipe(profile, resolution, 0)
-            .map(|_| ())
-            .map_err(|e| format!("profile: {e}"))
-    }
-    fn settings(&self, params: &Params) -> Option<serde_json::Value> {
-        super::runtime::recipe_settings(super::runtime::parse_params::<TrainP>(params)?.recipe())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: TrainP = ctx.params_as()?;
         let resolution = Resolution::parse(&p.resolution).map_err(fail("resolution"))?;
-        let recipe = p.recipe().map_err(fail("profile"))?;
+        let recipe = super::runtime::seg_plan(ctx, p.seed)?;
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let mut pairs = Vec::new();
         for dir in ctx.inputs_of("labels") {
@@ -194,34 +175,6 @@ impl Stage for Stage1Train {
             training.kept, kept.seed
         ));
         Ok(())
-    }
-}
-
-impl TrainP {
-    /// The profile's recipe with the node's overrides.
-    fn recipe(&self) -> flow_rsna7::Result<SegRecipe> {
-        let r = stage1_recipe(
-            &self.profile,
-            Resolution::parse(&self.resolution)?,
-            self.seed,
-        )?;
-        Ok(super::runtime::with_overrides(
-            r,
-            self.epochs,
-            self.iterations,
-            self.lr,
-        ))
-    }
-}
-
-fn stage1_recipe(
-    profile: &str,
-    resolution: Resolution,
-    seed: u64,
-) -> flow_rsna7::Result<SegRecipe> {
-    match resolution {
-        Resolution::Lowres => recipes::stage1_lowres(profile, seed),
-        Resolution::Fullres => recipes::stage1_fullres(profile, seed),
     }
 }
 
