@@ -47,6 +47,11 @@ struct Metrics {
     test: Option<ScoreReport>,
     out_of_fold: Option<ScoreReport>,
     final_losses: BTreeMap<String, Option<f64>>,
+    /// Expected calibration error (10 bins) of the test submission and of the out-of-fold
+    /// predictions: `patient_overall` and the seven vertebrae pooled.
+    calibration_ece: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    /// The plan overrides and the training data's fingerprint (rsna.plan), when given.
+    plans: Option<serde_json::Value>,
     notes: Vec<String>,
 }
 
@@ -111,12 +116,12 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
 /// The reliability plot of the predictions in `pred` (a submission-format CSV) against the
 /// labels in `labels` (train.csv layout), over the labelled studies it predicts: one series for
 /// patient_overall, one for the seven vertebrae pooled, each named with its expected
-/// calibration error.
+/// calibration error; and those errors by series (`patient_overall`, `vertebrae_pooled`).
 fn reliability_chart(
     caption: String,
     labels: &Path,
     pred: &Path,
-) -> Result<ReliabilityChart, StageError> {
+) -> Result<(ReliabilityChart, BTreeMap<String, Option<f64>>), StageError> {
     let wrap = |e| {
         StageError::wrap(
             format!("cannot bin {} for the reliability plot", pred.display()),
@@ -132,13 +137,16 @@ fn reliability_chart(
         .filter_map(|(uid, y)| predictions.get(uid).map(|p| (*y, *p)))
         .unzip();
     let mut series = Vec::new();
-    for (name, labels) in [
-        ("patient_overall", vec![OVERALL]),
-        ("C1–C7 pooled", (1..=7).collect()),
+    let mut errors = BTreeMap::new();
+    for (key, name, labels) in [
+        ("patient_overall", "patient_overall", vec![OVERALL]),
+        ("vertebrae_pooled", "C1–C7 pooled", (1..=7).collect()),
     ] {
         let bins =
             reliability_of_labels(&targets, &probs, &labels, RELIABILITY_BINS).map_err(wrap)?;
-        let ece = expected_calibration_error(&bins).map_or("–".into(), |e| format!("{e:.3}"));
+        let ece = expected_calibration_error(&bins);
+        errors.insert(key.to_string(), ece);
+        let ece = ece.map_or("–".into(), |e| format!("{e:.3}"));
         series.push(ReliabilitySeries {
             name: format!("{name}, ECE {ece}"),
             bins: bins
@@ -153,7 +161,7 @@ fn reliability_chart(
                 .collect(),
         });
     }
-    Ok(ReliabilityChart { caption, series })
+    Ok((ReliabilityChart { caption, series }, errors))
 }
 
 impl Stage for Report {
@@ -161,7 +169,7 @@ impl Stage for Report {
         "rsna.report"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Writes report/ (report.html with SVG charts and PNG slices, metrics.json): stage-1 Dice per vertebra and \
@@ -169,7 +177,7 @@ impl Stage for Report {
          hidden truth; skipped with a note on real data), the competition metric and AUC per \
          label for the test submission (with <root>/truth/test_labels.csv) and the out-of-fold \
          training predictions against the training-prevalence baseline, reliability (calibration) plots \
-         of both (patient_overall and the vertebrae pooled, 10 bins with counts), loss curves, and \
+         of both (patient_overall and the vertebrae pooled, 10 bins with counts; their expected calibration errors in metrics.json), loss curves, and \
          slices with the vertebra and fracture overlays."
     }
     fn params(&self) -> ParamsSchema {
@@ -208,6 +216,7 @@ impl Stage for Report {
             i("round3_probs", false, "round-3 probabilities of the test studies"),
             i("submission", false, "stage-3 submission.csv"),
             i("oof", false, "stage-3 oof.csv"),
+            InputDecl { name: "plans", many: false, required: false, doc: "plans.json of rsna.plan: the overrides and the training data's fingerprint are shown and copied into metrics.json" },
             InputDecl { name: "label_summaries", many: true, required: false, doc: "summary.json of the rsna.fracture_labels nodes, one per round in order: their warnings (a round that fell back to the previous round's labels) are shown" },
         ])
     }
@@ -353,11 +362,13 @@ impl Stage for Report {
             .map_err(|e| StageError::wrap("cannot score the submission", e))?;
             input.tables.push(score_table("Test submission", &r));
             m.test = Some(r);
-            input.reliability.push(reliability_chart(
+            let (chart, ece) = reliability_chart(
                 "Reliability of the test submission: observed fracture frequency against the mean predicted probability in 10 equal-width bins (n = predictions per bin; on the diagonal a probability p comes true a fraction p of the time)".into(),
                 &test_labels,
                 ctx.input("submission")?,
-            )?);
+            )?;
+            input.reliability.push(chart);
+            m.calibration_ece.insert("test".into(), ece);
         } else {
             m.notes.push(
                 "No truth/test_labels.csv in the data root: the test submission is not scored."
@@ -372,11 +383,13 @@ impl Stage for Report {
         .map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
         input.tables.push(score_table("Training studies, out of fold (quantile parameters and combiner fitted on these same predictions: optimistic)", &oof));
         m.out_of_fold = Some(oof);
-        input.reliability.push(reliability_chart(
+        let (chart, ece) = reliability_chart(
             "Reliability of the out-of-fold predictions on the training studies (quantile parameters and combiner fitted on these same predictions: optimistic)".into(),
             &root.join("train.csv"),
             ctx.input("oof")?,
-        )?);
+        )?;
+        input.reliability.push(chart);
+        m.calibration_ece.insert("out_of_fold".into(), ece);
 
         // Loss curves.
         let mut seg_curves = Vec::new();
@@ -504,6 +517,40 @@ impl Stage for Report {
                     .map_or("–".into(), |a| format!("{a:.3}")),
             ),
         ];
+        if let Some(path) = ctx.input_opt("plans") {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
+            let plans: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| StageError::wrap(format!("{}: not JSON", path.display()), e))?;
+            let overrides = &plans["overrides"];
+            input.summary.push((
+                "plan overrides".into(),
+                if overrides.as_object().is_some_and(|o| !o.is_empty()) {
+                    overrides.to_string()
+                } else {
+                    "none".into()
+                },
+            ));
+            let f = &plans["fingerprint"];
+            if f.is_object() {
+                input.summary.push((
+                    "training data".into(),
+                    format!(
+                        "{} studies, median spacing {} mm, median size {}",
+                        f["studies"], f["median_spacing_xyz"], f["median_shape_xyz"]
+                    ),
+                ));
+            }
+            for w in plans["warnings"].as_array().into_iter().flatten() {
+                m.notes
+                    .push(format!("Plans: {}", w.as_str().unwrap_or_default()));
+            }
+            m.plans = Some(serde_json::json!({
+                "profile": plans["profile"],
+                "overrides": overrides,
+                "fingerprint": f,
+            }));
+        }
         for (k, path) in ctx.inputs_of("label_summaries").iter().enumerate() {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| StageError::wrap(format!("cannot read {}", path.display()), e))?;
@@ -556,12 +603,17 @@ mod tests {
             .unwrap()
             .write(&dir.path().join("pred.csv"), None)
             .unwrap();
-        let chart = reliability_chart(
+        let (chart, ece) = reliability_chart(
             "test".into(),
             &dir.path().join("labels.csv"),
             &dir.path().join("pred.csv"),
         )
         .unwrap();
+        assert!(
+            (ece["patient_overall"].unwrap() - 0.05).abs() < 1e-12,
+            "{ece:?}"
+        );
+        assert!(ece["vertebrae_pooled"].is_some());
         assert_eq!(chart.series.len(), 2);
         let (overall, vertebrae) = (&chart.series[0], &chart.series[1]);
         assert_eq!(overall.bins.len(), RELIABILITY_BINS);
