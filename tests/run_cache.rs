@@ -92,7 +92,7 @@ fn changed_param_reruns_exactly_the_affected_nodes() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("param `args` changed: {\"s\":\"?\"} -> {\"s\":\"#\"}"),
+        text.contains("param `args.s` changed: \"?\" -> \"#\""),
         "{text}"
     );
 }

@@ -3,15 +3,14 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the store or the index.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cache index error: {0}")]
-    Index(#[from] sled::Error),
+    Index(sled::Error),
     #[error("corrupt cache record for {what}: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("blob {0} is missing from the store")]
@@ -20,6 +19,14 @@ pub enum CacheError {
     BadDigest(String),
     #[error("{path} is neither a regular file nor a directory")]
     Unsupported { path: PathBuf },
+}
+
+// Each error shows its cause in its own message and does not also return it from `source()`,
+// so a chained rendering (`{:#}`) prints it once.
+impl From<sled::Error> for CacheError {
+    fn from(e: sled::Error) -> Self {
+        CacheError::Index(e)
+    }
 }
 
 impl CacheError {
@@ -31,7 +38,7 @@ impl CacheError {
         move |source| CacheError::Io {
             action,
             path,
-            source,
+            cause: source,
         }
     }
 }

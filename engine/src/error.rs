@@ -12,12 +12,8 @@ pub enum EngineError {
     Invalid(Vec<SpecError>),
     #[error("state dir {dir} is locked by pid {pid} (another flow run is using it); wait for it, or use --state-dir")]
     Locked { dir: PathBuf, pid: String },
-    #[error("failed to {what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("failed to {what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error(transparent)]
     Cache(#[from] flow_cache::CacheError),
     #[error("{0}")]

@@ -209,7 +209,7 @@ pub fn journal_status(
     let path = runs.join(&run_id).join("events.jsonl");
     let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Io {
         what: format!("read {}", path.display()),
-        source: e,
+        cause: e,
     })?;
     let mut seen: BTreeMap<String, (&'static str, String)> = BTreeMap::new();
     // A journal being written may end in a partial line: it is skipped.

@@ -105,7 +105,7 @@ pub async fn run(
     let run_dir = state.run_dir(&run_id);
     std::fs::create_dir_all(run_dir.join("logs")).map_err(|e| EngineError::Io {
         what: format!("create {}", run_dir.display()),
-        source: e,
+        cause: e,
     })?;
     // Jobs a dead coordinator left running are cancelled (and gone) before scratch dirs are
     // wiped and anything starts: a node never runs twice at once.

@@ -41,7 +41,7 @@ impl StateDir {
             let p = p.to_path_buf();
             move |e: std::io::Error| EngineError::Io {
                 what: format!("{what} {}", p.display()),
-                source: e,
+                cause: e,
             }
         };
         fs::create_dir_all(root).map_err(io("create state dir", root))?;
@@ -93,7 +93,7 @@ impl StateDir {
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(|e| EngineError::Io {
             what: format!("create {}", tmp.display()),
-            source: e,
+            cause: e,
         })?;
         self.store.clean_tmp()?;
         Ok(())
@@ -118,7 +118,7 @@ impl StateDir {
     pub fn prune(&self) -> Result<PruneReport, EngineError> {
         let io = |what: &str, p: &Path| {
             let what = format!("{what} {}", p.display());
-            move |e: std::io::Error| EngineError::Io { what, source: e }
+            move |e: std::io::Error| EngineError::Io { what, cause: e }
         };
         let mut report = PruneReport::default();
         for a in self.index.actions()? {

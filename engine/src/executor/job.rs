@@ -127,7 +127,7 @@ pub fn exec_node(
 ) -> Result<i32, EngineError> {
     let text = fs::read_to_string(file).map_err(|e| EngineError::Io {
         what: format!("read {}", file.display()),
-        source: e,
+        cause: e,
     })?;
     let spec: NodeFile = serde_json::from_str(&text).map_err(|e| {
         EngineError::Usage(format!(
@@ -190,7 +190,7 @@ pub fn exec_node(
     let result = spec.scratch_dir.join(RESULT_FILE);
     write_json(&result, &outcome).map_err(|e| EngineError::Io {
         what: format!("write {}", result.display()),
-        source: e,
+        cause: e,
     })?;
     Ok(if outcome.ok { 0 } else { 1 })
 }

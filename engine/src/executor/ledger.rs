@@ -149,7 +149,7 @@ pub fn recover(root: &Path, cli: &dyn SlurmCli) -> Result<Vec<String>, EngineErr
     }
     std::fs::remove_file(&path).map_err(|e| EngineError::Io {
         what: format!("remove {}", path.display()),
-        source: e,
+        cause: e,
     })?;
     Ok(cancelled)
 }

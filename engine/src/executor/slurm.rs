@@ -57,7 +57,7 @@ impl Slurm {
             .unwrap_or_else(std::env::current_exe)
             .map_err(|e| EngineError::Io {
                 what: "find the flow binary for Slurm jobs".into(),
-                source: e,
+                cause: e,
             })?;
         let cli: Arc<dyn SlurmCli> = Arc::new(RealCli);
         Ok(Slurm {

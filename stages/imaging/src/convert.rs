@@ -14,10 +14,10 @@ pub enum ConvertError {
     Read(#[from] DicomReadError),
     #[error(transparent)]
     Write(#[from] NiftiIoError),
-    #[error("{path}: cannot write report: {source}")]
+    #[error("{path}: cannot write report: {cause}")]
     Report {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -48,7 +48,7 @@ pub fn convert_series_with(
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| NiftiIoError::Io {
             path: parent.to_path_buf(),
-            source,
+            cause: source,
         })?;
     }
     write_nifti(&volume, out)?;
@@ -60,6 +60,6 @@ pub fn write_report_json(report: &SeriesReport, path: &Path) -> Result<(), Conve
     let text = serde_json::to_string_pretty(report).expect("report serialises");
     std::fs::write(path, text + "\n").map_err(|source| ConvertError::Report {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }

@@ -106,10 +106,10 @@ pub enum DicomWriteError {
     },
     #[error("volume of {dims:?} voxels exceeds DICOM's 65535 rows/columns")]
     TooLarge { dims: [usize; 3] },
-    #[error("{path}: cannot create folder: {source}")]
+    #[error("{path}: cannot create folder: {cause}")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: cannot write DICOM file: {message}")]
     Write { path: PathBuf, message: String },
@@ -192,7 +192,7 @@ pub fn write_ct_series(
     }
     std::fs::create_dir_all(dir).map_err(|source| DicomWriteError::CreateDir {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let frame = DicomFrame::from_geometry(&volume.geometry);
     let normal = frame.normal();

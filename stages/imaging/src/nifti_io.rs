@@ -17,15 +17,15 @@ use thiserror::Error;
 /// Errors reading or writing a NIfTI file; each names the file.
 #[derive(Debug, Error)]
 pub enum NiftiIoError {
-    #[error("{path}: cannot access file: {source}")]
+    #[error("{path}: cannot access file: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: invalid NIfTI header: {source}")]
+    #[error("{path}: invalid NIfTI header: {cause}")]
     Header {
         path: PathBuf,
-        source: nifti::NiftiError,
+        cause: nifti::NiftiError,
     },
     #[error("{path}: header dim {dim:?} is absurd (need 3 spatial axes, 1..=65536 each, at most 2^31 voxels, no 4th axis > 1)")]
     AbsurdDims { path: PathBuf, dim: [u16; 8] },
@@ -39,15 +39,15 @@ pub enum NiftiIoError {
     },
     #[error("{path}: header affine is degenerate or not finite")]
     BadAffine { path: PathBuf },
-    #[error("{path}: cannot read voxel data: {source}")]
+    #[error("{path}: cannot read voxel data: {cause}")]
     Data {
         path: PathBuf,
-        source: nifti::NiftiError,
+        cause: nifti::NiftiError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Volume {
         path: PathBuf,
-        source: crate::volume::VolumeError,
+        cause: crate::volume::VolumeError,
     },
     #[error("{path}: file name must end in .nii or .nii.gz")]
     BadExtension { path: PathBuf },
@@ -72,8 +72,14 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
         return Err(NiftiIoError::BadExtension { path: p() });
     }
     let header = NiftiHeader::from_file(path).map_err(|source| match source {
-        nifti::NiftiError::Io(source) => NiftiIoError::Io { path: p(), source },
-        source => NiftiIoError::Header { path: p(), source },
+        nifti::NiftiError::Io(source) => NiftiIoError::Io {
+            path: p(),
+            cause: source,
+        },
+        source => NiftiIoError::Header {
+            path: p(),
+            cause: source,
+        },
     })?;
     let dims = checked_dims(&header).ok_or(NiftiIoError::AbsurdDims {
         path: p(),
@@ -101,7 +107,10 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
     if !is_gz(path) {
         let expected = header.vox_offset.max(352.0) as u64 + n_voxels * dtype.size_of() as u64;
         let got = std::fs::metadata(path)
-            .map_err(|source| NiftiIoError::Io { path: p(), source })?
+            .map_err(|source| NiftiIoError::Io {
+                path: p(),
+                cause: source,
+            })?
             .len();
         if got < expected {
             return Err(NiftiIoError::Truncated {
@@ -120,12 +129,21 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
                 expected: expected as u64,
                 got: got as u64,
             },
-            source => NiftiIoError::Data { path: p(), source },
+            source => NiftiIoError::Data {
+                path: p(),
+                cause: source,
+            },
         })?;
     let volume = obj.into_volume();
-    let data_err = |source| NiftiIoError::Data { path: p(), source };
+    let data_err = |source| NiftiIoError::Data {
+        path: p(),
+        cause: source,
+    };
     let scaled = header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0);
-    let wrap = |source| NiftiIoError::Volume { path: p(), source };
+    let wrap = |source| NiftiIoError::Volume {
+        path: p(),
+        cause: source,
+    };
     let out = match (dtype, scaled) {
         (NiftiType::Int16, false) => AnyVolume::I16(
             Volume::from_vec(
@@ -223,11 +241,20 @@ pub fn write_nifti<T: NiftiVoxel>(volume: &Volume<T>, path: &Path) -> Result<(),
     if let Err(source) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(match source {
-            nifti::NiftiError::Io(source) => NiftiIoError::Io { path: p(), source },
-            source => NiftiIoError::Data { path: p(), source },
+            nifti::NiftiError::Io(source) => NiftiIoError::Io {
+                path: p(),
+                cause: source,
+            },
+            source => NiftiIoError::Data {
+                path: p(),
+                cause: source,
+            },
         });
     }
-    std::fs::rename(&tmp, path).map_err(|source| NiftiIoError::Io { path: p(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| NiftiIoError::Io {
+        path: p(),
+        cause: source,
+    })?;
     tracing::debug!(path = %path.display(), dims = ?volume.dims(), dtype = T::NAME, "wrote NIfTI");
     Ok(())
 }

@@ -74,7 +74,7 @@ pub fn save_checkpoint(
     let tmp = with_suffix(&jp, ".tmp");
     let text = serde_json::to_string_pretty(meta).map_err(|e| Nn3dError::Json {
         path: jp.clone(),
-        source: e,
+        cause: e,
     })?;
     std::fs::write(&tmp, text).map_err(|e| Nn3dError::io(&tmp, e))?;
     sync_path(&tmp)?;
@@ -128,7 +128,7 @@ pub fn read_meta(dir: &Path, epochs_done: usize) -> Result<CheckpointMeta> {
     let text = std::fs::read_to_string(&jp).map_err(|e| Nn3dError::io(&jp, e))?;
     let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| Nn3dError::Json {
         path: jp.clone(),
-        source: e,
+        cause: e,
     })?;
     if meta.format != FORMAT || meta.epochs_done != epochs_done {
         return Err(Nn3dError::Checkpoint {

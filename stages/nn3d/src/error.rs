@@ -7,18 +7,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Nn3dError {
     #[error("tensor operation failed: {0}")]
-    Candle(#[from] candle_core::Error),
-    #[error("{path}: {source}")]
+    Candle(candle_core::Error),
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{path}: invalid JSON: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
@@ -32,11 +30,19 @@ pub enum Nn3dError {
 
 pub type Result<T> = std::result::Result<T, Nn3dError>;
 
+// Each error shows its cause in its own message and does not also return it from `source()`,
+// so a chained rendering (`{:#}`) prints it once.
+impl From<candle_core::Error> for Nn3dError {
+    fn from(e: candle_core::Error) -> Self {
+        Nn3dError::Candle(e)
+    }
+}
+
 impl Nn3dError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Nn3dError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

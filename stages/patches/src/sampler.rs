@@ -13,7 +13,7 @@ use crate::grid::{checked_len, Grid3, GridError};
 #[derive(Debug, Error, PartialEq)]
 pub enum SamplerError {
     #[error("invalid patch size: {0}")]
-    PatchSize(#[source] GridError),
+    PatchSize(GridError),
     #[error("foreground probability {0} is outside [0, 1]")]
     Probability(f64),
 }

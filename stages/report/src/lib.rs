@@ -33,18 +33,16 @@ pub struct ReportFiles {
 /// Everything that can go wrong; each variant names the file or the figure caption.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: cannot {action}: {source}")]
+    #[error("{path}: cannot {action}: {cause}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: cannot encode PNG: {source}")]
+    #[error("{path}: cannot encode PNG: {cause}")]
     Png {
         path: PathBuf,
-        #[source]
-        source: png::EncodingError,
+        cause: png::EncodingError,
     },
     #[error("figure `{figure}`: {reason}")]
     BadInput { figure: String, reason: String },
@@ -95,7 +93,7 @@ pub fn write_report(input: &ReportInput, dir: &Path) -> Result<ReportFiles, Repo
     fs::create_dir_all(&fig_dir).map_err(|source| ReportError::Io {
         path: fig_dir.clone(),
         action: "create directory",
-        source,
+        cause: source,
     })?;
     let mut written: Vec<PathBuf> = Vec::new();
     // The next figure's path and its link from the page, numbered in page order.

@@ -90,7 +90,7 @@ impl Canvas {
     pub fn save_png(&self, path: &Path) -> Result<(), ReportError> {
         let bytes = self.encode_png().map_err(|source| ReportError::Png {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         write_atomic(path, &bytes)
     }
@@ -107,7 +107,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
         move |source: io::Error| ReportError::Io {
             path: p,
             action,
-            source,
+            cause: source,
         }
     };
     fs::write(tmp, bytes).map_err(io_err("write", tmp))?;

@@ -6,15 +6,15 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum Rsna7Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Nifti {
         path: PathBuf,
-        source: flow_imaging::NiftiIoError,
+        cause: flow_imaging::NiftiIoError,
     },
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },
@@ -36,7 +36,7 @@ impl Rsna7Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
     pub fn study(study: impl Into<String>, message: impl std::fmt::Display) -> Self {

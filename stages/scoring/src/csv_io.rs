@@ -12,7 +12,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<csv::Reader<File>, ScoringError
     let file = File::open(path).map_err(|source| ScoringError::Io {
         path: path.to_path_buf(),
         action: "open",
-        source,
+        cause: source,
     })?;
     Ok(csv::ReaderBuilder::new()
         .has_headers(true)
@@ -25,7 +25,7 @@ pub(crate) fn create_writer(path: &Path) -> Result<csv::Writer<File>, ScoringErr
     let file = File::create(path).map_err(|source| ScoringError::Io {
         path: path.to_path_buf(),
         action: "create",
-        source,
+        cause: source,
     })?;
     Ok(csv::WriterBuilder::new().from_writer(file))
 }
@@ -36,12 +36,12 @@ pub(crate) fn write_error(path: &Path, e: csv::Error) -> ScoringError {
         csv::ErrorKind::Io(source) => ScoringError::Io {
             path: path.to_path_buf(),
             action: "write",
-            source,
+            cause: source,
         },
         other => ScoringError::Io {
             path: path.to_path_buf(),
             action: "write",
-            source: std::io::Error::other(format!("{other:?}")),
+            cause: std::io::Error::other(format!("{other:?}")),
         },
     }
 }
@@ -64,7 +64,7 @@ impl HeaderIndex {
         let header = reader.headers().map_err(|source| ScoringError::Csv {
             path: path.to_path_buf(),
             line: 1,
-            source,
+            cause: source,
         })?;
         let names: Vec<String> = header
             .iter()

@@ -8,19 +8,17 @@ use crate::submission::SubmissionProblem;
 /// Everything that can go wrong while reading, validating, scoring or fitting.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
-    #[error("{path}: cannot {action}: {source}")]
+    #[error("{path}: cannot {action}: {cause}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: line {line}: malformed CSV: {source}")]
+    #[error("{path}: line {line}: malformed CSV: {cause}")]
     Csv {
         path: PathBuf,
         line: u64,
-        #[source]
-        source: csv::Error,
+        cause: csv::Error,
     },
     #[error("{path}: header lacks column `{column}` (found: {found})")]
     MissingColumn {
@@ -79,11 +77,10 @@ pub enum ScoringError {
     },
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
-    #[error("{path}: JSON: {source}")]
+    #[error("{path}: JSON: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 

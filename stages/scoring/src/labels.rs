@@ -82,7 +82,7 @@ impl LabelTable {
             let record = result.map_err(|source| ScoringError::Csv {
                 path: path.to_path_buf(),
                 line: source.position().map_or(0, |p| p.line()),
-                source,
+                cause: source,
             })?;
             let line = record_line(&record);
             let field = |col: usize| record.get(col).unwrap_or("");
@@ -198,7 +198,7 @@ impl LabelTable {
         writer.flush().map_err(|source| ScoringError::Io {
             path: path.to_path_buf(),
             action: "write",
-            source,
+            cause: source,
         })
     }
 }

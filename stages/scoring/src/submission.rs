@@ -278,7 +278,7 @@ impl Predictions {
         writer.flush().map_err(|source| ScoringError::Io {
             path: path.to_path_buf(),
             action: "write",
-            source,
+            cause: source,
         })
     }
 
@@ -337,7 +337,7 @@ impl SampleOrder {
             let record = result.map_err(|source| ScoringError::Csv {
                 path: path.to_path_buf(),
                 line: source.position().map_or(0, |p| p.line()),
-                source,
+                cause: source,
             })?;
             let line = record_line(&record);
             let raw = record.get(col).unwrap_or("").trim();

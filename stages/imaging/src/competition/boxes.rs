@@ -38,7 +38,7 @@ pub struct BoxMask {
 pub fn slice_positions(dir: &Path) -> Result<BTreeMap<i64, [f64; 3]>, DicomReadError> {
     let io = |source| DicomReadError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

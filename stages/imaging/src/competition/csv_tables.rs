@@ -8,10 +8,10 @@ use thiserror::Error;
 /// A CSV problem at a given line of a given file (line 1 is the header).
 #[derive(Debug, Error)]
 pub enum CsvError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: header {found:?} does not start with the expected columns {expected:?}")]
     Header {
@@ -75,7 +75,7 @@ const BOX_COLUMNS: [&str; 6] = [
 fn open(path: &Path, expected: &[&'static str]) -> Result<csv::Reader<std::fs::File>, CsvError> {
     let file = std::fs::File::open(path).map_err(|source| CsvError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)

@@ -6,10 +6,10 @@ use thiserror::Error;
 /// Why a folder could not be turned into a volume.
 #[derive(Debug, Error)]
 pub enum DicomReadError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: truncated file: {detail}")]
     Truncated { path: PathBuf, detail: String },

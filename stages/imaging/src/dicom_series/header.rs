@@ -57,7 +57,7 @@ pub(crate) fn open_error(path: &Path, e: dicom_object::ReadError) -> DicomReadEr
     } else if let dicom_object::ReadError::OpenFile { source, .. } = e {
         DicomReadError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     } else {
         DicomReadError::NotDicom {

@@ -96,7 +96,7 @@ pub struct SeriesReport {
 fn list_files(dir: &Path) -> Result<Vec<PathBuf>, DicomReadError> {
     let io = |source| DicomReadError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

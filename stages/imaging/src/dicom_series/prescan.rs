@@ -46,7 +46,7 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, DicomReadError> {
     use std::io::Read;
     let io = |source| DicomReadError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::with_capacity(132);
