@@ -1,5 +1,6 @@
-//! Fault injection: a 200-node command pipeline is stopped by `kill -9` or SIGTERM at 20
-//! seeded moments; each time a rerun completes it, and its outputs are byte-identical to an
+//! Fault injection: a 200-node command pipeline and the tiny rsna7 pipeline (models trained,
+//! checkpointed and resumed in-process) are stopped by `kill -9` or SIGTERM at 20 seeded
+//! moments each; each time a rerun completes the run, and its outputs are byte-identical to an
 //! uninterrupted run's, with no process of the stopped run left behind.
 
 mod common;
@@ -100,11 +101,8 @@ fn kill_and_sigterm_at_twenty_moments_then_rerun_matches_an_uninterrupted_run() 
 
     let mut seed = 0x9E3779B97F4A7C15u64;
     for case in 0..20 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         // A moment inside the run (the state dir may be empty, half written or nearly done).
-        let at = full.mul_f64((seed % 1000) as f64 / 1000.0);
+        let at = full.mul_f64((next(&mut seed) % 1000) as f64 / 1000.0);
         let signal = if case % 2 == 0 { "-KILL" } else { "-TERM" };
         let w = Work::new();
         pipeline(&w);
@@ -113,14 +111,7 @@ fn kill_and_sigterm_at_twenty_moments_then_rerun_matches_an_uninterrupted_run() 
         let _ = Std::new("kill")
             .args([signal, &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "case {case}: flow ignored {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_stopped(&mut child, &format!("case {case} ({signal})"));
         // The stopped run's commands are gone (the watcher or flow stopped their groups).
         let needle = w.path().to_string_lossy().into_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -144,6 +135,112 @@ fn kill_and_sigterm_at_twenty_moments_then_rerun_matches_an_uninterrupted_run() 
             results(w.path()),
             want,
             "case {case} ({signal} after {at:?}): outputs differ from the uninterrupted run"
+        );
+    }
+}
+
+/// A xorshift step: the seeded moments of a matrix.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Waits for `child` to end after a signal; fails the case if it ignores the signal.
+fn wait_stopped(child: &mut std::process::Child, case: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{case}: flow ignored the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tiny_rsna7_killed_at_twenty_moments_then_resumed_matches_an_uninterrupted_run() {
+    let rsna7 =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/rsna7.yaml"))
+            .unwrap();
+    // One cohort, read in place by every case (`--set data=`).
+    let cohort = Work::new();
+    let out = cohort
+        .flow(&[
+            "synth",
+            "--out",
+            "root",
+            "--profile",
+            "tiny",
+            "--seed",
+            "2022",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = format!("data={}", cohort.path().join("root").display());
+    let args: Vec<&str> = vec![
+        "--set",
+        "profile=tiny",
+        "--set",
+        "folds=3",
+        "--set",
+        &data,
+        "--jobs",
+        "2",
+    ];
+    let case_dir = || {
+        let w = Work::new();
+        w.write("pipelines/rsna7.yaml", &rsna7);
+        w
+    };
+
+    let reference = case_dir();
+    let t = Instant::now();
+    let (code, states) = reference.run("pipelines/rsna7.yaml", &args);
+    assert_eq!(code, 0, "{states:?}");
+    let full = t.elapsed();
+    let want = results(reference.path());
+    for f in [
+        "stage3/submission.csv",
+        "stage3/oof.csv",
+        "report/report/metrics.json",
+    ] {
+        assert!(
+            want.keys().any(|k| k.ends_with(f)),
+            "{f} is published: {:?}",
+            want.keys().collect::<Vec<_>>()
+        );
+    }
+
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for case in 0..20 {
+        let at = full.mul_f64((next(&mut seed) % 1000) as f64 / 1000.0);
+        let signal = if case % 2 == 0 { "-KILL" } else { "-TERM" };
+        let name = format!("case {case} ({signal} after {at:?})");
+        let w = case_dir();
+        let mut run = vec!["--quiet", "run", "pipelines/rsna7.yaml"];
+        run.extend(&args);
+        let mut child = Std::new(assert_cmd::cargo::cargo_bin("flow"))
+            .current_dir(w.path())
+            .args(&run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = Std::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        wait_stopped(&mut child, &name);
+        let (code, states) = w.run("pipelines/rsna7.yaml", &args);
+        assert_eq!(code, 0, "{name}: {states:?}");
+        assert_eq!(
+            results(w.path()),
+            want,
+            "{name}: outputs differ from the uninterrupted run"
         );
     }
 }
