@@ -66,6 +66,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Print a shell completion script: `flow completions bash > ~/.local/share/bash-completion/completions/flow`.
     Completions(CompletionsArgs),
+    /// Write the HTML run report of a past run (default: the latest): timeline, queue wait, run
+    /// and CPU time, peak memory and I/O per node, the critical path.
+    Report(ReportArgs),
     /// Internal: the watcher `flow run` starts to stop its command groups if it dies.
     #[command(name = "__reap", hide = true)]
     Reap,
@@ -202,6 +205,10 @@ pub struct RunArgs {
     /// Write a JSON report of the run to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the run report as one HTML page to this file: timeline, queue wait, run and CPU
+    /// time, peak memory and I/O per node, the critical path (also later: `flow report`).
+    #[arg(long, value_name = "FILE")]
+    pub html_report: Option<PathBuf>,
     /// Wait for another run holding the state dir instead of failing.
     #[arg(long)]
     pub wait: bool,
@@ -245,6 +252,16 @@ pub struct ExplainArgs {
     pub pipeline: PipelineArgs,
     /// The node to explain.
     pub node: String,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The run (a folder name under <state dir>/runs, as `flow run` prints it); default: the
+    /// latest.
+    pub run_id: Option<String>,
+    /// Where to write the page (default: <state dir>/runs/<RUN_ID>/report.html).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]

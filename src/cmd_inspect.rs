@@ -10,7 +10,7 @@ use flow_engine::state::{LockMode, StateDir};
 use flow_engine::{Dag, EngineError};
 
 use crate::cli::{
-    ExplainArgs, Global, GraphArgs, GraphFormatArg, PipelineArgs, PlanArgs, StagesArgs,
+    ExplainArgs, Global, GraphArgs, GraphFormatArg, PipelineArgs, PlanArgs, ReportArgs, StagesArgs,
 };
 use crate::cmd_run::state_root;
 
@@ -153,5 +153,48 @@ pub fn stages(a: &StagesArgs) -> Result<u8> {
         ))
         .into());
     }
+    Ok(0)
+}
+
+/// `flow report [RUN_ID]`: the HTML run report of a past run, from its event journal (no lock:
+/// it works while another run holds the state).
+pub fn run_report(g: &Global, a: &ReportArgs) -> Result<u8> {
+    let runs = state_root(g)?.join("runs");
+    let run_id = match &a.run_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut ids: Vec<String> = std::fs::read_dir(&runs)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().join("events.jsonl").is_file())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ids.sort();
+            ids.pop().ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "no run in {} yet: `flow run` one first",
+                    runs.display()
+                ))
+            })?
+        }
+    };
+    let journal = runs.join(&run_id).join("events.jsonl");
+    if !journal.is_file() {
+        return Err(EngineError::Usage(format!(
+            "no run `{run_id}` in {} (its events.jsonl is missing)",
+            runs.display()
+        ))
+        .into());
+    }
+    let trace = flow_engine::run_report::RunTrace::read(&journal)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| runs.join(&run_id).join("report.html"));
+    std::fs::write(&out, trace.to_html())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}", out.display());
     Ok(0)
 }

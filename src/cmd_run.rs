@@ -170,6 +170,11 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         let _ = w.wait();
     }
     let report = report?;
+    if let Some(path) = &a.html_report {
+        let trace = flow_engine::run_report::RunTrace::read(&run_dir.join("events.jsonl"))?;
+        std::fs::write(path, trace.to_html())
+            .with_context(|| format!("cannot write the run report {}", path.display()))?;
+    }
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");
         std::fs::write(path, text)

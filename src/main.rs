@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => cmd_tools::convert(a),
         Command::Synth(a) => cmd_tools::synth(&cli.global, a),
         Command::Score(a) => cmd_tools::score(a),
+        Command::Report(a) => cmd_inspect::run_report(&cli.global, a),
         Command::Completions(a) => {
             use clap::CommandFactory;
             clap_complete::generate(a.shell, &mut Cli::command(), "flow", &mut std::io::stdout());

@@ -33,6 +33,14 @@ pub struct ActionResult {
     pub started_unix_ms: u64,
     pub seconds: f64,
     pub peak_rss_kb: Option<u64>,
+    /// User + system CPU seconds of the run that produced it (absent in older records).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Bytes read and written through system calls by that run.
+    #[serde(default)]
+    pub read_bytes: Option<u64>,
+    #[serde(default)]
+    pub written_bytes: Option<u64>,
     /// The canonical key manifest (what was hashed), kept so `flow explain` can diff it.
     pub manifest: serde_json::Value,
 }
@@ -261,6 +269,9 @@ mod tests {
             started_unix_ms: 0,
             seconds: 0.0,
             peak_rss_kb: None,
+            cpu_seconds: None,
+            read_bytes: None,
+            written_bytes: None,
             manifest: serde_json::json!({}),
         }
     }

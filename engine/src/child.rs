@@ -163,17 +163,83 @@ pub fn for_each_line(pipe: impl Read, mut line: impl FnMut(&str)) {
     }
 }
 
+/// What a finished command used: CPU time (rusage), peak memory (the program's `VmHWM`,
+/// sampled while it ran: `ru_maxrss` would count the pages it shared with flow before exec)
+/// and `/proc/<pid>/io` (read just before it was reaped).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChildUsage {
+    pub cpu_us: u64,
+    pub maxrss_kb: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+}
+
+/// Whether the child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`).
+fn has_exited(pid: u32) -> std::io::Result<bool> {
+    // SAFETY: waitid fills the zeroed siginfo we own; WNOWAIT leaves the child unreaped.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is valid after a successful waitid (0 when nothing changed state).
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Reaps the exited child `pid`: its exit status and what it used (`peak_kb`: the largest
+/// `VmHWM` seen while it ran; `ru_maxrss` when it ended before the first look).
+fn reap(pid: u32, peak_kb: Option<u64>) -> std::io::Result<(ExitStatus, ChildUsage)> {
+    use std::os::unix::process::ExitStatusExt;
+    let (read_bytes, written_bytes) = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .map(|t| crate::usage::io_chars(&t))
+        .unwrap_or((0, 0));
+    let mut status = 0;
+    // SAFETY: wait4 writes the status and the zeroed rusage we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
+        if r == pid as libc::pid_t {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let usage = ChildUsage {
+        cpu_us: crate::usage::timeval_us(ru.ru_utime) + crate::usage::timeval_us(ru.ru_stime),
+        maxrss_kb: peak_kb.unwrap_or(ru.ru_maxrss.max(0) as u64),
+        read_bytes,
+        written_bytes,
+    };
+    Ok((ExitStatus::from_raw(status), usage))
+}
+
 /// Waits for `child`, stopping its group when `cancelled` turns true; always kills what is
-/// left of the group afterwards. `Ok(None)` means it was cancelled.
+/// left of the group afterwards. `Ok(None)` means it was cancelled. The child is reaped here
+/// (with its usage), so `child.wait()` must not be called afterwards.
 pub fn wait_or_cancel(
     child: &mut Child,
     cancelled: impl Fn() -> bool,
-) -> std::io::Result<Option<ExitStatus>> {
+) -> std::io::Result<Option<(ExitStatus, ChildUsage)>> {
     let mut wait = Duration::from_micros(200);
+    let mut peak_kb: Option<u64> = None;
     loop {
-        if let Some(status) = child.try_wait()? {
+        // Before the exit check: a zombie has no memory left to read.
+        if let Some(kb) = crate::usage::process_peak_rss_kb(child.id()) {
+            peak_kb = Some(peak_kb.unwrap_or(0).max(kb));
+        }
+        if has_exited(child.id())? {
+            let done = reap(child.id(), peak_kb)?;
             reap_group(child);
-            return Ok(Some(status));
+            return Ok(Some(done));
         }
         if cancelled() {
             stop_group(child);
@@ -239,6 +305,26 @@ mod tests {
         v
     }
 
+    /// The exit status and what the program used come back from the wait.
+    #[test]
+    fn a_finished_command_reports_its_status_and_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; head -c 1000000 /dev/zero > f; exit 3",
+        ])
+        .current_dir(dir.path());
+        isolate(&mut c);
+        let mut child = c.spawn().unwrap();
+        let (status, usage) = wait_or_cancel(&mut child, || false).unwrap().unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert!(usage.cpu_us > 10_000, "{usage:?}");
+        assert!(usage.maxrss_kb > 100, "{usage:?}");
+        assert!(usage.written_bytes >= 1_000_000, "{usage:?}");
+        assert!(usage.read_bytes >= 1_000_000, "{usage:?}");
+    }
+
     /// A background grandchild is killed with its group once the program exits, and the
     /// output pipe it held is closed, so reading ends.
     #[test]
@@ -255,7 +341,7 @@ mod tests {
         let mut child = c.spawn().unwrap();
         let pgid = child.id() as i32;
         let out = child.stdout.take().unwrap();
-        let status = wait_or_cancel(&mut child, || false).unwrap().unwrap();
+        let (status, _) = wait_or_cancel(&mut child, || false).unwrap().unwrap();
         assert!(status.success());
         let mut got = Vec::new();
         for_each_line(out, |l| got.push(l.to_string()));

@@ -340,9 +340,15 @@ impl Stage for CommandStage {
             crate::child::wait_or_cancel(&mut child, || ctx.is_cancelled())
                 .map_err(|e| StageError::wrap("cannot wait for the command", e))
         })?;
-        let Some(status) = status else {
+        let Some((status, used)) = status else {
             return Err(StageError::Cancelled);
         };
+        ctx.usage.add_process(
+            used.cpu_us,
+            used.maxrss_kb,
+            used.read_bytes,
+            used.written_bytes,
+        );
         if status.success() {
             return Ok(());
         }

@@ -8,7 +8,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::usage::NodeUsage;
 
 /// The final state of a node in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +34,12 @@ pub enum Event {
         run_id: String,
         pipeline: String,
         nodes: usize,
+        /// Every selected node with the nodes it depends on (the run report's critical path).
+        deps: BTreeMap<String, Vec<String>>,
+    },
+    /// A node's inputs are ready; it waits for cpu/gpu/memory slots until `NodeStarted`.
+    NodeQueued {
+        node: String,
     },
     NodeCached {
         node: String,
@@ -65,6 +75,9 @@ pub enum Event {
         node: String,
         key: String,
         seconds: f64,
+        /// CPU time, peak memory and I/O (absent for Slurm jobs, measured on the cluster).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<NodeUsage>,
     },
     NodeFailed {
         node: String,
@@ -189,6 +202,9 @@ pub struct NodeReport {
     /// The Slurm job id of the node's last attempt (nodes the Slurm executor ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// What the node used, for nodes that ran here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<NodeUsage>,
 }
 
 /// The `--report` JSON.

@@ -22,6 +22,7 @@ use crate::stage::{
     Device, ItemCache, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError,
 };
 use crate::state::StateDir;
+use crate::usage::{process_rss_kb, thread_sample, UsageMeter, RSS_SAMPLE_INTERVAL};
 
 /// Everything needed to run one node, moved to a worker thread.
 pub struct Job {
@@ -158,6 +159,9 @@ impl ItemCache for StoreItems {
             started_unix_ms: now_ms(),
             seconds: 0.0,
             peak_rss_kb: None,
+            cpu_seconds: None,
+            read_bytes: None,
+            written_bytes: None,
             manifest,
         };
         self.state.index.record(&result).map_err(store_err)?;
@@ -335,11 +339,15 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         items,
         env,
         transient_exit_codes: job.retry.exit_codes.clone(),
+        usage: Arc::new(UsageMeter::default()),
     };
-    let outcome = match &job.slurm {
+    let meter = ctx.usage.clone();
+    let outcome = metered(&meter, || match &job.slurm {
         None => run_stage_caught(&*job.stage, &mut ctx),
         Some(slurm) => slurm.run_node(&ctx, job.stage.kind(), &job.resources, attempt, &job.bus),
-    };
+    });
+    let usage = meter.snapshot();
+    let local = job.slurm.is_none();
     if let Ok(mut f) = sink.file.lock() {
         let _ = f.flush();
     }
@@ -411,7 +419,11 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         log: log_digest,
         started_unix_ms: started_ms,
         seconds: t0.elapsed().as_secs_f64(),
-        peak_rss_kb: None,
+        // A Slurm job's usage is the cluster's, not this process's waiting thread.
+        peak_rss_kb: local.then_some(usage.peak_rss_kb),
+        cpu_seconds: local.then_some(usage.cpu_seconds),
+        read_bytes: local.then_some(usage.read_bytes),
+        written_bytes: local.then_some(usage.written_bytes),
         manifest: job.manifest.clone(),
     };
     job.state
@@ -425,6 +437,30 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let _ = fs::remove_dir_all(&checkpoint_dir);
     let _ = fs::remove_dir_all(&scratch);
     Ok(result)
+}
+
+/// Runs `body` (a node's stage) while measuring it: the calling thread's CPU time and I/O,
+/// the process's resident set every [`RSS_SAMPLE_INTERVAL`], and the workers of the pools the
+/// stage built with the meter's handlers (waited for briefly once the stage returns).
+fn metered<T>(meter: &Arc<UsageMeter>, body: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                meter.observe_rss(process_rss_kb());
+                std::thread::park_timeout(RSS_SAMPLE_INTERVAL);
+            }
+        });
+        let start = thread_sample();
+        meter.observe_rss(process_rss_kb());
+        let out = body();
+        meter.add_thread_since(start);
+        meter.observe_rss(process_rss_kb());
+        meter.wait_for_workers(std::time::Duration::from_secs(1));
+        done.store(true, Ordering::Relaxed);
+        sampler.thread().unpark();
+        out
+    })
 }
 
 /// Makes one item in the fresh directory `dir` (created here) as `dir/name` and checks

@@ -18,10 +18,12 @@ pub mod params;
 pub mod progress;
 pub mod registry;
 pub mod resolve;
+pub mod run_report;
 pub mod runner;
 pub mod spec;
 pub mod stage;
 pub mod state;
+pub mod usage;
 pub mod validate;
 
 pub use error::EngineError;

@@ -16,6 +16,7 @@ use crate::executor::slurm::{self, Slurm};
 use crate::resolve::{key_node, ExternalDigests};
 use crate::spec::ExecutorKind;
 use crate::state::StateDir;
+use crate::usage::NodeUsage;
 use crate::validate::Dag;
 
 /// How to run.
@@ -154,6 +155,16 @@ pub async fn run(
         run_id: run_id.clone(),
         pipeline: dag.name.clone(),
         nodes: selected.iter().filter(|s| **s).count(),
+        deps: (0..dag.nodes.len())
+            .filter(|&i| selected[i])
+            .map(|i| {
+                let deps = dag.nodes[i]
+                    .deps
+                    .iter()
+                    .map(|&d| dag.nodes[d].id().to_string());
+                (dag.nodes[i].id().to_string(), deps.collect())
+            })
+            .collect(),
     });
 
     let mut st = vec![St::Waiting; n];
@@ -161,6 +172,7 @@ pub async fn run(
     let mut keys: Vec<Option<Digest>> = vec![None; n];
     let mut seconds = vec![0.0f64; n];
     let mut errors: Vec<Option<String>> = vec![None; n];
+    let mut usage: Vec<Option<NodeUsage>> = vec![None; n];
     let mut jobs_ready: VecDeque<(usize, Job)> = VecDeque::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
         usize,
@@ -243,6 +255,9 @@ pub async fn run(
                 slurm: if on_slurm[i] { slurm.clone() } else { None },
             };
             st[i] = St::Ready;
+            bus.emit(Event::NodeQueued {
+                node: job.node.clone(),
+            });
             jobs_ready.push_back((i, job));
         }
 
@@ -334,10 +349,13 @@ pub async fn run(
         match result {
             Ok(res) => {
                 seconds[i] = res.seconds;
+                let used = usage_of(&res);
+                usage[i] = used;
                 bus.emit(Event::NodeFinished {
                     node: node.id().into(),
                     key: res.key.to_hex(),
                     seconds: res.seconds,
+                    usage: used,
                 });
                 outputs[i] = Some(res.outputs);
                 st[i] = St::Done(NodeState::Ran);
@@ -411,6 +429,7 @@ pub async fn run(
             }),
             reason: (!selected[i]).then(|| skipped.clone()),
             job_id: slurm.as_ref().and_then(|s| s.job_id(dag.nodes[i].id())),
+            usage: usage[i],
         })
         .collect();
     let ok = nodes.iter().all(|n| {
@@ -494,4 +513,15 @@ pub(crate) fn utc_stamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// The usage a finished node's record holds (none for a Slurm job: its CPU and memory were
+/// spent on the cluster, not measured here).
+fn usage_of(r: &flow_cache::ActionResult) -> Option<NodeUsage> {
+    Some(NodeUsage {
+        cpu_seconds: r.cpu_seconds?,
+        peak_rss_kb: r.peak_rss_kb?,
+        read_bytes: r.read_bytes.unwrap_or(0),
+        written_bytes: r.written_bytes.unwrap_or(0),
+    })
 }

@@ -199,6 +199,9 @@ pub struct StageContext {
     pub(crate) env: BTreeMap<String, String>,
     /// Exit codes a `command` node declared transient in its `retry`.
     pub(crate) transient_exit_codes: Vec<i32>,
+    /// What the node uses: a stage that builds a worker pool gives it the meter's
+    /// `pool_start_handler` and `pool_exit_handler`, so its workers' CPU time is counted.
+    pub usage: Arc<crate::usage::UsageMeter>,
 }
 
 impl StageContext {

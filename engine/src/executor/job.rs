@@ -181,6 +181,7 @@ pub fn exec_node(
         }),
         env,
         transient_exit_codes: spec.transient_exit_codes.clone(),
+        usage: Arc::new(Default::default()),
     };
     let r = crate::execute::run_stage_caught(&*stage, &mut ctx);
     if let Err(e) = &r {

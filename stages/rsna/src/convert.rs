@@ -75,7 +75,7 @@ impl Stage for DicomToNifti {
         }
         let out = ctx.output("volumes")?.to_path_buf();
         std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create volumes/", e))?;
-        let pool = crate::study_set::pool(ctx.threads)?;
+        let pool = crate::study_set::pool(ctx)?;
         let mut summary = StudySummary::default();
         for (i, (uid, dir)) in studies.iter().enumerate() {
             ctx.check_cancel()?;

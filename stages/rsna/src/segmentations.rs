@@ -131,7 +131,7 @@ impl Stage for Segmentations {
             .filter_map(|p| nifti_stem(&p).map(|uid| (uid, p)))
             .collect();
         segs.sort();
-        let pool = crate::study_set::pool(ctx.threads)?;
+        let pool = crate::study_set::pool(ctx)?;
         let mut summary = StudySummary::default();
         for (i, (uid, seg)) in segs.iter().enumerate() {
             ctx.check_cancel()?;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flow_engine::StageError;
+use flow_engine::{StageContext, StageError};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -117,10 +117,12 @@ pub fn link_all(from: &Path, to: &Path) -> Result<(), StageError> {
     Ok(())
 }
 
-/// A rayon pool sized to the node's cpu slots.
-pub fn pool(threads: usize) -> Result<rayon::ThreadPool, StageError> {
+/// A rayon pool sized to the node's cpu slots, its workers counted in the node's usage.
+pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(ctx.threads.max(1))
+        .start_handler(ctx.usage.pool_start_handler())
+        .exit_handler(ctx.usage.pool_exit_handler())
         .build()
         .map_err(|e| StageError::wrap("cannot start worker threads", e))
 }

@@ -91,7 +91,7 @@ impl Stage for SyntheticCohort {
         let cfg = cohort_config(&p.profile, p.seed, p.studies, p.fracture_prevalence)
             .map_err(StageError::msg)?;
         let out = ctx.output("root")?.to_path_buf();
-        let pool = crate::study_set::pool(ctx.threads)?;
+        let pool = crate::study_set::pool(ctx)?;
         let summary = pool
             .install(|| {
                 generate_cohort(&cfg, &out, &|done, total| {

@@ -164,7 +164,7 @@ pub fn read_probs(path: &Path) -> Result<Volume<f32>, StageError> {
 
 /// A rayon pool with the node's cpu slots; candle's CPU kernels run inside it.
 pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
-    crate::study_set::pool(ctx.threads)
+    crate::study_set::pool(ctx)
 }
 
 /// The `plan` input of a model stage: its section of the plans (`rsna.plan`'s
