@@ -212,18 +212,18 @@ impl RunTrace {
             .unwrap_or(0);
         let mut h = String::new();
         let title = format!("flow run {} — {}", esc(&self.run_id), esc(&self.pipeline));
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style></head><body>\n<h1>{title}</h1>"
         );
         let outcome = match self.ok {
             Some(true) => "finished",
             Some(false) => "failed",
             None => "did not finish (stopped)",
         };
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<table class=\"summary\"><tr><th>outcome</th><td>{outcome}</td></tr><tr><th>wall time</th><td>{}</td></tr><tr><th>nodes</th><td>{} ran, {} cached, {} failed, {} blocked, {} not finished</td></tr><tr><th>CPU time</th><td>{}</td></tr><tr><th>largest peak memory</th><td>{}</td></tr><tr><th>critical path</th><td>{}</td></tr></table>\n",
+            "<table class=\"summary\"><tr><th>outcome</th><td>{outcome}</td></tr><tr><th>wall time</th><td>{}</td></tr><tr><th>nodes</th><td>{} ran, {} cached, {} failed, {} blocked, {} not finished</td></tr><tr><th>CPU time</th><td>{}</td></tr><tr><th>largest peak memory</th><td>{}</td></tr><tr><th>critical path</th><td>{}</td></tr></table>",
             secs(total_ms as f64 / 1000.0),
             count("ran"),
             count("cached"),
@@ -242,9 +242,9 @@ impl RunTrace {
         h.push_str("<table class=\"nodes\"><thead><tr><th>node</th><th>state</th><th>ready at</th><th>queue wait</th><th>run time</th><th>attempts</th><th>CPU time</th><th>%CPU</th><th>peak memory</th><th>read</th><th>written</th></tr></thead><tbody>\n");
         for n in &self.nodes {
             let u = n.usage;
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr class=\"{}{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr class=\"{}{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&n.state),
                 if on_path(&n.id) { " critical" } else { "" },
                 esc(&n.id),
@@ -296,9 +296,9 @@ impl RunTrace {
         );
         for k in 0..=4 {
             let ms = total_ms * k / 4;
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1:.1}\" class=\"grid\"/><text x=\"{0:.1}\" y=\"{2:.1}\" class=\"tick\">{3}</text>\n",
+                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1:.1}\" class=\"grid\"/><text x=\"{0:.1}\" y=\"{2:.1}\" class=\"tick\">{3}</text>",
                 x(ms),
                 height - 18.0,
                 height - 4.0,
