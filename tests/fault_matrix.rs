@@ -206,7 +206,7 @@ fn tiny_rsna7_killed_at_twenty_moments_then_resumed_matches_an_uninterrupted_run
     for f in [
         "stage3/submission.csv",
         "stage3/oof.csv",
-        "report/report/metrics.json",
+        "report/metrics.json",
     ] {
         assert!(
             want.keys().any(|k| k.ends_with(f)),

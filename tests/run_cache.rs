@@ -327,3 +327,70 @@ fn unknown_target_is_an_invalid_pipeline() {
         "{err}"
     );
 }
+
+/// `publish: link` (the default) survives `flow cache gc` as read-only files, `copy` gives
+/// writable files of one's own, `symlink` points into `.flow/view`; a lone directory output is
+/// published as the node's folder (no doubled level).
+#[test]
+fn publish_modes_link_copy_and_symlink() {
+    use std::os::unix::fs::MetadataExt;
+    let w = Work::new();
+    w.write(
+        "p.yaml",
+        r#"
+name: p
+nodes:
+  linked:
+    stage: command
+    params: {cmd: ["sh", "-c", "mkdir -p d/sub && echo one > d/sub/a.txt"], outputs: {d: d/}}
+  copied:
+    stage: command
+    params: {cmd: ["sh", "-c", "echo two > b.txt"], outputs: {b: b.txt}}
+    publish: copy
+  symlinked:
+    stage: command
+    params: {cmd: ["sh", "-c", "echo three > c.txt"], outputs: {c: c.txt}}
+    publish: symlink
+  after:
+    stage: command
+    inputs: {x: copied.b, y: symlinked.c}
+    params: {cmd: ["sh", "-c", "cat ${inputs.x} ${inputs.y} > o.txt"], outputs: {o: o.txt}}
+"#,
+    );
+    let (code, states) = w.run("p.yaml", &[]);
+    assert_eq!(code, 0, "{states:?}");
+    let linked = w.path().join("results/p/linked/sub/a.txt");
+    let meta = std::fs::symlink_metadata(&linked).unwrap();
+    assert!(meta.file_type().is_file() && meta.permissions().readonly() && meta.nlink() >= 2);
+    let copied = w.path().join("results/p/copied/b.txt");
+    assert!(!std::fs::metadata(&copied).unwrap().permissions().readonly());
+    std::fs::write(&copied, "mine").unwrap();
+    let sym = w.path().join("results/p/symlinked/c.txt");
+    assert!(std::fs::read_link(&sym)
+        .unwrap()
+        .to_string_lossy()
+        .contains(".flow/view"));
+    assert_eq!(w.read("results/p/after/o.txt"), "two\nthree\n");
+
+    let out = w.flow(&["cache", "gc"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&linked).unwrap(), "one\n");
+    assert_eq!(std::fs::read_to_string(&copied).unwrap(), "mine");
+
+    let w2 = Work::new();
+    w2.write(
+        "bad.yaml",
+        "name: b\nnodes:\n  a:\n    stage: command\n    params: {cmd: [\"true\"]}\n    publish: hard\n",
+    );
+    let out = w2.flow(&["plan", "bad.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:6") && err.contains("link, copy or symlink"),
+        "{err}"
+    );
+}

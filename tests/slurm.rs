@@ -397,11 +397,30 @@ nodes:
     );
 }
 
-/// The digest a published output links to (`.flow/view/<digest>/<name>`).
+/// A digest of a published file or folder: every file's relative path and bytes.
 fn published_digest(work: &Work, rel: &str) -> String {
-    let target = std::fs::read_link(work.path().join(rel)).unwrap();
-    let parent = target.parent().unwrap().file_name().unwrap();
-    parent.to_string_lossy().into_owned()
+    fn walk(root: &std::path::Path, p: &std::path::Path, out: &mut Vec<u8>) {
+        if p.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for e in entries {
+                walk(root, &e, out);
+            }
+        } else {
+            let bytes = std::fs::read(p).unwrap();
+            out.extend(p.strip_prefix(root).unwrap().to_string_lossy().as_bytes());
+            out.extend(format!("\0{}\0", bytes.len()).as_bytes());
+            out.extend(bytes);
+        }
+    }
+    let root = work.path().join(rel);
+    let mut all = Vec::new();
+    walk(&root, &root, &mut all);
+    flow_cache::hash_bytes(&all).to_hex()
 }
 
 /// In-process Rust stages (the synthetic cohort, DICOM -> NIfTI) run inside the job through

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod key;
 pub mod params;
 pub mod progress;
+pub mod publish;
 pub mod registry;
 pub mod resolve;
 pub mod run_report;

@@ -13,6 +13,7 @@ use crate::error::EngineError;
 use crate::events::{Event, EventBus, NodeReport, NodeState, RunReport};
 use crate::execute::{run_job, Failure, Job};
 use crate::executor::slurm::{self, Slurm};
+use crate::publish::{publish_node, PublishMode};
 use crate::resolve::{key_node, ExternalDigests};
 use crate::spec::ExecutorKind;
 use crate::state::StateDir;
@@ -455,7 +456,8 @@ pub async fn run(
     })
 }
 
-/// Links the outputs of sink nodes and `publish: true` nodes under `results/<pipeline>/<node>/`.
+/// Publishes the outputs of sink nodes and `publish:` nodes under
+/// `results/<pipeline>/<node>/` (see [`crate::publish`]).
 fn publish(
     dag: &Dag,
     state: &StateDir,
@@ -465,27 +467,22 @@ fn publish(
 ) {
     let sinks = dag.sinks();
     for (i, node) in dag.nodes.iter().enumerate() {
-        if !selected[i] || !(node.spec.publish || sinks.contains(&i)) {
+        let mode = match node.spec.publish {
+            Some(mode) => mode,
+            None if sinks.contains(&i) => PublishMode::default(),
+            None => continue,
+        };
+        if !selected[i] {
             continue;
         }
         let Some(outs) = &outputs[i] else { continue };
         let dir = root.join(&dag.name).join(node.id());
-        if std::fs::create_dir_all(&dir).is_err() {
-            tracing::warn!("cannot create {}", dir.display());
-            continue;
-        }
-        for rec in outs.values() {
-            match state.store.materialize(rec.kind, &rec.digest, &rec.name) {
-                Ok(view) => {
-                    let link = dir.join(&rec.name);
-                    let _ = std::fs::remove_file(&link);
-                    let target = std::fs::canonicalize(&view).unwrap_or(view);
-                    if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
-                        tracing::warn!("cannot publish {}: {e}", link.display());
-                    }
-                }
-                Err(e) => tracing::warn!("cannot publish output of {}: {e}", node.id()),
-            }
+        if let Err(e) = publish_node(&state.store, outs, &dir, mode) {
+            tracing::warn!(
+                "cannot publish the outputs of {} to {}: {e}",
+                node.id(),
+                dir.display()
+            );
         }
     }
 }

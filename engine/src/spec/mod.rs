@@ -109,7 +109,8 @@ pub struct NodeSpec {
     pub inputs: BTreeMap<String, InputSpec>,
     pub resources: Resources,
     pub retry: Retry,
-    pub publish: bool,
+    /// `publish: true|link|copy|symlink` (None: only a sink is published, as links).
+    pub publish: Option<crate::publish::PublishMode>,
     /// The node's own `executor:` (wins over `--executor` and the pipeline's default).
     pub executor: Option<ExecutorKind>,
     /// Where the node is declared (its key in `nodes:`).
@@ -737,16 +738,23 @@ fn build_node(
         }),
     };
     let publish = match render_field(cx, "publish") {
-        None => false,
-        Some(Value::Bool(b)) => b,
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(crate::publish::PublishMode::default()),
+        Some(Value::String(s)) => match s.parse() {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                cx.err(&["nodes", tid, "publish"], Some(id), e, None);
+                None
+            }
+        },
         Some(_) => {
             cx.err(
                 &["nodes", tid, "publish"],
                 Some(id),
-                "`publish` must be true or false",
+                "`publish` must be true, false, link, copy or symlink",
                 None,
             );
-            false
+            None
         }
     };
     let executor = match render_field(cx, "executor") {
