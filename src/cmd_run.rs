@@ -87,12 +87,18 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     let run_dir = state.run_dir(&run_id);
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(TraceReporter)];
+    // On a terminal the live view draws the running nodes and prints a line per finished
+    // one; elsewhere (CI, a pipe, a file) the transitions are plain log lines.
+    let live = !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    if !live {
+        reporters.push(Box::new(TraceReporter));
+    }
     reporters.push(Box::new(
         JsonlJournal::create(&run_dir.join("events.jsonl"))
             .with_context(|| format!("cannot write {}", run_dir.display()))?,
     ));
-    if !g.quiet {
+    if live {
         reporters.push(Box::new(ProgressUi::new(dag.nodes.len())));
     }
     let bus = Arc::new(EventBus::new(reporters));

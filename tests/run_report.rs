@@ -107,3 +107,45 @@ nodes:
     // The shell's own peak, not flow's (which is tens of MiB at least).
     assert!(u["peak_rss_kb"].as_u64().unwrap() < 20_000, "{u}");
 }
+
+/// The stages' own INFO lines (here the cohort's "rendered study", logged from its pool's
+/// workers) go to the node's log, not stderr; `-v` shows them on stderr as well.
+#[test]
+fn stage_log_lines_go_to_the_node_log_unless_verbose() {
+    let w = Work::new();
+    w.write(
+        "p.yaml",
+        "name: p\nnodes:\n  cohort:\n    stage: rsna.synthetic_cohort\n    params: {profile: tiny, seed: 3}\n",
+    );
+    // Not `w.flow`: that one is --quiet.
+    let flow = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("flow"))
+            .current_dir(w.path())
+            .args(args)
+            .env_remove("FLOW_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = flow(&["run", "p.yaml"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("rendered study"), "{stderr}");
+    assert!(
+        stderr.contains("finished") && stderr.contains("cohort"),
+        "{stderr}"
+    );
+    let runs = w.path().join(".flow/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = std::fs::read_to_string(run.join("logs/cohort.log")).unwrap();
+    assert!(log.contains("rendered study"), "{log}");
+    assert!(!log.contains('\x1b'), "no colour codes in the log");
+
+    let out = flow(&["-v", "run", "p.yaml", "--rerun", "cohort"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rendered study"));
+}

@@ -181,7 +181,10 @@ impl Reporter for TraceReporter {
             Event::NodeBlocked { node, by } => {
                 tracing::warn!(node = %node, "not run: depends on failed node {by}")
             }
-            Event::NodeLog { node, line } => tracing::debug!(node = %node, "{line}"),
+            // A fixed target: the binary never routes these back into the node's log.
+            Event::NodeLog { node, line } => {
+                tracing::debug!(target: "flow_node_log", node = %node, "{line}")
+            }
             _ => {}
         }
     }

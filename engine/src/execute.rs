@@ -235,6 +235,7 @@ pub(crate) fn run_stage_caught(
     stage: &dyn Stage,
     ctx: &mut StageContext,
 ) -> Result<(), StageError> {
+    let _node = crate::progress::enter_node(&ctx.node, ctx.reporter.clone());
     match std::panic::catch_unwind(AssertUnwindSafe(|| stage.run(ctx))) {
         Ok(r) => r,
         Err(p) => {

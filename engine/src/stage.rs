@@ -259,6 +259,21 @@ impl StageContext {
     pub fn log(&self, line: &str) {
         self.reporter.log(&self.node, line);
     }
+    /// A `start_handler` for a worker pool the stage builds for this node (rayon's
+    /// `ThreadPoolBuilder::start_handler`): each worker's CPU time and I/O are charged to the
+    /// node and its log lines go to the node's log. Pair it with [`Self::pool_exit_handler`].
+    pub fn pool_start_handler(&self) -> impl Fn(usize) + Send + Sync + 'static {
+        let usage = self.usage.pool_start_handler();
+        let (node, sink) = (self.node.clone(), self.reporter.clone());
+        move |i| {
+            usage(i);
+            crate::progress::set_thread_node(&node, sink.clone());
+        }
+    }
+    /// The matching `exit_handler`.
+    pub fn pool_exit_handler(&self) -> impl Fn(usize) + Send + Sync + 'static {
+        self.usage.pool_exit_handler()
+    }
     /// Environment for child processes (CUDA_VISIBLE_DEVICES, thread counts, FLOW_*).
     pub fn env(&self) -> &BTreeMap<String, String> {
         &self.env

@@ -176,7 +176,15 @@ pub struct LogProgress;
 
 impl TrainProgress for LogProgress {
     fn epoch_end(&mut self, r: &EpochRecord, eta: Duration) -> ControlFlow<()> {
-        tracing::info!(epoch = r.epoch, loss = r.train_loss, val_dice = ?r.val_dice, lr = r.lr, secs = r.seconds, eta_secs = eta.as_secs(), "epoch done");
+        tracing::info!(
+            epoch = r.epoch,
+            loss = %format_args!("{:.4}", r.train_loss),
+            val_dice = %r.val_dice.map_or("-".into(), |d| format!("{d:.3}")),
+            lr = %format_args!("{:.3e}", r.lr),
+            secs = %format_args!("{:.1}", r.seconds),
+            eta_secs = eta.as_secs(),
+            "epoch done"
+        );
         ControlFlow::Continue(())
     }
 }

@@ -117,12 +117,13 @@ pub fn link_all(from: &Path, to: &Path) -> Result<(), StageError> {
     Ok(())
 }
 
-/// A rayon pool sized to the node's cpu slots, its workers counted in the node's usage.
+/// A rayon pool sized to the node's cpu slots, its workers counted in the node's usage and
+/// logging to its log.
 pub fn pool(ctx: &StageContext) -> Result<rayon::ThreadPool, StageError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(ctx.threads.max(1))
-        .start_handler(ctx.usage.pool_start_handler())
-        .exit_handler(ctx.usage.pool_exit_handler())
+        .start_handler(ctx.pool_start_handler())
+        .exit_handler(ctx.pool_exit_handler())
         .build()
         .map_err(|e| StageError::wrap("cannot start worker threads", e))
 }

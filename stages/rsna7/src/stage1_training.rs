@@ -136,7 +136,7 @@ pub fn train_stage1(
         tracing::info!(
             attempt = a,
             seed = r.seed,
-            lowest_level_dice = attempt.lowest_level_dice(),
+            lowest_level_dice = %format_args!("{:.3}", attempt.lowest_level_dice()),
             ok,
             "stage-1 training check"
         );

@@ -122,9 +122,9 @@ pub fn fit_quantile_params(
         let prior_loss = constant_loss(&studies, config.prob_bounds) / n;
         tracing::info!(
             label = LABEL_NAMES[j],
-            fitted = fit.loss / n,
-            original = original_loss,
-            prior = prior_loss,
+            fitted = %format_args!("{:.4}", fit.loss / n),
+            original = %format_args!("{original_loss:.4}"),
+            prior = %format_args!("{prior_loss:.4}"),
             "quantile parameters fitted"
         );
         params.0[j] = fit.params;

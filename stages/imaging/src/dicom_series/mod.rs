@@ -268,7 +268,7 @@ pub fn read_series(
     tracing::info!(
         series = %dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         slices = report.slices,
-        spacing = report.spacing.slice_spacing,
+        spacing = %format_args!("{:.3}", report.spacing.slice_spacing),
         warnings = report.warnings.len(),
         "read DICOM series"
     );
