@@ -394,3 +394,40 @@ nodes:
         "{err}"
     );
 }
+
+/// An external input rewritten while its node runs: the result (computed from either
+/// version) is not recorded under the key of the old content; the node fails saying so, and
+/// a rerun uses the new content.
+#[test]
+fn an_input_changed_during_the_node_is_not_cached_under_its_old_key() {
+    let w = Work::new();
+    w.write("data.txt", "old\n");
+    let marker = w.path().join("changed-once");
+    w.write(
+        "p.yaml",
+        &format!(
+            r#"
+name: p
+nodes:
+  read:
+    stage: command
+    inputs: {{x: ./data.txt}}
+    params:
+      cmd: ["sh", "-c", "cat ${{inputs.x}} > o.txt; [ -e {m} ] || {{ touch {m}; echo new >> ${{inputs.x}}; }}"]
+      outputs: {{o: o.txt}}
+"#,
+            m = marker.display()
+        ),
+    );
+    let (code, states) = w.run("p.yaml", &[]);
+    assert_eq!(code, 1, "{states:?}");
+    let report: serde_json::Value = serde_json::from_str(&w.read("report.json")).unwrap();
+    let err = report["nodes"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("input `x`") && err.contains("changed while the node ran"),
+        "{err}"
+    );
+    let (code, states) = w.run("p.yaml", &[]);
+    assert_eq!(code, 0, "{states:?}");
+    assert_eq!(w.read("results/p/read/o.txt"), "old\nnew\n");
+}

@@ -352,6 +352,9 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     if let Ok(mut f) = sink.file.lock() {
         let _ = f.flush();
     }
+    // An external input the node read must still be what its key says, or the result would
+    // be recorded under the old content (stat-only when nothing changed: the stat memo).
+    let outcome = outcome.and_then(|()| inputs_unchanged(job));
     if let Err(e) = outcome {
         sink.log(&job.node, &format!("error: {}", e.chain()));
         if let Ok(mut f) = sink.file.lock() {
@@ -438,6 +441,25 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     let _ = fs::remove_dir_all(&checkpoint_dir);
     let _ = fs::remove_dir_all(&scratch);
     Ok(result)
+}
+
+/// Checks that every external input of `job` still has the digest its key was computed with.
+fn inputs_unchanged(job: &Job) -> Result<(), StageError> {
+    for (name, list) in &job.inputs {
+        for r in list {
+            let Resolved::External { path, digest, .. } = r else {
+                continue;
+            };
+            let now = job.state.index.digest_external(path).map(|(_, d)| d);
+            if now.as_ref().ok() != Some(digest) {
+                return Err(StageError::msg(format!(
+                    "input `{name}` ({}) changed while the node ran, so its result was not kept; run again to use the new content",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `body` (a node's stage) while measuring it: the calling thread's CPU time and I/O,
