@@ -10,5 +10,8 @@ if [ ! -x .venv/bin/python ] || ! cmp -s scripts/requirements-test.txt .venv/.re
   cp scripts/requirements-test.txt .venv/.requirements
 fi
 export FLOW_PYTHON="$PWD/.venv/bin/python"
+# Real DICOM files (JPEG 2000, JPEG-LS, RLE, deflated, big endian ...) as extra fuzz seeds.
+FLOW_FUZZ_SEEDS="$(.venv/bin/python -c 'import os, pydicom.data; print(os.path.dirname(pydicom.data.get_testdata_file("CT_small.dcm")))')"
+export FLOW_FUZZ_SEEDS
 export FLOW_REQUIRE_ORACLES=1
 cargo test --workspace "$@"

@@ -80,6 +80,7 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, DicomReadError> {
     }
     // The meta group is always explicit VR little endian.
     let meta_end = walk_elements(&bytes, 132, true, true).map_err(|e| e.into_error(path))?;
+    check_meta_group_length(&bytes, meta_end).map_err(|e| e.into_error(path))?;
     let meta = dicom_object::FileMetaTable::from_reader(&bytes[128..meta_end]).map_err(|e| {
         DicomReadError::NotDicom {
             path: path.to_path_buf(),
@@ -103,11 +104,52 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, DicomReadError> {
             name,
         });
     }
-    if uid != DEFLATED {
+    if uid == DEFLATED {
+        // The lengths are those of the inflated data set: inflate it (bounded) and walk that.
+        let inflated = inflate_bounded(&bytes[meta_end..]).map_err(|e| e.into_error(path))?;
+        walk_elements(&inflated, 0, true, false).map_err(|e| e.into_error(path))?;
+    } else {
         walk_elements(&bytes, meta_end, uid != IMPLICIT_VR_LE, false)
             .map_err(|e| e.into_error(path))?;
     }
     Ok(LoadedFile { bytes })
+}
+
+/// Most a deflated data set may inflate to (a CT slice is a few MB).
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// Inflates a Deflated Explicit VR Little Endian data set (raw deflate), refusing more than
+/// [`MAX_INFLATED_BYTES`].
+fn inflate_bounded(deflated: &[u8]) -> Result<Vec<u8>, WalkError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| WalkError::Malformed(format!("deflated data set: {e}")))?;
+    if out.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(WalkError::Malformed(format!(
+            "deflated data set inflates to more than MAX_INFLATED_BYTES ({MAX_INFLATED_BYTES})"
+        )));
+    }
+    Ok(out)
+}
+
+/// The parser finds the data set where (0002,0000) MetaElementGroupLength says the meta group
+/// ends; when that disagrees with the walked group, it would read the data set from a place
+/// the walk never checked (found by the fuzzer: a garbage 2 GB length, allocated up front).
+fn check_meta_group_length(b: &[u8], meta_end: usize) -> Result<(), WalkError> {
+    if meta_end < 144 || b[132..138] != [0x02, 0x00, 0x00, 0x00, b'U', b'L'] {
+        return Ok(());
+    }
+    let declared = u32_at(b, 140) as usize;
+    let walked = meta_end - 144;
+    if declared != walked {
+        return Err(WalkError::Malformed(format!(
+            "file meta group length (0002,0000) says {declared} bytes but the group has {walked}"
+        )));
+    }
+    Ok(())
 }
 
 /// A structural problem found while walking element headers.
@@ -167,6 +209,16 @@ fn known_vr(vr: &[u8]) -> bool {
         b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV", b"OW",
     ];
     ALL.iter().any(|v| &v[..] == vr)
+}
+
+/// Bytes per value of a binary VR (1 for strings and bytes).
+fn value_unit(vr: VR) -> u32 {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => 4,
+        VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => 8,
+        _ => 1,
+    }
 }
 
 fn is_sequence_implicit(tag: Tag) -> bool {
@@ -232,8 +284,15 @@ pub(crate) fn walk_elements(
             }
             continue;
         }
+        // Undefined length (0xFFFFFFFF) is only valid for a sequence, encapsulated PixelData
+        // or an explicit UN (an encoded sequence); a parser handed it on any other element
+        // reserves memory for four billion bytes.
+        let mut undefined_ok = tag == Tag(0x7FE0, 0x0010);
+        let unit;
         let (header, len, is_sq) = if explicit {
             let vr = &b[pos + 4..pos + 6];
+            undefined_ok |= vr == b"SQ" || vr == b"UN";
+            unit = VR::from_binary([vr[0], vr[1]]).map_or(1, value_unit);
             if !known_vr(vr) {
                 return Err(WalkError::Malformed(format!(
                     "element {tag} at byte {pos} has no valid VR"
@@ -250,8 +309,18 @@ pub(crate) fn walk_elements(
                 (8, u16_at(b, pos + 6) as u32, false)
             }
         } else {
-            (8, u32_at(b, pos + 4), is_sequence_implicit(tag))
+            let sq = is_sequence_implicit(tag);
+            // Implicit VR: a sequence by the dictionary, or a tag it does not know (private).
+            let entry = StandardDataDictionary.by_tag(tag);
+            undefined_ok |= sq || entry.is_none();
+            unit = entry.map_or(1, |e| value_unit(e.vr().relaxed()));
+            (8, u32_at(b, pos + 4), sq)
         };
+        if len == u32::MAX && !undefined_ok {
+            return Err(WalkError::Malformed(format!(
+                "element {tag} at byte {pos} has an undefined length, which only a sequence or PixelData may have"
+            )));
+        }
         pos += header;
         if len == u32::MAX {
             // Undefined length: a sequence, or encapsulated PixelData made of fragments.
@@ -264,6 +333,15 @@ pub(crate) fn walk_elements(
             return Err(WalkError::Truncated(format!(
                 "element {tag} declares {len} bytes but {} remain",
                 b.len() - pos
+            )));
+        }
+        // dicom-parser reads whole values of a binary VR and skips the rest of the length
+        // without consuming it, so a ragged length shifts every later header (found by the
+        // fuzzer: a 14-byte UL made it read a 2 GB length and allocate it).
+        if len % unit != 0 {
+            return Err(WalkError::Malformed(format!(
+                "element {tag} at byte {} has {len} bytes, not a multiple of its value size {unit}",
+                pos - header
             )));
         }
         if !is_sq {
@@ -320,6 +398,72 @@ mod tests {
         assert!(matches!(
             walk_elements(&seq, 0, true, false),
             Err(WalkError::Truncated(_))
+        ));
+    }
+
+    /// Found by the fuzzer: an implicit-VR UL element with undefined length passed the walk and
+    /// made dicom-parser reserve 1.9 GiB.
+    #[test]
+    fn undefined_length_only_on_sequences_and_pixel_data() {
+        let implicit = |tag: (u16, u16), len: u32| {
+            let mut v = Vec::new();
+            v.extend_from_slice(&tag.0.to_le_bytes());
+            v.extend_from_slice(&tag.1.to_le_bytes());
+            v.extend_from_slice(&len.to_le_bytes());
+            v
+        };
+        let ul = implicit((0x0028, 0x0010), u32::MAX);
+        assert!(matches!(
+            walk_elements(&ul, 0, false, false),
+            Err(WalkError::Malformed(m)) if m.contains("undefined length")
+        ));
+        // A sequence (Referenced Image Sequence) with undefined length and its delimiter.
+        let mut seq = implicit((0x0008, 0x1140), u32::MAX);
+        seq.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert!(walk_elements(&seq, 0, false, false).is_ok());
+        let mut cs = explicit_element((0x0008, 0x0060), b"CS", b"CT");
+        cs[6] = 0xFF;
+        cs[7] = 0xFF;
+        assert!(
+            walk_elements(&cs, 0, true, false).is_err(),
+            "short VR: 0xFFFF is a length"
+        );
+    }
+
+    #[test]
+    fn a_binary_value_of_ragged_length_is_malformed() {
+        let ul = explicit_element((0x0028, 0x0010), b"US", &[6, 0, 1]);
+        assert!(matches!(
+            walk_elements(&ul, 0, true, false),
+            Err(WalkError::Malformed(m)) if m.contains("not a multiple of its value size 2")
+        ));
+        // Implicit VR: the dictionary's VR (CommandGroupLength is UL).
+        let mut implicit = vec![0, 0, 0, 0, 14, 0, 0, 0];
+        implicit.extend_from_slice(b"1.2.3.1.1.2.3\0");
+        assert!(matches!(
+            walk_elements(&implicit, 0, false, false),
+            Err(WalkError::Malformed(m)) if m.contains("value size 4")
+        ));
+        let ok = explicit_element((0x0028, 0x0010), b"US", &[6, 0]);
+        assert!(walk_elements(&ok, 0, true, false).is_ok());
+    }
+
+    #[test]
+    fn a_meta_group_length_that_disagrees_with_the_group_is_malformed() {
+        let mut b = vec![0u8; 128];
+        b.extend_from_slice(b"DICM");
+        b.extend(explicit_element(
+            (0x0002, 0x0000),
+            b"UL",
+            &18u32.to_le_bytes(),
+        ));
+        b.extend(explicit_element((0x0002, 0x0010), b"UI", b"1.2.840.1\0"));
+        let end = walk_elements(&b, 132, true, true).unwrap();
+        assert_eq!(check_meta_group_length(&b, end), Ok(()));
+        b[140] = 19;
+        assert!(matches!(
+            check_meta_group_length(&b, end),
+            Err(WalkError::Malformed(m)) if m.contains("says 19 bytes but the group has 18")
         ));
     }
 
