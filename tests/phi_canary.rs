@@ -87,14 +87,48 @@ fn no_patient_identifier_reaches_logs_reports_or_the_cache() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for needle in [MARKER, FOLDER, BIRTH_DATE] {
-        let hits = files_containing(w.path(), needle.as_bytes(), &data);
-        assert!(hits.is_empty(), "`{needle}` written to {hits:?}");
-        assert!(
-            !printed
-                .windows(needle.len())
-                .any(|x| x == needle.as_bytes()),
-            "`{needle}` printed by flow"
-        );
-    }
+    let check = |printed: &[u8]| {
+        for needle in [MARKER, FOLDER, BIRTH_DATE] {
+            let hits = files_containing(w.path(), needle.as_bytes(), &data);
+            assert!(hits.is_empty(), "`{needle}` written to {hits:?}");
+            assert!(
+                !printed
+                    .windows(needle.len())
+                    .any(|x| x == needle.as_bytes()),
+                "`{needle}` printed by flow"
+            );
+        }
+    };
+    check(&printed);
+
+    // A corrupt slice in one test study: its error (which names the file) reaches the node
+    // log, summary.json and the report with the data root shown as `${inputs.root}`.
+    let test_images = data.join("root/test_images");
+    let study = std::fs::read_dir(&test_images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let slice = std::fs::read_dir(&study)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&slice).unwrap();
+    std::fs::write(&slice, &bytes[..200]).unwrap();
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary =
+        std::fs::read_to_string(w.path().join("results/rsna7/convert_test/summary.json")).unwrap();
+    assert!(
+        summary.contains("${inputs.root}/test_images/"),
+        "the failure is reported, relative to the data root: {summary}"
+    );
+    check(&[out.stdout.as_slice(), out.stderr.as_slice()].concat());
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::events::{Event, EventBus};
 use crate::key;
+use crate::redact::PathRedactor;
 use crate::resolve::Resolved;
 use crate::spec::{Resources, Retry};
 use crate::stage::{
@@ -63,6 +64,8 @@ struct NodeSink {
     file: Mutex<BufWriter<File>>,
     bus: Arc<EventBus>,
     logged: std::sync::atomic::AtomicU64,
+    /// The node's input paths, shown as `${inputs.NAME}` (no user folder names in logs).
+    redact: PathRedactor,
 }
 
 impl NodeReporter for NodeSink {
@@ -75,6 +78,8 @@ impl NodeReporter for NodeSink {
         });
     }
     fn log(&self, node: &str, line: &str) {
+        let redacted = self.redact.apply(line);
+        let line = redacted.as_str();
         let size = line.len() as u64 + 1;
         let before = self.logged.fetch_add(size, Ordering::Relaxed);
         if before >= MAX_NODE_LOG_BYTES {
@@ -208,14 +213,14 @@ pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
                     job.bus.emit(Event::NodeRetry {
                         node: job.node.clone(),
                         attempt,
-                        error: e.chain(),
+                        error: external_paths(&job).apply(&e.chain()),
                     });
                     std::thread::sleep(std::time::Duration::from_millis(job.retry.delay_ms));
                     attempt += 1;
                     continue;
                 }
                 let cancelled = matches!(e, StageError::Cancelled);
-                let message = e.chain();
+                let message = external_paths(&job).apply(&e.chain());
                 if !cancelled {
                     let _ = job.state.index.record_failure(&job.node, &message);
                 }
@@ -228,6 +233,25 @@ pub fn run_job(job: Job) -> Result<ActionResult, Failure> {
             }
         }
     }
+}
+
+/// The redactor of a job's external inputs (stored inputs live under the state dir).
+fn external_paths(job: &Job) -> PathRedactor {
+    let inputs = job
+        .inputs
+        .iter()
+        .map(|(name, list)| {
+            let paths = list
+                .iter()
+                .filter_map(|r| match r {
+                    Resolved::External { path, .. } => Some(path.clone()),
+                    Resolved::Stored { .. } => None,
+                })
+                .collect();
+            (name.clone(), paths)
+        })
+        .collect();
+    PathRedactor::new(&inputs)
 }
 
 /// Runs `stage` in `ctx`, turning a panic into the node's error.
@@ -274,12 +298,6 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         .append(true)
         .open(&job.log_path)
         .map_err(io(format!("cannot open {}", job.log_path.display())))?;
-    let sink = Arc::new(NodeSink {
-        file: Mutex::new(BufWriter::new(log)),
-        bus: job.bus.clone(),
-        logged: Default::default(),
-    });
-
     let mut inputs = BTreeMap::new();
     for (name, list) in &job.inputs {
         let mut paths = Vec::new();
@@ -291,6 +309,12 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         }
         inputs.insert(name.clone(), paths);
     }
+    let sink = Arc::new(NodeSink {
+        file: Mutex::new(BufWriter::new(log)),
+        bus: job.bus.clone(),
+        logged: Default::default(),
+        redact: PathRedactor::new(&inputs),
+    });
     let outputs: BTreeMap<String, PathBuf> = job
         .outputs
         .iter()

@@ -17,6 +17,7 @@ pub mod key;
 pub mod params;
 pub mod progress;
 pub mod publish;
+pub mod redact;
 pub mod registry;
 pub mod resolve;
 pub mod run_report;

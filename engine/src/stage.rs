@@ -259,6 +259,12 @@ impl StageContext {
     pub fn log(&self, line: &str) {
         self.reporter.log(&self.node, line);
     }
+    /// `text` with the paths of this node's inputs shown as `${inputs.NAME}`: for what a stage
+    /// writes itself (a summary's errors), so a user's folder names (which may name a patient)
+    /// stay out of results; its log lines get this already.
+    pub fn relative_paths(&self, text: &str) -> String {
+        crate::redact::PathRedactor::new(&self.inputs).apply(text)
+    }
     /// A `start_handler` for a worker pool the stage builds for this node (rayon's
     /// `ThreadPoolBuilder::start_handler`): each worker's CPU time and I/O are charged to the
     /// node and its log lines go to the node's log. Pair it with [`Self::pool_exit_handler`].

@@ -120,6 +120,6 @@ impl Stage for BoxesToMasks {
                 }
             }
         }
-        summary.write(ctx.output("summary")?)
+        summary.write(ctx, "summary")
     }
 }

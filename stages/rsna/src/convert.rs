@@ -105,7 +105,7 @@ impl Stage for DicomToNifti {
             summary.record(ctx, uid, result)?;
         }
         ctx.progress(studies.len() as u64, studies.len() as u64, "done");
-        summary.write(ctx.output("summary")?)?;
+        summary.write(ctx, "summary")?;
         if !summary.failed.is_empty() {
             let list: Vec<String> = summary
                 .failed

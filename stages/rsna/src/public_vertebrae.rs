@@ -124,6 +124,6 @@ impl Stage for PublicVertebrae {
                 }
             }
         }
-        summary.write(ctx.output("summary")?)
+        summary.write(ctx, "summary")
     }
 }

@@ -161,7 +161,7 @@ impl Stage for Segmentations {
                 }
             }
         }
-        summary.write(ctx.output("summary")?)
+        summary.write(ctx, "summary")
     }
 }
 

@@ -46,8 +46,23 @@ impl StudySummary {
         Ok(())
     }
 
-    pub fn write(&self, path: &Path) -> Result<(), StageError> {
-        let text = serde_json::to_string_pretty(self).expect("summary serialises");
+    /// Writes `summary.json` to the node's output `name`, with the paths of the node's inputs
+    /// in the errors and notes shown as `${inputs.NAME}` (no user folder names in results).
+    pub fn write(&self, ctx: &StageContext, name: &str) -> Result<(), StageError> {
+        let path = ctx.output(name)?;
+        let relative = StudySummary {
+            done: self.done.clone(),
+            failed: self
+                .failed
+                .iter()
+                .map(|f| StudyFailure {
+                    study: f.study.clone(),
+                    error: ctx.relative_paths(&f.error),
+                })
+                .collect(),
+            notes: self.notes.iter().map(|n| ctx.relative_paths(n)).collect(),
+        };
+        let text = serde_json::to_string_pretty(&relative).expect("summary serialises");
         std::fs::write(path, text + "\n")
             .map_err(|e| StageError::wrap(format!("cannot write {}", path.display()), e))
     }

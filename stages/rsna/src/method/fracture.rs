@@ -335,7 +335,7 @@ impl Stage for FracturePredict {
         if split.is_some() {
             summary.notes.push(format!("{n_oof} studies predicted out-of-fold (each by the model that left its fold out and, checked, never trained on it), {n_ens} by the {}-model ensemble", models.len()));
         }
-        summary.write(ctx.output("summary")?)?;
+        summary.write(ctx, "summary")?;
         if summary.done.is_empty() {
             return Err(StageError::msg(
                 "no study could be predicted (see summary.json)",

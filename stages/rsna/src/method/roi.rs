@@ -136,7 +136,7 @@ impl Stage for RoiExtract {
                 }
             }
         }
-        summary.write(ctx.output("summary")?)?;
+        summary.write(ctx, "summary")?;
         if summary.done.is_empty() {
             return Err(StageError::msg(
                 "no study has a region of interest (see summary.json)",

@@ -297,7 +297,7 @@ impl Stage for Stage1Predict {
             summary.record(ctx, uid, result)?;
         }
         ctx.progress(volumes.len() as u64, volumes.len() as u64, "done");
-        summary.write(ctx.output("summary")?)?;
+        summary.write(ctx, "summary")?;
         if summary.done.is_empty() {
             return Err(StageError::msg(
                 "stage 1 failed on every study (see summary.json)",
