@@ -63,7 +63,7 @@ fn scontrol(id: &str) -> String {
 /// Jobs among `ids` that squeue lists as not finished.
 fn active(ids: &[String]) -> Vec<String> {
     let out = Command::new("squeue")
-        .args(["-h", "-j", &ids.join(","), "-o", "%i %T"])
+        .args(["-h", "-r", "-j", &ids.join(","), "-o", "%i %T"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -179,9 +179,13 @@ fn diamond_on_slurm_equals_the_local_run_and_each_node_is_a_job() {
         );
         let id = node(&sr, n)["job_id"].as_str().expect("job id").to_string();
         let job = scontrol(&id);
+        // left and right are ready together: one array of two tasks, named after the first.
+        let named = job.contains(&format!("JobName=flow-{n} "))
+            || (id.contains('_')
+                && (job.contains("JobName=flow-left+1 ") || job.contains("JobName=flow-right+1 ")));
         assert!(
-            job.contains(&format!("JobName=flow-{n} ")) && job.contains("JobState=COMPLETED"),
-            "{n}: {job}"
+            named && job.contains("JobState=COMPLETED"),
+            "{n} ({id}): {job}"
         );
         ids.push(id);
     }
@@ -328,8 +332,11 @@ nodes:
     let r = report(&w);
     assert_eq!(r["interrupted"], true);
     for id in &ids {
+        // A task cancelled while still pending lives on only in its array's record.
+        let array = id.split('_').next().unwrap();
         assert!(
-            scontrol(id).contains("JobState=CANCELLED"),
+            scontrol(id).contains("JobState=CANCELLED")
+                || scontrol(array).contains("JobState=CANCELLED"),
             "{id}: {}",
             scontrol(id)
         );
@@ -547,4 +554,53 @@ nodes:
         msg.contains("TIMEOUT") && msg.contains("time limit of 1"),
         "{msg}"
     );
+}
+
+/// A 200-node `foreach` fan-out goes to Slurm as job arrays (a few sbatch calls, one task per
+/// node), and every node's result is its own task's.
+#[test]
+fn a_200_node_fan_out_goes_as_job_arrays() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !slurm_here() {
+        return;
+    }
+    let w = Work::new();
+    w.write(
+        "fan.yaml",
+        r#"
+name: fan
+executor:
+  slurm: {max_queued: 250}
+nodes:
+  n${i}:
+    foreach: {i: "0..200"}
+    stage: command
+    params: {cmd: ["sh", "-c", "echo ${args.i} > o"], args: {i: "${i}"}, outputs: {o: o}}
+"#,
+    );
+    let t = Instant::now();
+    let (code, states) = w.run("fan.yaml", &["--executor", "slurm", "--jobs", "8"]);
+    eprintln!("200 nodes as arrays: {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(code, 0, "{states:?}");
+    let r = report(&w);
+    let ids: Vec<String> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["job_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    let arrays: std::collections::BTreeSet<&str> = ids
+        .iter()
+        .filter_map(|id| id.split_once('_').map(|(a, _)| a))
+        .collect();
+    let tasks = ids.iter().filter(|id| id.contains('_')).count();
+    assert!(
+        tasks >= 190,
+        "{tasks} of 200 nodes ran as array tasks: {ids:?}"
+    );
+    assert!(arrays.len() <= 10, "{} arrays: {arrays:?}", arrays.len());
+    for i in [0, 57, 199] {
+        assert_eq!(w.read(&format!("results/fan/n{i}/o")), format!("{i}\n"));
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::executor::status::{self, parse_sbatch, Seen};
 
 /// A failed Slurm command: what was run and what it said.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("`{command}` failed: {message}")]
 pub struct SlurmError {
     pub command: String,
@@ -103,6 +103,8 @@ impl SlurmCli for RealCli {
     ) -> Result<std::collections::BTreeMap<String, status::JobState>, SlurmError> {
         let args = [
             "-h".to_string(),
+            // One line per array task, never a collapsed `123_[0-199]`.
+            "-r".into(),
             "-t".into(),
             "all".into(),
             "-j".into(),

@@ -1,11 +1,13 @@
 //! Executors: where a node's attempt runs. `local` (the default) runs it on a worker thread
 //! of `flow run` ([`crate::execute`]); [`slurm`] runs it as a Slurm batch job through the
 //! hidden `flow exec-node` subcommand ([`job`]), with one poller for all of a run's jobs
-//! ([`tracker`]) and a ledger of job ids in the state dir ([`ledger`]).
+//! ([`tracker`]), a ledger of job ids in the state dir ([`ledger`]) and job arrays for
+//! bursts of ready nodes ([`arrays`]).
 //!
 //! Which executor runs a node: the node's own `executor:`, else `flow run --executor`, else
 //! the pipeline's `executor:` default, else local.
 
+pub mod arrays;
 pub mod commands;
 pub mod job;
 pub mod ledger;

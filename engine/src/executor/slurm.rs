@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::error::EngineError;
 use crate::events::{Event, EventBus};
+use crate::executor::arrays::{single_args, ArrayBatcher, Submission, Submitted, ARRAY_WINDOW};
 use crate::executor::commands::{on_path, RealCli, SlurmCli};
 use crate::executor::job::{write_json, NodeFile, NodeOutcome, NODE_FILE};
 use crate::executor::ledger::{self, Ledger};
@@ -31,11 +32,12 @@ pub struct Slurm {
     settings: SlurmSettings,
     /// The flow binary the jobs run (this one, on a shared filesystem).
     exe: PathBuf,
-    cli: Arc<dyn SlurmCli>,
     tracker: Arc<Tracker>,
     ledger: Ledger,
     /// Node id -> its last job's id (for the run report).
     job_ids: Mutex<BTreeMap<String, String>>,
+    /// Gathers bursts of submissions into job arrays.
+    arrays: ArrayBatcher,
 }
 
 impl Slurm {
@@ -64,7 +66,7 @@ impl Slurm {
             settings,
             exe,
             tracker: Tracker::new(cli.clone(), cancel),
-            cli,
+            arrays: ArrayBatcher::new(cli, ARRAY_WINDOW),
             ledger: Ledger::new(root),
             job_ids: Mutex::new(BTreeMap::new()),
         })
@@ -117,11 +119,15 @@ impl Slurm {
             batch_script(&self.exe, &node_file, &ctx.node, attempt),
         )
         .map_err(io(format!("cannot write {}", script.display())))?;
-        let out = scratch.join("job.out");
-        let args = sbatch_args(&self.settings, resources, &ctx.node, &out, scratch, &script);
-        let id = self
-            .cli
-            .sbatch(&args)
+        let Submitted { id, out, args } = self
+            .arrays
+            .submit(Submission {
+                node: ctx.node.clone(),
+                shared: shared_args(&self.settings, resources),
+                script,
+                workdir: scratch.clone(),
+                out: scratch.join("job.out"),
+            })
             .map_err(|e| StageError::wrap("cannot submit the Slurm job", e))?;
         if let Err(e) = self.ledger.add(&id, &ctx.node) {
             tracing::warn!("cannot record Slurm job {id}: {e}");
@@ -198,9 +204,7 @@ pub fn batch_script(exe: &Path, node_file: &Path, node: &str, attempt: u32) -> S
     )
 }
 
-/// The sbatch arguments for one node: its resources (`--cpus-per-task`, `--mem` or
-/// `--mem-per-cpu`, `--gres=gpu:N` or `--gpus`, `--time`), the pipeline's Slurm settings, and
-/// its extra flags last (so they can override).
+/// The sbatch arguments for one node as a job of its own (see [`shared_args`]).
 pub fn sbatch_args(
     s: &SlurmSettings,
     r: &Resources,
@@ -209,12 +213,21 @@ pub fn sbatch_args(
     workdir: &Path,
     script: &Path,
 ) -> Vec<String> {
+    single_args(&Submission {
+        node: node.to_string(),
+        shared: shared_args(s, r),
+        script: script.to_path_buf(),
+        workdir: workdir.to_path_buf(),
+        out: out.to_path_buf(),
+    })
+}
+
+/// The flags nodes must share to go in one array: resources (`--cpus-per-task`, `--mem` or
+/// `--mem-per-cpu`, `--gres=gpu:N` or `--gpus`, `--time`), the pipeline's Slurm settings, and
+/// its extra flags last (so they can override).
+pub fn shared_args(s: &SlurmSettings, r: &Resources) -> Vec<String> {
     let mut a = vec![
-        "--parsable".to_string(),
-        format!("--job-name=flow-{node}"),
-        format!("--output={}", out.display()),
-        format!("--chdir={}", workdir.display()),
-        "--ntasks=1".into(),
+        "--ntasks=1".to_string(),
         format!("--cpus-per-task={}", r.cpu),
         // flow retries (`retry`) instead of Slurm requeueing: one node, one job at a time.
         "--no-requeue".into(),
@@ -244,7 +257,6 @@ pub fn sbatch_args(
         }
     }
     a.extend(s.sbatch.iter().cloned());
-    a.push(script.display().to_string());
     a
 }
 
