@@ -49,6 +49,8 @@ pub enum NiftiIoError {
         path: PathBuf,
         cause: crate::volume::VolumeError,
     },
+    #[error("{path}: inconsistent NIfTI header: {detail}")]
+    Inconsistent { path: PathBuf, detail: String },
     #[error("{path}: file name must end in .nii or .nii.gz")]
     BadExtension { path: PathBuf },
 }
@@ -103,6 +105,20 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
             path: p(),
             code: header.datatype,
         })?;
+    if header.bitpix as usize != 8 * dtype.size_of() {
+        return Err(NiftiIoError::Inconsistent {
+            path: p(),
+            detail: format!(
+                "bitpix {} but datatype {:?} has {} bits per voxel",
+                header.bitpix,
+                dtype,
+                8 * dtype.size_of()
+            ),
+        });
+    }
+    if let Some(detail) = qform_problem(&header) {
+        return Err(NiftiIoError::Inconsistent { path: p(), detail });
+    }
     let n_voxels = (dims[0] * dims[1] * dims[2]) as u64;
     if !is_gz(path) {
         let expected = header.vox_offset.max(352.0) as u64 + n_voxels * dtype.size_of() as u64;
@@ -121,19 +137,26 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
         }
     }
     let geometry = header_geometry(&header).ok_or(NiftiIoError::BadAffine { path: p() })?;
-    let obj = ReaderOptions::new()
-        .read_file(path)
-        .map_err(|source| match source {
-            nifti::NiftiError::IncompatibleLength(got, expected) => NiftiIoError::Truncated {
+    // The nifti crate panics on some inconsistencies ("Inconsistent raw data size"); the
+    // checks above catch the known ones, this any other: a bad file is an error, never a crash.
+    let read =
+        std::panic::catch_unwind(|| ReaderOptions::new().read_file(path)).map_err(|panic| {
+            NiftiIoError::Inconsistent {
                 path: p(),
-                expected: expected as u64,
-                got: got as u64,
-            },
-            source => NiftiIoError::Data {
-                path: p(),
-                cause: source,
-            },
+                detail: format!("the NIfTI reader gave up: {}", panic_text(&*panic)),
+            }
         })?;
+    let obj = read.map_err(|source| match source {
+        nifti::NiftiError::IncompatibleLength(got, expected) => NiftiIoError::Truncated {
+            path: p(),
+            expected: expected as u64,
+            got: got as u64,
+        },
+        source => NiftiIoError::Data {
+            path: p(),
+            cause: source,
+        },
+    })?;
     let volume = obj.into_volume();
     let data_err = |source| NiftiIoError::Data {
         path: p(),
@@ -163,7 +186,14 @@ pub fn read_nifti(path: &Path) -> Result<AnyVolume, NiftiIoError> {
         ),
         _ => {
             // Fortran-ordered array: memory order is x fastest, as ours.
-            let arr = volume.into_ndarray::<f32>().map_err(data_err)?;
+            let arr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                volume.into_ndarray::<f32>()
+            }))
+            .map_err(|panic| NiftiIoError::Inconsistent {
+                path: p(),
+                detail: format!("the NIfTI reader gave up: {}", panic_text(&*panic)),
+            })?
+            .map_err(data_err)?;
             let (data, _) = arr.into_raw_vec_and_offset();
             AnyVolume::F32(Volume::from_vec(dims, data, geometry).map_err(wrap)?)
         }
@@ -197,6 +227,40 @@ fn checked_dims(h: &NiftiHeader) -> Option<[usize; 3]> {
         return None;
     }
     check_dims(dims).ok()
+}
+
+/// What would make the nifti crate's qform panic, when the qform is the one used (sform code
+/// 0, qform code > 0): a negative spacing, qfac (pixdim[0]) not +-1, or quaternion parameters
+/// that are not part of a unit quaternion.
+fn qform_problem(h: &NiftiHeader) -> Option<String> {
+    if h.sform_code != 0 || h.qform_code == 0 {
+        return None;
+    }
+    if h.pixdim[1..4].iter().any(|d| !(d.is_finite() && *d >= 0.0)) {
+        return Some(format!(
+            "qform spacing {:?} is not positive",
+            &h.pixdim[1..4]
+        ));
+    }
+    if h.pixdim[0] != 1.0 && h.pixdim[0] != -1.0 {
+        return Some(format!("qfac (pixdim[0]) is {}, not 1 or -1", h.pixdim[0]));
+    }
+    let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+    let norm = b * b + c * c + d * d;
+    if !(norm.is_finite() && norm <= 1.0 + 1e-6) {
+        return Some(format!(
+            "quaternion (b, c, d) = ({b}, {c}, {d}) is not part of a unit quaternion"
+        ));
+    }
+    None
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// Geometry from sform (code > 0), else qform (code > 0), else pixdim alone.
@@ -290,6 +354,47 @@ fn volume_header(g: &Geometry) -> NiftiHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: header inconsistencies the nifti crate panics on are errors.
+    #[test]
+    fn headers_the_nifti_crate_would_panic_on_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Volume::from_vec([3, 2, 2], vec![5i16; 12], Geometry::identity()).unwrap();
+        let good = dir.path().join("g.nii");
+        write_nifti(&v, &good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let patched = |name: &str, edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bytes.clone();
+            edit(&mut b);
+            let p = dir.path().join(name);
+            std::fs::write(&p, b).unwrap();
+            read_nifti(&p).unwrap_err().to_string()
+        };
+        let f32_at =
+            |b: &mut Vec<u8>, at: usize, v: f32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let i16_at =
+            |b: &mut Vec<u8>, at: usize, v: i16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        let e = patched("bitpix.nii", &|b| i16_at(b, 72, 8));
+        assert!(e.contains("bitpix 8 but datatype"), "{e}");
+        // qform only (sform code 0, qform code 1) with qfac 0.5, then with b = c = d = 1.
+        let qform = |b: &mut Vec<u8>| {
+            i16_at(b, 252, 1);
+            i16_at(b, 254, 0);
+        };
+        let e = patched("qfac.nii", &|b| {
+            qform(b);
+            f32_at(b, 76, 0.5);
+        });
+        assert!(e.contains("qfac (pixdim[0]) is 0.5"), "{e}");
+        let e = patched("quat.nii", &|b| {
+            qform(b);
+            f32_at(b, 76, 1.0);
+            for at in [256, 260, 264] {
+                f32_at(b, at, 1.0);
+            }
+        });
+        assert!(e.contains("not part of a unit quaternion"), "{e}");
+    }
 
     fn geometry() -> Geometry {
         Geometry {

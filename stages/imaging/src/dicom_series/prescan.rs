@@ -273,6 +273,14 @@ pub(crate) fn walk_elements(
                         )));
                     }
                 }
+                // Delimiters carry no value; a length there is a corrupt header (a parser may
+                // take it for an element and allocate it: found by the fuzzer).
+                0xE0DD | 0xE00D if len != 0 => {
+                    return Err(WalkError::Malformed(format!(
+                        "delimiter {tag} at byte {} has length {len}, not 0",
+                        pos - 8
+                    )))
+                }
                 0xE0DD => in_fragments = false,
                 0xE00D => {}
                 _ => {
@@ -309,9 +317,14 @@ pub(crate) fn walk_elements(
                 (8, u16_at(b, pos + 6) as u32, false)
             }
         } else {
-            let sq = is_sequence_implicit(tag);
-            // Implicit VR: a sequence by the dictionary, or a tag it does not know (private).
             let entry = StandardDataDictionary.by_tag(tag);
+            // A sequence by the dictionary; or a tag it does not know (private) whose value
+            // starts with an item, which parsers read as a sequence too, so its items' lengths
+            // are walked (found by the fuzzer: a private nested sequence hid a 2 GB length).
+            let item_follows = pos + 12 <= b.len()
+                && u16_at(b, pos + 8) == 0xFFFE
+                && u16_at(b, pos + 10) == 0xE000;
+            let sq = is_sequence_implicit(tag) || (entry.is_none() && item_follows);
             undefined_ok |= sq || entry.is_none();
             unit = entry.map_or(1, |e| value_unit(e.vr().relaxed()));
             (8, u32_at(b, pos + 4), sq)
@@ -428,6 +441,28 @@ mod tests {
             walk_elements(&cs, 0, true, false).is_err(),
             "short VR: 0xFFFF is a length"
         );
+    }
+
+    #[test]
+    fn a_delimiter_with_a_length_is_malformed() {
+        let b = [0xFE, 0xFF, 0xDD, 0xE0, 0x00, 0x00, 0xE0, 0x7F];
+        assert!(matches!(
+            walk_elements(&b, 0, false, false),
+            Err(WalkError::Malformed(m)) if m.contains("not 0")
+        ));
+    }
+
+    #[test]
+    fn a_private_implicit_sequence_is_walked_into() {
+        // (0009,1010), unknown to the dictionary, 16 bytes holding one item of 8 bytes whose
+        // one element claims 0x7FFFFFF0 bytes.
+        let mut b = vec![0x09, 0x00, 0x10, 0x10, 16, 0, 0, 0];
+        b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
+        b.extend_from_slice(&[0x09, 0x00, 0x20, 0x10, 0xF0, 0xFF, 0xFF, 0x7F]);
+        assert!(matches!(
+            walk_elements(&b, 0, false, false),
+            Err(WalkError::Truncated(_))
+        ));
     }
 
     #[test]
