@@ -393,14 +393,9 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "–".into())
 }
 
+/// Seconds at a readable precision (the terminal view's format).
 fn secs(s: f64) -> String {
-    if s < 10.0 {
-        format!("{s:.2} s")
-    } else if s < 600.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{:.0} min {:.0} s", (s / 60.0).floor(), s % 60.0)
-    }
+    crate::progress::seconds_text(s)
 }
 
 fn mib(kb: u64) -> String {
