@@ -255,6 +255,29 @@ fn qform_problem(h: &NiftiHeader) -> Option<String> {
     None
 }
 
+/// NIfTI's "method 1" affine (no sform, no qform): pixdim spacing with the x axis flipped,
+/// centred on the volume, as the nifti crate computes it, but for 1- and 2-D headers too (the
+/// crate indexes three axes and panics on fewer; found by the fuzzer).
+fn base_affine(h: &NiftiHeader) -> Matrix4<f64> {
+    let nd = (h.dim[0] as usize).clamp(0, 7);
+    let axis = |a: usize| -> (f64, f64) {
+        if a < nd {
+            (h.dim[a + 1] as f64, h.pixdim[a + 1] as f64)
+        } else {
+            (1.0, 1.0)
+        }
+    };
+    let ((nx, sx), (ny, sy), (nz, sz)) = (axis(0), axis(1), axis(2));
+    let s = [-sx, sy, sz];
+    let o = [(nx - 1.0) / 2.0, (ny - 1.0) / 2.0, (nz - 1.0) / 2.0];
+    let mut m = Matrix4::identity();
+    for a in 0..3 {
+        m[(a, a)] = s[a];
+        m[(a, 3)] = -o[a] * s[a];
+    }
+    m
+}
+
 /// The message of a caught panic.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
@@ -265,7 +288,11 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Geometry from sform (code > 0), else qform (code > 0), else pixdim alone.
 fn header_geometry(h: &NiftiHeader) -> Option<Geometry> {
-    let m: Matrix4<f64> = h.affine::<f64>();
+    let m: Matrix4<f64> = if h.sform_code == 0 && h.qform_code == 0 {
+        base_affine(h)
+    } else {
+        h.affine::<f64>()
+    };
     let mut a = [[0.0; 4]; 4];
     for (r, row) in a.iter_mut().enumerate() {
         for (c, v) in row.iter_mut().enumerate() {
@@ -394,6 +421,19 @@ mod tests {
             }
         });
         assert!(e.contains("not part of a unit quaternion"), "{e}");
+        // A 2-D header with neither sform nor qform: the crate would index a third axis.
+        let flat = dir.path().join("flat.nii");
+        let mut b = bytes.clone();
+        i16_at(&mut b, 40, 2);
+        i16_at(&mut b, 252, 0);
+        i16_at(&mut b, 254, 0);
+        std::fs::write(&flat, b).unwrap();
+        let r = read_nifti(&flat);
+        assert!(
+            r.is_ok() || r.as_ref().unwrap_err().to_string().contains("flat.nii"),
+            "{:?}",
+            r.err()
+        );
     }
 
     fn geometry() -> Geometry {

@@ -238,7 +238,25 @@ pub(crate) fn walk_elements(
 ) -> Result<usize, WalkError> {
     let mut pos = start;
     let mut in_fragments = false;
-    while pos < b.len() {
+    // Where the defined-length sequences and items we are inside end: the elements in them
+    // must end exactly there, as a parser that trusts those lengths reads them (found by the
+    // fuzzer: an item ending inside an element made the parser read a value as a header).
+    let mut ends: Vec<usize> = Vec::new();
+    loop {
+        while let Some(&end) = ends.last() {
+            if pos == end {
+                ends.pop();
+            } else if pos > end {
+                return Err(WalkError::Malformed(format!(
+                    "a sequence or item ends at byte {end}, inside the element that ends at byte {pos}"
+                )));
+            } else {
+                break;
+            }
+        }
+        if pos >= b.len() {
+            break;
+        }
         let remaining = b.len() - pos;
         if remaining < 8 {
             return Err(WalkError::Truncated(format!(
@@ -271,6 +289,9 @@ pub(crate) fn walk_elements(
                             pos - 8,
                             b.len() - pos
                         )));
+                    }
+                    if len != u32::MAX {
+                        ends.push(pos + len as usize);
                     }
                 }
                 // Delimiters carry no value; a length there is a corrupt header (a parser may
@@ -357,7 +378,9 @@ pub(crate) fn walk_elements(
                 pos - header
             )));
         }
-        if !is_sq {
+        if is_sq {
+            ends.push(pos + len as usize);
+        } else {
             pos += len as usize;
         }
     }
@@ -441,6 +464,23 @@ mod tests {
             walk_elements(&cs, 0, true, false).is_err(),
             "short VR: 0xFFFF is a length"
         );
+    }
+
+    #[test]
+    fn an_item_that_ends_inside_an_element_is_malformed() {
+        // A defined-length sequence holding one item of 10 bytes, whose element takes 12.
+        let inner = explicit_element((0x0008, 0x0100), b"SH", b"ABCD");
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&10u32.to_le_bytes());
+        item.extend_from_slice(&inner);
+        let seq = explicit_element((0x0008, 0x1140), b"SQ", &item);
+        assert!(matches!(
+            walk_elements(&seq, 0, true, false),
+            Err(WalkError::Malformed(m)) if m.contains("ends at byte")
+        ));
+        let mut ok = seq.clone();
+        ok[16] = 12; // the item's length, now right
+        assert_eq!(walk_elements(&ok, 0, true, false), Ok(ok.len()));
     }
 
     #[test]
