@@ -107,9 +107,8 @@ fn edit<R: Rng>(rng: &mut R, v: &mut Vec<u8>, other: &[u8], text: bool) {
             let width = *[1usize, 2, 4, 8].choose(rng).expect("non-empty");
             let value = EDGES.choose(rng).expect("non-empty").to_le_bytes();
             let i = at(rng);
-            for k in 0..width.min(len - i) {
-                v[i + k] = value[k];
-            }
+            let n = width.min(len - i);
+            v[i..i + n].copy_from_slice(&value[..n]);
         }
         7 if !other.is_empty() => {
             // Splice: our head, the other seed's tail.
