@@ -79,13 +79,7 @@ fn imaging_pipeline_converts_and_caches_per_study() {
     let (code, states) = w.run("p.yaml", &[]);
     assert_eq!(code, 0);
     assert!(with_state(&states, "ran").contains(&"convert".to_string()));
-    let logs = w.path().join(".flow/runs");
-    let mut newest: Vec<_> = std::fs::read_dir(&logs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    newest.sort();
-    let log = std::fs::read_to_string(newest.last().unwrap().join("logs/convert.log")).unwrap();
+    let log = w.newest_node_log("convert");
     assert_eq!(log.matches(": converted").count(), 1, "{log}");
     assert_eq!(
         log.matches("reused from the per-study cache").count(),

@@ -134,14 +134,7 @@ fn stage_log_lines_go_to_the_node_log_unless_verbose() {
         stderr.contains("finished") && stderr.contains("cohort"),
         "{stderr}"
     );
-    let runs = w.path().join(".flow/runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let log = std::fs::read_to_string(run.join("logs/cohort.log")).unwrap();
+    let log = w.newest_node_log("cohort");
     assert!(log.contains("rendered study"), "{log}");
     assert!(!log.contains('\x1b'), "no colour codes in the log");
 

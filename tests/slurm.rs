@@ -196,14 +196,7 @@ fn diamond_on_slurm_equals_the_local_run_and_each_node_is_a_job() {
         "finished jobs leave the ledger"
     );
     // The job's output is the node's log.
-    let logs = on_slurm.path().join(".flow/runs");
-    let run = std::fs::read_dir(&logs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let log = std::fs::read_to_string(run.join("logs/left.log")).unwrap();
+    let log = on_slurm.newest_node_log("left");
     assert!(
         log.contains("[flow] Slurm job") && log.contains("$ sh -c tr a-z A-Z"),
         "{log}"

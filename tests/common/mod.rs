@@ -68,6 +68,16 @@ impl Work {
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
+    /// The log of `node` in the newest run (`.flow/runs/<run id>/logs/<node>.log`).
+    pub fn newest_node_log(&self, node: &str) -> String {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join(".flow/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        runs.sort();
+        let log = runs.last().expect("a run").join(format!("logs/{node}.log"));
+        std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {}: {e}", log.display()))
+    }
 }
 
 /// The ids whose state is `state`.
