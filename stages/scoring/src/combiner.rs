@@ -3,13 +3,13 @@
 //! the noisy-or of the vertebra scores, and any extra features a pipeline supplies.
 //!
 //! Sample weights are the metric's own (`7` or `14` over the study's weight sum), so the fit
-//! minimises exactly the `patient_overall` share of the competition metric, plus a small ridge
-//! on standardised features that keeps separable data finite. The fit is Newton's method with
-//! backtracking: deterministic and quadratically convergent on this convex problem.
+//! ([`crate::logistic`]) minimises exactly the `patient_overall` share of the competition
+//! metric, plus a small ridge on standardised features that keeps separable data finite.
 
 use serde::{Deserialize, Serialize};
 
 use crate::labels::{N_LABELS, OVERALL};
+use crate::logistic::{fit_logistic, sigmoid};
 use crate::metric::{clipped_bce, normalised_weights};
 use crate::ScoringError;
 
@@ -94,15 +94,6 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
 /// Feature names for a configuration.
 fn feature_names(use_cnn: bool, extra_names: &[String]) -> Vec<String> {
     let mut names = Vec::new();
@@ -180,93 +171,6 @@ impl OverallCombiner {
     }
 }
 
-/// The weighted logistic objective on standardised features; `theta = [intercept, coef..]`.
-struct Problem {
-    /// Rows of `[1, standardised features..]`.
-    rows: Vec<Vec<f64>>,
-    y: Vec<f64>,
-    weight: Vec<f64>,
-    lambda: f64,
-}
-
-impl Problem {
-    fn objective(&self, theta: &[f64]) -> f64 {
-        let data: f64 = self
-            .rows
-            .iter()
-            .zip(&self.y)
-            .zip(&self.weight)
-            .map(|((x, &y), &w)| {
-                let z: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
-                // log(1 + e^z) - y z, computed stably.
-                w * (z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z)
-            })
-            .sum();
-        data + 0.5 * self.lambda * theta[1..].iter().map(|t| t * t).sum::<f64>()
-    }
-
-    #[allow(clippy::needless_range_loop)] // matrix index arithmetic reads clearer than iterators
-    fn gradient_hessian(&self, theta: &[f64]) -> (Vec<f64>, Vec<Vec<f64>>) {
-        let d = theta.len();
-        let mut g = vec![0.0; d];
-        let mut h = vec![vec![0.0; d]; d];
-        for ((x, &y), &w) in self.rows.iter().zip(&self.y).zip(&self.weight) {
-            let p = sigmoid(x.iter().zip(theta).map(|(a, b)| a * b).sum());
-            let r = w * (p - y);
-            let c = w * p * (1.0 - p);
-            for a in 0..d {
-                g[a] += r * x[a];
-                for b in 0..=a {
-                    h[a][b] += c * x[a] * x[b];
-                }
-            }
-        }
-        for a in 0..d {
-            if a > 0 {
-                g[a] += self.lambda * theta[a];
-                h[a][a] += self.lambda;
-            }
-            for b in 0..a {
-                h[b][a] = h[a][b];
-            }
-        }
-        (g, h)
-    }
-}
-
-/// Solves `h x = g` for symmetric positive definite `h` (Cholesky); a tiny diagonal jitter
-/// keeps the unpenalised intercept solvable when every prediction saturates.
-fn solve_spd(mut h: Vec<Vec<f64>>, g: &[f64]) -> Option<Vec<f64>> {
-    let d = g.len();
-    let trace: f64 = (0..d).map(|i| h[i][i]).sum();
-    for (i, row) in h.iter_mut().enumerate() {
-        row[i] += 1e-12 * trace.max(1e-300);
-    }
-    let mut l = vec![vec![0.0; d]; d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s: f64 = h[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
-            if i == j {
-                if s <= 0.0 {
-                    return None;
-                }
-                l[i][i] = s.sqrt();
-            } else {
-                l[i][j] = s / l[j][j];
-            }
-        }
-    }
-    let mut z = vec![0.0; d];
-    for i in 0..d {
-        z[i] = (g[i] - (0..i).map(|k| l[i][k] * z[k]).sum::<f64>()) / l[i][i];
-    }
-    let mut x = vec![0.0; d];
-    for i in (0..d).rev() {
-        x[i] = (z[i] - (i + 1..d).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
-    }
-    Some(x)
-}
-
 /// Fits the combiner on out-of-fold inputs and the studies' targets (only `patient_overall`
 /// is the response; all eight targets set the metric weight).
 pub fn fit_overall_combiner(
@@ -303,82 +207,28 @@ pub fn fit_overall_combiner(
         .enumerate()
         .map(|(i, input)| features(input, config.use_cnn, n_extra, i))
         .collect::<Result<_, _>>()?;
-    let d = raw[0].len();
     let n = raw.len() as f64;
-    let mean: Vec<f64> = (0..d)
-        .map(|k| raw.iter().map(|x| x[k]).sum::<f64>() / n)
-        .collect();
-    let scale: Vec<f64> = (0..d)
-        .map(|k| {
-            let var = raw.iter().map(|x| (x[k] - mean[k]).powi(2)).sum::<f64>() / n;
-            if var > 1e-24 {
-                var.sqrt()
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    let rows: Vec<Vec<f64>> = raw
-        .iter()
-        .map(|x| {
-            std::iter::once(1.0)
-                .chain((0..d).map(|k| (x[k] - mean[k]) / scale[k]))
-                .collect()
-        })
-        .collect();
     let weight: Vec<f64> = targets
         .iter()
         .map(|y| normalised_weights(y)[OVERALL])
         .collect();
-    let total_weight: f64 = weight.iter().sum();
-    let problem = Problem {
-        rows,
-        y: targets.iter().map(|t| f64::from(t[OVERALL])).collect(),
-        weight,
-        lambda: config.l2 * total_weight,
-    };
-
-    let mut theta = vec![0.0; d + 1];
-    let mut value = problem.objective(&theta);
-    let mut iterations = 0;
-    for _ in 0..100 {
-        iterations += 1;
-        let (g, h) = problem.gradient_hessian(&theta);
-        let Some(step) = solve_spd(h, &g) else { break };
-        let decrement: f64 = step.iter().zip(&g).map(|(s, g)| s * g).sum();
-        if decrement < 1e-20 * total_weight {
-            break;
-        }
-        let mut t = 1.0;
-        let mut accepted = false;
-        for _ in 0..50 {
-            let candidate: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a - t * s).collect();
-            let v = problem.objective(&candidate);
-            if v <= value - 1e-4 * t * decrement {
-                theta = candidate;
-                value = v;
-                accepted = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        if !accepted {
-            break;
-        }
-    }
-    tracing::debug!(iterations, objective = value, "combiner fitted");
+    let y: Vec<f64> = targets.iter().map(|t| f64::from(t[OVERALL])).collect();
+    let names = feature_names(config.use_cnn, &config.extra_names);
+    let fit = fit_logistic(&names, &raw, &y, &weight, config.l2)?;
+    let iterations = fit.newton_iterations;
+    let model = fit.model;
     let combiner = OverallCombiner {
         use_cnn: config.use_cnn,
-        feature_names: feature_names(config.use_cnn, &config.extra_names),
-        mean,
-        scale,
-        coef: theta[1..].to_vec(),
-        intercept: theta[0],
+        feature_names: model.feature_names,
+        mean: model.mean,
+        scale: model.scale,
+        coef: model.coef,
+        intercept: model.intercept,
     };
 
     let contribution = |pred: &dyn Fn(usize) -> f64| -> f64 {
         (0..inputs.len())
-            .map(|i| problem.weight[i] * clipped_bce(targets[i][OVERALL], pred(i)))
+            .map(|i| weight[i] * clipped_bce(targets[i][OVERALL], pred(i)))
             .sum::<f64>()
             / n
     };
@@ -398,6 +248,7 @@ pub fn fit_overall_combiner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logistic::LogisticModel;
 
     fn synthetic(n: usize) -> (Vec<CombinerInput>, Vec<[u8; N_LABELS]>) {
         // Deterministic pseudo-random stream (no rand dependency in the library's unit tests).
@@ -455,59 +306,30 @@ mod tests {
             ["cnn_logit", "logit_max_vertebra", "logit_noisy_or", "noise"]
         );
 
-        // Central finite differences of the objective vanish at the optimum.
+        // The gradient of the fitted objective vanishes at the optimum.
         let c = &fit.combiner;
         let raw: Vec<Vec<f64>> = inputs
             .iter()
             .enumerate()
             .map(|(i, x)| features(x, true, 1, i).unwrap())
             .collect();
-        let rows = raw
-            .iter()
-            .map(|x| {
-                std::iter::once(1.0)
-                    .chain(
-                        x.iter()
-                            .zip(&c.mean)
-                            .zip(&c.scale)
-                            .map(|((x, m), s)| (x - m) / s),
-                    )
-                    .collect()
-            })
-            .collect();
         let weight: Vec<f64> = targets
             .iter()
             .map(|y| normalised_weights(y)[OVERALL])
             .collect();
-        let lambda = config.l2 * weight.iter().sum::<f64>();
-        let problem = Problem {
-            rows,
-            y: targets.iter().map(|t| f64::from(t[0])).collect(),
-            weight,
-            lambda,
+        let y: Vec<f64> = targets.iter().map(|t| f64::from(t[OVERALL])).collect();
+        let model = LogisticModel {
+            feature_names: c.feature_names.clone(),
+            mean: c.mean.clone(),
+            scale: c.scale.clone(),
+            coef: c.coef.clone(),
+            intercept: c.intercept,
         };
-        let theta: Vec<f64> = std::iter::once(c.intercept)
-            .chain(c.coef.iter().copied())
-            .collect();
-        let (g, _) = problem.gradient_hessian(&theta);
-        for k in 0..theta.len() {
-            let h = 1e-5;
-            let mut plus = theta.clone();
-            plus[k] += h;
-            let mut minus = theta.clone();
-            minus[k] -= h;
-            let fd = (problem.objective(&plus) - problem.objective(&minus)) / (2.0 * h);
-            assert!(
-                (fd - g[k]).abs() < 1e-6,
-                "coordinate {k}: fd {fd} vs analytic {}",
-                g[k]
-            );
-            assert!(
-                g[k].abs() < 1e-7,
-                "coordinate {k}: gradient {} at the optimum",
-                g[k]
-            );
-        }
+        let g = crate::logistic::gradient_at(&model, &raw, &y, &weight, config.l2);
+        assert!(
+            g.iter().all(|g| g.abs() < 1e-7),
+            "gradient at the optimum: {g:?}"
+        );
         // Predictions are probabilities; the combiner round-trips through JSON.
         let p = c.predict(&inputs[0]).unwrap();
         assert!((0.0..=1.0).contains(&p));

@@ -1,4 +1,5 @@
-//! The RSNA 2022 metric, AUC, reliability (calibration) bins, stage-3 quantile scores and their fitting, submission files.
+//! The RSNA 2022 metric, AUC, reliability (calibration) bins, stage-3 scorers (quantile scores,
+//! the pooled vertebra model, the overall combiner) and their fitting, submission files.
 //!
 //! Every per-study array in this crate is `[patient_overall, C1, .., C7]` ([`LABEL_NAMES`]).
 
@@ -9,11 +10,13 @@ pub mod auc;
 pub mod calibration;
 pub mod combiner;
 pub mod labels;
+pub mod logistic;
 pub mod metric;
 pub mod quantile;
 pub mod quantile_fit;
 pub mod report;
 pub mod submission;
+pub mod vertebra_model;
 
 pub use auc::roc_auc;
 pub use calibration::{
@@ -24,6 +27,7 @@ pub use combiner::{
 };
 pub use error::ScoringError;
 pub use labels::{label_index, LabelTable, LABEL_NAMES, N_LABELS, OVERALL};
+pub use logistic::{fit_logistic, LogisticFit, LogisticModel};
 pub use metric::{competition_metric, metric_breakdown, prior_baseline, MetricBreakdown};
 pub use quantile::{summarise_study, QuantileParamSet, QuantileParams, VoxelSummary};
 pub use quantile_fit::{fit_quantile_params, LabelFit, QuantileFit, QuantileFitConfig};
@@ -31,3 +35,4 @@ pub use report::{
     render_table, score_aligned, score_files, score_files_against_prior, LabelScore, ScoreReport,
 };
 pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};
+pub use vertebra_model::{fit_vertebra_scorer, VertebraFit, VertebraScorer};

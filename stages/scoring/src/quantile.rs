@@ -218,6 +218,22 @@ impl VoxelSummary {
         self.sketch.len() as u64 == self.tail_len
     }
 
+    /// Number of voxels with probability `>= alpha` (`alpha` at least the floor); fractional
+    /// when the summary is thinned.
+    pub fn count_at_or_above(&self, alpha: f64) -> f64 {
+        if self.tail_len == 0 {
+            return 0.0;
+        }
+        (self.tail_len as f64 - self.first_rank_at_or_above(alpha.max(f64::from(self.floor))))
+            .max(0.0)
+    }
+
+    /// The `k`-th highest probability (`k = 1`: the maximum); `None` when fewer than `k`
+    /// voxels reach the floor.
+    pub fn top_value(&self, k: u64) -> Option<f64> {
+        (k >= 1 && k <= self.tail_len).then(|| self.value_at_rank((self.tail_len - k) as f64))
+    }
+
     /// The `beta`-quantile of voxels `>= alpha` before clamping; `None` when none qualifies.
     pub fn raw_quantile(&self, alpha: f64, beta: f64) -> Result<Option<f64>, ScoringError> {
         if !(f64::from(self.floor)..=1.0).contains(&alpha) || !(0.0..=1.0).contains(&beta) {
@@ -566,6 +582,22 @@ mod tests {
             let a = params.score(&probs).unwrap();
             let b = s.score(&params).unwrap();
             prop_assert!((a - b).abs() < 1e-12, "{} vs {}", a, b);
+        }
+
+        #[test]
+        fn counts_and_top_values_match_the_voxels(
+            probs in proptest::collection::vec(0u16..=1000, 0..80),
+            alpha in 5u16..1000,
+            k in 1u64..90,
+        ) {
+            let probs: Vec<f32> = probs.iter().map(|&v| f32::from(v) / 1000.0).collect();
+            let s = VoxelSummary::from_probs(&probs, 0.005, 4096).unwrap();
+            let alpha = f64::from(alpha) / 1000.0;
+            let naive = probs.iter().filter(|&&p| f64::from(p) >= alpha).count();
+            prop_assert_eq!(s.count_at_or_above(alpha), naive as f64);
+            let mut tail: Vec<f64> = probs.iter().filter(|&&p| p >= 0.005f32).map(|&p| f64::from(p)).collect();
+            tail.sort_by(|a, b| b.total_cmp(a));
+            prop_assert_eq!(s.top_value(k), tail.get(k as usize - 1).copied());
         }
     }
 }

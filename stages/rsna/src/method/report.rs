@@ -381,10 +381,10 @@ impl Stage for Report {
             &train_prevalence,
         )
         .map_err(|e| StageError::wrap("cannot score the out-of-fold predictions", e))?;
-        input.tables.push(score_table("Training studies, out of fold (quantile parameters and combiner fitted on these same predictions: optimistic)", &oof));
+        input.tables.push(score_table("Training studies, out of fold (vertebra scorer and combiner fitted on these same predictions: optimistic)", &oof));
         m.out_of_fold = Some(oof);
         let (chart, ece) = reliability_chart(
-            "Reliability of the out-of-fold predictions on the training studies (quantile parameters and combiner fitted on these same predictions: optimistic)".into(),
+            "Reliability of the out-of-fold predictions on the training studies (vertebra scorer and combiner fitted on these same predictions: optimistic)".into(),
             &root.join("train.csv"),
             ctx.input("oof")?,
         )?;

@@ -1,6 +1,7 @@
-//! `rsna.stage3`: per-vertebra quantile scores with parameters fitted on the out-of-fold
-//! fracture probabilities (minimising the competition metric), the `patient_overall` CNN's
-//! out-of-fold logits, a combiner fitted on them, and the test predictions as submission.csv.
+//! `rsna.stage3`: the vertebra rows from a logistic model pooled over C1-C7 (or the method's
+//! per-vertebra quantile scores), fitted on the out-of-fold fracture probabilities, the
+//! `patient_overall` CNN's out-of-fold logits, a combiner fitted on them, and the test
+//! predictions as submission.csv.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,8 +12,9 @@ use flow_engine::{
 use flow_rsna7::{overall_input, OverallModel, Split};
 use flow_scoring::quantile::{DEFAULT_FLOOR, DEFAULT_MAX_POINTS};
 use flow_scoring::{
-    fit_overall_combiner, fit_quantile_params, summarise_study, CombinerConfig, CombinerInput,
-    LabelTable, Predictions, QuantileFitConfig, SampleOrder, VoxelSummary, N_LABELS,
+    fit_overall_combiner, fit_quantile_params, fit_vertebra_scorer, summarise_study,
+    CombinerConfig, CombinerInput, LabelTable, Predictions, QuantileFit, QuantileFitConfig,
+    SampleOrder, VertebraFit, VoxelSummary, N_LABELS,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -27,6 +29,46 @@ pub struct Stage3;
 struct P {
     use_cnn: bool,
     l2: f64,
+    vertebra_scorer: VertebraScorerKind,
+}
+
+/// How the vertebra rows are scored.
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum VertebraScorerKind {
+    /// One logistic model pooled over C1-C7 with level terms (flow_scoring::vertebra_model).
+    Pooled,
+    /// The method's per-target quantile scores (alpha, beta, min, max).
+    Quantile,
+}
+
+/// The fitted vertebra scorer of either kind.
+enum FittedVertebra {
+    Pooled(VertebraFit),
+    Quantile(QuantileFit),
+}
+
+impl FittedVertebra {
+    /// `[_, C1, .., C7]` scores of one study (index 0 is overwritten by the combiner).
+    fn score(&self, s: &StudyScores) -> Result<[f64; N_LABELS], StageError> {
+        match self {
+            FittedVertebra::Pooled(f) => {
+                let v = f.scorer.score_study(&s.summaries);
+                Ok(std::array::from_fn(|j| if j == 0 { 0.0 } else { v[j - 1] }))
+            }
+            FittedVertebra::Quantile(f) => f
+                .params
+                .score_study(&s.summaries)
+                .map_err(|e| StageError::wrap(format!("study {}", s.uid), e)),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            FittedVertebra::Pooled(f) => json!({"pooled": f}),
+            FittedVertebra::Quantile(f) => json!({"quantile": f}),
+        }
+    }
 }
 
 /// One study's stage-3 inputs.
@@ -150,11 +192,14 @@ impl Stage for Stage3 {
         "rsna.stage3"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
-        "Stage 3: fits the per-target quantile parameters (alpha, beta, min, max) on the training \
-         studies' out-of-fold probabilities by minimising the competition metric, adds the \
+        "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
+         (vertebra_scorer=pooled: one logistic model over C1-C7 of the map's maximum, top-10 \
+         value, volume above 0.5 and 0.2 and the vertebra's size, with level terms and the \
+         metric's weights; quantile: the method's per-target alpha, beta, min, max minimising \
+         the metric), adds the \
          patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
          combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
          sample_submission.csv order when the root has one), oof.csv (training studies, out of \
@@ -172,7 +217,13 @@ impl Stage for Stage3 {
                 "l2",
                 ParamType::Float,
                 json!(1e-2),
-                "ridge strength of the combiner",
+                "ridge strength of the combiner and of the pooled vertebra model",
+            )
+            .optional(
+                "vertebra_scorer",
+                ParamType::String,
+                json!("pooled"),
+                "pooled (one logistic model over C1-C7) or quantile (the method's per-target quantile scores)",
             )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
@@ -298,13 +349,18 @@ impl Stage for Stage3 {
         let summaries: Vec<[VoxelSummary; N_LABELS]> =
             train.iter().map(|s| s.summaries.clone()).collect();
         ctx.progress(2, 3, "fitting");
-        let qfit = fit_quantile_params(&summaries, &targets, &QuantileFitConfig::default())
-            .map_err(|e| StageError::wrap("quantile fit failed", e))?;
+        let vfit = match p.vertebra_scorer {
+            VertebraScorerKind::Pooled => FittedVertebra::Pooled(
+                fit_vertebra_scorer(&summaries, &targets, p.l2)
+                    .map_err(|e| StageError::wrap("vertebra model fit failed", e))?,
+            ),
+            VertebraScorerKind::Quantile => FittedVertebra::Quantile(
+                fit_quantile_params(&summaries, &targets, &QuantileFitConfig::default())
+                    .map_err(|e| StageError::wrap("quantile fit failed", e))?,
+            ),
+        };
         let combiner_input = |s: &StudyScores| -> Result<CombinerInput, StageError> {
-            let q = qfit
-                .params
-                .score_study(&s.summaries)
-                .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+            let q = vfit.score(s)?;
             let features = if extra_names.is_empty() {
                 Vec::new()
             } else {
@@ -342,10 +398,7 @@ impl Stage for Stage3 {
          -> Result<Predictions, StageError> {
             let mut probs = Vec::new();
             for (s, input) in studies.iter().zip(inputs) {
-                let mut row = qfit
-                    .params
-                    .score_study(&s.summaries)
-                    .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+                let mut row = vfit.score(s)?;
                 row[0] = cfit
                     .combiner
                     .predict(input)
@@ -397,7 +450,7 @@ impl Stage for Stage3 {
         }
         sub.write(ctx.output("submission")?, sample.as_ref())
             .map_err(|e| StageError::wrap("cannot write submission.csv", e))?;
-        let fit = json!({"quantile": qfit, "combiner": cfit, "train_studies": train.len(), "test_studies": test.len(), "extra_features": extra_names, "prior_filled_test_studies": fallback});
+        let fit = json!({"vertebra": vfit.to_json(), "combiner": cfit, "train_studies": train.len(), "test_studies": test.len(), "extra_features": extra_names, "prior_filled_test_studies": fallback});
         std::fs::write(
             ctx.output("fit")?,
             serde_json::to_string_pretty(&fit).expect("fit serialises") + "\n",

@@ -1,0 +1,243 @@
+//! Stage 3's vertebra rows (`C1`..`C7`) from one logistic model pooled over the seven
+//! vertebrae, with a term per level.
+//!
+//! The quantile score fits four parameters per target on the training studies alone: with 48
+//! studies and a handful of fractures per level that is 28 parameters on a few dozen positives,
+//! and nothing makes the result a probability. Pooling the 7 x n vertebra rows into one model
+//! of a few features of the fracture map (its maximum, a top-k value, the volume above two
+//! thresholds, the vertebra's size) plus a level intercept learns what a fracture looks like
+//! from every level at once, and the logistic loss with the metric's own weights calibrates
+//! the output for the competition metric. Fit it on out-of-fold probabilities.
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::N_LABELS;
+use crate::logistic::{fit_logistic, LogisticModel};
+use crate::metric::{clipped_bce, normalised_weights};
+use crate::quantile::VoxelSummary;
+use crate::ScoringError;
+
+/// Feature names, in order: map features, then one indicator per level C2..C7 (C1 is the
+/// reference level).
+pub const VERTEBRA_FEATURES: [&str; 11] = [
+    "logit_max",
+    "logit_top10",
+    "log1p_voxels_050",
+    "log1p_voxels_020",
+    "log1p_vertebra_voxels",
+    "level_C2",
+    "level_C3",
+    "level_C4",
+    "level_C5",
+    "level_C6",
+    "level_C7",
+];
+
+/// Probabilities are clamped to `[PROB_EPS, 1 - PROB_EPS]` before taking logits.
+const PROB_EPS: f64 = 1e-6;
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(PROB_EPS, 1.0 - PROB_EPS);
+    (p / (1.0 - p)).ln()
+}
+
+/// The feature vector of vertebra `level` (1..=7 for C1..C7) from its voxel summary. Values
+/// below the summary's floor count as half the floor (the map says "nothing here").
+pub fn vertebra_features(summary: &VoxelSummary, level: usize) -> Vec<f64> {
+    let below = f64::from(summary.floor()) / 2.0;
+    let mut x = vec![
+        logit(summary.top_value(1).unwrap_or(below)),
+        logit(summary.top_value(10).unwrap_or(below)),
+        summary.count_at_or_above(0.5).ln_1p(),
+        summary.count_at_or_above(0.2).ln_1p(),
+        (summary.n_voxels() as f64).ln_1p(),
+    ];
+    x.extend((2..=7).map(|l| f64::from(u8::from(l == level))));
+    x
+}
+
+/// The fitted pooled model; serialise with serde (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VertebraScorer {
+    pub model: LogisticModel,
+}
+
+/// A fitted scorer with in-sample diagnostics in metric units (the vertebra rows' share of the
+/// competition metric, as `CombinerFit` reports the `patient_overall` share).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VertebraFit {
+    pub scorer: VertebraScorer,
+    /// Vertebra rows the model was fitted on (studies x 7).
+    pub n_rows: usize,
+    pub newton_iterations: usize,
+    /// With the fitted probabilities.
+    pub fitted_contribution: f64,
+    /// With each level's in-sample prevalence.
+    pub prior_contribution: f64,
+}
+
+impl VertebraScorer {
+    /// Fracture probabilities of C1..C7 for one study's summaries (`[overall, C1, .., C7]`;
+    /// the overall summary is not used).
+    pub fn score_study(&self, summaries: &[VoxelSummary; N_LABELS]) -> [f64; 7] {
+        std::array::from_fn(|j| {
+            self.model
+                .predict(&vertebra_features(&summaries[j + 1], j + 1))
+        })
+    }
+}
+
+/// Fits the pooled model on out-of-fold summaries and the studies' targets
+/// (`[overall, C1, .., C7]`), with the metric's sample weights and ridge strength `l2`.
+pub fn fit_vertebra_scorer(
+    summaries: &[[VoxelSummary; N_LABELS]],
+    targets: &[[u8; N_LABELS]],
+    l2: f64,
+) -> Result<VertebraFit, ScoringError> {
+    if summaries.len() != targets.len() {
+        return Err(ScoringError::LengthMismatch {
+            what: "vertebra summaries vs targets",
+            left: summaries.len(),
+            right: targets.len(),
+        });
+    }
+    if let Some(y) = targets.iter().flatten().find(|&&y| y > 1) {
+        return Err(ScoringError::InvalidParameter(format!(
+            "vertebra scorer: target {y} is not 0/1"
+        )));
+    }
+    let mut raw = Vec::with_capacity(7 * summaries.len());
+    let mut y = Vec::with_capacity(raw.capacity());
+    let mut weight = Vec::with_capacity(raw.capacity());
+    for (s, t) in summaries.iter().zip(targets) {
+        let w = normalised_weights(t);
+        for level in 1..=7 {
+            raw.push(vertebra_features(&s[level], level));
+            y.push(f64::from(t[level]));
+            weight.push(w[level]);
+        }
+    }
+    let names: Vec<String> = VERTEBRA_FEATURES.iter().map(|s| s.to_string()).collect();
+    let fit = fit_logistic(&names, &raw, &y, &weight, l2)?;
+    let scorer = VertebraScorer { model: fit.model };
+    let n = summaries.len() as f64;
+    let mut prevalence = [0.0; 7];
+    for t in targets {
+        for (p, &v) in prevalence.iter_mut().zip(&t[1..]) {
+            *p += f64::from(v) / n;
+        }
+    }
+    let mut fitted = 0.0;
+    let mut prior = 0.0;
+    for (i, (s, t)) in summaries.iter().zip(targets).enumerate() {
+        let p = scorer.score_study(s);
+        for j in 0..7 {
+            let w = weight[7 * i + j];
+            fitted += w * clipped_bce(t[j + 1], p[j]);
+            prior += w * clipped_bce(t[j + 1], prevalence[j]);
+        }
+    }
+    Ok(VertebraFit {
+        scorer,
+        n_rows: raw.len(),
+        newton_iterations: fit.newton_iterations,
+        fitted_contribution: fitted / n,
+        prior_contribution: prior / n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random stream (no rand dependency in the library's unit tests).
+    fn stream(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Studies whose fractured vertebrae hold a small bright blob in a dim map.
+    fn cohort(n: usize, seed: u64) -> (Vec<[VoxelSummary; N_LABELS]>, Vec<[u8; N_LABELS]>) {
+        let mut next = stream(seed);
+        let mut summaries = Vec::new();
+        let mut targets = Vec::new();
+        for _ in 0..n {
+            let mut t = [0u8; N_LABELS];
+            let mut s: Vec<VoxelSummary> = vec![VoxelSummary::new(&[]).unwrap()];
+            for level in 1..=7 {
+                t[level] = u8::from(next() < 0.12);
+                let mut probs: Vec<f32> = (0..400).map(|_| (0.3 * next().powi(4)) as f32).collect();
+                if t[level] == 1 {
+                    let blob = 5 + (next() * 40.0) as usize;
+                    let strength = 0.3 + 0.7 * next();
+                    for p in probs.iter_mut().take(blob) {
+                        *p = (strength * (0.5 + 0.5 * next())) as f32;
+                    }
+                }
+                s.push(VoxelSummary::new(&probs).unwrap());
+            }
+            t[0] = u8::from(t[1..].contains(&1));
+            summaries.push(s.try_into().unwrap());
+            targets.push(t);
+        }
+        (summaries, targets)
+    }
+
+    #[test]
+    fn the_pooled_model_learns_the_blob_and_beats_the_prior_out_of_sample() {
+        let (train_s, train_t) = cohort(200, 7);
+        let fit = fit_vertebra_scorer(&train_s, &train_t, 1e-2).unwrap();
+        assert_eq!(fit.n_rows, 1400);
+        assert!(
+            fit.fitted_contribution < 0.5 * fit.prior_contribution,
+            "{fit:?}"
+        );
+        let (test_s, test_t) = cohort(100, 11);
+        let (mut model_loss, mut prior_loss) = (0.0, 0.0);
+        for (s, t) in test_s.iter().zip(&test_t) {
+            let p = fit.scorer.score_study(s);
+            let w = normalised_weights(t);
+            for j in 0..7 {
+                model_loss += w[j + 1] * clipped_bce(t[j + 1], p[j]);
+                prior_loss += w[j + 1] * clipped_bce(t[j + 1], 0.12);
+            }
+        }
+        assert!(
+            model_loss < 0.6 * prior_loss,
+            "{model_loss} vs {prior_loss}"
+        );
+        let json = serde_json::to_string(&fit.scorer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<VertebraScorer>(&json).unwrap(),
+            fit.scorer
+        );
+    }
+
+    #[test]
+    fn features_of_an_empty_map_and_level_indicators() {
+        let s = VoxelSummary::new(&[0.0; 50]).unwrap();
+        let x = vertebra_features(&s, 3);
+        assert_eq!(x.len(), VERTEBRA_FEATURES.len());
+        assert_eq!(
+            x[0], x[1],
+            "no voxel above the floor: both read half the floor"
+        );
+        assert_eq!((x[2], x[3]), (0.0, 0.0));
+        assert!((x[4] - 51f64.ln()).abs() < 1e-12);
+        assert_eq!(&x[5..], &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(&vertebra_features(&s, 1)[5..], &[0.0; 6]);
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        let (s, mut t) = cohort(10, 3);
+        assert!(fit_vertebra_scorer(&s[..9], &t, 1e-2).is_err());
+        t[0][2] = 3;
+        assert!(fit_vertebra_scorer(&s, &t, 1e-2).is_err());
+    }
+}
