@@ -27,9 +27,15 @@ pub fn box_and_bone(boxes: &Volume<u8>, vertebrae: &Volume<u8>) -> Result<Volume
 /// What happened to one study's pseudo label.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum PseudoOutcome {
-    /// Labelled: voxels per fractured vertebra (C1..C7; 0 for unfractured ones), and the
-    /// vertebrae (1..7) whose candidate voxels were cut down to the cap.
-    Labelled { voxels: [u64; 7], capped: Vec<u8> },
+    /// Labelled: voxels per fractured vertebra (C1..C7; 0 for unfractured ones), the
+    /// vertebrae (1..7) whose candidate voxels were cut down to the cap, and those labelled
+    /// from the study's boxes because no voxel inside them reached the threshold.
+    Labelled {
+        voxels: [u64; 7],
+        capped: Vec<u8>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        from_boxes: Vec<u8>,
+    },
     /// train.csv marks no fractured vertebra (a negative study: a fracture-free label).
     Negative,
     /// Consistency check failed: these fractured vertebrae (1..7) got no voxel.
@@ -51,19 +57,29 @@ pub struct PseudoConfig {
 /// vertebrae that `fractured` marks (`fractured[v - 1]` for C`v`), at most
 /// `max_fraction` of each vertebra's voxels (the most probable). The label is returned only
 /// when every fractured vertebra receives at least one voxel.
+///
+/// With `boxes` (a study with competition boxes: its round-1 box-and-bone label), a
+/// vertebra that the boxes touch takes its candidates only inside them: the boxes are the
+/// truth, the map only says where in them the crack is. When no voxel in its boxes reaches
+/// the threshold it keeps the box-and-bone voxels (listed in `from_boxes`).
 pub fn pseudo_label(
     prob: &Volume<f32>,
     vertebrae: &Volume<u8>,
     fractured: [bool; 7],
+    boxes: Option<&Volume<u8>>,
     cfg: PseudoConfig,
 ) -> Result<(Option<Volume<u8>>, PseudoOutcome)> {
     same_grid(prob, vertebrae, "probability map", "vertebra map")?;
+    if let Some(b) = boxes {
+        same_grid(b, vertebrae, "box label", "vertebra map")?;
+    }
     if !fractured.iter().any(|&f| f) {
         return Ok((None, PseudoOutcome::Negative));
     }
     let mut label = prob.map(|_| 0u8);
     let mut voxels = [0u64; 7];
     let mut capped = Vec::new();
+    let mut from_boxes = Vec::new();
     for v in 1..=7u8 {
         if !fractured[v as usize - 1] {
             continue;
@@ -71,15 +87,32 @@ pub fn pseudo_label(
         let size = vertebrae.data().iter().filter(|&&l| l == v).count();
         let cap = (cfg.max_fraction * size as f64).ceil() as usize;
         let region = binary_dilate(&vertebrae.map(|l| u8::from(l == v)), Element::Cross, 1);
+        let in_box: Vec<usize> = match boxes {
+            Some(b) => region
+                .data()
+                .iter()
+                .zip(b.data())
+                .enumerate()
+                .filter(|(i, (&r, &b))| r != 0 && b != 0 && label.data()[*i] == 0)
+                .map(|(i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
+        let allowed = |i: usize| in_box.is_empty() || in_box.binary_search(&i).is_ok();
         let mut candidates: Vec<(f32, usize)> = region
             .data()
             .iter()
             .zip(prob.data())
             .enumerate()
-            .filter(|(i, (&r, &p))| r != 0 && p >= cfg.threshold && label.data()[*i] == 0)
+            .filter(|(i, (&r, &p))| {
+                r != 0 && p >= cfg.threshold && label.data()[*i] == 0 && allowed(*i)
+            })
             .map(|(i, (_, &p))| (p, i))
             .collect();
-        if candidates.len() > cap {
+        if candidates.is_empty() && !in_box.is_empty() {
+            candidates = in_box.iter().map(|&i| (prob.data()[i], i)).collect();
+            from_boxes.push(v);
+        } else if candidates.len() > cap {
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             candidates.truncate(cap);
             capped.push(v);
@@ -95,7 +128,14 @@ pub fn pseudo_label(
     if !missing.is_empty() {
         return Ok((None, PseudoOutcome::Dropped { missing }));
     }
-    Ok((Some(label), PseudoOutcome::Labelled { voxels, capped }))
+    Ok((
+        Some(label),
+        PseudoOutcome::Labelled {
+            voxels,
+            capped,
+            from_boxes,
+        },
+    ))
 }
 
 fn same_grid<A: flow_imaging::Voxel, B: flow_imaging::Voxel>(
@@ -149,7 +189,7 @@ mod tests {
             threshold: 0.2,
             max_fraction: 1.0,
         };
-        let (label, outcome) = pseudo_label(&prob, &vert, frac, cfg).unwrap();
+        let (label, outcome) = pseudo_label(&prob, &vert, frac, None, cfg).unwrap();
         assert_eq!(
             label.unwrap().data(),
             &[1, 0, 0, 0, 1, 0, 0, 0],
@@ -159,15 +199,16 @@ mod tests {
             outcome,
             PseudoOutcome::Labelled {
                 voxels: [1, 0, 1, 0, 0, 0, 0],
-                capped: vec![]
+                capped: vec![],
+                from_boxes: vec![]
             }
         );
         frac[1] = true; // C2: no voxel at all -> dropped
-        let (label, outcome) = pseudo_label(&prob, &vert, frac, cfg).unwrap();
+        let (label, outcome) = pseudo_label(&prob, &vert, frac, None, cfg).unwrap();
         assert!(label.is_none());
         assert_eq!(outcome, PseudoOutcome::Dropped { missing: vec![2] });
         assert_eq!(
-            pseudo_label(&prob, &vert, [false; 7], cfg).unwrap().1,
+            pseudo_label(&prob, &vert, [false; 7], None, cfg).unwrap().1,
             PseudoOutcome::Negative
         );
     }
@@ -192,6 +233,7 @@ mod tests {
             &prob,
             &vert,
             frac,
+            None,
             PseudoConfig {
                 threshold: 0.2,
                 max_fraction: 0.2,
@@ -207,8 +249,52 @@ mod tests {
             outcome,
             PseudoOutcome::Labelled {
                 voxels: [0, 2, 0, 0, 0, 0, 0],
-                capped: vec![2]
+                capped: vec![2],
+                from_boxes: vec![]
             }
         );
+    }
+
+    #[test]
+    fn boxes_confine_the_pseudo_label_and_stand_in_when_nothing_in_them_is_probable() {
+        // C2 over ten voxels; the box covers voxels 6-8; the map peaks outside the box at 2-3.
+        let vert = line(&[0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 4, 4, 4, 0]);
+        let boxes = line(&[0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let p = [
+            0.0, 0.1, 0.9, 0.9, 0.1, 0.1, 0.3, 0.6, 0.1, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.0,
+        ];
+        let prob = Volume::from_vec([16, 1, 1], p.to_vec(), Geometry::identity()).unwrap();
+        let mut frac = [false; 7];
+        frac[1] = true;
+        let cfg = PseudoConfig {
+            threshold: 0.2,
+            max_fraction: 1.0,
+        };
+        let (label, outcome) = pseudo_label(&prob, &vert, frac, Some(&boxes), cfg).unwrap();
+        assert_eq!(
+            label.unwrap().data(),
+            &[0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            "only the probable voxels inside the box"
+        );
+        assert!(
+            matches!(outcome, PseudoOutcome::Labelled { from_boxes, .. } if from_boxes.is_empty())
+        );
+        // Nothing probable in the box: the box-and-bone voxels stand in.
+        let flat = Volume::from_vec([16, 1, 1], vec![0.05; 16], Geometry::identity()).unwrap();
+        let (label, outcome) = pseudo_label(&flat, &vert, frac, Some(&boxes), cfg).unwrap();
+        assert_eq!(
+            label.unwrap().data(),
+            &[0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert!(
+            matches!(outcome, PseudoOutcome::Labelled { from_boxes, .. } if from_boxes == vec![2])
+        );
+        // A fractured vertebra the boxes miss (C4) is labelled from the map alone.
+        frac[3] = true;
+        let mut p4 = p;
+        p4[13] = 0.7;
+        let prob = Volume::from_vec([16, 1, 1], p4.to_vec(), Geometry::identity()).unwrap();
+        let (label, _) = pseudo_label(&prob, &vert, frac, Some(&boxes), cfg).unwrap();
+        assert_eq!(label.unwrap().data()[13], 1);
     }
 }

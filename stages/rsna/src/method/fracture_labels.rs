@@ -62,14 +62,16 @@ impl Stage for FractureLabels {
         "rsna.fracture_labels"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Training labels of a fracture round on the ROI grid (labels/<UID>.nii.gz). source=boxes: \
          box mask AND C1-C7 dilated by one voxel, for studies with boxes (round 1). \
          source=pseudo: previous round's probability >= threshold within the dilated vertebrae \
          train.csv marks fractured, at most max_fraction of each vertebra (the most probable \
-         voxels); a study where a fractured vertebra gets no voxel is dropped (rounds 2, 3). \
+         voxels); in a study with boxes, only inside its boxes (the box-and-bone voxels when \
+         none there reaches the threshold); a study where a fractured vertebra gets no voxel \
+         is dropped (rounds 2, 3). \
          With negatives: true, studies train.csv marks fracture-free get an empty label (fracture-free \
          patches). When no positive study is labelled and `previous` is given, the previous \
          round's labels are used and summary.json says so. summary.json lists every study's outcome."
@@ -249,6 +251,7 @@ impl Stage for FractureLabels {
             let table = table.as_ref().ok_or_else(|| {
                 StageError::msg("source: pseudo needs the input `root` (train.csv)")
             })?;
+            let boxed = studies_in(&rois, ".boxes")?;
             let cfg = PseudoConfig {
                 threshold: p.threshold as f32,
                 max_fraction: p.max_fraction,
@@ -278,8 +281,18 @@ impl Stage for FractureLabels {
                             .get(uid)
                             .ok_or_else(|| StageError::msg("no vertebra map in rois/"))?,
                     )?;
-                    pseudo_label(&read_probs(prob_path)?, &vert, fractured, cfg)
-                        .map_err(fail("pseudo label"))
+                    let boxes = match boxed.get(uid) {
+                        Some(path) => Some(read_labels(path)?),
+                        None => None,
+                    };
+                    pseudo_label(
+                        &read_probs(prob_path)?,
+                        &vert,
+                        fractured,
+                        boxes.as_ref(),
+                        cfg,
+                    )
+                    .map_err(fail("pseudo label"))
                 })();
                 match made {
                     Ok((label, outcome)) => {
