@@ -219,6 +219,45 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
     assign_weights(varmap, tensors)
 }
 
+/// Loads the variables of `varmap` that a weights file holds (a warm start from a related
+/// model, e.g. one without deep-supervision heads); returns the names of those it does not
+/// hold, which keep their values. A held variable with another shape is an error.
+pub fn load_weights_where_present(varmap: &VarMap, path: &Path) -> Result<Vec<String>> {
+    let bad = |reason: String| Nn3dError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.exists() {
+        return Err(bad("file not found".into()));
+    }
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| bad("VarMap mutex poisoned".into()))?;
+    let device = data
+        .values()
+        .next()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu);
+    let tensors = candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))?;
+    let mut missing = Vec::new();
+    for (name, var) in data.iter() {
+        match tensors.get(name) {
+            None => missing.push(name.clone()),
+            Some(t) if t.dims() != var.dims() => {
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                )))
+            }
+            Some(t) => var.set(&t.to_dtype(var.dtype())?)?,
+        }
+    }
+    missing.sort();
+    Ok(missing)
+}
+
 /// Reads a weights file and checks that it holds every variable of `varmap` with its shape.
 fn read_weights(varmap: &VarMap, path: &Path) -> Result<Tensors> {
     let bad = |reason: String| Nn3dError::Checkpoint {

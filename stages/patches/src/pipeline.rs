@@ -48,13 +48,16 @@ pub struct TrainingCase {
     pub vertebrae: Option<Grid3<u8>>,
     /// Voxel spacing `[z, y, x]` in mm.
     pub spacing_mm: [f64; 3],
-    /// Foreground voxels of `label`, for oversampling.
+    /// Where forced-foreground patches are centred: the foreground voxels of `label` or, for a
+    /// case with an empty label and a vertebra map, the vertebrae (a fracture-free study's
+    /// informative patches show bone, with its joints and canals, not the air around it).
     pub foreground: ForegroundIndex,
 }
 
 impl TrainingCase {
     /// Checks that all grids share one shape and the spacing is sane, then indexes the
-    /// foreground (at most [`FOREGROUND_VOXELS_PER_CLASS`] voxels per class).
+    /// foreground (at most [`FOREGROUND_VOXELS_PER_CLASS`] voxels per class; the vertebrae
+    /// when the label is empty).
     pub fn new(
         id: impl Into<String>,
         image: Grid3<f32>,
@@ -84,7 +87,12 @@ impl TrainingCase {
                 spacing: spacing_mm,
             });
         }
-        let foreground = ForegroundIndex::build(&label, Some(FOREGROUND_VOXELS_PER_CLASS));
+        let mut foreground = ForegroundIndex::build(&label, Some(FOREGROUND_VOXELS_PER_CLASS));
+        if foreground.is_empty() {
+            if let Some(v) = &vertebrae {
+                foreground = ForegroundIndex::build(v, Some(FOREGROUND_VOXELS_PER_CLASS));
+            }
+        }
         Ok(Self {
             id,
             image,

@@ -149,3 +149,32 @@ fn case_construction_rejects_mismatches() {
     let lab = Grid3::filled([4, 4, 4], 0u8).unwrap();
     assert!(TrainingCase::new("x", img, lab, None, [1.0, f64::NAN, 1.0]).is_err());
 }
+
+#[test]
+fn a_case_without_foreground_centres_forced_patches_on_its_vertebrae() {
+    // A fracture-free study: empty label, one vertebra (label 3) in a corner of a 40^3 volume.
+    let empty = Grid3::from_fn([40, 40, 40], |_, _, _| 0u8).unwrap();
+    let vertebra = Grid3::from_fn([40, 40, 40], |z, y, x| {
+        if (30..34).contains(&z) && (2..6).contains(&y) && (30..34).contains(&x) {
+            3u8
+        } else {
+            0
+        }
+    })
+    .unwrap();
+    let image = empty.map(|_| 0f32);
+    let case = TrainingCase::new("neg", image, empty.clone(), Some(vertebra), [1.0; 3]).unwrap();
+    let s = PatchSampler::new([8, 8, 8], 1.0).unwrap();
+    for seed in 0..50 {
+        let (region, placement) =
+            s.sample(case.shape(), &case.foreground, &mut stream_rng(seed, 0));
+        assert_eq!(placement, Placement::Foreground(3));
+        assert!(
+            region.contains([31, 3, 31]) || region.contains([32, 4, 32]),
+            "{region:?}"
+        );
+    }
+    // Without a vertebra map the patches stay uniform.
+    let plain = TrainingCase::new("neg", empty.map(|_| 0f32), empty, None, [1.0; 3]).unwrap();
+    assert!(plain.foreground.is_empty());
+}

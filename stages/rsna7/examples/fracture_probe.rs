@@ -229,6 +229,7 @@ fn main() {
         &recipe,
         norm,
         None,
+        None,
         cases,
         &Device::Cpu,
         &out.join("ckpt"),

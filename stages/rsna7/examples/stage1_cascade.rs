@@ -83,6 +83,7 @@ fn train(
         &recipe,
         norm,
         None,
+        None,
         cases,
         &Device::Cpu,
         &ckpt,

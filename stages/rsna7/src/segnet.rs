@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flow_imaging::Volume;
-use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
+use flow_nn3d::checkpoint::{load_weights, load_weights_where_present, save_weights, EpochRecord};
 use flow_nn3d::{
     init_seeded, predict_sliding_window, train, Nn3dError, OptimizerConfig, SlidingWindowConfig,
     TrainConfig, TrainProgress, UNet3d, UNetConfig,
@@ -120,9 +120,16 @@ impl Module for SegNet {
     }
 }
 
+impl SegModelMeta {
+    /// Reads `model.json` of a saved model's folder.
+    pub fn read(dir: &Path) -> Result<Self> {
+        read_json(&dir.join("model.json"))
+    }
+}
+
 impl SegModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let meta: SegModelMeta = read_json(&dir.join("model.json"))?;
+        let meta = SegModelMeta::read(dir)?;
         let (vars, net) = build(&meta.recipe, device)?;
         load_weights(&vars, &dir.join("weights.safetensors"))?;
         Ok(Self {
@@ -219,13 +226,17 @@ impl flow_nn3d::BatchSource for PatchFeed {
 }
 
 /// Trains a U-Net on `cases` (already on the recipe's grid and normalised), resuming from the
-/// newest checkpoint in `checkpoint_dir`, and writes the model to `out_dir`.
+/// newest checkpoint in `checkpoint_dir`, and writes the model to `out_dir`. With `init` (a
+/// saved model's folder) training starts from its weights instead of a seeded draw (a warm
+/// start: the net must be the same, and the cases normalised with its normaliser); its training
+/// studies then count as this model's too, so the out-of-fold check sees them.
 #[allow(clippy::too_many_arguments)]
 pub fn train_segmentation(
     task: &str,
     recipe: &SegRecipe,
     normalizer: CtNormalizer,
     fold: Option<usize>,
+    init: Option<&Path>,
     cases: Vec<TrainingCase>,
     device: &Device,
     checkpoint_dir: &Path,
@@ -237,9 +248,42 @@ pub fn train_segmentation(
             "no training cases for the {task} model"
         )));
     }
-    let training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    let mut training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
     let (vars, net) = build(recipe, device)?;
     init_seeded(&vars, recipe.seed)?;
+    if let Some(dir) = init {
+        let start = SegModelMeta::read(dir)?;
+        // Deep-supervision heads may differ: a head the start lacks keeps its seeded draw.
+        let same_net = UNetConfig {
+            deep_supervision: recipe.net.deep_supervision,
+            ..start.recipe.net.clone()
+        } == recipe.net;
+        if !same_net || start.recipe.position_channel != recipe.position_channel {
+            return Err(Rsna7Error::Invalid(format!(
+                "the model to start from ({}) has another net than this {task} model's plan: \
+                 a warm start needs the same net",
+                dir.display()
+            )));
+        }
+        if start.normalizer != normalizer {
+            return Err(Rsna7Error::Invalid(format!(
+                "the model to start from ({}) normalises CT differently: normalise the cases \
+                 with its normaliser",
+                dir.display()
+            )));
+        }
+        let fresh = load_weights_where_present(&vars, &dir.join("weights.safetensors"))?;
+        tracing::info!(
+            from = %dir.display(),
+            fresh = fresh.len(),
+            "{task} model starts from an earlier model's weights"
+        );
+        for s in start.training_studies {
+            if !training_studies.contains(&s) {
+                training_studies.push(s);
+            }
+        }
+    }
     let augment = if recipe.full_augmentation {
         AugmentConfig::default()
     } else {
@@ -418,5 +462,90 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no model left fold 2 out"));
+    }
+
+    /// A 12-voxel cube study with a bright block labelled 1.
+    fn case(id: &str) -> TrainingCase {
+        let n = 12;
+        let mut img = vec![0f32; n * n * n];
+        let mut lab = vec![0u8; n * n * n];
+        for z in 4..8 {
+            for y in 4..8 {
+                for x in 4..8 {
+                    img[(z * n + y) * n + x] = 1.0;
+                    lab[(z * n + y) * n + x] = 1;
+                }
+            }
+        }
+        let g = flow_imaging::Geometry::identity();
+        let image = Volume::from_vec([n, n, n], img, g).unwrap();
+        let label = Volume::from_vec([n, n, n], lab, g).unwrap();
+        training_case(id, &image, &label, None).unwrap()
+    }
+
+    #[test]
+    fn a_warm_start_loads_the_weights_and_inherits_the_training_studies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = crate::plans::Plans::builtin("tiny")
+            .unwrap()
+            .fracture_round1;
+        recipe.epochs = 1;
+        recipe.iterations = 1;
+        recipe.synthetic_fracture_p = 0.0;
+        let norm = meta(None, &[]).normalizer;
+        let train = |name: &str, cases, init: Option<&Path>, recipe: &SegRecipe| {
+            train_segmentation(
+                "fracture",
+                recipe,
+                norm,
+                None,
+                init,
+                cases,
+                &Device::Cpu,
+                &dir.path().join(format!("{name}-ckpt")),
+                &dir.path().join(name),
+                &mut flow_nn3d::train::LogProgress,
+            )
+        };
+        let first = train("first", vec![case("a"), case("b")], None, &recipe).unwrap();
+        assert_eq!(first.training_studies, ["a", "b"]);
+        // With a zero learning rate the warm-started model is the first one.
+        let mut idle = recipe.clone();
+        idle.lr = 0.0;
+        let second = train(
+            "second",
+            vec![case("c")],
+            Some(&dir.path().join("first")),
+            &idle,
+        )
+        .unwrap();
+        assert_eq!(
+            second.training_studies,
+            ["c", "a", "b"],
+            "the start's studies count"
+        );
+        let a = SegModel::load(&dir.path().join("first"), &Device::Cpu).unwrap();
+        let b = SegModel::load(&dir.path().join("second"), &Device::Cpu).unwrap();
+        let image = case("x").image;
+        assert_eq!(
+            predict_probabilities(&[&a], &image, &Device::Cpu).unwrap(),
+            predict_probabilities(&[&b], &image, &Device::Cpu).unwrap()
+        );
+        // So a fold model started from it is caught predicting `a` out of fold.
+        let mut leaky = second.clone();
+        leaky.fold = Some(0);
+        assert!(models_for_study("a", Some(0), &[&leaky]).is_err());
+        // Another net is refused.
+        let mut wider = recipe.clone();
+        wider.net.base_channels += 2;
+        let err = train(
+            "third",
+            vec![case("c")],
+            Some(&dir.path().join("first")),
+            &wider,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("another net"), "{err}");
     }
 }

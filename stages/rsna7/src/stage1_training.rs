@@ -121,6 +121,7 @@ pub fn train_stage1(
             &r,
             norm,
             None,
+            None,
             cases.clone(),
             device,
             &checkpoint_dir.join(format!("attempt{a}")),

@@ -43,12 +43,15 @@ impl Stage for FractureTrain {
         "rsna.fracture_train"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
          round 1 with the synthetic-fracture augmentation, later rounds with deep supervision \
-         (full profile). With fold >= 0 the studies of that fold (split input) are left out. \
+         (full profile). Patches of fracture-free studies are centred on their vertebrae \
+         with the plan's p_foreground. With fold >= 0 the studies of that fold (split input) are left out. With \
+         init, training starts from that model's weights and normalisation (refused for a fold \
+         whose studies it trained on). \
          Net, grid, schedule and augmentation come from the `plan` input (rsna.plan's \
          fracture_round<N> section). Resumes from its last epoch checkpoint. Output: model/."
     }
@@ -87,6 +90,13 @@ impl Stage for FractureTrain {
                 many: false,
                 required: false,
                 doc: "split.json (needed with fold >= 0)",
+            },
+            InputDecl {
+                name: "init",
+                many: false,
+                required: false,
+                doc: "a model to start from (rsna.fracture_train of an earlier round; same net): \
+                      a warm start. Refused for a fold whose studies that model trained on",
             },
             super::runtime::plan_input(
                 "the round's plan section, e.g. plans.fracture_round1 (rsna.plan)",
@@ -135,6 +145,23 @@ impl Stage for FractureTrain {
         if labels.is_empty() {
             return Err(StageError::msg("no labelled study left to train on"));
         }
+        let init = ctx.input_opt("init").map(std::path::Path::to_path_buf);
+        let init_meta = match &init {
+            Some(dir) => Some(
+                flow_rsna7::SegModelMeta::read(dir)
+                    .map_err(fail("cannot read the model to start from (input `init`)"))?,
+            ),
+            None => None,
+        };
+        if let (Some(k), Some(m)) = (fold, &init_meta) {
+            if let Some(s) = m.training_studies.iter().find(|s| left_out.contains(s)) {
+                return Err(StageError::msg(format!(
+                    "input `init`: the model to start from trained on study {s} of fold {k}, so \
+                     this fold's out-of-fold predictions would come from weights that saw it; \
+                     start a fold model from weights that never saw its fold"
+                )));
+            }
+        }
         let pool = pool(ctx)?;
         let loaded = pool.install(|| {
             labels
@@ -153,8 +180,13 @@ impl Stage for FractureTrain {
             let v = vert.data();
             samples.extend(sample_where(ct.data(), |i| (1..=7).contains(&v[i]), 5));
         }
-        let norm =
-            CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?;
+        // A warm start keeps the normalisation its weights were trained with.
+        let norm = match &init_meta {
+            Some(m) => m.normalizer,
+            None => {
+                CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?
+            }
+        };
         let cases = loaded
             .iter()
             .map(|(uid, ct, label, vert)| {
@@ -182,6 +214,7 @@ impl Stage for FractureTrain {
                     &recipe,
                     norm,
                     fold,
+                    init.as_deref(),
                     cases,
                     &device,
                     &ctx.checkpoint_dir,

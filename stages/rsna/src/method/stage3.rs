@@ -192,13 +192,12 @@ impl Stage for Stage3 {
         "rsna.stage3"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
-         (vertebra_scorer=pooled: one logistic model over C1-C7 of the map's maximum, top-10 \
-         value, volume above 0.5 and 0.2 and the vertebra's size, with level terms and the \
-         metric's weights; quantile: the method's per-target alpha, beta, min, max minimising \
+         (vertebra_scorer=pooled: one logistic model over C1-C7 of the log-odds of the map's \
+         10th highest value in the vertebra, with level terms and the metric's weights; quantile: the method's per-target alpha, beta, min, max minimising \
          the metric), adds the \
          patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
          combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
