@@ -164,10 +164,10 @@ mod tests {
         for _ in 0..n {
             let mut t = [0u8; N_LABELS];
             let mut s: Vec<VoxelSummary> = vec![VoxelSummary::new(&[]).unwrap()];
-            for level in 1..=7 {
-                t[level] = u8::from(next() < 0.12);
+            for y in t.iter_mut().skip(1) {
+                *y = u8::from(next() < 0.12);
                 let mut probs: Vec<f32> = (0..400).map(|_| (0.3 * next().powi(4)) as f32).collect();
-                if t[level] == 1 {
+                if *y == 1 {
                     let blob = 5 + (next() * 40.0) as usize;
                     let strength = 0.3 + 0.7 * next();
                     for p in probs.iter_mut().take(blob) {
