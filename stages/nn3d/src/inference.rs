@@ -177,7 +177,9 @@ pub fn predict_sliding_window(
                 } else {
                     xb.flip(f)?
                 };
-                let logits = model.forward(&xin)?;
+                // Inference needs no gradient: detaching drops the forward graph (every
+                // intermediate activation) now instead of when the ensemble sum is dropped.
+                let logits = model.forward(&xin)?.detach();
                 if logits.dims() != [chunk.len(), num_classes, patch[0], patch[1], patch[2]] {
                     bail!(
                         "sliding window: model output {:?}, expected {:?}",
