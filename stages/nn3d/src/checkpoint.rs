@@ -223,35 +223,16 @@ pub fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
 /// model, e.g. one without deep-supervision heads); returns the names of those it does not
 /// hold, which keep their values. A held variable with another shape is an error.
 pub fn load_weights_where_present(varmap: &VarMap, path: &Path) -> Result<Vec<String>> {
-    let bad = |reason: String| Nn3dError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !path.exists() {
-        return Err(bad("file not found".into()));
-    }
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| bad("VarMap mutex poisoned".into()))?;
-    let device = data
-        .values()
-        .next()
-        .map(|v| v.device().clone())
-        .unwrap_or(Device::Cpu);
-    let tensors = candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))?;
+    let tensors = read_tensors(varmap, path)?;
+    let data = varmap.data().lock().map_err(|_| poisoned(path))?;
     let mut missing = Vec::new();
     for (name, var) in data.iter() {
         match tensors.get(name) {
             None => missing.push(name.clone()),
-            Some(t) if t.dims() != var.dims() => {
-                return Err(bad(format!(
-                    "tensor {name} has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    var.dims()
-                )))
+            Some(t) => {
+                check_shape(path, name, t, var)?;
+                var.set(&t.to_dtype(var.dtype())?)?;
             }
-            Some(t) => var.set(&t.to_dtype(var.dtype())?)?,
         }
     }
     missing.sort();
@@ -260,6 +241,20 @@ pub fn load_weights_where_present(varmap: &VarMap, path: &Path) -> Result<Vec<St
 
 /// Reads a weights file and checks that it holds every variable of `varmap` with its shape.
 fn read_weights(varmap: &VarMap, path: &Path) -> Result<Tensors> {
+    let tensors = read_tensors(varmap, path)?;
+    let data = varmap.data().lock().map_err(|_| poisoned(path))?;
+    for (name, var) in data.iter() {
+        let t = tensors.get(name).ok_or_else(|| Nn3dError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("missing tensor {name}"),
+        })?;
+        check_shape(path, name, t, var)?;
+    }
+    Ok(tensors)
+}
+
+/// The tensors of a weights file, on the device of `varmap`'s variables.
+fn read_tensors(varmap: &VarMap, path: &Path) -> Result<Tensors> {
     let bad = |reason: String| Nn3dError::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -267,29 +262,36 @@ fn read_weights(varmap: &VarMap, path: &Path) -> Result<Tensors> {
     if !path.exists() {
         return Err(bad("file not found".into()));
     }
-    let data = varmap
+    let device = varmap
         .data()
         .lock()
-        .map_err(|_| bad("VarMap mutex poisoned".into()))?;
-    let device = data
+        .map_err(|_| poisoned(path))?
         .values()
         .next()
         .map(|v| v.device().clone())
         .unwrap_or(Device::Cpu);
-    let tensors = candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))?;
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| bad(format!("missing tensor {name}")))?;
-        if t.dims() != var.dims() {
-            return Err(bad(format!(
-                "tensor {name} has shape {:?}, the model expects {:?}",
-                t.dims(),
-                var.dims()
-            )));
-        }
+    candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))
+}
+
+fn poisoned(path: &Path) -> Nn3dError {
+    Nn3dError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: "VarMap mutex poisoned".into(),
     }
-    Ok(tensors)
+}
+
+fn check_shape(path: &Path, name: &str, t: &Tensor, var: &candle_core::Var) -> Result<()> {
+    if t.dims() == var.dims() {
+        return Ok(());
+    }
+    Err(Nn3dError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!(
+            "tensor {name} has shape {:?}, the model expects {:?}",
+            t.dims(),
+            var.dims()
+        ),
+    })
 }
 
 /// Sets every variable of `varmap` from `tensors` (checked by [`read_weights`]).

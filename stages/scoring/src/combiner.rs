@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::labels::{N_LABELS, OVERALL};
-use crate::logistic::{fit_logistic, sigmoid};
+use crate::logistic::{fit_logistic, LogisticModel};
 use crate::metric::{clipped_bce, normalised_weights};
 use crate::ScoringError;
 
@@ -48,18 +48,13 @@ impl Default for CombinerConfig {
     }
 }
 
-/// A fitted combiner; serialise with serde (JSON).
+/// A fitted combiner; serialise with serde (JSON: `use_cnn` next to the model's fields).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverallCombiner {
     pub use_cnn: bool,
-    /// Names of all features, in order.
-    pub feature_names: Vec<String>,
-    /// Standardisation: `(x - mean) / scale`.
-    pub mean: Vec<f64>,
-    pub scale: Vec<f64>,
-    /// Coefficients on standardised features.
-    pub coef: Vec<f64>,
-    pub intercept: f64,
+    /// The logistic model over [`OverallCombiner::n_features`] features.
+    #[serde(flatten)]
+    pub model: LogisticModel,
 }
 
 /// A fitted combiner with its in-sample diagnostics (metric units: the `patient_overall`
@@ -150,24 +145,14 @@ fn features(
 impl OverallCombiner {
     /// Number of features.
     pub fn n_features(&self) -> usize {
-        self.feature_names.len()
+        self.model.feature_names.len()
     }
 
     /// `patient_overall` probability for one study.
     pub fn predict(&self, input: &CombinerInput) -> Result<f64, ScoringError> {
         let n_extra = self.n_features() - 2 - usize::from(self.use_cnn);
         let x = features(input, self.use_cnn, n_extra, 0)?;
-        Ok(sigmoid(self.linear(&x)))
-    }
-
-    fn linear(&self, x: &[f64]) -> f64 {
-        self.intercept
-            + x.iter()
-                .zip(&self.mean)
-                .zip(&self.scale)
-                .zip(&self.coef)
-                .map(|(((x, m), s), c)| c * (x - m) / s)
-                .sum::<f64>()
+        Ok(self.model.predict(&x))
     }
 }
 
@@ -216,14 +201,9 @@ pub fn fit_overall_combiner(
     let names = feature_names(config.use_cnn, &config.extra_names);
     let fit = fit_logistic(&names, &raw, &y, &weight, config.l2)?;
     let iterations = fit.newton_iterations;
-    let model = fit.model;
     let combiner = OverallCombiner {
         use_cnn: config.use_cnn,
-        feature_names: model.feature_names,
-        mean: model.mean,
-        scale: model.scale,
-        coef: model.coef,
-        intercept: model.intercept,
+        model: fit.model,
     };
 
     let contribution = |pred: &dyn Fn(usize) -> f64| -> f64 {
@@ -232,7 +212,7 @@ pub fn fit_overall_combiner(
             .sum::<f64>()
             / n
     };
-    let fitted: Vec<f64> = raw.iter().map(|x| sigmoid(combiner.linear(x))).collect();
+    let fitted: Vec<f64> = raw.iter().map(|x| combiner.model.predict(x)).collect();
     let prior = targets.iter().map(|t| f64::from(t[OVERALL])).sum::<f64>() / n;
     Ok(CombinerFit {
         n_studies: inputs.len(),
@@ -248,17 +228,9 @@ pub fn fit_overall_combiner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logistic::LogisticModel;
 
     fn synthetic(n: usize) -> (Vec<CombinerInput>, Vec<[u8; N_LABELS]>) {
-        // Deterministic pseudo-random stream (no rand dependency in the library's unit tests).
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = crate::test_stream::stream(0x9E37_79B9_7F4A_7C15);
         let mut inputs = Vec::new();
         let mut targets = Vec::new();
         for _ in 0..n {
@@ -302,7 +274,7 @@ mod tests {
         );
         assert!(fit.fitted_contribution < fit.prior_contribution, "{fit:?}");
         assert_eq!(
-            fit.combiner.feature_names,
+            fit.combiner.model.feature_names,
             ["cnn_logit", "logit_max_vertebra", "logit_noisy_or", "noise"]
         );
 
@@ -318,14 +290,7 @@ mod tests {
             .map(|y| normalised_weights(y)[OVERALL])
             .collect();
         let y: Vec<f64> = targets.iter().map(|t| f64::from(t[OVERALL])).collect();
-        let model = LogisticModel {
-            feature_names: c.feature_names.clone(),
-            mean: c.mean.clone(),
-            scale: c.scale.clone(),
-            coef: c.coef.clone(),
-            intercept: c.intercept,
-        };
-        let g = crate::logistic::gradient_at(&model, &raw, &y, &weight, config.l2);
+        let g = crate::logistic::gradient_at(&c.model, &raw, &y, &weight, config.l2);
         assert!(
             g.iter().all(|g| g.abs() < 1e-7),
             "gradient at the optimum: {g:?}"
@@ -354,7 +319,8 @@ mod tests {
         };
         let fit = fit_overall_combiner(&inputs, &targets, &config).unwrap();
         assert!(
-            fit.combiner.coef.iter().all(|c| c.is_finite()) && fit.combiner.intercept.is_finite()
+            fit.combiner.model.coef.iter().all(|c| c.is_finite())
+                && fit.combiner.model.intercept.is_finite()
         );
         assert!(fit.fitted_contribution < 0.05, "{fit:?}");
         // A CNN-using config needs CNN logits.

@@ -5,6 +5,8 @@
 
 mod csv_io;
 mod error;
+#[cfg(test)]
+mod test_stream;
 
 pub mod auc;
 pub mod calibration;

@@ -122,16 +122,8 @@ pub fn fit_logistic(
             }
         })
         .collect();
-    let rows: Vec<Vec<f64>> = raw
-        .iter()
-        .map(|x| {
-            std::iter::once(1.0)
-                .chain((0..d).map(|k| (x[k] - mean[k]) / scale[k]))
-                .collect()
-        })
-        .collect();
     let problem = Problem {
-        rows,
+        rows: design_rows(raw, &mean, &scale),
         y: y.to_vec(),
         weight: weight.to_vec(),
         lambda: l2 * total_weight,
@@ -149,6 +141,17 @@ pub fn fit_logistic(
         newton_iterations,
         objective,
     })
+}
+
+/// Rows of `[1, (x - mean) / scale ..]`.
+fn design_rows(raw: &[Vec<f64>], mean: &[f64], scale: &[f64]) -> Vec<Vec<f64>> {
+    raw.iter()
+        .map(|x| {
+            std::iter::once(1.0)
+                .chain(x.iter().zip(mean).zip(scale).map(|((x, m), s)| (x - m) / s))
+                .collect()
+        })
+        .collect()
 }
 
 /// The weighted logistic objective on standardised features; `theta = [intercept, coef..]`.
@@ -283,21 +286,8 @@ pub(crate) fn gradient_at(
     weight: &[f64],
     l2: f64,
 ) -> Vec<f64> {
-    let rows = raw
-        .iter()
-        .map(|x| {
-            std::iter::once(1.0)
-                .chain(
-                    x.iter()
-                        .zip(&model.mean)
-                        .zip(&model.scale)
-                        .map(|((x, m), s)| (x - m) / s),
-                )
-                .collect()
-        })
-        .collect();
     let problem = Problem {
-        rows,
+        rows: design_rows(raw, &model.mean, &model.scale),
         y: y.to_vec(),
         weight: weight.to_vec(),
         lambda: l2 * weight.iter().sum::<f64>(),
@@ -312,16 +302,7 @@ pub(crate) fn gradient_at(
 mod tests {
     use super::*;
 
-    /// Deterministic pseudo-random stream (no rand dependency in the library's unit tests).
-    fn stream(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_stream::stream;
 
     #[test]
     fn gradient_matches_finite_differences_and_vanishes_at_the_fit() {

@@ -145,16 +145,7 @@ pub fn fit_vertebra_scorer(
 mod tests {
     use super::*;
 
-    /// Deterministic pseudo-random stream (no rand dependency in the library's unit tests).
-    fn stream(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_stream::stream;
 
     /// Studies whose fractured vertebrae hold a small bright blob in a dim map.
     fn cohort(n: usize, seed: u64) -> (Vec<[VoxelSummary; N_LABELS]>, Vec<[u8; N_LABELS]>) {

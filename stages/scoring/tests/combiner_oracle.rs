@@ -54,7 +54,9 @@ fn combiner_matches_sklearn_logistic_regression() {
                 logit(max_vertebra(&i.vertebra_scores)),
                 logit(noisy_or(&i.vertebra_scores)),
             ];
-            (0..3).map(|k| (raw[k] - c.mean[k]) / c.scale[k]).collect()
+            (0..3)
+                .map(|k| (raw[k] - c.model.mean[k]) / c.model.scale[k])
+                .collect()
         })
         .collect();
     let weight: Vec<f64> = targets
@@ -75,16 +77,16 @@ fn combiner_matches_sklearn_logistic_regression() {
 
     let intercept = oracle["intercept"].as_f64().unwrap();
     assert!(
-        (c.intercept - intercept).abs() < 1e-5,
+        (c.model.intercept - intercept).abs() < 1e-5,
         "intercept {} vs sklearn {intercept}",
-        c.intercept
+        c.model.intercept
     );
     for (k, theirs) in oracle["coef"].as_array().unwrap().iter().enumerate() {
         let theirs = theirs.as_f64().unwrap();
         assert!(
-            (c.coef[k] - theirs).abs() < 1e-5,
+            (c.model.coef[k] - theirs).abs() < 1e-5,
             "coef {k}: {} vs sklearn {theirs}",
-            c.coef[k]
+            c.model.coef[k]
         );
     }
 }
