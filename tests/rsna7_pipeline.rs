@@ -197,6 +197,40 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     assert!(with_state(&states, "ran").is_empty(), "{states:?}");
 
     one_plan_entry_reruns_exactly_the_nodes_that_use_it(&w, &args);
+    a_fold_model_never_starts_from_weights_that_saw_its_fold(&w, &args);
+}
+
+/// Round 2 may start from round 1's weights; a round-3 fold may not: round 1 trained on
+/// studies of the folds, so the fold's out-of-fold predictions would come from weights that saw
+/// them. The stage refuses before training.
+fn a_fold_model_never_starts_from_weights_that_saw_its_fold(w: &Work, args: &[&str]) {
+    let leaky = rsna7_yaml().replace(
+        "inputs: {rois: roi_train.rois, labels: labels_round3.labels, split: split.split, plan: plans.fracture_round3}",
+        "inputs: {rois: roi_train.rois, labels: labels_round3.labels, split: split.split, plan: plans.fracture_round3, init: train_round1.model}",
+    );
+    assert_ne!(
+        leaky,
+        rsna7_yaml(),
+        "the round-3 node line moved: update this test"
+    );
+    w.write("pipelines/leaky.yaml", &leaky);
+    let mut a = vec!["run", "pipelines/leaky.yaml"];
+    a.extend_from_slice(args);
+    a.extend([
+        "--target",
+        "train_round3_fold0",
+        "--target",
+        "train_round3_fold1",
+        "--target",
+        "train_round3_fold2",
+    ]);
+    let out = w.flow(&a).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("would come from weights that saw it"),
+        "{stderr}"
+    );
 }
 
 /// Plans as data: `--set plan.overall.lr=...` re-plans, re-trains the patient_overall CNNs and

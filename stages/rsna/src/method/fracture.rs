@@ -48,10 +48,10 @@ impl Stage for FractureTrain {
     fn doc(&self) -> &'static str {
         "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
          round 1 with the synthetic-fracture augmentation, later rounds with deep supervision \
-         (full profile). Patches of fracture-free studies are centred on their vertebrae \
-         with the plan's p_foreground. With fold >= 0 the studies of that fold (split input) are left out. With \
-         init, training starts from that model's weights and normalisation (refused for a fold \
-         whose studies it trained on). \
+         (full profile). Patches of fracture-free studies are centred on their vertebrae with \
+         the plan's p_foreground. With fold >= 0 the studies of that fold (split input) are left \
+         out. With init, training starts from that model's weights and normalisation (refused \
+         for a fold whose studies it trained on). \
          Net, grid, schedule and augmentation come from the `plan` input (rsna.plan's \
          fracture_round<N> section). Resumes from its last epoch checkpoint. Output: model/."
     }
@@ -175,15 +175,15 @@ impl Stage for FractureTrain {
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         })?;
-        let mut samples = Vec::new();
-        for (_, ct, _, vert) in &loaded {
-            let v = vert.data();
-            samples.extend(sample_where(ct.data(), |i| (1..=7).contains(&v[i]), 5));
-        }
         // A warm start keeps the normalisation its weights were trained with.
         let norm = match &init_meta {
             Some(m) => m.normalizer,
             None => {
+                let mut samples = Vec::new();
+                for (_, ct, _, vert) in &loaded {
+                    let v = vert.data();
+                    samples.extend(sample_where(ct.data(), |i| (1..=7).contains(&v[i]), 5));
+                }
                 CtNormalizer::fit(&mut samples).map_err(fail("cannot fit the CT normalisation"))?
             }
         };
