@@ -49,16 +49,14 @@ enum FittedVertebra {
 }
 
 impl FittedVertebra {
-    /// `[_, C1, .., C7]` scores of one study (index 0 is overwritten by the combiner).
-    fn score(&self, s: &StudyScores) -> Result<[f64; N_LABELS], StageError> {
+    /// C1..C7 scores of one study.
+    fn score(&self, s: &StudyScores) -> Result<[f64; 7], StageError> {
         match self {
-            FittedVertebra::Pooled(f) => {
-                let v = f.scorer.score_study(&s.summaries);
-                Ok(std::array::from_fn(|j| if j == 0 { 0.0 } else { v[j - 1] }))
-            }
+            FittedVertebra::Pooled(f) => Ok(f.scorer.score_study(&s.summaries)),
             FittedVertebra::Quantile(f) => f
                 .params
                 .score_study(&s.summaries)
+                .map(|q| std::array::from_fn(|j| q[j + 1]))
                 .map_err(|e| StageError::wrap(format!("study {}", s.uid), e)),
         }
     }
@@ -197,9 +195,9 @@ impl Stage for Stage3 {
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
          (vertebra_scorer=pooled: one logistic model over C1-C7 of the log-odds of the map's \
-         10th highest value in the vertebra, with level terms and the metric's weights; quantile: the method's per-target alpha, beta, min, max minimising \
-         the metric), adds the \
-         patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
+         10th highest value in the vertebra, with level terms and the metric's weights; \
+         quantile: the method's per-target alpha, beta, min, max minimising the metric), adds \
+         the patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
          combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
          sample_submission.csv order when the root has one), oof.csv (training studies, out of \
          fold) and fit.json (parameters and in-sample diagnostics)."
@@ -359,7 +357,7 @@ impl Stage for Stage3 {
             ),
         };
         let combiner_input = |s: &StudyScores| -> Result<CombinerInput, StageError> {
-            let q = vfit.score(s)?;
+            let vertebra_scores = vfit.score(s)?;
             let features = if extra_names.is_empty() {
                 Vec::new()
             } else {
@@ -377,7 +375,7 @@ impl Stage for Stage3 {
             }
             Ok(CombinerInput {
                 cnn_logit: s.cnn_logit,
-                vertebra_scores: std::array::from_fn(|j| q[j + 1]),
+                vertebra_scores,
                 extra: features,
             })
         };
@@ -397,11 +395,17 @@ impl Stage for Stage3 {
          -> Result<Predictions, StageError> {
             let mut probs = Vec::new();
             for (s, input) in studies.iter().zip(inputs) {
-                let mut row = vfit.score(s)?;
-                row[0] = cfit
+                let overall = cfit
                     .combiner
                     .predict(input)
                     .map_err(|e| StageError::wrap(format!("study {}", s.uid), e))?;
+                let row: [f64; N_LABELS] = std::array::from_fn(|j| {
+                    if j == 0 {
+                        overall
+                    } else {
+                        input.vertebra_scores[j - 1]
+                    }
+                });
                 probs.push(row);
             }
             Predictions::new(studies.iter().map(|s| s.uid.clone()).collect(), probs)
