@@ -384,6 +384,10 @@ nodes:
     stage: rsna.fracture_train
     params: {round: 3, fold: 1}
     inputs: {rois: ./r, labels: ./l, plan: plans.fracture_round3}
+  scorer:
+    stage: rsna.stage3
+    params: {use_cnn: false, vertebra_scorer: logistic}
+    inputs: {root: ./r, split: ./l, train_rois: ./r, train_probs: ./r, test_rois: ./r, test_probs: ./r}
 "#,
     );
     for d in ["v", "l", "r"] {
@@ -407,6 +411,10 @@ nodes:
     );
     assert!(
         err.contains("fold: a fold needs the input `split`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("vertebra_scorer: expected `pooled` or `quantile`, got `logistic`"),
         "{err}"
     );
     assert!(err.contains("bad.yaml:"), "{err}");

@@ -288,7 +288,12 @@ impl Stage for Stage3 {
         {
             return Err("use_cnn: needs the input `overall` (rsna.overall_train models), or set use_cnn: false".into());
         }
-        Ok(())
+        match params.get("vertebra_scorer").and_then(|v| v.as_str()) {
+            None | Some("pooled" | "quantile") => Ok(()),
+            Some(other) => Err(format!(
+                "vertebra_scorer: expected `pooled` or `quantile`, got `{other}`"
+            )),
+        }
     }
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let p: P = ctx.params_as()?;
