@@ -82,7 +82,54 @@ fn main() -> candle_core::Result<()> {
     if !memory {
         conv_benches(quick, reps, &wanted, &dev)?;
     }
-    unet_benches(quick, reps, memory, &wanted, &dev)
+    unet_benches(quick, reps, memory, &wanted, &dev)?;
+    if !memory {
+        demo_net_benches(reps, &wanted, &dev)?;
+    }
+    Ok(())
+}
+
+/// The rsna7 demo profile's three nets (pipelines/profiles/demo.yaml), one training iteration
+/// each: (name, in channels, classes, base, levels, cap, patch zyx, batch). No deep supervision.
+const DEMO_NETS: [(&str, usize, usize, usize, usize, usize, [usize; 3], usize); 3] = [
+    ("demo_fracture", 1, 2, 6, 3, 48, [32, 32, 32], 2),
+    ("demo_stage1_fullres", 1, 2, 8, 4, 64, [32, 32, 32], 2),
+    ("demo_stage1_lowres", 2, 9, 8, 4, 64, [48, 24, 24], 1),
+];
+
+fn demo_net_benches(
+    reps: usize,
+    wanted: &dyn Fn(&str) -> bool,
+    dev: &Device,
+) -> candle_core::Result<()> {
+    for (name, cin, classes, base, levels, cap, [z, y, x], b) in DEMO_NETS {
+        let name = format!("{name}_train_iter");
+        if !wanted(&name) {
+            continue;
+        }
+        let mut cfg = UNetConfig::tiny(cin, classes, base, levels);
+        cfg.max_channels = cap;
+        cfg.deep_supervision = false;
+        let vm = VarMap::new();
+        let net = UNet3d::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
+        init_seeded(&vm, 0)?;
+        let mut opt = Optimizer::from_varmap(OptimizerConfig::nnunet_sgd(), &vm);
+        let batch = Batch {
+            image: Tensor::randn(0f32, 1., (b, cin, z, y, x), dev)?,
+            target: (Tensor::rand(0f32, classes as f32, (b, 1, z, y, x), dev)?.floor())?,
+        };
+        let obj = SegmentationObjective { net: &net };
+        // Short steps: more repetitions for a stable median.
+        report(
+            &name,
+            time(reps * 4, || {
+                let grads = obj.loss(&batch)?.backward()?;
+                opt.step(&grads, 0.01)
+            })?,
+            None,
+        );
+    }
+    Ok(())
 }
 
 /// `name` of /proc/self/status (VmRSS, VmHWM) in KiB.

@@ -73,7 +73,8 @@ class Block(nn.Sequential):
 
 
 class UNet(nn.Module):
-    """PlainConvUNet as in flow_nn3d::UNet3d: base 16, 5 levels, cap 256, deep supervision."""
+    """PlainConvUNet as in flow_nn3d::UNet3d (default: base 16, 5 levels, cap 256; the heads of
+    every decoder level exist, as with flow's deep supervision)."""
 
     def __init__(self, cin=1, classes=3, base=16, levels=5, cap=256):
         super().__init__()
@@ -175,3 +176,33 @@ def sliding_window():
 
 
 report(f"sliding_window_{vs}", timed(1, sliding_window))
+
+
+# The rsna7 demo profile's three nets (as DEMO_NETS in nn3d_bench.rs): one training iteration,
+# no deep supervision. (name, in channels, classes, base, levels, cap, patch zyx, batch)
+DEMO_NETS = [
+    ("demo_fracture", 1, 2, 6, 3, 48, (32, 32, 32), 2),
+    ("demo_stage1_fullres", 1, 2, 8, 4, 64, (32, 32, 32), 2),
+    ("demo_stage1_lowres", 2, 9, 8, 4, 64, (48, 24, 24), 1),
+]
+for name, cin, classes, base, levels, cap, shape, b in DEMO_NETS:
+    torch.manual_seed(0)
+    dnet = UNet(cin, classes, base, levels, cap)
+    dnet.head = nn.ModuleList([dnet.head[0]])  # one head: no deep supervision
+    dopt = torch.optim.SGD(dnet.parameters(), lr=0.01, momentum=0.99, nesterov=True, weight_decay=3e-5)
+    dimg = torch.randn(b, cin, *shape)
+    dlab = torch.randint(0, classes, (b, 1, *shape)).float()
+
+    def demo_iter():
+        dopt.zero_grad()
+        x = dimg
+        skips = []
+        for blk in dnet.enc:
+            x = blk(x)
+            skips.append(x)
+        for l in reversed(range(len(dnet.dec))):
+            x = dnet.dec[l](torch.cat([dnet.up[l](x), skips[l]], 1))
+        dice_ce(dnet.head[0](x), dlab).backward()
+        dopt.step()
+
+    report(f"{name}_train_iter", timed(reps * 4, demo_iter))

@@ -18,7 +18,7 @@ pub mod stage1;
 pub mod stage1_training;
 
 pub use error::{Result, Rsna7Error};
-pub use fracture::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome};
+pub use fracture::{box_and_bone, lucent_voxels, pseudo_label, PseudoConfig, PseudoOutcome};
 pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};

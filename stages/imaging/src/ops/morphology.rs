@@ -1,6 +1,8 @@
-//! Grey and binary dilation with cross (6-neighbour, repeated) or box structuring elements.
+//! Grey and binary dilation with cross (6-neighbour, repeated) or box structuring elements,
+//! and grey closing with a box.
 //!
-//! Grey dilation is a maximum filter; binary dilation is grey dilation of a 0/1 mask. A box of
+//! Grey dilation is a maximum filter; binary dilation is grey dilation of a 0/1 mask; grey
+//! closing is a box maximum followed by a box minimum (fills dark gaps narrower than the box). A box of
 //! radius r is the (2r+1)^3 cube, done as three separable 1D maxima. A cross of radius r is r
 //! repeated dilations by the 6-neighbour cross: the L1 ball of radius r (scipy's
 //! `binary_dilation(structure=generate_binary_structure(3, 1), iterations=r)`).
@@ -29,7 +31,7 @@ pub fn grey_dilate<T: Voxel>(v: &Volume<T>, element: Element, radius: usize) -> 
     match element {
         Element::Box => {
             for axis in 0..3 {
-                out = max_along_axis(&out, axis, radius);
+                out = extreme_along_axis(&out, axis, radius, |a, b| a > b);
             }
         }
         Element::Cross => {
@@ -39,6 +41,24 @@ pub fn grey_dilate<T: Voxel>(v: &Volume<T>, element: Element, radius: usize) -> 
         }
     }
     out
+}
+
+/// Minimum over the cube of side `2 * radius + 1` (voxels outside are ignored).
+pub fn grey_erode_box<T: Voxel>(v: &Volume<T>, radius: usize) -> Volume<T> {
+    let mut out = v.clone();
+    for axis in 0..3 {
+        if radius > 0 {
+            out = extreme_along_axis(&out, axis, radius, |a, b| a < b);
+        }
+    }
+    out
+}
+
+/// Grey closing by the cube of side `2 * radius + 1`: [`grey_dilate`] then [`grey_erode_box`]
+/// (scipy's `grey_closing(size=2r+1)` away from the border). Never below the input; dark
+/// structures thinner than the cube rise to the level of what surrounds them.
+pub fn grey_close_box<T: Voxel>(v: &Volume<T>, radius: usize) -> Volume<T> {
+    grey_erode_box(&grey_dilate(v, Element::Box, radius), radius)
 }
 
 /// Binary dilation: output is 1 where any voxel of the element around it is non-zero.
@@ -95,7 +115,14 @@ fn any_along_axis(v: &mut Volume<u8>, axis: usize, r: usize) {
     }
 }
 
-fn max_along_axis<T: Voxel>(v: &Volume<T>, axis: usize, r: usize) -> Volume<T> {
+/// The extreme of `line[t - r ..= t + r]` along `axis`: `better(a, b)` says `a` beats `b`
+/// (`>` for a maximum, `<` for a minimum).
+fn extreme_along_axis<T: Voxel>(
+    v: &Volume<T>,
+    axis: usize,
+    r: usize,
+    better: impl Fn(T, T) -> bool,
+) -> Volume<T> {
     let d = v.dims();
     let stride = [1, d[0], d[0] * d[1]][axis];
     let n = d[axis];
@@ -114,7 +141,7 @@ fn max_along_axis<T: Voxel>(v: &Volume<T>, axis: usize, r: usize) -> Volume<T> {
             let hi = (t + r).min(n - 1);
             let mut m = line[lo];
             for &x in &line[lo + 1..=hi] {
-                if x > m {
+                if better(x, m) {
                     m = x;
                 }
             }
@@ -228,6 +255,21 @@ mod tests {
         out
     }
 
+    #[test]
+    fn closing_fills_a_one_voxel_gap_between_brighter_voxels() {
+        // A dark plane (x = 3) through a bright block: closing by radius 1 lifts it to the
+        // block's level; the block's outer edge stays as it was.
+        let mut v = Volume::from_vec([7, 5, 5], vec![1000i16; 175], Geometry::identity()).unwrap();
+        for k in 0..5 {
+            for j in 0..5 {
+                v.set(3, j, k, 50);
+            }
+        }
+        let closed = grey_close_box(&v, 1);
+        assert!(closed.data().iter().all(|&x| x == 1000));
+        assert_eq!(grey_close_box(&v, 0), v);
+    }
+
     proptest! {
         #[test]
         fn dilation_matches_naive(
@@ -242,6 +284,11 @@ mod tests {
             prop_assert_eq!(grey_dilate(&v, e, r), naive(&v, e, r));
             let bin = binary_dilate(&v.map(|x| (x > 40) as u8), e, r);
             prop_assert_eq!(bin, naive(&v.map(|x| (x > 40) as u8), e, r));
+            // A box minimum is the negated box maximum of the negated volume.
+            let negated_max = naive(&v.map(|x| -x), Element::Box, r).map(|x| -x);
+            prop_assert_eq!(grey_erode_box(&v, r), negated_max);
+            let closed = grey_close_box(&v, r);
+            prop_assert!(closed.data().iter().zip(v.data()).all(|(c, x)| c >= x));
         }
 
         #[test]

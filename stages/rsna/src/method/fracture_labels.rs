@@ -10,12 +10,12 @@ use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
 use flow_imaging::write_nifti;
-use flow_rsna7::{box_and_bone, pseudo_label, PseudoConfig, PseudoOutcome, Split};
+use flow_rsna7::{box_and_bone, lucent_voxels, pseudo_label, PseudoConfig, PseudoOutcome, Split};
 use flow_scoring::LabelTable;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::runtime::{fail, read_labels, read_probs, studies_in};
+use super::runtime::{fail, read_ct, read_labels, read_probs, studies_in};
 
 pub struct FractureLabels;
 
@@ -27,6 +27,7 @@ struct P {
     max_fraction: f64,
     negatives: bool,
     exclude_holdout: bool,
+    lucent_hu: f64,
 }
 
 /// `summary.json`: what happened to each study.
@@ -62,7 +63,7 @@ impl Stage for FractureLabels {
         "rsna.fracture_labels"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Training labels of a fracture round on the ROI grid (labels/<UID>.nii.gz). source=boxes: \
@@ -71,7 +72,9 @@ impl Stage for FractureLabels {
          train.csv marks fractured, at most max_fraction of each vertebra (the most probable \
          voxels); in a study with boxes, only inside its boxes (the box-and-bone voxels when \
          none there reaches the threshold); a study where a fractured vertebra gets no voxel \
-         is dropped (rounds 2, 3). \
+         is dropped (rounds 2, 3). With lucent_hu > 0, a vertebra's probable voxels are cut \
+         down to those at least lucent_hu HU darker than their 3x3x3 grey closing of the ROI CT \
+         (the lucent gap of a fracture line), unless none of them is. \
          With negatives: true, studies train.csv marks fracture-free get an empty label (fracture-free \
          patches). When no positive study is labelled and `previous` is given, the previous \
          round's labels are used and summary.json says so. summary.json lists every study's outcome."
@@ -94,6 +97,12 @@ impl Stage for FractureLabels {
                 ParamType::Float,
                 json!(0.1),
                 "pseudo labels: at most this fraction of a fractured vertebra is labelled",
+            )
+            .optional(
+                "lucent_hu",
+                ParamType::Float,
+                json!(0.0),
+                "pseudo labels: keep only voxels this many HU darker than their 3x3x3 closing (0: off)",
             )
             .optional(
                 "negatives",
@@ -171,6 +180,12 @@ impl Stage for FractureLabels {
             return Err(
                 "negatives: needs the input `root` (train.csv), or set negatives: false".into(),
             );
+        }
+        match params.get("lucent_hu").and_then(|v| v.as_f64()) {
+            Some(h) if h.is_finite() && h >= 0.0 => {}
+            other => return Err(format!(
+                "lucent_hu: expected a number of HU >= 0 (0 turns the filter off), got {other:?}"
+            )),
         }
         match params.get("max_fraction").and_then(|v| v.as_f64()) {
             Some(f) if f > 0.0 && f <= 1.0 => Ok(()),
@@ -285,11 +300,18 @@ impl Stage for FractureLabels {
                         Some(path) => Some(read_labels(path)?),
                         None => None,
                     };
+                    let lucent = if p.lucent_hu > 0.0 {
+                        let ct = read_ct(&rois.join(format!("{uid}.ct.nii.gz")))?;
+                        Some(lucent_voxels(&ct, p.lucent_hu as f32))
+                    } else {
+                        None
+                    };
                     pseudo_label(
                         &read_probs(prob_path)?,
                         &vert,
                         fractured,
                         boxes.as_ref(),
+                        lucent.as_ref(),
                         cfg,
                     )
                     .map_err(fail("pseudo label"))
