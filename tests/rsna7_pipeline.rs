@@ -119,6 +119,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     for n in [
         "stage1_lowres",
         "stage1_fullres",
+        "train_round0",
         "train_round1",
         "predict_round1_train",
         "labels_round2",
@@ -158,6 +159,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
         "stage1_fullres",
         "stage1_predict_train",
         "roi_train",
+        "train_round0",
         "train_round1",
         "predict_round1_train",
         "labels_round2",
@@ -200,12 +202,13 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     a_fold_model_never_starts_from_weights_that_saw_its_fold(&w, &args);
 }
 
-/// Round 2 may start from round 1's weights; a round-3 fold may not: round 1 trained on
-/// studies of the folds, so the fold's out-of-fold predictions would come from weights that saw
-/// them. The stage refuses before training.
+/// Round 2 may start from round 1's weights and a round-3 fold from round 0's (label-free:
+/// the pipeline itself does so, above); a round-3 fold may not start from round 1: round 1
+/// trained on studies of the folds, so the fold's out-of-fold predictions would come from
+/// weights that saw them. The stage refuses before training.
 fn a_fold_model_never_starts_from_weights_that_saw_its_fold(w: &Work, args: &[&str]) {
     let leaky = rsna7_yaml().replace(
-        "inputs: {rois: roi_train.rois, labels: labels_round3.labels, split: split.split, plan: plans.fracture_round3}",
+        "inputs: {rois: roi_train.rois, labels: labels_round3.labels, split: split.split, plan: plans.fracture_round3, init: train_round0.model}",
         "inputs: {rois: roi_train.rois, labels: labels_round3.labels, split: split.split, plan: plans.fracture_round3, init: train_round1.model}",
     );
     assert_ne!(
@@ -384,6 +387,14 @@ nodes:
     stage: rsna.fracture_train
     params: {round: 3, fold: 1}
     inputs: {rois: ./r, labels: ./l, plan: plans.fracture_round3}
+  start:
+    stage: rsna.fracture_train
+    params: {round: 0}
+    inputs: {rois: ./r, labels: ./l, plan: plans.fracture_round0}
+  lucent:
+    stage: rsna.fracture_labels
+    params: {source: boxes, lucent_hu: -5}
+    inputs: {rois: ./r, root: ./r}
   scorer:
     stage: rsna.stage3
     params: {use_cnn: false, vertebra_scorer: logistic}
@@ -415,6 +426,14 @@ nodes:
     );
     assert!(
         err.contains("vertebra_scorer: expected `pooled` or `quantile`, got `logistic`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("round 0 learns from synthetic cracks only: remove the input `labels`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lucent_hu: expected a number of HU >= 0"),
         "{err}"
     );
     assert!(err.contains("bad.yaml:"), "{err}");

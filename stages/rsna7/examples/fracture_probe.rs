@@ -231,6 +231,7 @@ fn main() {
         None,
         None,
         cases,
+        false,
         &Device::Cpu,
         &out.join("ckpt"),
         &out.join("model"),

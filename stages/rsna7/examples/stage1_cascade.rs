@@ -85,6 +85,7 @@ fn train(
         None,
         None,
         cases,
+        false,
         &Device::Cpu,
         &ckpt,
         out,

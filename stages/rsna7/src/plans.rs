@@ -20,10 +20,11 @@ use crate::stage1::STAGE1_CLASSES;
 pub const PROFILES: [&str; 3] = ["tiny", "demo", "full"];
 
 /// The sections of a profile, in file order; `rsna.plan` writes one `<section>.json` each.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "stage1_lowres",
     "stage1_fullres",
     "roi",
+    "fracture_round0",
     "fracture_round1",
     "fracture_round2",
     "fracture_round3",
@@ -40,6 +41,9 @@ pub struct Plans {
     pub stage1_fullres: SegRecipe,
     /// The stage-2 region of interest.
     pub roi: RoiPlan,
+    /// The label-free start: synthetic cracks on every training study's vertebrae, no labels
+    /// (the weights later rounds and round 3's folds start from).
+    pub fracture_round0: SegRecipe,
     pub fracture_round1: SegRecipe,
     pub fracture_round2: SegRecipe,
     pub fracture_round3: SegRecipe,
@@ -150,7 +154,7 @@ impl Plans {
         classes("stage1_lowres", &self.stage1_lowres, &[STAGE1_CLASSES])?;
         classes("stage1_fullres", &self.stage1_fullres, &[2, STAGE1_CLASSES])?;
         for (i, r) in self.fracture_rounds().iter().enumerate() {
-            classes(&format!("fracture_round{}", i + 1), r, &[2])?;
+            classes(&format!("fracture_round{i}"), r, &[2])?;
         }
         let inputs = |name: &str, r: &SegRecipe, base: usize| {
             let want = base + usize::from(r.position_channel);
@@ -173,7 +177,15 @@ impl Plans {
         };
         inputs("stage1_lowres", &self.stage1_lowres, 1)?;
         for (i, r) in self.fracture_rounds().iter().enumerate() {
-            inputs(&format!("fracture_round{}", i + 1), r, 1)?;
+            inputs(&format!("fracture_round{i}"), r, 1)?;
+        }
+        if self.fracture_round0.synthetic_fracture_p <= 0.0 {
+            return invalid(
+                "fracture_round0",
+                "synthetic_fracture_p must be above 0: the label-free start learns from \
+                 synthetic cracks only"
+                    .into(),
+            );
         }
         if self.roi.spacing_xyz.iter().any(|s| !positive(*s)) {
             return invalid(
@@ -196,6 +208,7 @@ impl Plans {
         Some(match section {
             "stage1_lowres" => &self.stage1_lowres,
             "stage1_fullres" => &self.stage1_fullres,
+            "fracture_round0" => &self.fracture_round0,
             "fracture_round1" => &self.fracture_round1,
             "fracture_round2" => &self.fracture_round2,
             "fracture_round3" => &self.fracture_round3,
@@ -203,8 +216,10 @@ impl Plans {
         })
     }
 
-    fn fracture_rounds(&self) -> [&SegRecipe; 3] {
+    /// Rounds 0 to 3, in order.
+    fn fracture_rounds(&self) -> [&SegRecipe; 4] {
         [
+            &self.fracture_round0,
             &self.fracture_round1,
             &self.fracture_round2,
             &self.fracture_round3,
@@ -456,8 +471,14 @@ mod tests {
     fn every_builtin_profile_parses_and_validates() {
         for p in PROFILES {
             let plans = Plans::builtin(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            assert!(plans.fracture_round0.synthetic_fracture_p > 0.0);
             assert!(plans.fracture_round1.synthetic_fracture_p > 0.0);
-            assert_eq!(plans.fracture_round2.synthetic_fracture_p, 0.0);
+            // Round 0's weights start rounds 1 and 3: the same net.
+            assert_eq!(plans.fracture_round0.net, plans.fracture_round1.net, "{p}");
+            assert_eq!(
+                plans.fracture_round0.net.base_channels, plans.fracture_round3.net.base_channels,
+                "{p}"
+            );
             for s in SECTIONS {
                 let v = plans.section_json(s).unwrap();
                 assert!(v.get("seed").is_none(), "{p}.{s}");

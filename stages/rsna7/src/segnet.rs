@@ -230,6 +230,10 @@ impl flow_nn3d::BatchSource for PatchFeed {
 /// saved model's folder) training starts from its weights instead of a seeded draw (a warm
 /// start: the net must be the same, and the cases normalised with its normaliser); its training
 /// studies then count as this model's too, so the out-of-fold check sees them.
+///
+/// With `label_free` the cases carry no study's labels (empty labels; the model learns from
+/// the synthetic cracks alone), so none of them counts as a training study: a fold model may
+/// start from such weights whatever its fold.
 #[allow(clippy::too_many_arguments)]
 pub fn train_segmentation(
     task: &str,
@@ -238,6 +242,7 @@ pub fn train_segmentation(
     fold: Option<usize>,
     init: Option<&Path>,
     cases: Vec<TrainingCase>,
+    label_free: bool,
     device: &Device,
     checkpoint_dir: &Path,
     out_dir: &Path,
@@ -248,7 +253,26 @@ pub fn train_segmentation(
             "no training cases for the {task} model"
         )));
     }
-    let mut training_studies: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    if label_free && recipe.synthetic_fracture_p <= 0.0 {
+        return Err(Rsna7Error::Invalid(format!(
+            "a label-free {task} model learns from synthetic cracks only: its plan's \
+             synthetic_fracture_p must be above 0"
+        )));
+    }
+    if let Some(c) = cases
+        .iter()
+        .find(|c| label_free && c.label.as_slice().iter().any(|&l| l != 0))
+    {
+        return Err(Rsna7Error::Invalid(format!(
+            "a label-free {task} model was given the labels of study {}",
+            c.id
+        )));
+    }
+    let mut training_studies: Vec<String> = if label_free {
+        Vec::new()
+    } else {
+        cases.iter().map(|c| c.id.clone()).collect()
+    };
     let (vars, net) = build(recipe, device)?;
     init_seeded(&vars, recipe.seed)?;
     if let Some(dir) = init {
@@ -494,6 +518,7 @@ mod tests {
         recipe.synthetic_fracture_p = 0.0;
         let norm = meta(None, &[]).normalizer;
         let train = |name: &str, cases, init: Option<&Path>, recipe: &SegRecipe| {
+            let label_free = false;
             train_segmentation(
                 "fracture",
                 recipe,
@@ -501,6 +526,7 @@ mod tests {
                 None,
                 init,
                 cases,
+                label_free,
                 &Device::Cpu,
                 &dir.path().join(format!("{name}-ckpt")),
                 &dir.path().join(name),
@@ -547,5 +573,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("another net"), "{err}");
+    }
+
+    #[test]
+    fn a_label_free_model_counts_no_training_study_and_needs_synthetic_cracks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = crate::plans::Plans::builtin("tiny")
+            .unwrap()
+            .fracture_round0;
+        recipe.epochs = 1;
+        recipe.iterations = 1;
+        let norm = meta(None, &[]).normalizer;
+        let blank = |id: &str| {
+            // The bright cube is a vertebra (C1) and carries no label.
+            let c = case(id);
+            let empty = flow_patches::Grid3::filled(c.shape(), 0u8).unwrap();
+            TrainingCase::new(id, c.image, empty, Some(c.label), c.spacing_mm).unwrap()
+        };
+        let train = |name: &str, recipe: &SegRecipe, cases: Vec<TrainingCase>| {
+            train_segmentation(
+                "fracture",
+                recipe,
+                norm,
+                None,
+                None,
+                cases,
+                true,
+                &Device::Cpu,
+                &dir.path().join(format!("{name}-ckpt")),
+                &dir.path().join(name),
+                &mut flow_nn3d::train::LogProgress,
+            )
+        };
+        let start = train("start", &recipe, vec![blank("a"), blank("b")]).unwrap();
+        assert!(start.training_studies.is_empty());
+        // A fold model started from it may predict any study out of fold.
+        let mut fold_model = start.clone();
+        fold_model.fold = Some(0);
+        assert_eq!(models_for_study("a", Some(0), &[&fold_model]).unwrap(), [0]);
+        let mut no_cracks = recipe.clone();
+        no_cracks.synthetic_fracture_p = 0.0;
+        let err = train("none", &no_cracks, vec![blank("a")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("synthetic_fracture_p"), "{err}");
+        let err = train("labelled", &recipe, vec![case("a")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labels of study a"), "{err}");
     }
 }

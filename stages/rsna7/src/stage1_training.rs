@@ -123,6 +123,7 @@ pub fn train_stage1(
             None,
             None,
             cases.clone(),
+            false,
             device,
             &checkpoint_dir.join(format!("attempt{a}")),
             &dir,

@@ -43,12 +43,14 @@ impl Stage for FractureTrain {
         "rsna.fracture_train"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
          round 1 with the synthetic-fracture augmentation, later rounds with deep supervision \
-         (full profile). Patches of fracture-free studies are centred on their vertebrae with \
+         (full profile). Round 0 takes no labels: it learns from synthetic cracks drawn on every \
+         study's vertebrae (the plan's synthetic_fracture_p), uses no study's labels or boxes, \
+         and so may start any fold's model. Patches of fracture-free studies are centred on their vertebrae with \
          the plan's p_foreground. With fold >= 0 the studies of that fold (split input) are left \
          out. With init, training starts from that model's weights and normalisation (refused \
          for a fold whose studies it trained on). \
@@ -57,7 +59,11 @@ impl Stage for FractureTrain {
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
-            .required("round", ParamType::Int, "1, 2 or 3")
+            .required(
+                "round",
+                ParamType::Int,
+                "0 (label-free start: no labels input), 1, 2 or 3",
+            )
             .optional(
                 "fold",
                 ParamType::Int,
@@ -82,8 +88,8 @@ impl Stage for FractureTrain {
             InputDecl {
                 name: "labels",
                 many: false,
-                required: true,
-                doc: "rsna.fracture_labels output",
+                required: false,
+                doc: "rsna.fracture_labels output (rounds 1-3; round 0 takes none)",
             },
             InputDecl {
                 name: "split",
@@ -108,8 +114,21 @@ impl Stage for FractureTrain {
     }
     fn check(&self, params: &Params, inputs: &[&str]) -> Result<(), String> {
         let round = params.get("round").and_then(|v| v.as_u64()).unwrap_or(0);
-        if !(1..=3).contains(&round) {
-            return Err(format!("round {round}: the method has rounds 1, 2 and 3"));
+        if round > 3 {
+            return Err(format!(
+                "round {round}: the method has rounds 1, 2 and 3 (and 0, the label-free start)"
+            ));
+        }
+        match (round, inputs.contains(&"labels")) {
+            (0, true) => {
+                return Err(
+                    "round 0 learns from synthetic cracks only: remove the input \
+                            `labels` (or use round 1-3)"
+                        .into(),
+                )
+            }
+            (1..=3, false) => return Err(format!("round {round}: needs the input `labels`")),
+            _ => {}
         }
         if params.get("fold").and_then(|v| v.as_i64()).unwrap_or(-1) >= 0
             && !inputs.contains(&"split")
@@ -138,7 +157,17 @@ impl Stage for FractureTrain {
         let rois = ctx.input("rois")?.to_path_buf();
         let cts = studies_in(&rois, ".ct")?;
         let verts = studies_in(&rois, ".vertebrae")?;
-        let labels: Vec<(String, std::path::PathBuf)> = studies_in(ctx.input("labels")?, "")?
+        // Round 0 trains on every study with an empty label (synthetic cracks only).
+        let label_free = p.round == 0;
+        let labels: Vec<(String, Option<std::path::PathBuf>)> = if label_free {
+            verts.keys().map(|u| (u.clone(), None)).collect()
+        } else {
+            studies_in(ctx.input("labels")?, "")?
+                .into_iter()
+                .map(|(u, path)| (u, Some(path)))
+                .collect()
+        };
+        let labels: Vec<_> = labels
             .into_iter()
             .filter(|(u, _)| !left_out.contains(u))
             .collect();
@@ -171,7 +200,11 @@ impl Stage for FractureTrain {
                         || StageError::msg(format!("study {uid}: labelled but missing from rois/"));
                     let ct = read_ct(cts.get(uid).ok_or_else(missing)?)?.map(f32::from);
                     let vert = read_labels(verts.get(uid).ok_or_else(missing)?)?;
-                    Ok((uid.clone(), ct, read_labels(label)?, vert))
+                    let label = match label {
+                        Some(path) => read_labels(path)?,
+                        None => vert.map(|_| 0u8),
+                    };
+                    Ok((uid.clone(), ct, label, vert))
                 })
                 .collect::<Result<Vec<_>, StageError>>()
         })?;
@@ -197,6 +230,7 @@ impl Stage for FractureTrain {
         drop(loaded);
         let what = match fold {
             Some(k) => format!("round {} fold {k}", p.round),
+            None if label_free => "round 0 (synthetic cracks only)".to_string(),
             None => format!("round {}", p.round),
         };
         ctx.log(&format!(
@@ -216,6 +250,7 @@ impl Stage for FractureTrain {
                     fold,
                     init.as_deref(),
                     cases,
+                    label_free,
                     &device,
                     &ctx.checkpoint_dir,
                     &out,

@@ -183,9 +183,11 @@ impl Stage for FractureLabels {
         }
         match params.get("lucent_hu").and_then(|v| v.as_f64()) {
             Some(h) if h.is_finite() && h >= 0.0 => {}
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "lucent_hu: expected a number of HU >= 0 (0 turns the filter off), got {other:?}"
-            )),
+            ))
+            }
         }
         match params.get("max_fraction").and_then(|v| v.as_f64()) {
             Some(f) if f > 0.0 && f <= 1.0 => Ok(()),

@@ -32,7 +32,7 @@ impl Stage for PlanStage {
         "Turns a profile (the built-in tiny, demo or full of pipelines/profiles/, or the YAML \
          file given as the `file` input) and `overrides` (a nested map of entries, e.g. \
          {overall: {lr: 0.001}}) into the plans: one <section>.json per model step \
-         (stage1_lowres, stage1_fullres, roi, fracture_round1..3, overall), which the model \
+         (stage1_lowres, stage1_fullres, roi, fracture_round0..3, overall), which the model \
          nodes take as their `plan` input, and plans.json with every section, the training \
          data's fingerprint (median spacing, size, field of view) and warnings where the plans \
          and the data disagree. An override of an entry that does not exist is an error."
