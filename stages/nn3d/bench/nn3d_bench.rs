@@ -89,12 +89,50 @@ fn main() -> candle_core::Result<()> {
     Ok(())
 }
 
-/// The rsna7 demo profile's three nets (pipelines/profiles/demo.yaml), one training iteration
-/// each: (name, in channels, classes, base, levels, cap, patch zyx, batch). No deep supervision.
-const DEMO_NETS: [(&str, usize, usize, usize, usize, usize, [usize; 3], usize); 3] = [
-    ("demo_fracture", 1, 2, 6, 3, 48, [32, 32, 32], 2),
-    ("demo_stage1_fullres", 1, 2, 8, 4, 64, [32, 32, 32], 2),
-    ("demo_stage1_lowres", 2, 9, 8, 4, 64, [48, 24, 24], 1),
+/// One net of the rsna7 demo profile (pipelines/profiles/demo.yaml), no deep supervision.
+struct DemoNet {
+    name: &'static str,
+    in_channels: usize,
+    classes: usize,
+    base: usize,
+    levels: usize,
+    cap: usize,
+    patch_zyx: [usize; 3],
+    batch: usize,
+}
+
+/// The demo profile's fracture net and stage-1 full- and low-resolution nets.
+const DEMO_NETS: [DemoNet; 3] = [
+    DemoNet {
+        name: "demo_fracture",
+        in_channels: 1,
+        classes: 2,
+        base: 6,
+        levels: 3,
+        cap: 48,
+        patch_zyx: [32, 32, 32],
+        batch: 2,
+    },
+    DemoNet {
+        name: "demo_stage1_fullres",
+        in_channels: 1,
+        classes: 2,
+        base: 8,
+        levels: 4,
+        cap: 64,
+        patch_zyx: [32, 32, 32],
+        batch: 2,
+    },
+    DemoNet {
+        name: "demo_stage1_lowres",
+        in_channels: 2,
+        classes: 9,
+        base: 8,
+        levels: 4,
+        cap: 64,
+        patch_zyx: [48, 24, 24],
+        batch: 1,
+    },
 ];
 
 fn demo_net_benches(
@@ -102,7 +140,17 @@ fn demo_net_benches(
     wanted: &dyn Fn(&str) -> bool,
     dev: &Device,
 ) -> candle_core::Result<()> {
-    for (name, cin, classes, base, levels, cap, [z, y, x], b) in DEMO_NETS {
+    for net_spec in &DEMO_NETS {
+        let DemoNet {
+            name,
+            in_channels: cin,
+            classes,
+            base,
+            levels,
+            cap,
+            patch_zyx: [z, y, x],
+            batch: b,
+        } = *net_spec;
         let name = format!("{name}_train_iter");
         if !wanted(&name) {
             continue;
