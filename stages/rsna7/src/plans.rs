@@ -520,6 +520,14 @@ mod tests {
         let bad = json!({"stage1_fullres": {"patch_zyx": [17, 16, 16]}});
         let e = Plans::from_yaml(text, "tiny.yaml", bad.as_object().unwrap()).unwrap_err();
         assert!(e.to_string().contains("divisor"), "{e}");
+
+        let no_cracks = json!({"fracture_round0": {"synthetic_fracture_p": 0.0}});
+        let e = Plans::from_yaml(text, "tiny.yaml", no_cracks.as_object().unwrap()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`fracture_round0`: synthetic_fracture_p must be above 0"),
+            "{e}"
+        );
     }
 
     #[test]

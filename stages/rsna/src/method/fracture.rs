@@ -159,7 +159,7 @@ impl Stage for FractureTrain {
         let verts = studies_in(&rois, ".vertebrae")?;
         // Round 0 trains on every study with an empty label (synthetic cracks only).
         let label_free = p.round == 0;
-        let labels: Vec<(String, Option<std::path::PathBuf>)> = if label_free {
+        let mut labels: Vec<(String, Option<std::path::PathBuf>)> = if label_free {
             verts.keys().map(|u| (u.clone(), None)).collect()
         } else {
             studies_in(ctx.input("labels")?, "")?
@@ -167,10 +167,7 @@ impl Stage for FractureTrain {
                 .map(|(u, path)| (u, Some(path)))
                 .collect()
         };
-        let labels: Vec<_> = labels
-            .into_iter()
-            .filter(|(u, _)| !left_out.contains(u))
-            .collect();
+        labels.retain(|(u, _)| !left_out.contains(u));
         if labels.is_empty() {
             return Err(StageError::msg("no labelled study left to train on"));
         }
