@@ -431,3 +431,34 @@ nodes:
     assert_eq!(code, 0, "{states:?}");
     assert_eq!(w.read("results/p/read/o.txt"), "old\nnew\n");
 }
+
+/// `$${` writes a literal `${` through both template passes: the pipeline's (params, loop
+/// variables) and the command's (inputs, outputs, args). It used to be undone at load time
+/// and then read again as an unknown template by the command.
+#[test]
+fn escaped_templates_reach_the_command_literally() {
+    let w = Work::new();
+    w.write(
+        "esc.yaml",
+        r#"name: esc
+params: {v: 7}
+nodes:
+  a:
+    stage: command
+    params:
+      shell: true
+      env: {MARK: from-env}
+      cmd: "printf '%s|%s|%s|%s' \"$${MARK}\" '$${inputs.none}' ${args.v} '${params.v}' > ${outputs.o}"
+      args: {v: "${params.v}"}
+      outputs: {o: o.txt}
+"#,
+    );
+    let out = w.flow(&["run", "esc.yaml"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.read("results/esc/a/o.txt"), "from-env|${inputs.none}|7|7");
+}

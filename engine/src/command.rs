@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::params::{ParamType, ParamsSchema};
+use crate::spec::template::{pieces, render_runtime, runtime_ref, runtime_refs, Piece};
 use crate::stage::{InputDecl, OutputDecl, Params, Stage, StageContext, StageError};
 
 /// See the module docs.
@@ -78,21 +79,6 @@ fn check_relative(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every `${scope.name}` reference in `s`.
-fn refs(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(pos) = rest.find("${") {
-        let after = &rest[pos + 2..];
-        let Some(end) = after.find('}') else { break };
-        if let Some((scope, name)) = after[..end].split_once('.') {
-            out.push((scope.trim().to_string(), name.trim().to_string()));
-        }
-        rest = &after[end + 1..];
-    }
-    out
-}
-
 fn cmd_strings(params: &Params) -> Result<Vec<String>, String> {
     let shell = params
         .get("shell")
@@ -120,49 +106,35 @@ fn render_arg(
     args: &serde_json::Map<String, Value>,
 ) -> Result<Vec<String>, StageError> {
     // A lone list input expands to several arguments.
-    if let Some(name) = arg
-        .strip_prefix("${inputs.")
-        .and_then(|r| r.strip_suffix('}'))
-    {
-        let paths = ctx.inputs_of(name);
-        if paths.len() != 1 {
-            return Ok(paths.iter().map(|p| p.display().to_string()).collect());
+    if let Ok([Piece::Expr(e)]) = pieces(arg).as_deref() {
+        if let Some(("inputs", name)) = runtime_ref(e) {
+            let paths = ctx.inputs_of(name);
+            if paths.len() != 1 {
+                return Ok(paths.iter().map(|p| p.display().to_string()).collect());
+            }
         }
     }
-    let mut out = String::new();
-    let mut rest = arg;
-    while let Some(pos) = rest.find("${") {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| StageError::msg(format!("unterminated `${{` in {arg:?}")))?;
-        let (scope, name) = after[..end].split_once('.').unwrap_or(("", ""));
-        let text = match scope {
-            "inputs" => ctx
-                .inputs_of(name)
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            "outputs" => ctx.output(name)?.display().to_string(),
-            "args" => match args.get(name) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => return Err(StageError::msg(format!("unknown `${{args.{name}}}`"))),
-            },
-            _ => {
-                return Err(StageError::msg(format!(
-                    "unknown template `${{{}}}`",
-                    &after[..end]
-                )))
-            }
-        };
-        out.push_str(&text);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(vec![out])
+    let text = render_runtime(
+        arg,
+        |scope, name| {
+            Ok(match scope {
+                "inputs" => ctx
+                    .inputs_of(name)
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                "outputs" => ctx.output(name)?.display().to_string(),
+                _ => match args.get(name) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => return Err(StageError::msg(format!("unknown `${{args.{name}}}`"))),
+                },
+            })
+        },
+        StageError::msg,
+    )?;
+    Ok(vec![text])
 }
 
 impl Stage for CommandStage {
@@ -252,12 +224,11 @@ impl Stage for CommandStage {
             }
         }
         for arg in &cmd {
-            for (scope, name) in refs(arg) {
-                let ok = match scope.as_str() {
-                    "inputs" => input_names.contains(&name.as_str()),
+            for (scope, name) in runtime_refs(arg)? {
+                let ok = match scope {
+                    "inputs" => input_names.contains(&name),
                     "outputs" => outputs.iter().any(|(n, _)| *n == name),
-                    "args" => args.contains_key(&name),
-                    _ => false,
+                    _ => args.contains_key(name),
                 };
                 if !ok {
                     return Err(format!(

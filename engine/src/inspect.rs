@@ -113,7 +113,7 @@ pub fn plan(
             });
             continue;
         }
-        let entry = match key_node(dag, i, &outputs, &ext, base) {
+        let entry = match key_node(dag, i, &|j| outputs[j].as_ref(), &ext, base) {
             None => {
                 let ups: Vec<&str> = dag.nodes[i]
                     .deps

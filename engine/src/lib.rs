@@ -1,9 +1,10 @@
 //! The flow engine: pipeline files, the DAG, node keys, the scheduler and the Stage trait.
 //!
 //! Flow of a run: [`spec::load`] parses and expands the YAML, [`validate::validate`] checks it
-//! against the [`Registry`] and builds the [`Dag`], [`runner::run`] walks it, computing each
-//! node's key ([`key`]) from its params and input digests, serving cached results from the
-//! [`flow_cache`] index and running the rest ([`execute`]), emitting [`events::Event`]s.
+//! against the [`Registry`] and builds the [`Dag`], [`runner::run`] walks it with the
+//! scheduler, computing each node's key ([`key`]) from its params and input digests, serving
+//! cached results from the [`flow_cache`] index and running the rest ([`execute`]) when a
+//! [`pool::ResourcePool`] of cpu slots, GPUs and memory has room, emitting [`events::Event`]s.
 
 pub mod child;
 pub mod command;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod inspect;
 pub mod key;
 pub mod params;
+pub mod pool;
 pub mod progress;
 pub mod publish;
 pub mod redact;
@@ -22,6 +24,7 @@ pub mod registry;
 pub mod resolve;
 pub mod run_report;
 pub mod runner;
+mod scheduler;
 pub mod spec;
 pub mod stage;
 pub mod state;

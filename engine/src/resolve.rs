@@ -100,12 +100,12 @@ pub fn absolute(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Computes node `i`'s inputs and key from its upstream outputs; `None` when some upstream
-/// node has no outputs yet.
-pub fn key_node(
+/// Computes node `i`'s inputs and key from its upstream outputs (`outputs(j)`: node `j`'s,
+/// if done); `None` when some upstream node has no outputs yet.
+pub fn key_node<'a>(
     dag: &Dag,
     i: usize,
-    outputs: &[Option<BTreeMap<String, OutputRecord>>],
+    outputs: &dyn Fn(usize) -> Option<&'a BTreeMap<String, OutputRecord>>,
     ext: &ExternalDigests,
     base: &Path,
 ) -> Option<KeyedNode> {
@@ -119,7 +119,7 @@ pub fn key_node(
             let resolved = match r {
                 InputRef::Node { node: up, output } => {
                     let j = dag.index_of(up)?;
-                    let rec = outputs[j].as_ref()?.get(output)?;
+                    let rec = outputs(j)?.get(output)?;
                     Resolved::Stored {
                         kind: rec.kind,
                         digest: rec.digest,

@@ -6,7 +6,7 @@
 
 mod executor;
 mod span;
-mod template;
+pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

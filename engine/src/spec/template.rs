@@ -1,17 +1,113 @@
-//! `${...}` substitution and `foreach` expansion.
+//! The one `${...}` template syntax: [`pieces`] splits a string, [`render_str`] resolves it
+//! when the pipeline loads, and a stage that templates at run time (the `command` stage)
+//! resolves what is left with [`render_runtime`].
 //!
-//! Expressions: `${params.NAME}` (pipeline params, dotted paths allowed), `${VAR}` and
-//! `${VAR+N}` / `${VAR-N}` (loop variables of `foreach`). `${inputs.*}`, `${outputs.*}` and
-//! `${args.*}` are left in place for stages that template at run time (the `command` stage).
-//! `$${` writes a literal `${`. A string that is exactly one expression takes the value's type
-//! (a list stays a list, a number a number); otherwise the value is spliced in as text.
+//! Load time: `${params.NAME}` (pipeline params, dotted paths allowed), `${VAR}` and
+//! `${VAR+N}` / `${VAR-N}` (loop variables of `foreach`); any other name is an error.
+//! Run time: `${inputs.*}`, `${outputs.*}` and `${args.*}` ([`RUNTIME_SCOPES`]) are left in
+//! place at load time for the stage.
+//!
+//! `$${` writes a literal `${`. At load time it becomes `${`, except before a run-time scope
+//! (`$${inputs.x}`), where it stays escaped for the run-time pass; the run-time pass turns
+//! `$${` into `${` and copies any `${...}` that is not a run-time expression as text (load
+//! time already refused unknown names, so such text came from an escape or a param's value).
+//! A string that is exactly one load-time expression takes the value's type (a list stays a
+//! list, a number a number); otherwise the value is spliced in as text.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 /// Prefixes resolved later, by the stage at run time.
-const DEFERRED: [&str; 3] = ["inputs.", "outputs.", "args."];
+pub const RUNTIME_SCOPES: [&str; 3] = ["inputs.", "outputs.", "args."];
+
+/// A piece of a template string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Literal text.
+    Text(&'a str),
+    /// `$${`: a literal `${`.
+    Escape,
+    /// The inside of `${...}`, untrimmed.
+    Expr(&'a str),
+}
+
+/// Splits `s` into text, escapes and expressions; an unterminated `${` is an error.
+pub fn pieces(s: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            push_text(&mut out, &rest[..pos]);
+            out.push(Piece::Escape);
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            push_text(&mut out, &rest[..pos]);
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
+            out.push(Piece::Expr(&after[..end]));
+            rest = &after[end + 1..];
+        } else {
+            push_text(&mut out, &rest[..pos + 1]);
+            rest = &tail[1..];
+        }
+    }
+    push_text(&mut out, rest);
+    Ok(out)
+}
+
+fn push_text<'a>(out: &mut Vec<Piece<'a>>, text: &'a str) {
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
+    }
+}
+
+/// The run-time scope and name of an expression (`inputs.x` -> `("inputs", "x")`), if it is one.
+pub fn runtime_ref(expr: &str) -> Option<(&str, &str)> {
+    let expr = expr.trim();
+    RUNTIME_SCOPES
+        .iter()
+        .find(|p| expr.starts_with(**p))
+        .map(|p| (&p[..p.len() - 1], expr[p.len()..].trim()))
+}
+
+/// Every run-time reference in `s` (`${inputs.x}` -> `("inputs", "x")`).
+pub fn runtime_refs(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    Ok(pieces(s)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Expr(e) => runtime_ref(e),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The run-time pass: `value(scope, name)` gives the text of each run-time reference;
+/// `$${` becomes `${` and any other `${...}` is copied as text.
+pub fn render_runtime<E>(
+    s: &str,
+    mut value: impl FnMut(&str, &str) -> Result<String, E>,
+    unterminated: impl FnOnce(String) -> E,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(s.len());
+    for piece in pieces(s).map_err(unterminated)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Escape => out.push_str("${"),
+            Piece::Expr(e) => match runtime_ref(e) {
+                Some((scope, name)) => out.push_str(&value(scope, name)?),
+                None => {
+                    out.push_str("${");
+                    out.push_str(e);
+                    out.push('}');
+                }
+            },
+        }
+    }
+    Ok(out)
+}
 
 /// Values visible to templates: pipeline params plus the current loop variables.
 #[derive(Debug, Clone, Default)]
@@ -61,10 +157,6 @@ impl Scope {
     }
 }
 
-fn is_deferred(expr: &str) -> bool {
-    DEFERRED.iter().any(|p| expr.trim().starts_with(p))
-}
-
 /// Renders a value as template text.
 fn as_text(v: &Value) -> String {
     match v {
@@ -73,41 +165,33 @@ fn as_text(v: &Value) -> String {
     }
 }
 
-/// Substitutes every expression in `s`.
+/// The load-time pass: substitutes every params and loop-variable expression in `s`.
 pub fn render_str(s: &str, scope: &Scope) -> Result<Value, String> {
+    let parts = pieces(s)?;
     // Whole-string expression keeps its type.
-    if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !inner.contains("${") && !inner.contains('}') && !is_deferred(inner) {
-            return scope.lookup(inner);
+    if let [Piece::Expr(e)] = parts.as_slice() {
+        if runtime_ref(e).is_none() {
+            return scope.lookup(e);
         }
     }
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
-        if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in {s:?}"))?;
-            let expr = &after[..end];
-            if is_deferred(expr) {
-                out.push_str("${");
-                out.push_str(expr);
-                out.push('}');
-            } else {
-                out.push_str(&as_text(&scope.lookup(expr)?));
+    for (k, piece) in parts.iter().enumerate() {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Escape => {
+                // Stays escaped where the run-time pass would read it as an expression.
+                let before_runtime = matches!(parts.get(k + 1), Some(Piece::Text(t))
+                    if RUNTIME_SCOPES.iter().any(|p| t.trim_start().starts_with(p)));
+                out.push_str(if before_runtime { "$${" } else { "${" });
             }
-            rest = &after[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
+            Piece::Expr(e) if runtime_ref(e).is_some() => {
+                out.push_str("${");
+                out.push_str(e);
+                out.push('}');
+            }
+            Piece::Expr(e) => out.push_str(&as_text(&scope.lookup(e)?)),
         }
     }
-    out.push_str(rest);
     Ok(Value::String(out))
 }
 
@@ -263,6 +347,59 @@ mod tests {
         assert_eq!(render_str("${round+1}", &s).unwrap(), json!(3));
         assert_eq!(render_str("$${literal}", &s).unwrap(), json!("${literal}"));
         assert_eq!(render_str("cost $5", &s).unwrap(), json!("cost $5"));
+        assert_eq!(render_str("$", &s).unwrap(), json!("$"));
+        assert_eq!(render_str("a$$b$", &s).unwrap(), json!("a$$b$"));
+    }
+
+    #[test]
+    fn pieces_split_text_escapes_and_expressions() {
+        assert_eq!(
+            pieces("a$${b}${c}$d").unwrap(),
+            vec![
+                Piece::Text("a"),
+                Piece::Escape,
+                Piece::Text("b}"),
+                Piece::Expr("c"),
+                Piece::Text("$"),
+                Piece::Text("d"),
+            ]
+        );
+        assert!(pieces("x ${y").unwrap_err().contains("unterminated"));
+        assert_eq!(pieces("").unwrap(), vec![]);
+    }
+
+    /// Load time then run time, as a `command` node sees its `cmd`.
+    fn both_passes(s: &str) -> String {
+        let loaded = render_str(s, &scope()).unwrap();
+        let loaded = loaded.as_str().unwrap();
+        render_runtime(
+            loaded,
+            |scope, name| Ok::<_, String>(format!("<{scope}:{name}>")),
+            |e| e,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_escape_survives_both_passes() {
+        assert_eq!(both_passes("echo $${HOME}"), "echo ${HOME}");
+        assert_eq!(
+            both_passes("$${inputs.x} ${inputs.x}"),
+            "${inputs.x} <inputs:x>"
+        );
+        assert_eq!(
+            both_passes("r${round} ${outputs.o} $${args.a} ${args.a}"),
+            "r2 <outputs:o> ${args.a} <args:a>"
+        );
+        assert_eq!(both_passes("awk '{print $$1}'"), "awk '{print $$1}'");
+    }
+
+    #[test]
+    fn runtime_refs_name_scope_and_name() {
+        assert_eq!(
+            runtime_refs("${inputs.a} $${outputs.b} ${ args.c } ${HOME}").unwrap(),
+            vec![("inputs", "a"), ("args", "c")]
+        );
     }
 
     #[test]
