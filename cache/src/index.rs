@@ -41,6 +41,10 @@ pub struct ActionResult {
     pub read_bytes: Option<u64>,
     #[serde(default)]
     pub written_bytes: Option<u64>,
+    /// Peak GPU memory (MiB) of a run that held GPUs, when it could be measured (absent in
+    /// older records).
+    #[serde(default)]
+    pub gpu_peak_mb: Option<u64>,
     /// The canonical key manifest (what was hashed), kept so `flow explain` can diff it.
     pub manifest: serde_json::Value,
 }
@@ -272,8 +276,21 @@ mod tests {
             cpu_seconds: None,
             read_bytes: None,
             written_bytes: None,
+            gpu_peak_mb: None,
             manifest: serde_json::json!({}),
         }
+    }
+
+    #[test]
+    fn a_record_from_before_gpu_memory_still_loads() {
+        let mut v = serde_json::to_value(result(1, "a", vec![])).unwrap();
+        v.as_object_mut().unwrap().remove("gpu_peak_mb");
+        let old: ActionResult = serde_json::from_value(v).unwrap();
+        assert_eq!(old.gpu_peak_mb, None);
+        let mut r = result(2, "b", vec![]);
+        r.gpu_peak_mb = Some(40_000);
+        let back: ActionResult = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        assert_eq!(back.gpu_peak_mb, Some(40_000));
     }
 
     #[test]

@@ -137,9 +137,12 @@ fn render_arg(
     Ok(vec![text])
 }
 
+/// The command stage's kind: its nodes run a program of their own, not code in flow.
+pub const KIND: &str = "command";
+
 impl Stage for CommandStage {
     fn kind(&self) -> &'static str {
-        "command"
+        KIND
     }
     fn version(&self) -> u32 {
         1
@@ -299,6 +302,8 @@ impl Stage for CommandStage {
             .spawn()
             .map_err(|e| StageError::wrap(format!("cannot start `{program}`"), e))?;
         crate::child::watch(&child);
+        // The GPU memory of a node is its program's (and descendants'), not flow's.
+        ctx.usage.set_process(Some(child.id()));
         let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
             Box::new(child.stdout.take().expect("piped stdout")),
             Box::new(child.stderr.take().expect("piped stderr")),
@@ -311,6 +316,7 @@ impl Stage for CommandStage {
             crate::child::wait_or_cancel(&mut child, || ctx.is_cancelled())
                 .map_err(|e| StageError::wrap("cannot wait for the command", e))
         })?;
+        ctx.usage.set_process(None);
         let Some((status, used)) = status else {
             return Err(StageError::Cancelled);
         };

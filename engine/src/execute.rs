@@ -15,6 +15,7 @@ use flow_cache::{ActionResult, Digest, OutputRecord};
 use serde_json::{json, Value};
 
 use crate::events::{Event, EventBus};
+use crate::gpu_usage::GpuPoller;
 use crate::key;
 use crate::redact::PathRedactor;
 use crate::resolve::Resolved;
@@ -167,6 +168,7 @@ impl ItemCache for StoreItems {
             cpu_seconds: None,
             read_bytes: None,
             written_bytes: None,
+            gpu_peak_mb: None,
             manifest,
         };
         self.state.index.record(&result).map_err(store_err)?;
@@ -367,12 +369,19 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         usage: Arc::new(UsageMeter::default()),
     };
     let meter = ctx.usage.clone();
-    let outcome = metered(&meter, || match &job.slurm {
+    let local = job.slurm.is_none();
+    // GPU memory only where it can be ours: a local node granted GPUs (never a CPU-only one).
+    let gpu = (local && !job.gpus.is_empty()).then(|| {
+        (
+            GpuPoller::from_env(),
+            job.stage.kind() != crate::command::KIND,
+        )
+    });
+    let outcome = metered(&meter, gpu, || match &job.slurm {
         None => run_stage_caught(&*job.stage, &mut ctx),
         Some(slurm) => slurm.run_node(&ctx, job.stage.kind(), &job.resources, attempt, &job.bus),
     });
     let usage = meter.snapshot();
-    let local = job.slurm.is_none();
     if let Ok(mut f) = sink.file.lock() {
         let _ = f.flush();
     }
@@ -452,6 +461,7 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         cpu_seconds: local.then_some(usage.cpu_seconds),
         read_bytes: local.then_some(usage.read_bytes),
         written_bytes: local.then_some(usage.written_bytes),
+        gpu_peak_mb: usage.gpu_peak_mb,
         manifest: job.manifest.clone(),
     };
     job.state
@@ -486,10 +496,19 @@ fn inputs_unchanged(job: &Job) -> Result<(), StageError> {
     Ok(())
 }
 
+/// How long the end of a GPU node waits for a GPU sample under way.
+const GPU_SAMPLE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `body` (a node's stage) while measuring it: the calling thread's CPU time and I/O,
 /// the process's resident set every [`RSS_SAMPLE_INTERVAL`], and the workers of the pools the
-/// stage built with the meter's handlers (waited for briefly once the stage returns).
-fn metered<T>(meter: &Arc<UsageMeter>, body: impl FnOnce() -> T) -> T {
+/// stage built with the meter's handlers (waited for briefly once the stage returns). With
+/// `gpu` (a poller, and whether the stage runs in flow's process) also its GPU memory.
+fn metered<T>(
+    meter: &Arc<UsageMeter>,
+    gpu: Option<(GpuPoller, bool)>,
+    body: impl FnOnce() -> T,
+) -> T {
+    let gpu_watch = gpu.map(|(poller, in_process)| poller.start(meter.clone(), in_process));
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let sampler = s.spawn(|| {
@@ -506,6 +525,9 @@ fn metered<T>(meter: &Arc<UsageMeter>, body: impl FnOnce() -> T) -> T {
         meter.wait_for_workers(std::time::Duration::from_secs(1));
         done.store(true, Ordering::Relaxed);
         sampler.thread().unpark();
+        if let Some(w) = gpu_watch {
+            w.finish(GPU_SAMPLE_GRACE);
+        }
         out
     })
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod executor;
+pub mod gpu_usage;
 pub mod graph;
 pub mod inspect;
 pub mod key;

@@ -1,8 +1,8 @@
 //! The engine's run report (`flow run --html-report FILE`, `flow report [RUN_ID]`): one
 //! self-contained HTML page per run, read back from the run's event journal, with a timeline
 //! of the nodes (queue wait and run time apart), what each used (CPU time, %CPU, peak memory,
-//! bytes read and written), totals and the critical path. Nextflow's trace and timeline are
-//! the model.
+//! bytes read and written, and peak GPU memory when a node held GPUs), totals and the critical
+//! path. Nextflow's trace and timeline are the model.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -210,6 +210,12 @@ impl RunTrace {
             .filter_map(|n| n.usage.map(|u| u.peak_rss_kb))
             .max()
             .unwrap_or(0);
+        // The GPU column only when some node has a GPU measurement (most runs have none).
+        let gpu_peak = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.usage.and_then(|u| u.gpu_peak_mb))
+            .max();
         let mut h = String::new();
         let title = format!("flow run {} — {}", esc(&self.run_id), esc(&self.pipeline));
         let _ = writeln!(
@@ -223,7 +229,7 @@ impl RunTrace {
         };
         let _ = writeln!(
             h,
-            "<table class=\"summary\"><tr><th>outcome</th><td>{outcome}</td></tr><tr><th>wall time</th><td>{}</td></tr><tr><th>nodes</th><td>{} ran, {} cached, {} failed, {} blocked, {} not finished</td></tr><tr><th>CPU time</th><td>{}</td></tr><tr><th>largest peak memory</th><td>{}</td></tr><tr><th>critical path</th><td>{}</td></tr></table>",
+            "<table class=\"summary\"><tr><th>outcome</th><td>{outcome}</td></tr><tr><th>wall time</th><td>{}</td></tr><tr><th>nodes</th><td>{} ran, {} cached, {} failed, {} blocked, {} not finished</td></tr><tr><th>CPU time</th><td>{}</td></tr><tr><th>largest peak memory</th><td>{}</td></tr>{}<tr><th>critical path</th><td>{}</td></tr></table>",
             secs(total_ms as f64 / 1000.0),
             count("ran"),
             count("cached"),
@@ -232,6 +238,12 @@ impl RunTrace {
             count("pending"),
             secs(cpu),
             mib(peak),
+            gpu_peak
+                .map(|g| format!(
+                "<tr><th>largest peak GPU memory</th><td>{}</td></tr>",
+                    gpu_mib(g)
+                ))
+                .unwrap_or_default(),
             if critical.is_empty() {
                 "–".to_string()
             } else {
@@ -239,12 +251,16 @@ impl RunTrace {
             }
         );
         h.push_str(&self.timeline_svg(total_ms, &on_path));
-        h.push_str("<table class=\"nodes\"><thead><tr><th>node</th><th>state</th><th>ready at</th><th>queue wait</th><th>run time</th><th>attempts</th><th>CPU time</th><th>%CPU</th><th>peak memory</th><th>read</th><th>written</th></tr></thead><tbody>\n");
+        h.push_str("<table class=\"nodes\"><thead><tr><th>node</th><th>state</th><th>ready at</th><th>queue wait</th><th>run time</th><th>attempts</th><th>CPU time</th><th>%CPU</th><th>peak memory</th><th>read</th><th>written</th>");
+        if gpu_peak.is_some() {
+            h.push_str("<th>peak GPU memory</th>");
+        }
+        h.push_str("</tr></thead><tbody>\n");
         for n in &self.nodes {
             let u = n.usage;
-            let _ = writeln!(
+            let _ = write!(
                 h,
-                "<tr class=\"{}{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"{}{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                 esc(&n.state),
                 if on_path(&n.id) { " critical" } else { "" },
                 esc(&n.id),
@@ -259,6 +275,14 @@ impl RunTrace {
                 opt(u.map(|u| u.read_bytes), bytes),
                 opt(u.map(|u| u.written_bytes), bytes),
             );
+            if gpu_peak.is_some() {
+                let _ = write!(
+                    h,
+                    "<td>{}</td>",
+                    opt(u.and_then(|u| u.gpu_peak_mb), gpu_mib)
+                );
+            }
+            h.push_str("</tr>\n");
         }
         h.push_str("</tbody></table>\n");
         let errors: Vec<&NodeTrace> = self.nodes.iter().filter(|n| n.error.is_some()).collect();
@@ -274,7 +298,11 @@ impl RunTrace {
             }
             h.push_str("</dl>\n");
         }
-        h.push_str("<p class=\"note\">Queue wait: from the moment a node's inputs were ready to its start (cpu, gpu and memory slots). CPU time: user + system time of the threads that ran the node (its process, for a command node). Peak memory: a command's own; for a node run inside flow, flow's resident memory while it ran, which nodes running at the same time share. Read and written: bytes through read and write system calls, page cache included. The critical path is the chain of dependent nodes with the longest total run time.</p>\n</body></html>\n");
+        h.push_str("<p class=\"note\">Queue wait: from the moment a node's inputs were ready to its start (cpu, gpu and memory slots). CPU time: user + system time of the threads that ran the node (its process, for a command node). Peak memory: a command's own; for a node run inside flow, flow's resident memory while it ran, which nodes running at the same time share. Read and written: bytes through read and write system calls, page cache included. The critical path is the chain of dependent nodes with the longest total run time.");
+        if gpu_peak.is_some() {
+            h.push_str(" Peak GPU memory: for a node that held GPUs, the largest GPU memory nvidia-smi showed for its processes, sampled about once a second (a command node's program and its descendants; for a node run inside flow, flow's own process, which GPU nodes running at the same time share); – where it could not be measured.");
+        }
+        h.push_str("</p>\n</body></html>\n");
         h
     }
 
@@ -402,6 +430,15 @@ fn mib(kb: u64) -> String {
     format!("{:.1} MiB", kb as f64 / 1024.0)
 }
 
+/// GPU memory given in MiB (`nvidia-smi`'s unit).
+fn gpu_mib(mb: u64) -> String {
+    if mb < 1024 {
+        format!("{mb} MiB")
+    } else {
+        format!("{:.1} GiB", mb as f64 / 1024.0)
+    }
+}
+
 fn bytes(b: u64) -> String {
     match b {
         b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
@@ -470,5 +507,66 @@ mod tests {
         assert!(html.contains("a → c"), "{html}");
         assert!(html.contains("190 %") && html.contains("2.0 MiB"));
         assert!(html.contains("<svg") && html.contains("class=\"wait\""));
+    }
+
+    #[test]
+    fn the_gpu_column_appears_only_when_a_node_has_gpu_memory() {
+        let lines = |gpu: &str| {
+            vec![
+                r#"{"event":"run_started","run_id":"r2","pipeline":"p","nodes":2,"deps":{"cpu":[],"gpu":[]},"ts_ms":0}"#.to_string(),
+                r#"{"event":"node_started","node":"cpu","key":"k","attempt":1,"ts_ms":0}"#.to_string(),
+                r#"{"event":"node_finished","node":"cpu","key":"k","seconds":1.0,"usage":{"cpu_seconds":1.0,"peak_rss_kb":1024,"read_bytes":0,"written_bytes":0},"ts_ms":1000}"#.to_string(),
+                r#"{"event":"node_started","node":"gpu","key":"k","attempt":1,"ts_ms":0}"#.to_string(),
+                format!(r#"{{"event":"node_finished","node":"gpu","key":"k","seconds":1.0,"usage":{{"cpu_seconds":1.0,"peak_rss_kb":1024,"read_bytes":0,"written_bytes":0{gpu}}},"ts_ms":1000}}"#),
+                r#"{"event":"run_finished","ok":true,"seconds":1.0,"interrupted":false,"ts_ms":1000}"#.to_string(),
+            ]
+        };
+        let html_of = |gpu: &str| {
+            let l = lines(gpu);
+            let f = journal(&l.iter().map(String::as_str).collect::<Vec<_>>());
+            let t = RunTrace::read(f.path()).unwrap();
+            (
+                t.nodes
+                    .iter()
+                    .map(|n| n.usage.unwrap().gpu_peak_mb)
+                    .collect::<Vec<_>>(),
+                t.to_html(),
+            )
+        };
+        let (gpu, html) = html_of(r#","gpu_peak_mb":20480"#);
+        assert_eq!(gpu, [None, Some(20480)]);
+        assert!(html.contains("<th>peak GPU memory</th>"), "{html}");
+        assert!(html.contains("<td>20.0 GiB</td></tr>"), "{html}");
+        assert!(html.contains("largest peak GPU memory</th><td>20.0 GiB"));
+        assert!(html.contains("Peak GPU memory: "), "the note explains it");
+        // Every row has the extra cell (the CPU node's is a dash).
+        let cells = |row: &str| row.matches("<td>").count();
+        let rows: Vec<&str> = html
+            .lines()
+            .filter(|l| l.starts_with("<tr class="))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| cells(r) == 12), "{rows:?}");
+        assert!(
+            rows.iter().any(|r| r.ends_with("<td>–</td></tr>")),
+            "{rows:?}"
+        );
+        assert_eq!(
+            html_of(r#","gpu_peak_mb":300"#)
+                .1
+                .matches("<td>300 MiB</td>")
+                .count(),
+            2
+        );
+        for none in ["", r#","gpu_peak_mb":null"#] {
+            let (gpu, html) = html_of(none);
+            assert_eq!(gpu, [None, None]);
+            assert!(!html.contains("GPU memory"), "{html}");
+            let rows: Vec<&str> = html
+                .lines()
+                .filter(|l| l.starts_with("<tr class="))
+                .collect();
+            assert!(rows.iter().all(|r| cells(r) == 11), "{rows:?}");
+        }
     }
 }

@@ -426,5 +426,6 @@ fn usage_of(r: &ActionResult) -> Option<NodeUsage> {
         peak_rss_kb: r.peak_rss_kb?,
         read_bytes: r.read_bytes.unwrap_or(0),
         written_bytes: r.written_bytes.unwrap_or(0),
+        gpu_peak_mb: r.gpu_peak_mb,
     })
 }

@@ -7,13 +7,16 @@
 //! totals when it exits (the engine waits briefly for a dropped pool's workers). Peak memory of
 //! an in-process stage is the process's resident set, sampled while the node runs (nodes
 //! running at the same time share it); a command's is its own `ru_maxrss`, which replaces it.
+//! A node granted GPUs also gets its peak GPU memory ([`crate::gpu_usage`]).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::gpu_usage::GpuPeak;
 
 /// The resources one node used (one attempt).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +29,10 @@ pub struct NodeUsage {
     pub read_bytes: u64,
     /// Bytes passed to write-like system calls (`wchar`).
     pub written_bytes: u64,
+    /// Peak GPU memory, MiB (`nvidia-smi`'s unit); only for a node granted GPUs whose memory
+    /// could be sampled. Absent from the JSON otherwise (and in journals written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_mb: Option<u64>,
 }
 
 /// CPU time and I/O of one thread at one moment.
@@ -46,6 +53,10 @@ pub struct UsageMeter {
     own_process_rss: AtomicU64,
     /// Worker threads started by the node's pools that have not exited yet (thread ids).
     live_workers: Mutex<BTreeSet<i64>>,
+    /// The node's own process while it runs (a command's program; 0: none).
+    process: AtomicU32,
+    /// GPU memory samples (nodes granted GPUs).
+    gpu: GpuPeak,
 }
 
 impl UsageMeter {
@@ -100,6 +111,22 @@ impl UsageMeter {
         self.own_process_rss.fetch_max(maxrss_kb, Ordering::Relaxed);
     }
 
+    /// Registers the process the node started (`Some(pid)`, a command's program) or its end
+    /// (`None`): the GPU memory of a node is that process's tree while it is registered.
+    pub fn set_process(&self, pid: Option<u32>) {
+        self.process.store(pid.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The registered process ([`UsageMeter::set_process`]).
+    pub fn process(&self) -> Option<u32> {
+        Some(self.process.load(Ordering::Relaxed)).filter(|&p| p != 0)
+    }
+
+    /// Records a sample of the node's GPU memory, MiB.
+    pub fn observe_gpu_mib(&self, mib: u64) {
+        self.gpu.record(mib);
+    }
+
     /// Records a sample of the engine process's resident set.
     pub fn observe_rss(&self, kb: u64) {
         self.peak_rss_kb.fetch_max(kb, Ordering::Relaxed);
@@ -116,6 +143,7 @@ impl UsageMeter {
             },
             read_bytes: self.read.load(Ordering::Relaxed),
             written_bytes: self.written.load(Ordering::Relaxed),
+            gpu_peak_mb: self.gpu.peak(),
         }
     }
 }
