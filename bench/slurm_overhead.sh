@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Slurm overhead: N trivial command nodes (`echo i > out`) as Slurm jobs, flow's slurm
-# executor against Snakemake's slurm executor plugin, on the same cluster in the same script.
+# executor against Snakemake's slurm executor plugin, on the same cluster in the same script:
+# wall time of a full run, then of a no-op rerun (everything up to date) in the same folder.
 #
 #   bench/slurm_overhead.sh [N] [TOOLS]   (default: 100 nodes, "flow snakemake")
 #
@@ -45,6 +46,7 @@ for tool in $TOOLS; do
     flow)
       mkdir -p "$WORK/f"
       t=$(cd "$WORK/f" && secs "$FLOW" --quiet run "$WORK/many.yaml" --executor slurm --no-publish)
+      r=$(cd "$WORK/f" && secs "$FLOW" --quiet run "$WORK/many.yaml" --executor slurm --no-publish)
       ;;
     snakemake)
       if [ ! -x "$VENV/bin/snakemake" ]; then
@@ -56,8 +58,11 @@ for tool in $TOOLS; do
         --slurm-status-command squeue --slurm-no-account \
         --slurm-init-seconds-before-status-checks 1 --quiet all)
       [ "$(ls "$WORK/s/out" | wc -l)" = "$N" ] || { echo "snakemake made too few files" >&2; exit 1; }
+      r=$(cd "$WORK/s" && secs "$VENV/bin/snakemake" --executor slurm --jobs 100 \
+        --slurm-status-command squeue --slurm-no-account \
+        --slurm-init-seconds-before-status-checks 1 --quiet all)
       ;;
     *) echo "unknown tool $tool" >&2; exit 2 ;;
   esac
-  printf '%s\t%s nodes\t%.1f s\t%.2f s/node\n' "$tool" "$N" "$t" "$(echo "$t / $N" | bc -l)"
+  printf '%s\t%s nodes\tfull %.1f s\t%.2f s/node\tno-op rerun %.2f s\n' "$tool" "$N" "$t" "$(echo "$t / $N" | bc -l)" "$r"
 done

@@ -459,6 +459,39 @@ nodes:
         published_digest(&local, volumes),
         published_digest(&on_slurm, volumes)
     );
+    // Per-study items cross the job boundary: the first job made and handed back every
+    // study, a forced rerun's job is offered them all and converts nothing.
+    let first = on_slurm.newest_node_log("convert");
+    let made: usize = count_in(&first, "item(s) made by the job stored");
+    assert!(made > 0, "the first job made its items: {first}");
+    let (code, states) = on_slurm.run("r.yaml", &["--executor", "slurm", "--rerun", "convert"]);
+    assert_eq!(code, 0, "{states:?}");
+    let again = on_slurm.newest_node_log("convert");
+    assert_eq!(
+        count_in(&again, "cached item(s) of `dicom.to_nifti` offered"),
+        made,
+        "{again}"
+    );
+    assert_eq!(
+        count_in(&again, "item(s) made by the job stored"),
+        0,
+        "{again}"
+    );
+    assert_eq!(
+        published_digest(&local, volumes),
+        published_digest(&on_slurm, volumes)
+    );
+}
+
+/// The number in the `[flow] N ...` log line that ends with `what`.
+fn count_in(log: &str, what: &str) -> usize {
+    let line = log
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no `{what}` line in {log}"));
+    line.split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"))
 }
 
 /// The whole rsna7 pipeline (tiny profile, 31 nodes, Rust stages that train models) as

@@ -12,17 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flow_cache::{ActionResult, Digest, OutputRecord};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::events::{Event, EventBus};
 use crate::gpu_usage::GpuPoller;
-use crate::key;
 use crate::redact::PathRedactor;
 use crate::resolve::Resolved;
 use crate::spec::{Resources, Retry};
-use crate::stage::{
-    Device, ItemCache, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError,
-};
+use crate::stage::{Device, NodeReporter, OutputDecl, Params, Stage, StageContext, StageError};
 use crate::state::StateDir;
 use crate::usage::{process_rss_kb, thread_sample, UsageMeter, RSS_SAMPLE_INTERVAL};
 
@@ -105,77 +102,6 @@ impl NodeReporter for NodeSink {
             node: node.into(),
             line: line.into(),
         });
-    }
-}
-
-/// Per-item results inside a node, cached in the same store and index.
-struct StoreItems {
-    state: Arc<StateDir>,
-    node: String,
-    stage: &'static str,
-    version: u32,
-    scratch: PathBuf,
-    counter: Mutex<u64>,
-}
-
-impl ItemCache for StoreItems {
-    fn get_or_make(
-        &self,
-        item: &Value,
-        name: &str,
-        make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
-    ) -> Result<PathBuf, StageError> {
-        let manifest = json!({"format": key::FORMAT, "item_of": self.stage, "version": self.version, "item": item, "name": name});
-        let k = key::key_of(&manifest);
-        let store_err = |e: flow_cache::CacheError| StageError::wrap("item cache", e);
-        if let Some(hit) = self.state.index.lookup(&k).map_err(store_err)? {
-            if let Some(rec) = hit.outputs.get("item") {
-                if let Ok(p) = self
-                    .state
-                    .store
-                    .materialize(rec.kind, &rec.digest, &rec.name)
-                {
-                    return Ok(p);
-                }
-            }
-        }
-        let n = {
-            let mut c = self.counter.lock().unwrap_or_else(|p| p.into_inner());
-            *c += 1;
-            *c
-        };
-        let target = make_item(&self.scratch.join("items").join(n.to_string()), name, make)?;
-        let (kind, digest, size, blobs) = self
-            .state
-            .store
-            .put_path(&target, true)
-            .map_err(store_err)?;
-        let rec = OutputRecord {
-            kind,
-            digest,
-            size,
-            name: name.to_string(),
-        };
-        let result = ActionResult {
-            key: k,
-            node: format!("{}#item", self.node),
-            outputs: [("item".to_string(), rec)].into_iter().collect(),
-            blobs,
-            log: None,
-            started_unix_ms: now_ms(),
-            seconds: 0.0,
-            peak_rss_kb: None,
-            cpu_seconds: None,
-            read_bytes: None,
-            written_bytes: None,
-            gpu_peak_mb: None,
-            manifest,
-        };
-        self.state.index.record(&result).map_err(store_err)?;
-        self.state
-            .store
-            .materialize(kind, &digest, name)
-            .map_err(store_err)
     }
 }
 
@@ -344,7 +270,7 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
         .first()
         .map(|&g| Device::Cuda(g))
         .unwrap_or(Device::Cpu);
-    let items = Arc::new(StoreItems {
+    let items = Arc::new(crate::items::StoreItems {
         state: job.state.clone(),
         node: job.node.clone(),
         stage: job.stage.kind(),
@@ -379,7 +305,7 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
     });
     let outcome = metered(&meter, gpu, || match &job.slurm {
         None => run_stage_caught(&*job.stage, &mut ctx),
-        Some(slurm) => slurm.run_node(&ctx, job.stage.kind(), &job.resources, attempt, &job.bus),
+        Some(slurm) => run_on_slurm(job, &ctx, slurm, attempt),
     });
     let usage = meter.snapshot();
     if let Ok(mut f) = sink.file.lock() {
@@ -496,6 +422,31 @@ fn inputs_unchanged(job: &Job) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Runs the node as a Slurm job, carrying the item cache across (see [`crate::items`]):
+/// the items already made for this stage go to the job, the ones it made come back, even
+/// when it failed, so a rerun resumes from them.
+fn run_on_slurm(
+    job: &Job,
+    ctx: &StageContext,
+    slurm: &crate::executor::slurm::Slurm,
+    attempt: u32,
+) -> Result<(), StageError> {
+    let (kind, version) = (job.stage.kind(), job.stage.version());
+    // A command node's program cannot use the item cache: nothing to carry.
+    if kind != crate::command::KIND {
+        let n = crate::items::export_for_job(&job.state, kind, version, &ctx.scratch_dir)?;
+        ctx.log(&format!(
+            "[flow] {n} cached item(s) of `{kind}` offered to the job"
+        ));
+    }
+    let r = slurm.run_node(ctx, kind, &job.resources, attempt, &job.bus);
+    if kind != crate::command::KIND {
+        let n = crate::items::ingest_from_job(&job.state, &job.node, &ctx.scratch_dir);
+        ctx.log(&format!("[flow] {n} item(s) made by the job stored"));
+    }
+    r
+}
+
 /// How long the end of a GPU node waits for a GPU sample under way.
 const GPU_SAMPLE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -530,24 +481,4 @@ fn metered<T>(
         }
         out
     })
-}
-
-/// Makes one item in the fresh directory `dir` (created here) as `dir/name` and checks
-/// that `make` produced it.
-pub(crate) fn make_item(
-    dir: &Path,
-    name: &str,
-    make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
-) -> Result<PathBuf, StageError> {
-    fs::create_dir_all(dir)
-        .map_err(|e| StageError::wrap(format!("cannot create {}", dir.display()), e))?;
-    let target = dir.join(name);
-    make(&target)?;
-    if !target.exists() {
-        return Err(StageError::msg(format!(
-            "item `{name}` was not produced at {}",
-            target.display()
-        )));
-    }
-    Ok(target)
 }

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod gpu_usage;
 pub mod graph;
 pub mod inspect;
+pub mod items;
 pub mod key;
 pub mod params;
 pub mod pool;

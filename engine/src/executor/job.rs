@@ -4,8 +4,9 @@
 //!
 //! The job only writes inside its scratch directory (outputs, items) and the node's
 //! checkpoint directory; the coordinating `flow run` stays the only writer of the index and
-//! the store: it ingests the outputs after the job ends. So per-item caching
-//! (`StageContext::cached_item`) inside a job makes every item afresh.
+//! the store: it ingests the outputs after the job ends. Per-item caching
+//! (`StageContext::cached_item`) crosses over in two files in the scratch directory
+//! ([`crate::items`]): the items the coordinator has, and the items the job made.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::registry::Registry;
-use crate::stage::{Device, ItemCache, NodeReporter, Params, StageContext, StageError};
+use crate::stage::{Device, NodeReporter, Params, StageContext, StageError};
 
 /// The spec file's name in the node's scratch directory.
 pub const NODE_FILE: &str = "node.json";
@@ -99,24 +100,6 @@ impl NodeReporter for StdoutReporter {
     }
 }
 
-/// Items made afresh in the scratch dir: a job cannot write the index (see the module docs).
-struct ScratchItems {
-    dir: PathBuf,
-    counter: AtomicU64,
-}
-
-impl ItemCache for ScratchItems {
-    fn get_or_make(
-        &self,
-        _key: &serde_json::Value,
-        name: &str,
-        make: &mut dyn FnMut(&Path) -> Result<(), StageError>,
-    ) -> Result<PathBuf, StageError> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        crate::execute::make_item(&self.dir.join(n.to_string()), name, make)
-    }
-}
-
 /// `flow exec-node FILE`: runs the node described by `file` and writes its outcome next to
 /// it. Returns the process exit code (0: the stage succeeded, 1: it failed). `cancel` is set
 /// by the caller on SIGTERM (scancel), which stops a command node's process group.
@@ -175,10 +158,11 @@ pub fn exec_node(
         threads,
         cancel,
         reporter: reporter.clone(),
-        items: Arc::new(ScratchItems {
-            dir: spec.scratch_dir.join("items"),
-            counter: AtomicU64::new(0),
-        }),
+        items: Arc::new(crate::items::JobItems::open(
+            stage.kind(),
+            stage.version(),
+            &spec.scratch_dir,
+        )),
         env,
         transient_exit_codes: spec.transient_exit_codes.clone(),
         usage: Arc::new(Default::default()),
