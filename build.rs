@@ -18,11 +18,17 @@ fn main() {
         _ => "unknown commit".to_string(),
     };
     println!("cargo:rustc-env=FLOW_COMMIT={commit}");
-    // A new commit or a checkout moves HEAD or the branch it points to.
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
-        if let Some(reference) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=.git/{reference}");
+    // A new commit, checkout, reset or rebase moves HEAD and appends to HEAD's reflog; the
+    // branch file may be packed away, so watch all three. Paths come from git itself (in a
+    // worktree `.git` is a file, not the directory).
+    for path in ["HEAD", "logs/HEAD", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(p) = git(&["rev-parse", "--git-path", &reference]) {
+            println!("cargo:rerun-if-changed={p}");
         }
     }
 }
