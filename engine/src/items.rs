@@ -14,7 +14,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use flow_cache::{ActionResult, CacheError, Digest, OutputRecord};
 use serde::{Deserialize, Serialize};
@@ -59,7 +58,7 @@ fn record_item(
         outputs: [("item".to_string(), rec.clone())].into_iter().collect(),
         blobs,
         log: None,
-        started_unix_ms: now_ms(),
+        started_unix_ms: crate::execute::now_ms(),
         seconds: 0.0,
         peak_rss_kb: None,
         cpu_seconds: None,
@@ -70,13 +69,6 @@ fn record_item(
     };
     state.index.record(&result)?;
     Ok(rec)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Makes one item in the fresh directory `dir` (created here) as `dir/name` and checks that

@@ -216,12 +216,9 @@ impl Scheduler {
             resources: node.spec.resources.clone(),
             retry: node.spec.retry.clone(),
             gpus: Vec::new(),
-            // A Slurm job gets the CPUs it asks for; a local node its pool grant.
-            threads: if on_slurm {
-                node.spec.resources.cpu
-            } else {
-                self.pool.threads_for(node.spec.resources.cpu)
-            },
+            // A Slurm job gets the CPUs it asks for; a local node's are set from its pool
+            // grant when it starts.
+            threads: node.spec.resources.cpu,
             state: self.cx.state.clone(),
             bus: self.cx.bus.clone(),
             cancel: self.cx.cancel.clone(),
