@@ -48,6 +48,11 @@ pub struct ScoreReport {
     pub ratio_to_prior: f64,
     /// Mean AUC over `C1`..`C7` targets that have both classes.
     pub mean_vertebra_auc: Option<f64>,
+    /// One AUC over every study's seven vertebra rows together (does a fractured vertebra score
+    /// above an intact one, whatever their levels): steadier than the per-level mean when a
+    /// level has one or two fractures.
+    #[serde(default)]
+    pub pooled_vertebra_auc: Option<f64>,
     /// One entry per target, `patient_overall` first.
     pub labels: Vec<LabelScore>,
 }
@@ -149,6 +154,12 @@ pub fn score_aligned(
     let vertebra_aucs: Vec<f64> = labels[1..].iter().filter_map(|l| l.auc).collect();
     let mean_vertebra_auc = (!vertebra_aucs.is_empty())
         .then(|| vertebra_aucs.iter().sum::<f64>() / vertebra_aucs.len() as f64);
+    let (pooled_y, pooled_p): (Vec<u8>, Vec<f64>) = targets
+        .iter()
+        .zip(probs)
+        .flat_map(|(t, p)| (1..N_LABELS).map(move |j| (t[j], p[j])))
+        .unzip();
+    let pooled_vertebra_auc = roc_auc(&pooled_y, &pooled_p)?;
     Ok(ScoreReport {
         n_studies: n,
         labelled_not_predicted: 0,
@@ -156,6 +167,7 @@ pub fn score_aligned(
         prior_baseline_metric: prior.score,
         ratio_to_prior: breakdown.score / prior.score,
         mean_vertebra_auc,
+        pooled_vertebra_auc,
         labels,
     })
 }
@@ -176,8 +188,9 @@ pub fn render_table(report: &ScoreReport) -> String {
         report.metric, report.prior_baseline_metric, report.ratio_to_prior
     ));
     out.push_str(&format!(
-        "mean vertebra AUC: {}\n\n",
-        fmt_auc(report.mean_vertebra_auc)
+        "vertebra AUC: mean over levels {}, pooled {}\n\n",
+        fmt_auc(report.mean_vertebra_auc),
+        fmt_auc(report.pooled_vertebra_auc)
     ));
     out.push_str(&format!(
         "{:<16} {:>5} {:>5} {:>10} {:>7} {:>9} {:>12} {:>12}\n",

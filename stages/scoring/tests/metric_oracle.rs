@@ -80,6 +80,14 @@ fn metric_and_auc_match_sklearn() {
                 other => panic!("seed {seed} {name}: AUC presence differs {other:?}"),
             }
         }
+        let pooled = report
+            .pooled_vertebra_auc
+            .expect("random targets have both classes");
+        let theirs = oracle["pooled_vertebra_auc"].as_f64().unwrap();
+        assert!(
+            close(pooled, theirs, 1e-12),
+            "seed {seed}: pooled vertebra AUC {pooled} vs {theirs}"
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 mod bbox;
 mod components;
 mod crop;
+mod label_growth;
 mod morphology;
 mod resample;
 mod spine_cleanup;
@@ -12,6 +13,7 @@ pub use components::{
     keep_largest_component_per_label, label_components, Components, Connectivity,
 };
 pub use crop::{crop, crop_with_margin_mm, grow_bbox_mm, pad, pad_to_at_least};
+pub use label_growth::grow_labels_mm;
 pub use morphology::{
     binary_dilate, binary_dilate_box, grey_close_box, grey_dilate, grey_erode_box, Element,
 };

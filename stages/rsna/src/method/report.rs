@@ -100,6 +100,23 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
         })
         .collect();
     rows.push(vec![
+        Cell::Text("C1–C7 pooled".into()),
+        Cell::Text(
+            r.labels[1..]
+                .iter()
+                .map(|l| l.positives)
+                .sum::<usize>()
+                .to_string(),
+        ),
+        Cell::Number(r.pooled_vertebra_auc),
+        Cell::Number(Some(
+            r.labels[1..].iter().map(|l| l.metric_contribution).sum(),
+        )),
+        Cell::Number(Some(
+            r.labels[1..].iter().map(|l| l.prior_contribution).sum(),
+        )),
+    ]);
+    rows.push(vec![
         Cell::Text("competition metric".into()),
         Cell::Text(String::new()),
         Cell::Number(r.mean_vertebra_auc),
@@ -169,7 +186,7 @@ impl Stage for Report {
         "rsna.report"
     }
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn doc(&self) -> &'static str {
         "Writes report/ (report.html with SVG charts and PNG slices, metrics.json): stage-1 Dice per vertebra and \

@@ -9,6 +9,8 @@ use std::path::Path;
 use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
+use flow_imaging::ops::grow_labels_mm;
+use flow_imaging::Volume;
 use flow_rsna7::{overall_input, OverallModel, Split};
 use flow_scoring::quantile::{DEFAULT_FLOOR, DEFAULT_MAX_POINTS};
 use flow_scoring::{
@@ -30,6 +32,7 @@ struct P {
     use_cnn: bool,
     l2: f64,
     vertebra_scorer: VertebraScorerKind,
+    vertebra_margin_mm: f64,
 }
 
 /// How the vertebra rows are scored.
@@ -83,6 +86,7 @@ fn scores_of(
     models: &[OverallModel],
     split: Option<&Split>,
     use_cnn: bool,
+    margin_mm: f64,
 ) -> Result<Vec<StudyScores>, StageError> {
     let verts = studies_in(rois, ".vertebrae")?;
     let probs = studies_in(probs, "")?;
@@ -96,9 +100,8 @@ fn scores_of(
             .map(|(uid, prob_path)| {
                 let prob = read_probs(prob_path)?;
                 let vert = read_labels(&verts[*uid])?;
-                let summaries =
-                    summarise_study(prob.data(), vert.data(), DEFAULT_FLOOR, DEFAULT_MAX_POINTS)
-                        .map_err(|e| StageError::wrap(format!("study {uid}"), e))?;
+                let summaries = vertebra_summaries(&prob, &vert, margin_mm)
+                    .map_err(|e| StageError::wrap(format!("study {uid}"), e))?;
                 let cnn_logit = if use_cnn {
                     // Out-of-fold: the model that left this study's fold out; otherwise all.
                     let fold = split.and_then(|s| s.fold_of(uid));
@@ -129,6 +132,19 @@ fn scores_of(
             })
             .collect()
     })
+}
+
+/// The voxel summaries (`[overall, C1..C7]`) of one study's fracture map. A crack's voxels often
+/// fall just outside the stage-1 labels (the gap of a displaced crack is not bone; a thin lamina
+/// or spinous process loses its edges on stage 1's grid), so each vertebra reads the map within
+/// `margin_mm` of its label, the nearest label taking a voxel between two.
+fn vertebra_summaries(
+    prob: &Volume<f32>,
+    vert: &Volume<u8>,
+    margin_mm: f64,
+) -> Result<[VoxelSummary; N_LABELS], flow_scoring::ScoringError> {
+    let grown = grow_labels_mm(vert, margin_mm);
+    summarise_study(prob.data(), grown.data(), DEFAULT_FLOOR, DEFAULT_MAX_POINTS)
 }
 
 /// Feature names and, per study, their values.
@@ -190,12 +206,12 @@ impl Stage for Stage3 {
         "rsna.stage3"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
          (vertebra_scorer=pooled: one logistic model over C1-C7 of the log-odds of the map's \
-         10th highest value in the vertebra, with level terms and the metric's weights; \
+         10th highest value in the vertebra and within vertebra_margin_mm of it, with level terms and the metric's weights; \
          quantile: the method's per-target alpha, beta, min, max minimising the metric), adds \
          the patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
          combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
@@ -221,6 +237,12 @@ impl Stage for Stage3 {
                 ParamType::String,
                 json!("pooled"),
                 "pooled (one logistic model over C1-C7) or quantile (the method's per-target quantile scores)",
+            )
+            .optional(
+                "vertebra_margin_mm",
+                ParamType::Float,
+                json!(2.5),
+                "a vertebra's summary reads the map within this distance of its stage-1 label (the nearest label wins): cracks lie partly outside the labels; 0 reads the labels as they are",
             )
     }
     fn inputs(&self) -> Option<Vec<InputDecl>> {
@@ -288,6 +310,13 @@ impl Stage for Stage3 {
         {
             return Err("use_cnn: needs the input `overall` (rsna.overall_train models), or set use_cnn: false".into());
         }
+        if let Some(m) = params.get("vertebra_margin_mm").and_then(|v| v.as_f64()) {
+            if !(0.0..=20.0).contains(&m) {
+                return Err(format!(
+                    "vertebra_margin_mm: expected 0 to 20 (millimetres), got {m}"
+                ));
+            }
+        }
         match params.get("vertebra_scorer").and_then(|v| v.as_str()) {
             None | Some("pooled" | "quantile") => Ok(()),
             Some(other) => Err(format!(
@@ -325,6 +354,7 @@ impl Stage for Stage3 {
             &models,
             Some(&split),
             p.use_cnn,
+            p.vertebra_margin_mm,
         )?;
         let train: Vec<StudyScores> = train
             .into_iter()
@@ -343,6 +373,7 @@ impl Stage for Stage3 {
             &models,
             None,
             p.use_cnn,
+            p.vertebra_margin_mm,
         )?;
         let targets: Vec<[u8; N_LABELS]> = train
             .iter()
@@ -478,7 +509,31 @@ impl Stage for Stage3 {
 
 #[cfg(test)]
 mod tests {
-    use super::read_features;
+    use super::{read_features, vertebra_summaries};
+    use flow_imaging::{Geometry, Volume};
+
+    #[test]
+    fn a_crack_just_outside_its_vertebra_label_still_counts_for_it() {
+        // 1.25 mm voxels along x: C4 labelled at x = 0..4, C5 at x = 12..16; the map is hot at
+        // x = 6 (2.5 mm past C4's edge, a crack's gap) and nowhere else.
+        let mut g = Geometry::identity();
+        g.spacing = [1.25; 3];
+        let mut vert = Volume::filled([17, 1, 1], 0u8, g).unwrap();
+        let mut prob = Volume::filled([17, 1, 1], 0.01f32, g).unwrap();
+        for x in 0..=4 {
+            vert.set(x, 0, 0, 4);
+        }
+        for x in 12..=16 {
+            vert.set(x, 0, 0, 5);
+        }
+        prob.set(6, 0, 0, 0.95);
+        let as_is = vertebra_summaries(&prob, &vert, 0.0).unwrap();
+        let max = |s: &flow_scoring::VoxelSummary| s.top_value(1).unwrap_or(0.0);
+        assert!(max(&as_is[4]) < 0.5, "the crack lies outside C4's label");
+        let grown = vertebra_summaries(&prob, &vert, 2.5).unwrap();
+        assert!((max(&grown[4]) - 0.95).abs() < 1e-6, "{}", max(&grown[4]));
+        assert!(max(&grown[5]) < 0.5, "C5 is 7.5 mm away");
+    }
 
     fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

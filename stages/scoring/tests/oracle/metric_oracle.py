@@ -33,6 +33,8 @@ def score(labels_path, pred_path):
     aucs = {}
     for j, label in enumerate(LABELS):
         aucs[label] = roc_auc_score(y[:, j], p[:, j]) if len(set(y[:, j])) == 2 else None
+    yv, pv = y[:, 1:].ravel(), p[:, 1:].ravel()
+    pooled = roc_auc_score(yv, pv) if len(set(yv)) == 2 else None
     prior = y.mean(axis=0)
     prior_losses = []
     for yi in y:
@@ -46,6 +48,7 @@ def score(labels_path, pred_path):
         "per_study": [float(v) for v in losses],
         "prior_metric": float(np.mean(prior_losses)),
         "auc": aucs,
+        "pooled_vertebra_auc": pooled,
     }
 
 
