@@ -52,7 +52,8 @@ pub fn grow_labels_mm(labels: &Volume<u8>, margin_mm: f64) -> Volume<u8> {
 /// The non-zero grid offsets `[di, dj, dk]` within `margin_mm` of the origin, nearest first
 /// (ties by z, y, x).
 fn ball_offsets(spacing: [f64; 3], margin_mm: f64) -> Vec<[isize; 3]> {
-    if !(margin_mm > 0.0) || spacing.iter().any(|&s| !(s > 0.0)) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(margin_mm) || !spacing.iter().all(|&s| positive(s)) {
         return Vec::new();
     }
     let r = spacing.map(|s| (margin_mm / s).floor() as isize);
