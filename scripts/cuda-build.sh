@@ -3,6 +3,8 @@
 # toolkit and no GPU, from PyPI wheels (../shared/design/cuda-build.md has the background).
 #
 #   scripts/cuda-build.sh            # -> target/cuda/release/flow
+#   scripts/cuda-build.sh --checks   # also the GPU check's executables (scripts/gpu-check.sh):
+#                                    #    target/cuda/release/gpu-check/{device_parity,nn3d_bench}
 #
 # What it does:
 # 1. a venv (FLOW_CUDA_VENV, default .cuda-venv in the repository) with nvcc and the CUDA 13
@@ -18,9 +20,18 @@
 #
 # To run the binary on a GPU machine, put the venv's library folder on LD_LIBRARY_PATH (the
 # script prints it) and not the stub's. CUDA_COMPUTE_CAP (default 90, H100) picks the GPU
-# architecture of candle's kernels. nvcc 13.5 is newer than cudarc knows, so it builds for the
-# 13.4 API (CUDARC_CUDA_VERSION); PTX from nvcc 13.5 may need a driver of CUDA 13.5 or newer.
+# architecture of candle's kernels. The toolkit is pinned to CUDA 13.0 (nvcc, headers and
+# libraries): the kernels are PTX that the driver compiles when it loads them, and a driver
+# loads PTX only from a toolkit no newer than itself; the NVIDIA driver 580 series (the lent
+# H100/H200 machines) is CUDA 13.0.
 set -euo pipefail
+checks=0
+for arg in "$@"; do
+  case "$arg" in
+    --checks) checks=1 ;;
+    *) echo "usage: scripts/cuda-build.sh [--checks]" >&2; exit 2 ;;
+  esac
+done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${FLOW_CUDA_VENV:-$root/.cuda-venv}"
 target="${CARGO_TARGET_DIR:-$root/target/cuda}"
@@ -29,9 +40,9 @@ if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q \
-  nvidia-cuda-nvcc==13.5.37 nvidia-cuda-crt==13.5.37 nvidia-nvvm==13.5.37 \
-  nvidia-cuda-cccl==13.3.5.0.6 nvidia-cuda-runtime==13.5.37 nvidia-cuda-nvrtc==13.2.86 \
-  nvidia-cublas==13.4.1.3 nvidia-curand==10.4.5.25
+  nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 \
+  nvidia-cuda-cccl==13.0.85 nvidia-cuda-runtime==13.0.96 nvidia-cuda-nvrtc==13.0.88 \
+  nvidia-cublas==13.0.2.14 nvidia-curand==10.4.0.35
 cu="$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')"
 [[ -x "$cu/bin/nvcc" ]] || { echo "cuda-build: no nvcc under $cu" >&2; exit 1; }
 
@@ -45,7 +56,7 @@ for lib in cublas cublasLt curand nvrtc cudart; do
 done
 
 export PATH="$cu/bin:$PATH" CUDA_ROOT="$cu" CUDA_PATH="$cu" CUDA_HOME="$cu"
-export CUDARC_CUDA_VERSION=13040 CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 # One RUSTFLAGS for both passes, so the second pass reuses the first's artefacts.
 export RUSTFLAGS="-L native=$links -L native=$stub" CARGO_TARGET_DIR="$target"
 
@@ -63,6 +74,21 @@ ln -sf libcuda.so "$stub/libcuda.so.1"
 # Pass 2: the binary.
 (cd "$root" && cargo build --release --features cuda --bin flow)
 bin="$target/release/flow"
+if [[ $checks -eq 1 ]]; then
+  # The CPU-vs-GPU test and the benchmark, as plain executables to carry to a GPU machine.
+  mkdir -p "$target/release/gpu-check"
+  (cd "$root" && cargo build --release --features cuda -p flow-nn3d --example nn3d_bench)
+  cp "$target/release/examples/nn3d_bench" "$target/release/gpu-check/nn3d_bench"
+  parity="$(cd "$root" && cargo test --release --features cuda -p flow-nn3d --test device_parity \
+    --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "device_parity":
+        print(m["executable"])')"
+  [[ -x "$parity" ]] || { echo "cuda-build: the device_parity test did not build" >&2; exit 1; }
+  cp "$parity" "$target/release/gpu-check/device_parity"
+fi
 
 # Check: it starts, and a GPU node fails cleanly where there is no device.
 check="$(mktemp -d)"

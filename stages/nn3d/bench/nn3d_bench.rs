@@ -2,6 +2,8 @@
 //! thread count). Prints one JSON object per measurement: name, median seconds, runs, GFLOP/s.
 //!
 //! Usage: cargo run --release -p flow-nn3d --example nn3d_bench -- [--reps N] [--quick]
+//! [--device cpu|cuda|cuda:N] (a GPU needs a build with `--features cuda`; each timed call
+//! ends with the device synchronised).
 
 use std::time::Instant;
 
@@ -27,15 +29,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The device every measurement runs on (`--device`); set once in `main`.
+static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
 fn time<F: FnMut() -> candle_core::Result<()>>(
     reps: usize,
     mut f: F,
 ) -> candle_core::Result<Vec<f64>> {
+    let dev = DEVICE.get().expect("main sets the device");
     f()?; // warm-up
+    dev.synchronize()?;
     let mut out = Vec::with_capacity(reps);
     for _ in 0..reps {
         let t = Instant::now();
         f()?;
+        dev.synchronize()?;
         out.push(t.elapsed().as_secs_f64());
     }
     Ok(out)
@@ -77,7 +85,16 @@ fn main() -> candle_core::Result<()> {
     // process of its own, as it runs PyTorch's).
     let memory = args.iter().any(|a| a == "--memory");
     let wanted = |name: &str| !memory && only.as_deref().is_none_or(|o| name.starts_with(o));
-    let dev = Device::Cpu;
+    let spec = args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1))
+        .map_or("cpu", String::as_str);
+    let dev = flow_nn3d::parse_device(spec).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    if memory && !dev.is_cpu() {
+        candle_core::bail!("--memory measures the process's resident memory: CPU only");
+    }
+    let dev = DEVICE.get_or_init(|| dev).clone();
 
     if !memory {
         conv_benches(quick, reps, &wanted, &dev)?;

@@ -5,8 +5,9 @@ import sys
 flow = {r["name"]: r for r in map(json.loads, open(sys.argv[1]))}
 torch = {r["name"]: r for r in map(json.loads, open(sys.argv[2]))}
 memory = {n: (r, torch.get(n)) for n, r in flow.items() if "peak_mib" in r}
-threads = sys.argv[3]
-print(f"\n| benchmark ({threads} threads) | flow median s | torch median s | flow GFLOP/s | torch GFLOP/s | flow speed / torch |")
+# The third argument: a thread count, or where it ran (e.g. GPU).
+where = f"{sys.argv[3]} threads" if sys.argv[3].isdigit() else sys.argv[3]
+print(f"\n| benchmark ({where}) | flow median s | torch median s | flow GFLOP/s | torch GFLOP/s | flow speed / torch |")
 print("|---|---|---|---|---|---|")
 for name, f in flow.items():
     t = torch.get(name)

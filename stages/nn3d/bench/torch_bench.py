@@ -1,5 +1,6 @@
 """PyTorch side of the flow-nn3d benchmark: the same shapes, model and steps as
-bench/nn3d_bench.rs. Prints one JSON object per measurement. Run with the same thread count."""
+bench/nn3d_bench.rs. Prints one JSON object per measurement. Run with the same thread count.
+--device cuda runs it on the GPU (each timed call ends with torch.cuda.synchronize())."""
 import json
 import statistics
 import sys
@@ -15,6 +16,15 @@ threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.a
 torch.set_num_threads(threads)
 # --memory: only the peak memory of two U-Net training iterations (a process of its own).
 memory = "--memory" in sys.argv
+device = torch.device(sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
+if memory and device.type != "cpu":
+    sys.exit("--memory measures the process's resident memory: CPU only")
+torch.set_default_device(device)
+
+
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def status_kib(field):
@@ -27,10 +37,12 @@ def status_kib(field):
 
 def timed(n, f):
     f()
+    sync()
     out = []
     for _ in range(n):
         t = time.perf_counter()
         f()
+        sync()
         out.append(time.perf_counter() - t)
     return out
 

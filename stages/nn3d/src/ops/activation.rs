@@ -10,7 +10,7 @@ use super::conv3d_cpu::{storage_slice, with_cpu_slice};
 
 /// LeakyReLU: `x` for `x >= 0`, `slope * x` otherwise (slope in [0, 1)).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if super::fused_cpu(x) && matches!(x.dtype(), DType::F32 | DType::F64) {
         x.contiguous()?.apply_op1(LeakyReluCpu { slope })
     } else {
         leaky_relu_generic(x, slope)

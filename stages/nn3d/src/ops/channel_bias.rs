@@ -18,7 +18,7 @@ pub fn add_channel_bias(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
             bias.dims()
         )
     }
-    if y.device().is_cpu()
+    if super::fused_cpu(y)
         && matches!(y.dtype(), DType::F32 | DType::F64)
         && bias.dtype() == y.dtype()
     {

@@ -69,7 +69,7 @@ fn check_shapes(x: &Tensor, w: &Tensor, p: &Conv3dParams) -> Result<()> {
 /// `(Co)`. Uses the CPU custom op for f32/f64 CPU tensors, the generic path otherwise.
 pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv3dParams) -> Result<Tensor> {
     check_shapes(x, w, p)?;
-    let cpu_ok = x.device().is_cpu()
+    let cpu_ok = super::fused_cpu(x)
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && x.dtype() == w.dtype();
     let y = if cpu_ok {

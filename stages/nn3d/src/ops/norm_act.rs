@@ -32,7 +32,7 @@ pub fn instance_norm_leaky_relu(
             x.dims()
         )
     }
-    let fused = x.device().is_cpu()
+    let fused = super::fused_cpu(x)
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && weight.dtype() == x.dtype()
         && bias.dtype() == x.dtype();
