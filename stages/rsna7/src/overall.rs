@@ -1,12 +1,12 @@
-//! The stage-3 CNN for `patient_overall`: the ROI resampled to a cube with two channels
-//! (fracture probability, stage-1 label map / 8), a small 3D classifier trained with BCE
+//! The stage-3 CNN for `patient_overall`: the ROI shrunk to a cube with two channels
+//! (fracture probability max-pooled, stage-1 label map / 8), a small 3D classifier trained with BCE
 //! (Adam with amsgrad, cosine schedule), random flips as augmentation.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use flow_imaging::ops::{resample_to_size, Interpolation};
+use flow_imaging::ops::{max_pool_to_size, resample_to_size, Interpolation};
 use flow_imaging::Volume;
 use flow_nn3d::checkpoint::{load_weights, save_weights, EpochRecord};
 use flow_nn3d::train::BinaryClassificationObjective;
@@ -43,7 +43,9 @@ pub struct OverallModelMeta {
     pub history: Vec<EpochRecord>,
 }
 
-/// One study's classifier input, `(2, size, size, size)` flattened.
+/// One study's classifier input, `(2, size, size, size)` flattened: the fracture map
+/// max-pooled to `size^3` (a crack one or two voxels thin survives the shrink; point sampling
+/// dropped most of it between samples), and the vertebra labels sampled at the cell centres.
 pub fn overall_input(prob: &Volume<f32>, vertebrae: &Volume<u8>, size: usize) -> Result<Vec<f32>> {
     if prob.dims() != vertebrae.dims() {
         return Err(Rsna7Error::Invalid(format!(
@@ -52,7 +54,7 @@ pub fn overall_input(prob: &Volume<f32>, vertebrae: &Volume<u8>, size: usize) ->
             vertebrae.dims()
         )));
     }
-    let p = resample_to_size(prob, [size; 3], Interpolation::Linear);
+    let p = max_pool_to_size(prob, [size; 3]);
     let v = resample_to_size(vertebrae, [size; 3], Interpolation::Nearest);
     let mut out = p.into_data();
     out.extend(v.data().iter().map(|&l| f32::from(l) / 8.0));

@@ -17,7 +17,9 @@ pub use label_growth::grow_labels_mm;
 pub use morphology::{
     binary_dilate, binary_dilate_box, grey_close_box, grey_dilate, grey_erode_box, Element,
 };
-pub use resample::{resample_to_grid, resample_to_size, resample_to_spacing, Interpolation};
+pub use resample::{
+    max_pool_to_size, resample_to_grid, resample_to_size, resample_to_spacing, Interpolation,
+};
 pub use spine_cleanup::{
     bridge_radii, clean_label_map, clean_label_map_with_report, CleanupConfig, CleanupReport,
     LabelCleanup, DEFAULT_BRIDGE_MM,

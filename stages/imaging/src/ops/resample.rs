@@ -107,6 +107,47 @@ pub fn resample_to_size<T: Voxel>(
     resample_to_grid(v, size, target, interp, T::default())
 }
 
+/// `v` shrunk to `size` voxels over the same physical extent (the grid of
+/// [`resample_to_size`]), each output voxel the maximum of the input voxels its cell overlaps
+/// (cell `i` of `n` input voxels shrunk to `s` spans input indices `floor(i n / s)` up to
+/// `ceil((i + 1) n / s) - 1`). Unlike point sampling, a structure one voxel thin is never lost
+/// between samples: the stage-3 CNN sees every crack of a fracture map this way.
+pub fn max_pool_to_size<T: Voxel>(v: &Volume<T>, size: [usize; 3]) -> Volume<T> {
+    let n = v.dims();
+    let size = size.map(|s| s.max(1));
+    let cells = |a: usize| -> Vec<(usize, usize)> {
+        (0..size[a])
+            .map(|i| {
+                let lo = i * n[a] / size[a];
+                let hi = ((i + 1) * n[a]).div_ceil(size[a]).max(lo + 1).min(n[a]);
+                (lo.min(n[a] - 1), hi)
+            })
+            .collect()
+    };
+    let (cx, cy, cz) = (cells(0), cells(1), cells(2));
+    let grid = resample_to_size(&v.like(0u8), size, Interpolation::Nearest).geometry;
+    let mut data = Vec::with_capacity(size[0] * size[1] * size[2]);
+    for &(z0, z1) in &cz {
+        for &(y0, y1) in &cy {
+            for &(x0, x1) in &cx {
+                let mut best = v.get(x0, y0, z0);
+                for k in z0..z1 {
+                    for j in y0..y1 {
+                        for i in x0..x1 {
+                            let x = v.get(i, j, k);
+                            if x.to_f64() > best.to_f64() {
+                                best = x;
+                            }
+                        }
+                    }
+                }
+                data.push(best);
+            }
+        }
+    }
+    Volume::from_vec(size, data, grid).expect("a pooled volume of a valid volume is valid")
+}
+
 /// Resample to (about) `spacing` mm: size is `round(n * old / new)` per axis and the extent is
 /// kept, so the exact output spacing is `extent / size` (as nnU-Net does).
 pub fn resample_to_spacing<T: Voxel>(
@@ -122,6 +163,56 @@ pub fn resample_to_spacing<T: Voxel>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn max_pooling_keeps_a_one_voxel_sheet_that_point_sampling_misses() {
+        use super::*;
+        // A 12^3 volume with one bright plane at x = 5, shrunk to 4^3 (cells of 3 voxels).
+        let mut v = Volume::filled([12, 12, 12], 0.0f32, Geometry::identity()).unwrap();
+        for k in 0..12 {
+            for j in 0..12 {
+                v.set(5, j, k, 1.0);
+            }
+        }
+        let pooled = max_pool_to_size(&v, [4, 4, 4]);
+        let sampled = resample_to_size(&v, [4, 4, 4], Interpolation::Linear);
+        assert_eq!(
+            pooled.geometry, sampled.geometry,
+            "the same grid as resample_to_size"
+        );
+        for k in 0..4 {
+            for j in 0..4 {
+                let row: Vec<f32> = (0..4).map(|i| pooled.get(i, j, k)).collect();
+                assert_eq!(row, vec![0.0, 1.0, 0.0, 0.0], "cell 1 spans x = 3..5");
+                assert!(
+                    sampled.get(1, j, k) < 0.5,
+                    "point sampling at x = 4 misses it"
+                );
+            }
+        }
+        // Against the definition on an uneven shrink (7 -> 3, 5 -> 2, 4 -> 4).
+        let w = Volume::from_vec(
+            [7, 5, 4],
+            (0..140).map(|i| ((i * 37) % 23) as f32).collect(),
+            Geometry::identity(),
+        )
+        .unwrap();
+        let p = max_pool_to_size(&w, [3, 2, 4]);
+        for (k, j, i) in
+            (0..4).flat_map(|k| (0..2).flat_map(move |j| (0..3).map(move |i| (k, j, i))))
+        {
+            let span = |o: usize, n: usize, s: usize| (o * n / s)..((o + 1) * n).div_ceil(s);
+            let mut best = f32::MIN;
+            for kk in span(k, 4, 4) {
+                for jj in span(j, 5, 2) {
+                    for ii in span(i, 7, 3) {
+                        best = best.max(w.get(ii, jj, kk));
+                    }
+                }
+            }
+            assert_eq!(p.get(i, j, k), best, "cell ({i}, {j}, {k})");
+        }
+    }
+
     use super::*;
 
     fn ramp_volume() -> Volume<f32> {

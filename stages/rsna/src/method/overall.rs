@@ -28,7 +28,7 @@ impl Stage for OverallTrain {
         "rsna.overall_train"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Trains the stage-3 patient_overall classifier (2 channels: fracture probability and \

@@ -124,7 +124,7 @@ fn score_table(caption: &str, r: &ScoreReport) -> Table {
         Cell::Number(Some(r.prior_baseline_metric)),
     ]);
     Table {
-        caption: format!("{caption}: {} studies, metric / training-prevalence baseline = {}; AUC column's last row is the mean vertebra AUC", r.n_studies, ratio_text(r)),
+        caption: format!("{caption}: {} studies, metric / training-prevalence baseline = {}; the C1–C7 pooled row's AUC ranks all vertebrae together; the AUC column's last row is the mean of the per-level AUCs", r.n_studies, ratio_text(r)),
         header: ["target", "positives", "AUC", "metric share (model)", "metric share (baseline)"].map(String::from).to_vec(),
         rows,
     }
@@ -531,6 +531,13 @@ impl Stage for Report {
                     .as_ref()
                     .and_then(|t| t.labels.first())
                     .and_then(|l| l.auc)
+                    .map_or("–".into(), |a| format!("{a:.3}")),
+            ),
+            (
+                "vertebra AUC, C1–C7 pooled (test)".into(),
+                m.test
+                    .as_ref()
+                    .and_then(|t| t.pooled_vertebra_auc)
                     .map_or("–".into(), |a| format!("{a:.3}")),
             ),
         ];

@@ -206,7 +206,7 @@ impl Stage for Stage3 {
         "rsna.stage3"
     }
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
