@@ -37,4 +37,4 @@ pub use report::{
     render_table, score_aligned, score_files, score_files_against_prior, LabelScore, ScoreReport,
 };
 pub use submission::{validate_submission, Predictions, RowId, SampleOrder, SubmissionProblem};
-pub use vertebra_model::{fit_vertebra_scorer, VertebraFit, VertebraScorer};
+pub use vertebra_model::{fit_vertebra_scorer, VertebraFeatures, VertebraFit, VertebraScorer};

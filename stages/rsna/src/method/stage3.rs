@@ -16,7 +16,7 @@ use flow_scoring::quantile::{DEFAULT_FLOOR, DEFAULT_MAX_POINTS};
 use flow_scoring::{
     fit_overall_combiner, fit_quantile_params, fit_vertebra_scorer, summarise_study,
     CombinerConfig, CombinerInput, LabelTable, Predictions, QuantileFit, QuantileFitConfig,
-    SampleOrder, VertebraFit, VoxelSummary, N_LABELS,
+    SampleOrder, VertebraFeatures, VertebraFit, VoxelSummary, N_LABELS,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -33,6 +33,8 @@ struct P {
     l2: f64,
     vertebra_scorer: VertebraScorerKind,
     vertebra_margin_mm: f64,
+    vertebra_top_k: u64,
+    level_terms: bool,
 }
 
 /// How the vertebra rows are scored.
@@ -206,7 +208,7 @@ impl Stage for Stage3 {
         "rsna.stage3"
     }
     fn version(&self) -> u32 {
-        5
+        6
     }
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
@@ -237,6 +239,18 @@ impl Stage for Stage3 {
                 ParamType::String,
                 json!("pooled"),
                 "pooled (one logistic model over C1-C7) or quantile (the method's per-target quantile scores)",
+            )
+            .optional(
+                "vertebra_top_k",
+                ParamType::Int,
+                json!(10),
+                "pooled scorer: the log-odds of the vertebra's k-th highest probability is its map feature",
+            )
+            .optional(
+                "level_terms",
+                ParamType::Bool,
+                json!(true),
+                "pooled scorer: one intercept per level C2-C7",
             )
             .optional(
                 "vertebra_margin_mm",
@@ -309,6 +323,9 @@ impl Stage for Stage3 {
             && !inputs.contains(&"overall")
         {
             return Err("use_cnn: needs the input `overall` (rsna.overall_train models), or set use_cnn: false".into());
+        }
+        if params.get("vertebra_top_k").and_then(|v| v.as_u64()) == Some(0) {
+            return Err("vertebra_top_k: expected 1 or more (1 is the maximum)".into());
         }
         if let Some(m) = params.get("vertebra_margin_mm").and_then(|v| v.as_f64()) {
             if !(0.0..=20.0).contains(&m) {
@@ -384,8 +401,16 @@ impl Stage for Stage3 {
         ctx.progress(2, 3, "fitting");
         let vfit = match p.vertebra_scorer {
             VertebraScorerKind::Pooled => FittedVertebra::Pooled(
-                fit_vertebra_scorer(&summaries, &targets, p.l2)
-                    .map_err(|e| StageError::wrap("vertebra model fit failed", e))?,
+                fit_vertebra_scorer(
+                    &summaries,
+                    &targets,
+                    VertebraFeatures {
+                        top_k: p.vertebra_top_k,
+                        level_terms: p.level_terms,
+                    },
+                    p.l2,
+                )
+                .map_err(|e| StageError::wrap("vertebra model fit failed", e))?,
             ),
             VertebraScorerKind::Quantile => FittedVertebra::Quantile(
                 fit_quantile_params(&summaries, &targets, &QuantileFitConfig::default())
