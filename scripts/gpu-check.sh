@@ -60,6 +60,7 @@ run() {
     || { echo "gpu-check: nvidia-smi found no GPU" >&2; exit 2; }
   local libs="${FLOW_CUDA_LIBS:-$("$py" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)}"
   [[ -d "$libs" ]] || { echo "gpu-check: no CUDA 13 libraries (set FLOW_CUDA_LIBS)" >&2; exit 2; }
+  libs="$(cd "$libs" && pwd)"
   export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local table="$out/gpu-check.md"
   {
