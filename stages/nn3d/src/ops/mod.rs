@@ -10,6 +10,8 @@ mod conv3d_direct;
 pub mod conv_transpose;
 pub mod instance_norm;
 pub mod norm_act;
+#[cfg(target_arch = "x86_64")]
+mod norm_act_f32;
 pub mod pool;
 pub mod resize;
 pub mod strided;

@@ -104,8 +104,24 @@ fn lane_sums<T: WithDType>(x: &[T], g: &[T], f: impl Fn(f64, f64) -> (f64, f64))
     (sa, sb)
 }
 
-/// Mean and 1/sqrt(var + eps) of one plane, accumulated in f64.
+/// `x` as f32 when `T` is f32 and the AVX-512 f32 loops (`norm_act_f32`) run on this CPU.
+fn fast_f32<T: WithDType>(x: &[T]) -> Option<&[f32]> {
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == DType::F32 && super::norm_act_f32::available() {
+        // SAFETY: T is f32 (its DTYPE says so), so the slice is a slice of f32.
+        return Some(unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) });
+    }
+    None
+}
+
+/// Mean and 1/sqrt(var + eps) of one plane, accumulated in f64 (f32 lanes per block on
+/// AVX-512).
 fn plane_stats<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = fast_f32(x) {
+        // SAFETY: fast_f32 checked for AVX-512F.
+        return unsafe { super::norm_act_f32::plane_stats(x, eps) };
+    }
     let n = x.len().max(1) as f64;
     let mean = lane_sums(x, x, |v, _| (v, 0.0)).0 / n;
     let var = lane_sums(x, x, |v, _| ((v - mean) * (v - mean), 0.0)).0 / n;
@@ -190,6 +206,23 @@ impl NormActCpu {
                                     let ch = (t * per + p) % c;
                                     let (mean, rstd) = plane_stats(xp, eps);
                                     let (wc, bc) = (ws[ch].to_f64(), bs[ch].to_f64());
+                                    #[cfg(target_arch = "x86_64")]
+                                    if let (Some(x32), Some(g32)) = (fast_f32(xp), fast_f32(gp)) {
+                                        // SAFETY: T is f32 (fast_f32), so MaybeUninit<T> is
+                                        // MaybeUninit<f32>; AVX-512F was checked.
+                                        let gx32 = unsafe {
+                                            std::slice::from_raw_parts_mut(
+                                                gxo.as_mut_ptr().cast::<MaybeUninit<f32>>(),
+                                                gxo.len(),
+                                            )
+                                        };
+                                        out.push(unsafe {
+                                            super::norm_act_f32::plane_backward(
+                                                x32, g32, gx32, mean, rstd, wc, bc, slope,
+                                            )
+                                        });
+                                        continue;
+                                    }
                                     // Pass 1: the sums over the plane.
                                     let (s1, s2) = lane_sums(xp, gp, |v, g| {
                                         let xh = (v - mean) * rstd;
