@@ -213,7 +213,8 @@ impl Stage for Stage3 {
     fn doc(&self) -> &'static str {
         "Stage 3: fits the vertebra scorer on the training studies' out-of-fold probabilities \
          (vertebra_scorer=pooled: one logistic model over C1-C7 of the log-odds of the map's \
-         10th highest value in the vertebra and within vertebra_margin_mm of it, with level terms and the metric's weights; \
+         vertebra_top_k-th highest value in the vertebra and within vertebra_margin_mm of it, with \
+         level terms unless level_terms=false, and the metric's weights; \
          quantile: the method's per-target alpha, beta, min, max minimising the metric), adds \
          the patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
          combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
