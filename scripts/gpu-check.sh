@@ -17,8 +17,10 @@
 # 2. the nn3d benchmark on the GPU next to PyTorch on the same GPU (stages/nn3d/bench);
 # 3. the rsna7 pipeline with the tiny profile, once with `--set gpu=1` and once on the CPU:
 #    exit code, wall time, stage-1 Dice and the test metric of each.
-# Logs and the table go to $OUT (or a temporary folder), named in the last line.
-# `pack` leaves about 40 MiB: small enough to carry to a machine with no Rust toolchain.
+# The work happens in a temporary folder; the table and the logs (seven files) are copied to
+# $OUT where it is set, else left in that folder, which the last line names.
+# `pack` leaves about 40 MiB: small enough to carry to a machine with no Rust toolchain. Through
+# the device tool: `run` with carry [".gpu-check"] and command `scripts/gpu-check.sh run`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 pack_dir="${FLOW_GPU_CHECK_DIR:-$root/.gpu-check}"
@@ -41,7 +43,8 @@ now() { date +%s.%N; }
 
 run() {
   local py="${FLOW_GPU_PYTHON:-python3}"
-  local out="${OUT:-$(mktemp -d)}"
+  local out
+  out="$(mktemp -d)"
   local bin="$out/bin"
   mkdir -p "$bin"
   for f in flow device_parity nn3d_bench; do
@@ -86,7 +89,7 @@ run() {
     start="$(now)"
     rc=0
     (cd "$dir" && "$bin/flow" --quiet run "$root/pipelines/rsna7.yaml" --set profile=tiny \
-      "${set_gpu[@]}" > run.log 2>&1) || rc=$?
+      "${set_gpu[@]}" > "$out/tiny-$where.log" 2>&1) || rc=$?
     end="$(now)"
     local detail
     detail="$("$py" - "$dir/results/rsna7/report/metrics.json" <<'EOF' 2>/dev/null || echo "no metrics.json"
@@ -96,7 +99,7 @@ print("stage-1 Dice %.3f, test metric / baseline %.3f" % (m["stage1_mean_dice"],
 EOF
 )"
     verdict="ok"
-    [[ $rc -eq 0 ]] || verdict="**FAIL** (exit $rc; tiny-$where/run.log)"
+    [[ $rc -eq 0 ]] || verdict="**FAIL** (exit $rc; tiny-$where.log)"
     printf '| tiny pipeline, %s | %s, %.0f s | %s |\n' "$where" "$verdict" \
       "$(awk "BEGIN { print $end - $start }")" "$detail" >> "$table"
   done
@@ -108,8 +111,14 @@ EOF
     2>> "$out/bench.log" || echo "| PyTorch benchmark | **FAIL** (bench.log) | |" >> "$table"
   "$py" "$root/stages/nn3d/bench/table.py" "$out/flow.jsonl" "$out/torch.jsonl" GPU >> "$table" \
     2>> "$out/bench.log" || true
+  rm -rf "$bin" "$out"/tiny-gpu "$out"/tiny-cpu   # the unpacked executables and run states
   cat "$table"
-  echo "gpu-check: table and logs in $out"
+  if [[ -n "${OUT:-}" ]]; then
+    cp "$table" "$out"/{parity.log,bench.log,flow.jsonl,torch.jsonl,tiny-gpu.log,tiny-cpu.log} "$OUT"/ 2>/dev/null || true
+    echo "gpu-check: table and logs in $OUT (work folder $out)"
+  else
+    echo "gpu-check: table and logs in $out"
+  fi
   grep -q FAIL "$table" && return 1
   return 0
 }
