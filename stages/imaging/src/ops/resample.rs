@@ -93,18 +93,20 @@ pub fn resample_to_size<T: Voxel>(
     size: [usize; 3],
     interp: Interpolation,
 ) -> Volume<T> {
+    let size = size.map(|s| s.max(1));
+    resample_to_grid(v, size, grid_of_size(v, size), interp, T::default())
+}
+
+/// The geometry of `size` voxels (each >= 1) spanning `v`'s physical extent.
+fn grid_of_size<T: Voxel>(v: &Volume<T>, size: [usize; 3]) -> Geometry {
     let n = v.dims();
     let g = v.geometry;
-    let size = size.map(|s| s.max(1));
     let ratio = [0, 1, 2].map(|a| n[a] as f64 / size[a] as f64);
-    let spacing = [0, 1, 2].map(|a| g.spacing[a] * ratio[a]);
-    let origin = g.index_to_world([0, 1, 2].map(|a| 0.5 * ratio[a] - 0.5));
-    let target = Geometry {
-        spacing,
-        origin,
+    Geometry {
+        spacing: [0, 1, 2].map(|a| g.spacing[a] * ratio[a]),
+        origin: g.index_to_world([0, 1, 2].map(|a| 0.5 * ratio[a] - 0.5)),
         direction: g.direction,
-    };
-    resample_to_grid(v, size, target, interp, T::default())
+    }
 }
 
 /// `v` shrunk to `size` voxels over the same physical extent (the grid of
@@ -125,7 +127,7 @@ pub fn max_pool_to_size<T: Voxel>(v: &Volume<T>, size: [usize; 3]) -> Volume<T> 
             .collect()
     };
     let (cx, cy, cz) = (cells(0), cells(1), cells(2));
-    let grid = resample_to_size(&v.like(0u8), size, Interpolation::Nearest).geometry;
+    let grid = grid_of_size(v, size);
     let mut data = Vec::with_capacity(size[0] * size[1] * size[2]);
     for &(z0, z1) in &cz {
         for &(y0, y1) in &cy {

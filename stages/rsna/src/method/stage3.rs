@@ -539,6 +539,25 @@ mod tests {
     use flow_imaging::{Geometry, Volume};
 
     #[test]
+    fn scorer_params_out_of_range_are_refused_by_name() {
+        use flow_engine::Stage;
+        let check = |given: serde_json::Value| {
+            let params = super::Stage3
+                .params()
+                .validate(given.as_object().unwrap())
+                .map_err(|e| format!("{e:?}"))?;
+            super::Stage3.check(&params, &["overall"])
+        };
+        assert!(check(serde_json::json!({})).is_ok(), "the defaults pass");
+        let e = check(serde_json::json!({"vertebra_margin_mm": 50.0})).unwrap_err();
+        assert!(e.contains("vertebra_margin_mm") && e.contains("50"), "{e}");
+        let e = check(serde_json::json!({"vertebra_margin_mm": -1.0})).unwrap_err();
+        assert!(e.contains("vertebra_margin_mm"), "{e}");
+        let e = check(serde_json::json!({"vertebra_top_k": 0})).unwrap_err();
+        assert!(e.contains("vertebra_top_k"), "{e}");
+    }
+
+    #[test]
     fn a_crack_just_outside_its_vertebra_label_still_counts_for_it() {
         // 1.25 mm voxels along x: C4 labelled at x = 0..4, C5 at x = 12..16; the map is hot at
         // x = 6 (2.5 mm past C4's edge, a crack's gap) and nowhere else.
