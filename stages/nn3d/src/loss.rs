@@ -47,8 +47,12 @@ pub fn soft_dice_loss(logits: &Tensor, onehot: &Tensor, smooth: f64) -> Result<T
     (num / den)?.mean_all()?.neg()
 }
 
-/// Soft Dice + cross-entropy (weights 1:1), labels `(N, 1, D, H, W)`.
+/// Soft Dice + cross-entropy (weights 1:1), labels `(N, 1, D, H, W)`. On the CPU one fused op
+/// (no one-hot or softmax tensors kept for backward); elsewhere composed from candle ops.
 pub fn dice_ce_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    if crate::ops::fused_cpu(logits) && matches!(logits.dtype(), DType::F32 | DType::F64) {
+        return crate::ops::dice_ce_cpu(logits, labels, 1e-5);
+    }
     let onehot = one_hot(labels, logits.dim(1)?, logits.dtype())?;
     soft_dice_loss(logits, &onehot, 1e-5)? + cross_entropy(logits, &onehot)?
 }

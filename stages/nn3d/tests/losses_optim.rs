@@ -61,6 +61,52 @@ fn dice_ce_matches_naive_and_finite_differences() -> Result<()> {
     Ok(())
 }
 
+/// Value and logit gradient of Dice + CE, through the fused CPU op or (`generic`) the
+/// composed candle ops a GPU runs.
+fn dice_ce_and_grad(logits: &Tensor, lab: &Tensor, generic: bool) -> (f64, Vec<f64>) {
+    let run = || {
+        let var = Var::from_tensor(logits).unwrap();
+        let l = (dice_ce_loss(var.as_tensor(), lab).unwrap() * 0.7).unwrap();
+        let g = l.backward().unwrap();
+        let value = l.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        (value, to_vec(g.get(var.as_tensor()).unwrap()))
+    };
+    if generic {
+        flow_nn3d::ops::with_generic_ops(run)
+    } else {
+        run()
+    }
+}
+
+#[test]
+fn fused_dice_ce_matches_the_composed_loss() -> Result<()> {
+    let mut rng = Rng::new(12);
+    // 2 x 20^3 voxels span several of the op's tasks; 4 classes, one of them absent.
+    let dims = [2, 4, 20, 20, 20];
+    for dtype in [DType::F64, DType::F32] {
+        let logits = (tensor(&mut rng, &dims) * 3.0)?.to_dtype(dtype)?;
+        let mut lab = to_vec(&labels(&mut rng, &[2, 1, 20, 20, 20], 3));
+        // Labels that are no class (out of range, fractional) count for no class in both.
+        lab[5] = 7.0;
+        lab[9] = 1.5;
+        let lab = Tensor::from_vec(lab, (2, 1, 20, 20, 20), &Device::Cpu)?;
+        let (fused, g_fused) = dice_ce_and_grad(&logits, &lab, false);
+        let (composed, g_composed) = dice_ce_and_grad(&logits, &lab, true);
+        let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+        assert!(
+            (fused - composed).abs() < tol,
+            "{dtype:?}: {fused} vs {composed}"
+        );
+        assert_close(
+            &g_fused,
+            &g_composed,
+            tol,
+            &format!("{dtype:?} dice+ce grad"),
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn one_hot_encodes_labels() -> Result<()> {
     let lab = Tensor::new(&[0f32, 2., 1., 2.], &Device::Cpu)?.reshape((1, 1, 1, 2, 2))?;

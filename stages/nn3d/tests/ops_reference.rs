@@ -391,6 +391,12 @@ fn transposed_conv_matches_naive_and_finite_differences() -> Result<()> {
             1e-6,
             "tconv dw",
         );
+        check_grad(
+            &b,
+            |b| weighted_sum(&conv_transpose3d_nonoverlapping(&x, &w, Some(b))?, 3),
+            1e-6,
+            "tconv dbias",
+        );
     }
     Ok(())
 }

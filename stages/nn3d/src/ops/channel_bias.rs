@@ -37,34 +37,43 @@ fn plane_len(shape: &[usize]) -> usize {
     shape[2..].iter().product()
 }
 
-impl ChannelBiasCpu {
-    fn fwd_typed<T: WithDType>(y: &[T], b: &[T], shape: &[usize]) -> Vec<T> {
-        let (c, len) = (shape[1], plane_len(shape));
-        let mut out = y.to_vec();
-        if len > 0 {
-            out.par_chunks_mut(len).enumerate().for_each(|(p, plane)| {
-                let bv = b[p % c];
-                plane.iter_mut().for_each(|v| *v += bv);
-            });
-        }
-        out
+/// Adds `b[c]` to every value of channel `c` of `y`, a contiguous `(N, C, ...)` buffer.
+pub(crate) fn add_in_place<T: WithDType>(y: &mut [T], b: &[T], shape: &[usize]) {
+    let (c, len) = (shape[1], plane_len(shape));
+    if len > 0 {
+        y.par_chunks_mut(len).enumerate().for_each(|(p, plane)| {
+            let bv = b[p % c];
+            plane.iter_mut().for_each(|v| *v += bv);
+        });
     }
+}
 
-    /// Per-channel sums of the gradient (accumulated in f64).
-    fn bias_grad<T: WithDType>(g: &[T], shape: &[usize]) -> Vec<f64> {
-        let (c, len) = (shape[1], plane_len(shape));
-        let mut gb = vec![0.0f64; c];
-        if len > 0 {
-            let sums: Vec<f64> = g
-                .par_chunks(len)
-                .map(|p| p.iter().map(|v| v.to_f64()).sum())
-                .collect();
-            for (i, s) in sums.iter().enumerate() {
-                gb[i % c] += s;
-            }
+/// Per-channel sums of the gradient (accumulated in f64).
+fn channel_sums<T: WithDType>(g: &[T], shape: &[usize]) -> Vec<f64> {
+    let (c, len) = (shape[1], plane_len(shape));
+    let mut gb = vec![0.0f64; c];
+    if len > 0 {
+        let sums: Vec<f64> = g
+            .par_chunks(len)
+            .map(|p| p.iter().map(|v| v.to_f64()).sum())
+            .collect();
+        for (i, s) in sums.iter().enumerate() {
+            gb[i % c] += s;
         }
-        gb
     }
+    gb
+}
+
+/// The gradient of a channel bias `b` from the output gradient `g (N, C, ...)` on the CPU: the
+/// sum of each channel plane, as a tensor of `b`'s dtype and device.
+pub(crate) fn bias_grad(g: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let g = g.contiguous()?;
+    let gb = match g.dtype() {
+        DType::F32 => with_cpu_slice::<f32, _>(&g, |s| Ok(channel_sums(s, g.dims())))?,
+        DType::F64 => with_cpu_slice::<f64, _>(&g, |s| Ok(channel_sums(s, g.dims())))?,
+        dt => bail!("channel bias: unsupported dtype {dt:?}"),
+    };
+    Tensor::from_vec(gb, b.dims(), b.device())?.to_dtype(b.dtype())
 }
 
 impl CustomOp2 for ChannelBiasCpu {
@@ -81,16 +90,16 @@ impl CustomOp2 for ChannelBiasCpu {
     ) -> Result<(CpuStorage, Shape)> {
         let dims = l1.dims();
         let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(Self::fwd_typed::<f32>(
-                storage_slice(s1, l1)?,
-                storage_slice(s2, l2)?,
-                dims,
-            )),
-            DType::F64 => CpuStorage::F64(Self::fwd_typed::<f64>(
-                storage_slice(s1, l1)?,
-                storage_slice(s2, l2)?,
-                dims,
-            )),
+            DType::F32 => {
+                let mut y = storage_slice::<f32>(s1, l1)?.to_vec();
+                add_in_place(&mut y, storage_slice(s2, l2)?, dims);
+                CpuStorage::F32(y)
+            }
+            DType::F64 => {
+                let mut y = storage_slice::<f64>(s1, l1)?.to_vec();
+                add_in_place(&mut y, storage_slice(s2, l2)?, dims);
+                CpuStorage::F64(y)
+            }
             dt => bail!("channel-bias-cpu: unsupported dtype {dt:?}"),
         };
         Ok((out, l1.shape().clone()))
@@ -98,18 +107,12 @@ impl CustomOp2 for ChannelBiasCpu {
 
     fn bwd(
         &self,
-        y: &Tensor,
+        _y: &Tensor,
         b: &Tensor,
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let gb = match g.dtype() {
-            DType::F32 => with_cpu_slice::<f32, _>(&g, |s| Ok(Self::bias_grad(s, y.dims())))?,
-            DType::F64 => with_cpu_slice::<f64, _>(&g, |s| Ok(Self::bias_grad(s, y.dims())))?,
-            dt => bail!("channel-bias-cpu: unsupported dtype {dt:?}"),
-        };
-        let gb = Tensor::from_vec(gb, b.dims(), b.device())?.to_dtype(b.dtype())?;
-        Ok((Some(g), Some(gb)))
+        let gb = bias_grad(g, b)?;
+        Ok((Some(g.clone()), Some(gb)))
     }
 }

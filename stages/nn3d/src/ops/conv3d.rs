@@ -72,13 +72,17 @@ pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv3dParams) -
     let cpu_ok = super::fused_cpu(x)
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && x.dtype() == w.dtype();
-    let y = if cpu_ok {
-        x.contiguous()?
-            .apply_op2(&w.contiguous()?, Conv3dCpu { params: *p })?
-    } else {
-        conv3d_generic(x, w, p)?
-    };
-    add_bias(y, bias)
+    if !cpu_ok {
+        return add_bias(conv3d_generic(x, w, p)?, bias);
+    }
+    let (x, w, op) = (x.contiguous()?, w.contiguous()?, Conv3dCpu { params: *p });
+    match bias {
+        // The bias goes into the op, so backward keeps the biased output only.
+        Some(b) if b.dtype() == x.dtype() && b.dims() == [w.dims()[0]] => {
+            x.apply_op3(&w, &b.contiguous()?, op)
+        }
+        _ => add_bias(x.apply_op2(&w, op)?, bias),
+    }
 }
 
 pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {

@@ -7,11 +7,13 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+    WithDType,
 };
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::channel_bias::{add_in_place, bias_grad};
 use super::conv3d::Conv3dParams;
 
 /// Sizes of one conv3d call (input, kernel, stride, padding, output).
@@ -493,89 +495,102 @@ pub(crate) fn storage_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> 
     Ok(&T::cpu_storage_as_slice(s)?[start..end])
 }
 
-/// The CPU conv3d custom op (bias is added outside, so candle differentiates it).
+/// The CPU conv3d custom op: `CustomOp2` on (input, weight), `CustomOp3` on (input, weight,
+/// bias). The bias is added in place to the convolution's output, so a biased layer keeps one
+/// activation alive for backward, not two.
 pub(crate) struct Conv3dCpu {
     pub params: Conv3dParams,
 }
 
+/// The f32 convolution: the direct AVX-512 kernels where they apply, im2col otherwise.
+fn forward_f32(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if g.direct() {
+        return super::conv3d_direct::forward(g, x, w);
+    }
+    forward(g, x, w)
+}
+
+/// Input and weight gradients in f32, by the same choice of kernels as [`forward_f32`].
+fn backward_f32(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if g.direct() {
+        return super::conv3d_direct::backward(g, x, w, gy);
+    }
+    backward(g, x, w, gy)
+}
+
 impl Conv3dCpu {
-    fn fwd_typed<T: WithDType>(
+    /// The convolution of contiguous operands plus, where given, a per-channel bias.
+    fn forward_storage(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.dims(), l2.dims(), &self.params)?;
-        let out = forward(&g, storage_slice::<T>(s1, l1)?, storage_slice::<T>(s2, l2)?);
-        Ok((
-            T::to_cpu_storage_owned(out),
-            Shape::from((g.n, g.co, g.od, g.oh, g.ow)),
-        ))
+        let dims = [g.n, g.co, g.od, g.oh, g.ow];
+        fn typed<T: WithDType>(
+            conv: impl FnOnce(&[T], &[T]) -> Vec<T>,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            bias: Option<(&CpuStorage, &Layout)>,
+            dims: &[usize],
+        ) -> Result<CpuStorage> {
+            let mut y = conv(storage_slice(s1, l1)?, storage_slice(s2, l2)?);
+            if let Some((s3, l3)) = bias {
+                add_in_place(&mut y, storage_slice(s3, l3)?, dims);
+            }
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let dtypes = (s1.dtype(), s2.dtype(), bias.map(|(s3, _)| s3.dtype()));
+        let out = match dtypes {
+            (DType::F32, DType::F32, None | Some(DType::F32)) => typed::<f32>(
+                |x, w| forward_f32(&g, x, w),
+                (s1, l1),
+                (s2, l2),
+                bias,
+                &dims,
+            )?,
+            (DType::F64, DType::F64, None | Some(DType::F64)) => typed::<f64>(
+                |x, w| forward(&g, x, w),
+                (s1, l1),
+                (s2, l2),
+                bias,
+                &dims,
+            )?,
+            (a, b, c) => bail!(
+                "conv3d-cpu: unsupported dtypes {a:?}, {b:?}, bias {c:?} (all f32 or all f64 expected)"
+            ),
+        };
+        Ok((out, Shape::from(dims.to_vec())))
     }
 
-    /// The direct AVX-512 path for f32, `None` where it does not apply.
-    fn fwd_direct(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<Option<(CpuStorage, Shape)>> {
-        let g = Geometry::new(l1.dims(), l2.dims(), &self.params)?;
-        if !g.direct() {
-            return Ok(None);
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (x, w) = (storage_slice::<f32>(s1, l1)?, storage_slice::<f32>(s2, l2)?);
-            let out = super::conv3d_direct::forward(&g, x, w);
-            Ok(Some((
-                CpuStorage::F32(out),
-                Shape::from((g.n, g.co, g.od, g.oh, g.ow)),
-            )))
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct() is false off x86_64")
-    }
-
-    fn bwd_direct(&self, x: &Tensor, w: &Tensor, gy: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+    /// Gradients of the input and the weight.
+    fn backward_tensors(&self, x: &Tensor, w: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (x, w, gy) = (x.contiguous()?, w.contiguous()?, gy.contiguous()?);
         let g = Geometry::new(x.dims(), w.dims(), &self.params)?;
-        if !g.direct() {
-            return Ok(None);
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (gx, gw) = with_cpu_slice::<f32, _>(x, |xs| {
-                with_cpu_slice::<f32, _>(w, |ws| {
-                    with_cpu_slice::<f32, _>(gy, |gys| {
-                        Ok(super::conv3d_direct::backward(&g, xs, ws, gys))
-                    })
+        fn typed<T: WithDType>(
+            grads: impl FnOnce(&[T], &[T], &[T]) -> (Vec<T>, Vec<T>),
+            x: &Tensor,
+            w: &Tensor,
+            gy: &Tensor,
+        ) -> Result<(Tensor, Tensor)> {
+            let (gx, gw) = with_cpu_slice::<T, _>(x, |xs| {
+                with_cpu_slice::<T, _>(w, |ws| {
+                    with_cpu_slice::<T, _>(gy, |gys| Ok(grads(xs, ws, gys)))
                 })
             })?;
-            let gx = Tensor::from_vec(gx, x.dims(), x.device())?;
-            let gw = Tensor::from_vec(gw, w.dims(), w.device())?;
-            Ok(Some((gx, gw)))
+            Ok((
+                Tensor::from_vec(gx, x.dims(), x.device())?,
+                Tensor::from_vec(gw, w.dims(), w.device())?,
+            ))
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct() is false off x86_64")
-    }
-
-    fn bwd_typed<T: WithDType>(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        gy: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let g = Geometry::new(x.dims(), w.dims(), &self.params)?;
-        let (gx, gw) = with_cpu_slice::<T, _>(x, |xs| {
-            with_cpu_slice::<T, _>(w, |ws| {
-                with_cpu_slice::<T, _>(gy, |gys| Ok(backward(&g, xs, ws, gys)))
-            })
-        })?;
-        let gx = Tensor::from_vec(gx, x.dims(), x.device())?;
-        let gw = Tensor::from_vec(gw, w.dims(), w.device())?;
-        Ok((gx, gw))
+        match x.dtype() {
+            DType::F32 => typed::<f32>(|xs, ws, gys| backward_f32(&g, xs, ws, gys), &x, &w, &gy),
+            DType::F64 => typed::<f64>(|xs, ws, gys| backward(&g, xs, ws, gys), &x, &w, &gy),
+            dt => bail!("conv3d-cpu: unsupported dtype {dt:?}"),
+        }
     }
 }
 
@@ -591,14 +606,7 @@ impl CustomOp2 for Conv3dCpu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        match (s1.dtype(), s2.dtype()) {
-            (DType::F32, DType::F32) => match self.fwd_direct(s1, l1, s2, l2)? {
-                Some(out) => Ok(out),
-                None => self.fwd_typed::<f32>(s1, l1, s2, l2),
-            },
-            (DType::F64, DType::F64) => self.fwd_typed::<f64>(s1, l1, s2, l2),
-            (a, b) => bail!("conv3d-cpu: unsupported dtypes {a:?} and {b:?} (f32 or f64 expected)"),
-        }
+        self.forward_storage((s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -608,16 +616,38 @@ impl CustomOp2 for Conv3dCpu {
         _res: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (x, w, gy) = (x.contiguous()?, w.contiguous()?, gy.contiguous()?);
-        let (gx, gw) = match x.dtype() {
-            DType::F32 => match self.bwd_direct(&x, &w, &gy)? {
-                Some(grads) => grads,
-                None => self.bwd_typed::<f32>(&x, &w, &gy)?,
-            },
-            DType::F64 => self.bwd_typed::<f64>(&x, &w, &gy)?,
-            dt => bail!("conv3d-cpu: unsupported dtype {dt:?}"),
-        };
+        let (gx, gw) = self.backward_tensors(x, w, gy)?;
         Ok((Some(gx), Some(gw)))
+    }
+}
+
+impl CustomOp3 for Conv3dCpu {
+    fn name(&self) -> &'static str {
+        "conv3d-bias-cpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward_storage((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gw) = self.backward_tensors(x, w, gy)?;
+        Ok((Some(gx), Some(gw), Some(bias_grad(gy, b)?)))
     }
 }
 

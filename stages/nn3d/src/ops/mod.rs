@@ -1,5 +1,6 @@
 //! 3D tensor operations with autograd: convolution, transposed convolution, normalisation,
-//! activation, pooling and resizing. Layout is always `(N, C, D, H, W)`.
+//! activation, pooling and resizing, and the Dice + cross-entropy loss as one CPU op.
+//! Layout is always `(N, C, D, H, W)`.
 
 pub mod activation;
 pub mod channel_bias;
@@ -8,6 +9,7 @@ mod conv3d_cpu;
 #[cfg(target_arch = "x86_64")]
 mod conv3d_direct;
 pub mod conv_transpose;
+mod dice_ce;
 pub mod instance_norm;
 pub mod norm_act;
 #[cfg(target_arch = "x86_64")]
@@ -20,6 +22,7 @@ pub use activation::{leaky_relu, leaky_relu_generic};
 pub use channel_bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_generic, Conv3dParams};
 pub use conv_transpose::conv_transpose3d_nonoverlapping;
+pub(crate) use dice_ce::dice_ce_cpu;
 pub use instance_norm::{instance_norm, instance_norm_generic};
 pub use norm_act::instance_norm_leaky_relu;
 pub use pool::{avg_pool3d, global_avg_pool3d, max_pool3d, Pool3dParams};
