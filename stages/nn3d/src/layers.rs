@@ -4,7 +4,8 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::ops::{
-    conv3d, conv_transpose3d_nonoverlapping, instance_norm, instance_norm_leaky_relu, Conv3dParams,
+    conv3d, conv3d_concat, conv_transpose3d_nonoverlapping, instance_norm,
+    instance_norm_leaky_relu, Conv3dParams,
 };
 
 /// He-normal initialisation as nnU-Net's `InitWeights_He(1e-2)`: std = sqrt(2 / ((1 + a^2) fan_in)).
@@ -53,6 +54,11 @@ impl Conv3d {
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The layer applied to the channel concatenation of `a` and `b`, without building it.
+    pub fn forward_concat(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        conv3d_concat(a, b, &self.weight, self.bias.as_ref(), &self.params)
     }
 }
 

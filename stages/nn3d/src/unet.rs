@@ -195,13 +195,28 @@ impl ConvBlock {
     }
 }
 
-impl Module for ConvBlock {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (conv, norm) in &self.layers {
+impl ConvBlock {
+    /// The block on the channel concatenation of `a` and `b` (a decoder's upsampled and skip
+    /// activations); the first convolution reads both without the concatenation being built.
+    fn forward_concat(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let Some(((conv, norm), rest)) = self.layers.split_first() else {
+            return Tensor::cat(&[a, b], 1);
+        };
+        let h = norm.forward_leaky_relu(&conv.forward_concat(a, b)?, self.slope)?;
+        self.rest(h, rest)
+    }
+
+    fn rest(&self, mut h: Tensor, layers: &[(Conv3d, InstanceNorm3d)]) -> Result<Tensor> {
+        for (conv, norm) in layers {
             h = norm.forward_leaky_relu(&conv.forward(&h)?, self.slope)?;
         }
         Ok(h)
+    }
+}
+
+impl Module for ConvBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.rest(x.clone(), &self.layers)
     }
 }
 
@@ -299,7 +314,7 @@ impl UNet3d {
         for l in (0..self.decoder.len()).rev() {
             let stage = &self.decoder[l];
             let up = stage.up.forward(&hcur)?;
-            hcur = stage.block.forward(&Tensor::cat(&[&up, &skips[l]], 1)?)?;
+            hcur = stage.block.forward_concat(&up, &skips[l])?;
             if all || l == 0 {
                 let logits = stage.head.forward(&hcur)?;
                 let mut crop = logits;

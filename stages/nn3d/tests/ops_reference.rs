@@ -5,9 +5,10 @@ mod common;
 use candle_core::{DType, Result, Tensor};
 use common::{assert_close, check_grad, tensor, to_vec, weighted_sum, Rng};
 use flow_nn3d::ops::{
-    add_channel_bias, avg_pool3d, conv3d, conv3d_generic, conv_transpose3d_nonoverlapping,
-    instance_norm, instance_norm_generic, instance_norm_leaky_relu, leaky_relu, leaky_relu_generic,
-    max_pool3d, resize_nearest3d, resize_trilinear3d, Conv3dParams, Pool3dParams,
+    add_channel_bias, avg_pool3d, conv3d, conv3d_concat, conv3d_generic,
+    conv_transpose3d_nonoverlapping, instance_norm, instance_norm_generic,
+    instance_norm_leaky_relu, leaky_relu, leaky_relu_generic, max_pool3d, resize_nearest3d,
+    resize_trilinear3d, Conv3dParams, Pool3dParams,
 };
 
 /// Plain nested-loop conv3d, f64.
@@ -493,6 +494,72 @@ fn fused_instance_norm_leaky_relu_matches_generic_ops() -> Result<()> {
     check_grad(&x, |x| f(x, &w, &b), 1e-5, "fused dx");
     check_grad(&w, |w| f(&x, w, &b), 1e-6, "fused dweight");
     check_grad(&b, |b| f(&x, &w, b), 1e-6, "fused dbias");
+    Ok(())
+}
+
+#[test]
+fn concatenated_input_conv_matches_conv_of_the_concatenation() -> Result<()> {
+    let mut rng = Rng::new(17);
+    // Stride 1 and 2, with and without bias; f32 takes the direct kernels where the CPU has
+    // AVX-512, f64 im2col.
+    for (stride, with_bias) in [([1, 1, 1], true), ([1, 2, 2], false), ([2, 1, 2], true)] {
+        let a = tensor(&mut rng, &[2, 3, 5, 6, 7]);
+        let b = tensor(&mut rng, &[2, 2, 5, 6, 7]);
+        let w = tensor(&mut rng, &[4, 5, 3, 3, 3]);
+        let bias = tensor(&mut rng, &[4]);
+        let p = Conv3dParams::same([3; 3], stride);
+        for dtype in [DType::F64, DType::F32] {
+            let t = |x: &Tensor| x.to_dtype(dtype);
+            let (a, b, w, bias) = (t(&a)?, t(&b)?, t(&w)?, t(&bias)?);
+            let run = |concat: bool| -> Result<Vec<Vec<f64>>> {
+                let vars = [&a, &b, &w, &bias].map(|x| candle_core::Var::from_tensor(x).unwrap());
+                let [av, bv, wv, biasv] = vars.each_ref().map(|v| v.as_tensor());
+                let bias = with_bias.then_some(biasv);
+                let y = if concat {
+                    conv3d_concat(av, bv, wv, bias, &p)?
+                } else {
+                    conv3d(&Tensor::cat(&[av, bv], 1)?, wv, bias, &p)?
+                };
+                let grads = weighted_sum(&y, 9)?.backward()?;
+                let mut out = vec![to_vec(&y)];
+                for v in &vars[..if with_bias { 4 } else { 3 }] {
+                    out.push(to_vec(grads.get(v.as_tensor()).expect("gradient")));
+                }
+                Ok(out)
+            };
+            let (fused, reference) = (run(true)?, run(false)?);
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            for (i, what) in ["value", "da", "db", "dweight", "dbias"]
+                .iter()
+                .enumerate()
+                .take(fused.len())
+            {
+                assert_close(
+                    &fused[i],
+                    &reference[i],
+                    tol,
+                    &format!("{what} stride {stride:?} {dtype:?}"),
+                );
+            }
+        }
+    }
+    let a = tensor(&mut rng, &[1, 2, 3, 3, 3]);
+    assert!(conv3d_concat(
+        &a,
+        &tensor(&mut rng, &[1, 2, 3, 3, 4]),
+        &tensor(&mut rng, &[2, 4, 1, 1, 1]),
+        None,
+        &Conv3dParams::default()
+    )
+    .is_err());
+    assert!(conv3d_concat(
+        &a,
+        &a,
+        &tensor(&mut rng, &[2, 3, 1, 1, 1]),
+        None,
+        &Conv3dParams::default()
+    )
+    .is_err());
     Ok(())
 }
 

@@ -49,7 +49,7 @@ pub(crate) fn add_in_place<T: WithDType>(y: &mut [T], b: &[T], shape: &[usize]) 
 }
 
 /// Per-channel sums of the gradient (accumulated in f64).
-fn channel_sums<T: WithDType>(g: &[T], shape: &[usize]) -> Vec<f64> {
+pub(crate) fn channel_sums<T: WithDType>(g: &[T], shape: &[usize]) -> Vec<f64> {
     let (c, len) = (shape[1], plane_len(shape));
     let mut gb = vec![0.0f64; c];
     if len > 0 {

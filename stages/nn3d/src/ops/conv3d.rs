@@ -5,7 +5,7 @@ use candle_core::{bail, DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::channel_bias::add_channel_bias;
-use super::conv3d_cpu::Conv3dCpu;
+use super::conv3d_op::{ConcatConv3dCpu, Conv3dCpu};
 use super::strided::strided_narrow;
 
 /// Stride and zero padding of a 3D convolution, per axis (depth, height, width).
@@ -83,6 +83,54 @@ pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv3dParams) -
         }
         _ => add_bias(x.apply_op2(&w, op)?, bias),
     }
+}
+
+/// conv3d of the channel concatenation `cat([a, b], 1)` (as a U-Net decoder's first
+/// convolution reads its upsampled and skip inputs). On the CPU the concatenation is never
+/// built, so backward does not keep it; elsewhere it is `conv3d(cat)`.
+pub fn conv3d_concat(
+    a: &Tensor,
+    b: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    p: &Conv3dParams,
+) -> Result<Tensor> {
+    let dtype = a.dtype();
+    let fused = super::fused_cpu(a)
+        && matches!(dtype, DType::F32 | DType::F64)
+        && [b.dtype(), w.dtype()] == [dtype; 2]
+        && bias.is_none_or(|t| t.dtype() == dtype && t.dims() == [w.dims()[0]]);
+    if !fused {
+        return conv3d(&Tensor::cat(&[a, b], 1)?, w, bias, p);
+    }
+    let x_dims = [a.dims(), b.dims()];
+    let (n, ca, d, h, wd) = a.dims5()?;
+    let cb = b.dims5()?.1;
+    if b.dims() != [n, cb, d, h, wd] {
+        bail!("conv3d: concatenated inputs {x_dims:?} differ in batch or spatial size")
+    }
+    let w_dims: [usize; 5] = w.dims().try_into().map_err(|_| {
+        candle_core::Error::Msg(format!("conv3d: 5D weight expected, got {:?}", w.dims()))
+    })?;
+    if w_dims[1] != ca + cb {
+        bail!(
+            "conv3d: inputs {x_dims:?} have {} channels but the weight expects {}",
+            ca + cb,
+            w_dims[1]
+        )
+    }
+    p.output_dims([d, h, wd], [w_dims[2], w_dims[3], w_dims[4]])?;
+    let params = match bias {
+        Some(t) => Tensor::cat(&[&w.flatten_all()?, t], 0)?,
+        None => w.flatten_all()?,
+    };
+    let op = ConcatConv3dCpu {
+        params: *p,
+        w_dims,
+        bias: bias.is_some(),
+    };
+    a.contiguous()?
+        .apply_op3(&b.contiguous()?, &params.contiguous()?, op)
 }
 
 pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {

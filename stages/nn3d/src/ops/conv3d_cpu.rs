@@ -1,19 +1,14 @@
-//! Fast CPU conv3d as a candle `CustomOp2`. f32 on AVX-512 goes to the direct kernels of
-//! `conv3d_direct`; everything else (f64, other CPUs) to im2col over a block of output depth slices, one
-//! gemm per block (the `gemm` crate, single-threaded per task), rayon across (batch, block)
+//! Fast CPU conv3d kernels (the candle ops are in `conv3d_op`). f32 on AVX-512 goes to the
+//! direct kernels of `conv3d_direct`; everything else (f64, other CPUs) to im2col over a
+//! block of output depth slices, one gemm per block (the `gemm` crate, single-threaded per task), rayon across (batch, block)
 //! tasks. Backward recomputes the im2col block, accumulates the weight gradient per task
 //! and scatters the column gradient back (col2im) into a task-local input-gradient slab; slabs
 //! and weight partials are reduced in task order, so results are deterministic.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
-    WithDType,
-};
+use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor, WithDType};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::channel_bias::{add_in_place, bias_grad};
 use super::conv3d::Conv3dParams;
 
 /// Sizes of one conv3d call (input, kernel, stride, padding, output).
@@ -88,7 +83,7 @@ impl Geometry {
     }
 
     /// Whether the direct AVX-512 kernels take this f32 conv (every size non-zero).
-    fn direct(&self) -> bool {
+    pub fn direct(&self) -> bool {
         let sizes = [
             self.n, self.ci, self.co, self.d, self.h, self.w, self.od, self.oh, self.ow,
         ];
@@ -493,162 +488,6 @@ pub(crate) fn storage_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> 
         bail!("conv3d-cpu: operand is not contiguous")
     };
     Ok(&T::cpu_storage_as_slice(s)?[start..end])
-}
-
-/// The CPU conv3d custom op: `CustomOp2` on (input, weight), `CustomOp3` on (input, weight,
-/// bias). The bias is added in place to the convolution's output, so a biased layer keeps one
-/// activation alive for backward, not two.
-pub(crate) struct Conv3dCpu {
-    pub params: Conv3dParams,
-}
-
-/// The f32 convolution: the direct AVX-512 kernels where they apply, im2col otherwise.
-fn forward_f32(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if g.direct() {
-        return super::conv3d_direct::forward(g, x, w);
-    }
-    forward(g, x, w)
-}
-
-/// Input and weight gradients in f32, by the same choice of kernels as [`forward_f32`].
-fn backward_f32(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    #[cfg(target_arch = "x86_64")]
-    if g.direct() {
-        return super::conv3d_direct::backward(g, x, w, gy);
-    }
-    backward(g, x, w, gy)
-}
-
-impl Conv3dCpu {
-    /// The convolution of contiguous operands plus, where given, a per-channel bias.
-    fn forward_storage(
-        &self,
-        (s1, l1): (&CpuStorage, &Layout),
-        (s2, l2): (&CpuStorage, &Layout),
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(l1.dims(), l2.dims(), &self.params)?;
-        let dims = [g.n, g.co, g.od, g.oh, g.ow];
-        fn typed<T: WithDType>(
-            conv: impl FnOnce(&[T], &[T]) -> Vec<T>,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            bias: Option<(&CpuStorage, &Layout)>,
-            dims: &[usize],
-        ) -> Result<CpuStorage> {
-            let mut y = conv(storage_slice(s1, l1)?, storage_slice(s2, l2)?);
-            if let Some((s3, l3)) = bias {
-                add_in_place(&mut y, storage_slice(s3, l3)?, dims);
-            }
-            Ok(T::to_cpu_storage_owned(y))
-        }
-        let dtypes = (s1.dtype(), s2.dtype(), bias.map(|(s3, _)| s3.dtype()));
-        let out = match dtypes {
-            (DType::F32, DType::F32, None | Some(DType::F32)) => typed::<f32>(
-                |x, w| forward_f32(&g, x, w),
-                (s1, l1),
-                (s2, l2),
-                bias,
-                &dims,
-            )?,
-            (DType::F64, DType::F64, None | Some(DType::F64)) => typed::<f64>(
-                |x, w| forward(&g, x, w),
-                (s1, l1),
-                (s2, l2),
-                bias,
-                &dims,
-            )?,
-            (a, b, c) => bail!(
-                "conv3d-cpu: unsupported dtypes {a:?}, {b:?}, bias {c:?} (all f32 or all f64 expected)"
-            ),
-        };
-        Ok((out, Shape::from(dims.to_vec())))
-    }
-
-    /// Gradients of the input and the weight.
-    fn backward_tensors(&self, x: &Tensor, w: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (x, w, gy) = (x.contiguous()?, w.contiguous()?, gy.contiguous()?);
-        let g = Geometry::new(x.dims(), w.dims(), &self.params)?;
-        fn typed<T: WithDType>(
-            grads: impl FnOnce(&[T], &[T], &[T]) -> (Vec<T>, Vec<T>),
-            x: &Tensor,
-            w: &Tensor,
-            gy: &Tensor,
-        ) -> Result<(Tensor, Tensor)> {
-            let (gx, gw) = with_cpu_slice::<T, _>(x, |xs| {
-                with_cpu_slice::<T, _>(w, |ws| {
-                    with_cpu_slice::<T, _>(gy, |gys| Ok(grads(xs, ws, gys)))
-                })
-            })?;
-            Ok((
-                Tensor::from_vec(gx, x.dims(), x.device())?,
-                Tensor::from_vec(gw, w.dims(), w.device())?,
-            ))
-        }
-        match x.dtype() {
-            DType::F32 => typed::<f32>(|xs, ws, gys| backward_f32(&g, xs, ws, gys), &x, &w, &gy),
-            DType::F64 => typed::<f64>(|xs, ws, gys| backward(&g, xs, ws, gys), &x, &w, &gy),
-            dt => bail!("conv3d-cpu: unsupported dtype {dt:?}"),
-        }
-    }
-}
-
-impl CustomOp2 for Conv3dCpu {
-    fn name(&self) -> &'static str {
-        "conv3d-cpu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward_storage((s1, l1), (s2, l2), None)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        gy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gx, gw) = self.backward_tensors(x, w, gy)?;
-        Ok((Some(gx), Some(gw)))
-    }
-}
-
-impl CustomOp3 for Conv3dCpu {
-    fn name(&self) -> &'static str {
-        "conv3d-bias-cpu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward_storage((s1, l1), (s2, l2), Some((s3, l3)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        gy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (gx, gw) = self.backward_tensors(x, w, gy)?;
-        Ok((Some(gx), Some(gw), Some(bias_grad(gy, b)?)))
-    }
 }
 
 #[cfg(test)]

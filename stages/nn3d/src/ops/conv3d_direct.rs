@@ -18,6 +18,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::conv3d_cpu::Geometry;
+use super::conv3d_op::ChannelGroups;
 
 /// Positions per parallel task of the correlation (a multiple of every tile width).
 const CHUNK: usize = 1536;
@@ -160,15 +161,16 @@ impl PhaseGrid {
             .collect()
     }
 
-    /// Writes batch item `x (ci, d, h, w)` into `out (ci, phase, Dq, Hq, Wq)` with zeros
-    /// around it, each grid value once (no separate zeroing pass).
-    fn pack(&self, g: &Geometry, x: &[f32], out: &mut [f32]) {
-        let (vol, cl) = (g.d * g.h * g.w, self.channel_len());
+    /// Writes batch item `x` (its `ci` channel planes `(d, h, w)`) into
+    /// `out (ci, phase, Dq, Hq, Wq)` with zeros around it, each grid value once (no separate
+    /// zeroing pass).
+    fn pack(&self, g: &Geometry, x: &[&[f32]], out: &mut [f32]) {
+        let cl = self.channel_len();
         let [sd, sh, sw] = self.stride;
         let [dq, hq, wq] = self.dims;
         out[..g.ci * cl]
             .par_chunks_mut(cl)
-            .zip(x.par_chunks(vol))
+            .zip(x.par_iter())
             .for_each(|(dst, src)| {
                 for (ph, dph) in dst.chunks_mut(self.phase_len).enumerate() {
                     let (pz, py, px) = (ph / (sh * sw), ph / sw % sh, ph % sw);
@@ -204,29 +206,37 @@ impl PhaseGrid {
             });
     }
 
-    /// Appends the real voxels of `grid (ci, phase, Dq, Hq, Wq)` to `out` as `(ci, d, h, w)`
-    /// (appending, not writing into a zeroed buffer, saves a pass over the gradient).
-    fn unpack(&self, g: &Geometry, grid: &[f32], out: &mut Vec<f32>) {
-        for src in grid.chunks(self.channel_len()).take(g.ci) {
-            let mut row_start = out.len();
-            let mut last_row = usize::MAX;
-            self.for_each_row(g, |row, base, sw, x0| {
-                if sw == 1 {
-                    out.extend_from_slice(&src[base..base + g.w]);
-                    return;
-                }
-                if row != last_row {
-                    // First phase of a new row: the row's voxels come phase by phase.
-                    last_row = row;
-                    row_start = out.len();
-                    out.resize(row_start + g.w, 0.0);
-                }
-                let dst_row = &mut out[row_start..row_start + g.w];
-                for (v, s) in dst_row[x0..].iter_mut().step_by(sw).zip(&src[base..]) {
-                    *v = *s;
-                }
-            });
+    /// Appends the real voxels of `grid (ci, phase, Dq, Hq, Wq)` as `(ci, d, h, w)` to
+    /// `outs`, the first `outs[0].1` channels to `outs[0].0` and so on (appending, not writing
+    /// into a zeroed buffer, saves a pass over the gradient).
+    fn unpack(&self, g: &Geometry, grid: &[f32], outs: &mut [(Vec<f32>, usize)]) {
+        let mut channels = grid.chunks(self.channel_len()).take(g.ci);
+        for (out, c) in outs.iter_mut() {
+            for src in channels.by_ref().take(*c) {
+                self.unpack_channel(g, src, out);
+            }
         }
+    }
+
+    fn unpack_channel(&self, g: &Geometry, src: &[f32], out: &mut Vec<f32>) {
+        let mut row_start = out.len();
+        let mut last_row = usize::MAX;
+        self.for_each_row(g, |row, base, sw, x0| {
+            if sw == 1 {
+                out.extend_from_slice(&src[base..base + g.w]);
+                return;
+            }
+            if row != last_row {
+                // First phase of a new row: the row's voxels come phase by phase.
+                last_row = row;
+                row_start = out.len();
+                out.resize(row_start + g.w, 0.0);
+            }
+            let dst_row = &mut out[row_start..row_start + g.w];
+            for (v, s) in dst_row[x0..].iter_mut().step_by(sw).zip(&src[base..]) {
+                *v = *s;
+            }
+        });
     }
 
     /// Calls `f(row, base, sw, x0)` for every input row `row = z * h + y` and every x-phase:
@@ -498,9 +508,9 @@ unsafe fn weight_grad_block(
     }
 }
 
-/// y = conv3d(x, w) for f32 on AVX-512; x `(n, ci, d, h, w)`, w `(co, ci, kd, kh, kw)`.
-/// Callers check [`available`].
-pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+/// y = conv3d(x, w) for f32 on AVX-512; x `(n, ci, d, h, w)` in channel groups, w
+/// `(co, ci, kd, kh, kw)`. Callers check [`available`].
+pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
     let grid = PhaseGrid::new(g);
     let offs = grid.tap_offsets(g);
     let taps = offs.len();
@@ -513,9 +523,8 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mut yq = scratch::take(g.co * len); // every position is written
     let ovol = g.od * g.oh * g.ow;
     let mut out = Vec::with_capacity(g.n * g.co * ovol);
-    let vol = g.ci * g.d * g.h * g.w;
     for n in 0..g.n {
-        grid.pack(g, &x[n * vol..(n + 1) * vol], &mut xq);
+        grid.pack(g, &x.item(n), &mut xq);
         Correlation {
             src: &xq,
             src_stride: grid.channel_len(),
@@ -549,8 +558,14 @@ fn input_grid(g: &Geometry, grid: &PhaseGrid, slack: usize) -> Vec<f32> {
     v
 }
 
-/// Gradients of conv3d (f32, AVX-512) with respect to the input and the weight.
-pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// Gradients of conv3d (f32, AVX-512) with respect to the input (one buffer per channel group
+/// of `x`) and the weight.
+pub(crate) fn backward(
+    g: &Geometry,
+    x: ChannelGroups<f32>,
+    w: &[f32],
+    gy: &[f32],
+) -> (Vec<Vec<f32>>, Vec<f32>) {
     let grid = PhaseGrid::new(g);
     let tap_list: Vec<[usize; 3]> = taps(g).collect();
     let offs = grid.tap_offsets(g);
@@ -570,8 +585,11 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
     let mut xq = input_grid(g, &grid, max_off + len);
     let mut gxq = scratch::take(g.ci * grid.channel_len()); // written whole per batch item
     let ovol = g.od * g.oh * g.ow;
-    let vol = g.ci * g.d * g.h * g.w;
-    let mut gx = Vec::with_capacity(g.n * vol);
+    let plane_vol = g.d * g.h * g.w;
+    let mut gx: Vec<(Vec<f32>, usize)> = x
+        .channels()
+        .map(|c| (Vec::with_capacity(g.n * c * plane_vol), c))
+        .collect();
     let mut gw = vec![0.0f32; g.co * k];
 
     // Input-gradient weights per phase: out = input channel, in = output channel.
@@ -643,7 +661,7 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
         grid.unpack(g, &gxq, &mut gx);
 
         // Weight gradient.
-        grid.pack(g, &x[n * vol..(n + 1) * vol], &mut xq);
+        grid.pack(g, &x.item(n), &mut xq);
         let partials: Vec<Vec<f32>> = (0..len.div_ceil(step))
             .into_par_iter()
             .map(|r| {
@@ -680,7 +698,7 @@ pub(crate) fn backward(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f
     scratch::give(gq);
     scratch::give(xq);
     scratch::give(gxq);
-    (gx, gw)
+    (gx.into_iter().map(|(v, _)| v).collect(), gw)
 }
 
 #[cfg(test)]

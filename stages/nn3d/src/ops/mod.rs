@@ -8,6 +8,7 @@ pub mod conv3d;
 mod conv3d_cpu;
 #[cfg(target_arch = "x86_64")]
 mod conv3d_direct;
+mod conv3d_op;
 pub mod conv_transpose;
 mod dice_ce;
 pub mod instance_norm;
@@ -20,7 +21,7 @@ pub mod strided;
 
 pub use activation::{leaky_relu, leaky_relu_generic};
 pub use channel_bias::add_channel_bias;
-pub use conv3d::{conv3d, conv3d_generic, Conv3dParams};
+pub use conv3d::{conv3d, conv3d_concat, conv3d_generic, Conv3dParams};
 pub use conv_transpose::conv_transpose3d_nonoverlapping;
 pub(crate) use dice_ce::dice_ce_cpu;
 pub use instance_norm::{instance_norm, instance_norm_generic};
