@@ -41,64 +41,6 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// Per-thread buffers reused across calls. The padded grids are as large as the activations,
-/// and a fresh zeroed allocation of that size every call costs more than a fifth of a
-/// forward pass. A taken buffer holds stale values: callers overwrite or zero what they read.
-mod scratch {
-    use std::cell::RefCell;
-
-    /// Buffers kept per thread (a backward pass uses three), and at most this many floats in
-    /// all (256 MiB): a thread that ran a large net does not hold its grids forever.
-    pub const KEEP: usize = 4;
-    pub const MAX_FLOATS: usize = 64 << 20;
-
-    thread_local! {
-        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// A buffer of `len` floats, stale contents.
-    pub fn take(len: usize) -> Vec<f32> {
-        let mut v = POOL
-            .with(|p| {
-                let mut p = p.borrow_mut();
-                // The smallest that fits; growing a smaller one would copy stale values.
-                let best = (0..p.len())
-                    .filter(|&i| p[i].capacity() >= len)
-                    .min_by_key(|&i| p[i].capacity());
-                best.map(|i| p.swap_remove(i))
-            })
-            .unwrap_or_default();
-        v.resize(len, 0.0);
-        v
-    }
-
-    /// (buffers, floats) held by this thread's pool.
-    #[cfg(test)]
-    pub fn held() -> (usize, usize) {
-        POOL.with(|p| {
-            let p = p.borrow();
-            (p.len(), p.iter().map(Vec::capacity).sum())
-        })
-    }
-
-    /// Returns a buffer to this thread's pool.
-    pub fn give(v: Vec<f32>) {
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            p.push(v);
-            while p.len() > KEEP || p.iter().map(Vec::capacity).sum::<usize>() > MAX_FLOATS {
-                // Too many: drop the smallest; too large: drop the largest.
-                let i = if p.len() > KEEP {
-                    (0..p.len()).min_by_key(|&i| p[i].capacity()).unwrap_or(0)
-                } else {
-                    (0..p.len()).max_by_key(|&i| p[i].capacity()).unwrap_or(0)
-                };
-                p.swap_remove(i);
-            }
-        });
-    }
-}
-
 fn round_up(v: usize, m: usize) -> usize {
     v.div_ceil(m) * m
 }
@@ -520,7 +462,7 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
     let len = round_up(g.od * plane, LANES);
     let max_off = offs.iter().copied().max().unwrap_or(0);
     let mut xq = input_grid(g, &grid, max_off + len);
-    let mut yq = scratch::take(g.co * len); // every position is written
+    let mut yq = vec![0.0f32; g.co * len];
     let ovol = g.od * g.oh * g.ow;
     let mut out = Vec::with_capacity(g.n * g.co * ovol);
     for n in 0..g.n {
@@ -543,19 +485,15 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
             }
         }
     }
-    scratch::give(xq);
-    scratch::give(yq);
     out
 }
 
-/// A scratch buffer for the packed input with `slack` floats after the last channel, zeroed
+/// A buffer for the packed input with `slack` floats after the last channel, zeroed
 /// (positions that only dropped outputs read must still be finite: the weight gradient
 /// multiplies them by zero).
 fn input_grid(g: &Geometry, grid: &PhaseGrid, slack: usize) -> Vec<f32> {
     let body = g.ci * grid.channel_len();
-    let mut v = scratch::take(body + slack);
-    v[body..].fill(0.0);
-    v
+    vec![0.0; body + slack]
 }
 
 /// Gradients of conv3d (f32, AVX-512) with respect to the input (one buffer per channel group
@@ -581,9 +519,9 @@ pub(crate) fn backward(
     let m = round_up(inner.iter().copied().max().unwrap_or(0), LANES);
     let gy_stride = m + round_up(grid.phase_len.max(len), LANES);
     let co_pad = round_up(g.co, GW_CO);
-    let mut gq = scratch::take(co_pad * gy_stride); // written whole per batch item
+    let mut gq = vec![0.0f32; co_pad * gy_stride]; // written whole per batch item
     let mut xq = input_grid(g, &grid, max_off + len);
-    let mut gxq = scratch::take(g.ci * grid.channel_len()); // written whole per batch item
+    let mut gxq = vec![0.0f32; g.ci * grid.channel_len()]; // written whole per batch item
     let ovol = g.od * g.oh * g.ow;
     let plane_vol = g.d * g.h * g.w;
     let mut gx: Vec<(Vec<f32>, usize)> = x
@@ -695,37 +633,12 @@ pub(crate) fn backward(
             }
         }
     }
-    scratch::give(gq);
-    scratch::give(xq);
-    scratch::give(gxq);
     (gx.into_iter().map(|(v, _)| v).collect(), gw)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scratch_buffers_are_reused_and_bounded() {
-        let a = scratch::take(1000);
-        let ptr = a.as_ptr();
-        scratch::give(a);
-        let b = scratch::take(600);
-        assert_eq!(
-            (b.as_ptr(), b.len()),
-            (ptr, 600),
-            "the fitting buffer is reused"
-        );
-        scratch::give(b);
-        for _ in 0..10 {
-            scratch::give(vec![0.0; 10]);
-        }
-        let (n, floats) = scratch::held();
-        assert!(n <= scratch::KEEP);
-        assert!(floats >= 1000, "the largest buffers stay");
-        scratch::give(Vec::with_capacity(scratch::MAX_FLOATS));
-        assert!(scratch::held().1 <= scratch::MAX_FLOATS);
-    }
 
     #[test]
     fn blocks_cover_every_channel_once() {
