@@ -13,11 +13,7 @@ pub struct Digest(pub [u8; 32]);
 impl Digest {
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 
     /// The first 12 hex characters, for humans.
@@ -29,17 +25,9 @@ impl Digest {
 impl FromStr for Digest {
     type Err = CacheError;
     fn from_str(s: &str) -> Result<Self, CacheError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CacheError::BadDigest(s.to_string()));
-        }
-        let mut out = [0u8; 32];
-        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hex =
-                std::str::from_utf8(chunk).map_err(|_| CacheError::BadDigest(s.to_string()))?;
-            out[i] =
-                u8::from_str_radix(hex, 16).map_err(|_| CacheError::BadDigest(s.to_string()))?;
-        }
-        Ok(Digest(out))
+        blake3::Hash::from_hex(s)
+            .map(|h| Digest(*h.as_bytes()))
+            .map_err(|_| CacheError::BadDigest(s.to_string()))
     }
 }
 
@@ -98,7 +86,10 @@ mod tests {
         #[test]
         fn hex_round_trip(bytes in proptest::array::uniform32(any::<u8>())) {
             let d = Digest(bytes);
+            let naive: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(d.to_hex(), naive.clone());
             prop_assert_eq!(d.to_hex().parse::<Digest>().unwrap(), d);
+            prop_assert_eq!(naive.to_uppercase().parse::<Digest>().unwrap(), d);
         }
     }
 
