@@ -198,8 +198,46 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     assert_eq!(code, 0);
     assert!(with_state(&states, "ran").is_empty(), "{states:?}");
 
+    an_inference_entry_reruns_predictions_and_no_training(&w, &args);
     one_plan_entry_reruns_exactly_the_nodes_that_use_it(&w, &args);
     a_fold_model_never_starts_from_weights_that_saw_its_fold(&w, &args);
+}
+
+/// Inference entries (window step, mirroring) are their own plan section: turning on
+/// round 3's mirroring re-runs round 3's predictions and what reads them, and retrains nothing.
+fn an_inference_entry_reruns_predictions_and_no_training(w: &Work, args: &[&str]) {
+    let mut a = args.to_vec();
+    a.extend(["--set", "plan.inference.fracture_round3.tta_axes=[2]"]);
+    let (code, states) = w.run("pipelines/rsna7.yaml", &a);
+    assert_eq!(code, 0, "{states:?}");
+    let ran = with_state(&states, "ran");
+    for n in [
+        "plans",
+        "predict_round3_train",
+        "predict_round3_test",
+        "stage3",
+    ] {
+        assert!(ran.contains(&n.to_string()), "{n} should re-run: {ran:?}");
+    }
+    assert!(
+        !ran.iter().any(|n| n.starts_with("train_")
+            || n.starts_with("stage1_")
+            || n.starts_with("predict_round1")
+            || n.starts_with("predict_round2")),
+        "a model was retrained or another round re-predicted: {ran:?}"
+    );
+    let plans: serde_json::Value =
+        serde_json::from_str(&w.read("results/rsna7/plans/plans.json")).unwrap();
+    assert_eq!(
+        plans["sections"]["inference"]["fracture_round3"]["tta_axes"],
+        serde_json::json!([2])
+    );
+    assert!(
+        plans["sections"]["fracture_round3"]
+            .get("tta_axes")
+            .is_none(),
+        "{plans}"
+    );
 }
 
 /// Round 2 may start from round 1's weights and a round-3 fold from round 0's (label-free:

@@ -146,9 +146,11 @@ fn main() {
     let labels = args.get(4).map(PathBuf::from);
     let profile = std::env::var("PROFILE").unwrap_or_else(|_| "demo".into());
     let seed = env("SEED").unwrap_or(1);
+    let plans = Plans::builtin(&profile).unwrap();
+    let inference = plans.inference.fracture_round1.clone();
     let mut recipe = SegRecipe {
         seed,
-        ..Plans::builtin(&profile).unwrap().fracture_round1
+        ..plans.fracture_round1
     };
     let iters: usize = env("ITERS").unwrap_or(400);
     recipe.epochs = iters.div_ceil(recipe.iterations);
@@ -256,7 +258,7 @@ fn main() {
     let mut study_scores = Vec::new();
     for r in &test {
         let image = to_grid(&r.ct.map(|x| norm.apply(x))).unwrap();
-        let probs = predict_probabilities(&[&model], &image, &Device::Cpu).unwrap();
+        let probs = predict_probabilities(&[&model], &image, &inference, &Device::Cpu).unwrap();
         let n = r.ct.len();
         let p = &probs[n..2 * n];
         if let Ok(dir) = std::env::var("SAVE") {

@@ -119,6 +119,7 @@ fn main() {
     let work = std::env::temp_dir().join(format!("stage1_cascade_{}", std::process::id()));
     let seed: u64 = std::env::var("SEED").map_or(1, |s| s.parse().expect("SEED"));
     let plans = Plans::builtin(profile).unwrap();
+    let inference = plans.inference.clone();
     let mut low_recipe = SegRecipe {
         seed,
         ..plans.stage1_lowres.clone()
@@ -189,6 +190,7 @@ fn main() {
         let pred = segment_vertebrae(
             &[&low],
             &fine.iter().collect::<Vec<_>>(),
+            [&inference.stage1_lowres, &inference.stage1_fullres],
             &v,
             &Device::Cpu,
             2.0,

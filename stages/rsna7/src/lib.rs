@@ -23,8 +23,8 @@ pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};
 pub use segnet::{
-    models_for_study, predict_probabilities, train_segmentation, training_case, SegModel,
-    SegModelMeta, SegRecipe,
+    models_for_study, predict_probabilities, train_segmentation, training_case, InferencePlan,
+    SegModel, SegModelMeta, SegRecipe,
 };
 pub use split::Split;
 pub use stage1::{

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Result, Rsna7Error};
 use crate::overall::OverallRecipe;
-use crate::segnet::SegRecipe;
+use crate::segnet::{InferencePlan, SegRecipe};
 use crate::stage1::STAGE1_CLASSES;
 
 /// The profiles built into the binary (the files under `pipelines/profiles/`).
@@ -30,6 +30,42 @@ pub const SECTIONS: [&str; 8] = [
     "fracture_round3",
     "overall",
 ];
+
+/// The models that predict, in the order of [`InferencePlans`]: each has an inference entry
+/// and `rsna.plan` writes `inference_<model>.json` for it.
+pub const PREDICTING: [&str; 5] = [
+    "stage1_lowres",
+    "stage1_fullres",
+    "fracture_round1",
+    "fracture_round2",
+    "fracture_round3",
+];
+
+/// How each predicting model predicts (the profile's `inference` section). Apart from the
+/// training sections, so that an inference entry re-runs predictions, never training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferencePlans {
+    pub stage1_lowres: InferencePlan,
+    pub stage1_fullres: InferencePlan,
+    pub fracture_round1: InferencePlan,
+    pub fracture_round2: InferencePlan,
+    pub fracture_round3: InferencePlan,
+}
+
+impl InferencePlans {
+    /// The entry of a model of [`PREDICTING`].
+    pub fn get(&self, model: &str) -> Option<&InferencePlan> {
+        Some(match model {
+            "stage1_lowres" => &self.stage1_lowres,
+            "stage1_fullres" => &self.stage1_fullres,
+            "fracture_round1" => &self.fracture_round1,
+            "fracture_round2" => &self.fracture_round2,
+            "fracture_round3" => &self.fracture_round3,
+            _ => return None,
+        })
+    }
+}
 
 /// One profile's numbers. Seeds are not here: they are node params.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +85,8 @@ pub struct Plans {
     pub fracture_round3: SegRecipe,
     /// The stage-3 `patient_overall` classifier.
     pub overall: OverallRecipe,
+    /// Sliding-window steps and test-time mirroring of the predicting models.
+    pub inference: InferencePlans,
 }
 
 /// The grid of the stage-2 region of interest.
@@ -121,21 +159,16 @@ impl Plans {
                 );
             }
             let unit = 0.0..=1.0;
-            let fractions_ok = unit.contains(&r.p_foreground)
-                && unit.contains(&r.synthetic_fracture_p)
-                && r.step_fraction > 0.0
-                && r.step_fraction <= 1.0;
-            if !fractions_ok {
+            if !(unit.contains(&r.p_foreground) && unit.contains(&r.synthetic_fracture_p)) {
                 return invalid(
                     name,
-                    "p_foreground and synthetic_fracture_p must lie in [0, 1], step_fraction in (0, 1]".into(),
+                    "p_foreground and synthetic_fracture_p must lie in [0, 1]".into(),
                 );
             }
-            if r.tta_axes.iter().any(|&a| a > 2) {
-                return invalid(
-                    name,
-                    format!("tta_axes {:?}: axes are 0, 1, 2 (z, y, x)", r.tta_axes),
-                );
+        }
+        for name in PREDICTING {
+            if let Some(Err(m)) = self.inference.get(name).map(InferencePlan::validate) {
+                return invalid(&format!("inference.{name}"), m);
             }
         }
         let classes = |name: &str, r: &SegRecipe, allowed: &[usize]| {
@@ -237,6 +270,19 @@ impl Plans {
             m.remove("seed");
         }
         Ok(v)
+    }
+}
+
+impl Plans {
+    /// A predicting model's inference entry as JSON: what `inference_<model>.json` holds.
+    pub fn inference_json(&self, model: &str) -> Result<Value> {
+        let plan = self.inference.get(model).ok_or_else(|| {
+            Rsna7Error::Invalid(format!(
+                "no inference entry `{model}`: the predicting models are {}",
+                PREDICTING.join(", ")
+            ))
+        })?;
+        Ok(serde_json::to_value(plan).expect("plans serialise"))
     }
 }
 
@@ -434,6 +480,10 @@ pub fn plans_document(
     for s in SECTIONS {
         sections.insert(s, plans.section_json(s)?);
     }
+    sections.insert(
+        "inference",
+        serde_json::to_value(&plans.inference).expect("plans serialise"),
+    );
     Ok(serde_json::json!({
         "profile": profile,
         "overrides": overrides,
@@ -455,6 +505,11 @@ pub fn read_overall_section(path: &Path, seed: u64) -> Result<OverallRecipe> {
     let mut r: OverallRecipe = crate::error::read_json(path)?;
     r.seed = seed;
     Ok(r)
+}
+
+/// Reads an `inference_<model>.json` written by `rsna.plan`.
+pub fn read_inference_section(path: &Path) -> Result<InferencePlan> {
+    crate::error::read_json(path)
 }
 
 /// Reads `roi.json` written by `rsna.plan`.
@@ -492,6 +547,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("tiny, demo, full"));
+    }
+
+    #[test]
+    fn inference_entries_stay_out_of_the_training_sections() {
+        let plans = Plans::builtin("full").unwrap();
+        for s in SECTIONS {
+            let v = plans.section_json(s).unwrap();
+            assert!(
+                v.get("tta_axes").is_none() && v.get("step_fraction").is_none(),
+                "{s}"
+            );
+        }
+        for m in PREDICTING {
+            let v = plans.inference_json(m).unwrap();
+            assert_eq!(v["tta_axes"], json!([2]), "{m}");
+        }
+        assert!(plans.inference_json("fracture_round0").is_err());
+        let text = builtin_text("tiny").unwrap();
+        let bad = json!({"inference": {"stage1_lowres": {"step_fraction": 0.0}}});
+        let e = Plans::from_yaml(text, "tiny.yaml", bad.as_object().unwrap()).unwrap_err();
+        assert!(
+            e.to_string().contains("inference.stage1_lowres")
+                && e.to_string().contains("step_fraction"),
+            "{e}"
+        );
+        let bad = json!({"inference": {"fracture_round2": {"tta_axes": [3]}}});
+        let e = Plans::from_yaml(text, "tiny.yaml", bad.as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tta_axes"), "{e}");
     }
 
     #[test]

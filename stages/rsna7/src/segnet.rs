@@ -46,19 +46,56 @@ pub struct SegRecipe {
     pub synthetic_fracture_p: f64,
     /// Add a Dice term on the foreground as a whole to the loss (see `objective`).
     pub foreground_dice: bool,
-    /// Mirror axes (of `[z, y, x]`) for test-time augmentation.
-    pub tta_axes: Vec<usize>,
     /// Feed the net each voxel's height in the window as a second input channel (CoordConv):
     /// in a window that holds the whole neck, where a voxel sits is a strong cue to its level,
     /// which a convolutional net otherwise learns slowly from the borders alone. The net's
     /// `in_channels` counts it.
     #[serde(default)]
     pub position_channel: bool,
-    /// Sliding-window step as a fraction of the patch (0.5 in the method).
-    pub step_fraction: f64,
     /// A node param, not a plan entry (plan sections leave it out).
     #[serde(default)]
     pub seed: u64,
+}
+
+/// How a trained segmentation model predicts a volume. Inference settings, kept out of the
+/// training recipe (and so out of the training node's key): changing them re-runs the
+/// predictions and keeps the trained weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferencePlan {
+    /// Mirror axes (of `[z, y, x]`) for test-time augmentation.
+    pub tta_axes: Vec<usize>,
+    /// Sliding-window step as a fraction of the patch (0.5 in the method).
+    pub step_fraction: f64,
+}
+
+impl Default for InferencePlan {
+    /// nnU-Net's window step (half a patch), no mirroring.
+    fn default() -> Self {
+        Self {
+            tta_axes: Vec::new(),
+            step_fraction: 0.5,
+        }
+    }
+}
+
+impl InferencePlan {
+    /// A step in (0, 1] and axes among 0, 1, 2.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.step_fraction > 0.0 && self.step_fraction <= 1.0) {
+            return Err(format!(
+                "step_fraction {} must lie in (0, 1]",
+                self.step_fraction
+            ));
+        }
+        if self.tta_axes.iter().any(|&a| a > 2) {
+            return Err(format!(
+                "tta_axes {:?}: axes are 0, 1, 2 (z, y, x)",
+                self.tta_axes
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `model.json`: everything needed to run a trained network on a new study.
@@ -408,12 +445,15 @@ pub fn models_for_study(
 }
 
 /// Class probabilities `(classes, z, y, x)` of a normalised image on the models' grid,
-/// averaged over `models` (which must share the grid, patch and classes).
+/// averaged over `models` (which must share the grid, patch and classes), windows and
+/// mirroring as `inference` says.
 pub fn predict_probabilities(
     models: &[&SegModel],
     image: &Grid3<f32>,
+    inference: &InferencePlan,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    inference.validate().map_err(Rsna7Error::Invalid)?;
     let first = models
         .first()
         .ok_or_else(|| Rsna7Error::Invalid("no models to predict with".into()))?;
@@ -432,8 +472,8 @@ pub fn predict_probabilities(
     // Training pads patches with air, so windows past the volume are padded with air too.
     let pad_value = first.meta.normalizer.apply(-1000.0);
     let cfg = SlidingWindowConfig {
-        mirror_axes: r.tta_axes.clone(),
-        step_fraction: r.step_fraction,
+        mirror_axes: inference.tta_axes.clone(),
+        step_fraction: inference.step_fraction,
         pad_value,
         ..SlidingWindowConfig::new(r.patch_zyx)
     };
@@ -554,8 +594,8 @@ mod tests {
         let b = SegModel::load(&dir.path().join("second"), &Device::Cpu).unwrap();
         let image = case("x").image;
         assert_eq!(
-            predict_probabilities(&[&a], &image, &Device::Cpu).unwrap(),
-            predict_probabilities(&[&b], &image, &Device::Cpu).unwrap()
+            predict_probabilities(&[&a], &image, &InferencePlan::default(), &Device::Cpu).unwrap(),
+            predict_probabilities(&[&b], &image, &InferencePlan::default(), &Device::Cpu).unwrap()
         );
         // So a fold model started from it is caught predicting `a` out of fold.
         let mut leaky = second.clone();

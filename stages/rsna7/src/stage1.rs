@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, Rsna7Error};
 use crate::level_watershed::relabel_levels;
 use crate::normalize::{sample_where, CtNormalizer};
-use crate::segnet::{predict_probabilities, to_grid, training_case, SegModel, SegRecipe};
+use crate::segnet::{
+    predict_probabilities, to_grid, training_case, InferencePlan, SegModel, SegRecipe,
+};
 
 /// Number of stage-1 classes: background, C1..C7, T1.
 pub const STAGE1_CLASSES: usize = 9;
@@ -180,6 +182,7 @@ pub fn training_cases(studies: &[Stage1Study]) -> Result<(CtNormalizer, Vec<Trai
 pub(crate) fn class_probabilities(
     models: &[&SegModel],
     hu: &Volume<f32>,
+    inference: &InferencePlan,
     device: &Device,
 ) -> Result<Vec<Volume<f32>>> {
     let norm = models
@@ -187,7 +190,12 @@ pub(crate) fn class_probabilities(
         .ok_or_else(|| Rsna7Error::Invalid("no model to predict with".into()))?
         .meta
         .normalizer;
-    let probs = predict_probabilities(models, &to_grid(&hu.map(|x| norm.apply(x)))?, device)?;
+    let probs = predict_probabilities(
+        models,
+        &to_grid(&hu.map(|x| norm.apply(x)))?,
+        inference,
+        device,
+    )?;
     let n = hu.len();
     probs
         .chunks(n)
@@ -199,13 +207,15 @@ pub(crate) fn class_probabilities(
 }
 
 /// Vertebra labels (0 = none, 1..7 = C1..C7, 8 = T1) on the CT's own grid from the cascade
-/// (`fullres` may be empty: then the low-resolution argmax); `cleanup_mm` <= 0 skips the
+/// (`fullres` may be empty: then the low-resolution argmax), each resolution predicting as
+/// its entry of `inference` (low, full) says; `cleanup_mm` <= 0 skips the
 /// cervical-component clean-up. With a 2-class full-resolution model and `level_markers` > 0,
 /// the level boundaries move onto the spine mask's joints ([`relabel_levels`]): voxels whose
 /// level holds at least that share of the level probability are the markers.
 pub fn segment_vertebrae(
     lowres: &[&SegModel],
     fullres: &[&SegModel],
+    inference: [&InferencePlan; 2],
     ct: &Volume<i16>,
     device: &Device,
     cleanup_mm: f64,
@@ -228,7 +238,7 @@ pub fn segment_vertebrae(
     let body = body_box(&hu_low)
         .ok_or_else(|| Rsna7Error::Invalid("the CT has no voxel above -200 HU".into()))?;
     let hu_low = crop(&hu_low, &body);
-    let low_probs = class_probabilities(lowres, &hu_low, device)?;
+    let low_probs = class_probabilities(lowres, &hu_low, inference[0], device)?;
     let mut labels = Volume::filled(ct.dims(), 0u8, ct.geometry)
         .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;
     let Some(spine) = native_box_of_foreground(&low_probs, ct) else {
@@ -259,7 +269,7 @@ pub fn segment_vertebrae(
                 fine.meta.recipe.spacing_xyz,
                 Interpolation::Linear,
             );
-            let fine_probs = class_probabilities(fullres, &hu_fine, device)?;
+            let fine_probs = class_probabilities(fullres, &hu_fine, inference[1], device)?;
             match fine.classes() {
                 STAGE1_CLASSES => argmax(&fine_probs.iter().enumerate().map(|(c, p)| back(p, if c == 0 { 1.0 } else { 0.0 })).collect::<Vec<_>>(), 0),
                 2 => {

@@ -14,7 +14,7 @@ use flow_nn3d::train::TrainProgress;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
-use crate::segnet::{train_segmentation, SegModel, SegModelMeta, SegRecipe};
+use crate::segnet::{train_segmentation, InferencePlan, SegModel, SegModelMeta, SegRecipe};
 use crate::stage1::{
     argmax, class_probabilities, dice_per_label, training_cases, Resolution, Stage1Study,
 };
@@ -63,7 +63,9 @@ impl Stage1Training {
 }
 
 /// Mean Dice per class 1..C of `model`'s argmax over `studies` (on the model's grid),
-/// averaged over the studies where the class is predicted or present.
+/// averaged over the studies where the class is predicted or present. A check of the
+/// training, so it predicts with fixed settings (half-patch steps, no mirroring), not the
+/// plans' inference entries.
 pub fn training_class_dice(
     model: &SegModel,
     studies: &[Stage1Study],
@@ -72,7 +74,7 @@ pub fn training_class_dice(
     let classes = model.classes();
     let mut sums = vec![(0.0f64, 0usize); classes - 1];
     for s in studies {
-        let probs = class_probabilities(&[model], &s.hu, device)?;
+        let probs = class_probabilities(&[model], &s.hu, &InferencePlan::default(), device)?;
         let pred = s.labels.map(|_| 0u8);
         let pred = flow_imaging::Volume::from_vec(pred.dims(), argmax(&probs, 0), pred.geometry)
             .map_err(|e| Rsna7Error::Invalid(e.to_string()))?;

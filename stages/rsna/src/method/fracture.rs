@@ -15,7 +15,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::runtime::{candle_device, fail, pool, read_ct, read_labels, studies_in, TrainReporter};
+use super::runtime::{
+    candle_device, fail, inference_plan, pool, read_ct, read_labels, studies_in, TrainReporter,
+};
 use crate::study_set::{file_digest, link_all, StudySummary};
 
 pub struct FractureTrain;
@@ -277,7 +279,7 @@ impl Stage for FracturePredict {
         "rsna.fracture_predict"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn doc(&self) -> &'static str {
         "Fracture probability of every ROI (probs/<UID>.nii.gz, float32 on the ROI grid) from the \
@@ -311,6 +313,12 @@ impl Stage for FracturePredict {
                 many: false,
                 required: false,
                 doc: "split.json (with oof)",
+            },
+            InputDecl {
+                name: "inference",
+                many: false,
+                required: false,
+                doc: "rsna.plan's inference_fracture_round<N>.json: window step and mirroring (default: half-patch steps, no mirroring)",
             },
         ])
     }
@@ -353,6 +361,7 @@ impl Stage for FracturePredict {
             }
         }
         let metas: Vec<&flow_rsna7::SegModelMeta> = models.iter().map(|m| &m.meta).collect();
+        let inference = inference_plan(ctx, "inference")?;
         let rois = ctx.input("rois")?.to_path_buf();
         let cts = studies_in(&rois, ".ct")?;
         let out = ctx.output("probs")?.to_path_buf();
@@ -372,7 +381,7 @@ impl Stage for FracturePredict {
                 n_ens += 1
             }
             let refs: Vec<&SegModel> = chosen.iter().map(|&j| &models[j]).collect();
-            let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": chosen.iter().map(|&j| &digests[j]).collect::<Vec<_>>(), "v": self.version()});
+            let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": chosen.iter().map(|&j| &digests[j]).collect::<Vec<_>>(), "inference": inference, "v": self.version()});
             let result = ctx
                 .cached_item(&key, uid, &mut |target| {
                     std::fs::create_dir_all(target)
@@ -382,7 +391,7 @@ impl Stage for FracturePredict {
                     let image =
                         to_grid(&ct.map(|x| norm.apply(f32::from(x)))).map_err(fail("grid"))?;
                     let probs = pool
-                        .install(|| predict_probabilities(&refs, &image, &device))
+                        .install(|| predict_probabilities(&refs, &image, &inference, &device))
                         .map_err(fail(format!("study {uid}")))?;
                     let n = ct.len();
                     let fracture = flow_imaging::Volume::from_vec(

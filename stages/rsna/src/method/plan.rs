@@ -5,7 +5,7 @@ use flow_engine::{
     InputDecl, OutputDecl, ParamType, Params, ParamsSchema, Stage, StageContext, StageError,
 };
 use flow_rsna7::plans::{
-    builtin_text, plans_document, DatasetFingerprint, Plans, PROFILES, SECTIONS,
+    builtin_text, plans_document, DatasetFingerprint, Plans, PREDICTING, PROFILES, SECTIONS,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -26,14 +26,15 @@ impl Stage for PlanStage {
         "rsna.plan"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Turns a profile (the built-in tiny, demo or full of pipelines/profiles/, or the YAML \
          file given as the `file` input) and `overrides` (a nested map of entries, e.g. \
          {overall: {lr: 0.001}}) into the plans: one <section>.json per model step \
          (stage1_lowres, stage1_fullres, roi, fracture_round0..3, overall), which the model \
-         nodes take as their `plan` input, and plans.json with every section, the training \
+         nodes take as their `plan` input, one inference_<model>.json per predicting model \
+         (window step and mirroring, the predict nodes' `inference` input), and plans.json with every section, the training \
          data's fingerprint (median spacing, size, field of view) and warnings where the plans \
          and the data disagree. An override of an entry that does not exist is an error."
     }
@@ -72,6 +73,10 @@ impl Stage for PlanStage {
         let mut out = vec![OutputDecl::file("plans", "plans.json")];
         for s in SECTIONS {
             out.push(OutputDecl::file(s, &format!("{s}.json")));
+        }
+        for m in PREDICTING {
+            let name = format!("inference_{m}");
+            out.push(OutputDecl::file(&name, &format!("{name}.json")));
         }
         Ok(out)
     }
@@ -137,6 +142,9 @@ impl Stage for PlanStage {
         write("plans", &doc)?;
         for s in SECTIONS {
             write(s, &doc["sections"][s])?;
+        }
+        for m in PREDICTING {
+            write(&format!("inference_{m}"), &doc["sections"]["inference"][m])?;
         }
         if let Some(f) = &fingerprint {
             ctx.log(&format!(

@@ -182,3 +182,22 @@ pub fn plan_input(section: &'static str) -> flow_engine::InputDecl {
 pub fn seg_plan(ctx: &StageContext, seed: u64) -> Result<flow_rsna7::SegRecipe, StageError> {
     flow_rsna7::plans::read_seg_section(ctx.input("plan")?, seed).map_err(fail("the plan input"))
 }
+
+/// The inference entry of the node's optional input `name` (`rsna.plan`'s
+/// `inference_<model>.json`); without it, half-patch steps and no mirroring.
+pub fn inference_plan(
+    ctx: &StageContext,
+    name: &str,
+) -> Result<flow_rsna7::InferencePlan, StageError> {
+    match ctx.input_opt(name) {
+        Some(path) => {
+            let plan = flow_rsna7::plans::read_inference_section(path)
+                .map_err(fail(format!("the {name} input")))?;
+            plan.validate().map_err(|m| {
+                StageError::msg(format!("the {name} input {}: {m}", path.display()))
+            })?;
+            Ok(plan)
+        }
+        None => Ok(flow_rsna7::InferencePlan::default()),
+    }
+}

@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::runtime::{candle_device, fail, pool, read_ct, read_labels, studies_in, TrainReporter};
+use super::runtime::{
+    candle_device, fail, inference_plan, pool, read_ct, read_labels, studies_in, TrainReporter,
+};
 use crate::study_set::{file_digest, link_all, StudySummary};
 
 pub struct Stage1Train;
@@ -216,7 +218,7 @@ impl Stage for Stage1Predict {
         "rsna.stage1_predict"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn doc(&self) -> &'static str {
         "Segments C1..C7 and T1 in every converted study with the stage-1 cascade (each input's \
@@ -248,6 +250,8 @@ impl Stage for Stage1Predict {
             InputDecl { name: "model", many: true, required: true, doc: "rsna.stage1_train lowres model(s); several are averaged" },
             InputDecl { name: "fullres", many: true, required: false, doc: "rsna.stage1_train fullres model(s); without them the low-resolution argmax is used" },
             InputDecl { name: "volumes", many: false, required: true, doc: "converted CT volumes" },
+            InputDecl { name: "inference", many: false, required: false, doc: "rsna.plan's inference_stage1_lowres.json: window step and mirroring of the low-resolution models (default: half-patch steps, no mirroring)" },
+            InputDecl { name: "fullres_inference", many: false, required: false, doc: "rsna.plan's inference_stage1_fullres.json, the same for the full-resolution models" },
         ])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputDecl>, String> {
@@ -264,6 +268,10 @@ impl Stage for Stage1Predict {
         model_key.extend(fine_key);
         let low: Vec<&SegModel> = low.iter().collect();
         let fine: Vec<&SegModel> = fine.iter().collect();
+        let inference = [
+            inference_plan(ctx, "inference")?,
+            inference_plan(ctx, "fullres_inference")?,
+        ];
         let volumes = studies_in(ctx.input("volumes")?, "")?;
         let out = ctx.output("labels")?.to_path_buf();
         std::fs::create_dir_all(&out).map_err(|e| StageError::wrap("cannot create labels/", e))?;
@@ -272,7 +280,7 @@ impl Stage for Stage1Predict {
         for (i, (uid, ct_path)) in volumes.iter().enumerate() {
             ctx.check_cancel()?;
             ctx.progress(i as u64, volumes.len() as u64, uid);
-            let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": model_key, "cleanup_mm": p.cleanup_mm, "v": self.version()});
+            let key = json!({"study": uid, "ct": file_digest(ct_path)?, "models": model_key, "inference": inference, "cleanup_mm": p.cleanup_mm, "level_markers": p.level_markers, "v": self.version()});
             let result = ctx
                 .cached_item(&key, uid, &mut |target| {
                     std::fs::create_dir_all(target)
@@ -283,6 +291,7 @@ impl Stage for Stage1Predict {
                             segment_vertebrae(
                                 &low,
                                 &fine,
+                                [&inference[0], &inference[1]],
                                 &ct,
                                 &device,
                                 p.cleanup_mm,
