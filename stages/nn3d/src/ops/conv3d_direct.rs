@@ -41,6 +41,72 @@ pub(crate) fn available() -> bool {
     })
 }
 
+/// Per-thread buffers reused across forward calls: the padded grids are as large as the
+/// activations, and zeroing a fresh one costs 5-10 % of a forward pass (sliding-window
+/// inference). Backward passes allocate their own and empty the pool first, so a training
+/// step's peak holds no idle grids. A taken buffer holds stale values: callers overwrite or
+/// zero what they read.
+mod scratch {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread (a forward pass uses two), and at most this many floats in all
+    /// (256 MiB): a thread that ran a large net does not hold its grids forever.
+    pub const KEEP: usize = 4;
+    pub const MAX_FLOATS: usize = 64 << 20;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` floats, stale contents.
+    pub fn take(len: usize) -> Vec<f32> {
+        let mut v = POOL
+            .with(|p| {
+                let mut p = p.borrow_mut();
+                // The smallest that fits; growing a smaller one would copy stale values.
+                let best = (0..p.len())
+                    .filter(|&i| p[i].capacity() >= len)
+                    .min_by_key(|&i| p[i].capacity());
+                best.map(|i| p.swap_remove(i))
+            })
+            .unwrap_or_default();
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// (buffers, floats) held by this thread's pool.
+    #[cfg(test)]
+    pub fn held() -> (usize, usize) {
+        POOL.with(|p| {
+            let p = p.borrow();
+            (p.len(), p.iter().map(Vec::capacity).sum())
+        })
+    }
+
+    /// Drops every buffer of this thread's pool (a backward pass starts: its peak should not
+    /// hold the forward pass's grids).
+    pub fn clear() {
+        POOL.with(|p| p.borrow_mut().clear());
+    }
+
+    /// Returns a buffer to this thread's pool.
+    pub fn give(v: Vec<f32>) {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            p.push(v);
+            while p.len() > KEEP || p.iter().map(Vec::capacity).sum::<usize>() > MAX_FLOATS {
+                // Too many: drop the smallest; too large: drop the largest.
+                let i = if p.len() > KEEP {
+                    (0..p.len()).min_by_key(|&i| p[i].capacity()).unwrap_or(0)
+                } else {
+                    (0..p.len()).max_by_key(|&i| p[i].capacity()).unwrap_or(0)
+                };
+                p.swap_remove(i);
+            }
+        });
+    }
+}
+
 fn round_up(v: usize, m: usize) -> usize {
     v.div_ceil(m) * m
 }
@@ -462,7 +528,7 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
     let len = round_up(g.od * plane, LANES);
     let max_off = offs.iter().copied().max().unwrap_or(0);
     let mut xq = input_grid(g, &grid, max_off + len);
-    let mut yq = vec![0.0f32; g.co * len];
+    let mut yq = scratch::take(g.co * len); // every position is written
     let ovol = g.od * g.oh * g.ow;
     let mut out = Vec::with_capacity(g.n * g.co * ovol);
     for n in 0..g.n {
@@ -485,6 +551,8 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
             }
         }
     }
+    scratch::give(xq);
+    scratch::give(yq);
     out
 }
 
@@ -493,7 +561,9 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
 /// multiplies them by zero).
 fn input_grid(g: &Geometry, grid: &PhaseGrid, slack: usize) -> Vec<f32> {
     let body = g.ci * grid.channel_len();
-    vec![0.0; body + slack]
+    let mut v = scratch::take(body + slack);
+    v[body..].fill(0.0);
+    v
 }
 
 /// Gradients of conv3d (f32, AVX-512) with respect to the input (one buffer per channel group
@@ -504,6 +574,7 @@ pub(crate) fn backward(
     w: &[f32],
     gy: &[f32],
 ) -> (Vec<Vec<f32>>, Vec<f32>) {
+    scratch::clear();
     let grid = PhaseGrid::new(g);
     let tap_list: Vec<[usize; 3]> = taps(g).collect();
     let offs = grid.tap_offsets(g);
@@ -520,7 +591,7 @@ pub(crate) fn backward(
     let gy_stride = m + round_up(grid.phase_len.max(len), LANES);
     let co_pad = round_up(g.co, GW_CO);
     let mut gq = vec![0.0f32; co_pad * gy_stride]; // written whole per batch item
-    let mut xq = input_grid(g, &grid, max_off + len);
+    let mut xq = vec![0.0f32; g.ci * grid.channel_len() + max_off + len];
     let mut gxq = vec![0.0f32; g.ci * grid.channel_len()]; // written whole per batch item
     let ovol = g.od * g.oh * g.ow;
     let plane_vol = g.d * g.h * g.w;
@@ -639,6 +710,30 @@ pub(crate) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_buffers_are_reused_and_bounded() {
+        let a = scratch::take(1000);
+        let ptr = a.as_ptr();
+        scratch::give(a);
+        let b = scratch::take(600);
+        assert_eq!(
+            (b.as_ptr(), b.len()),
+            (ptr, 600),
+            "the fitting buffer is reused"
+        );
+        scratch::give(b);
+        for _ in 0..10 {
+            scratch::give(vec![0.0; 10]);
+        }
+        let (n, floats) = scratch::held();
+        assert!(n <= scratch::KEEP);
+        assert!(floats >= 1000, "the largest buffers stay");
+        scratch::give(Vec::with_capacity(scratch::MAX_FLOATS));
+        assert!(scratch::held().1 <= scratch::MAX_FLOATS);
+        scratch::clear();
+        assert_eq!(scratch::held(), (0, 0));
+    }
 
     #[test]
     fn blocks_cover_every_channel_once() {
