@@ -217,7 +217,8 @@ impl Stage for Stage3 {
          level terms unless level_terms=false, and the metric's weights; \
          quantile: the method's per-target alpha, beta, min, max minimising the metric), adds \
          the patient_overall CNN's out-of-fold logits (and any extra feature CSV), fits the overall \
-         combiner on them, and predicts the test studies: submission.csv (Kaggle format, in \
+         combiner on them, and predicts the test studies (with test_probs_per_model: each fold \
+         model's own map scored, the scores averaged): submission.csv (Kaggle format, in \
          sample_submission.csv order when the root has one), oof.csv (training studies, out of \
          fold) and fit.json (parameters and in-sample diagnostics)."
     }
@@ -297,6 +298,12 @@ impl Stage for Stage3 {
                 many: false,
                 required: true,
                 doc: "round-3 ensemble probabilities of the test studies",
+            },
+            InputDecl {
+                name: "test_probs_per_model",
+                many: true,
+                required: false,
+                doc: "round-3 probabilities of the test studies from each fold model alone (rsna.fracture_predict with one model each): each map is scored as the out-of-fold maps the scorer was fitted on are, and the test rows are the mean of those scores; without it the ensemble map (test_probs) is scored",
             },
             InputDecl {
                 name: "overall",
@@ -481,6 +488,29 @@ impl Stage for Stage3 {
             .map(combiner_input)
             .collect::<Result<Vec<_>, _>>()?;
         let mut sub = predict(&test, &test_inputs)?;
+        let per_model = ctx.inputs_of("test_probs_per_model").to_vec();
+        if !per_model.is_empty() {
+            // Each fold model's own map looks like the single-model out-of-fold maps the scorer
+            // was fitted on; the five-model mean map has lower peaks where the models disagree.
+            let mut runs = Vec::with_capacity(per_model.len());
+            for dir in &per_model {
+                let scores = scores_of(
+                    ctx,
+                    ctx.input("test_rois")?,
+                    dir,
+                    &models,
+                    None,
+                    p.use_cnn,
+                    p.vertebra_margin_mm,
+                )?;
+                let inputs = scores
+                    .iter()
+                    .map(combiner_input)
+                    .collect::<Result<Vec<_>, _>>()?;
+                runs.push(predict(&scores, &inputs)?);
+            }
+            sub = mean_of(&sub, &runs)?;
+        }
         let sample_path = root.join("sample_submission.csv");
         let sample = if sample_path.is_file() {
             Some(
@@ -533,10 +563,51 @@ impl Stage for Stage3 {
     }
 }
 
+/// Each study of `base` with its rows averaged over `runs` (the per-model predictions); a
+/// study missing from a run is an error, not a silently smaller mean.
+fn mean_of(base: &Predictions, runs: &[Predictions]) -> Result<Predictions, StageError> {
+    let mut probs = Vec::with_capacity(base.uids().len());
+    for uid in base.uids() {
+        let mut sum = [0.0; N_LABELS];
+        for (k, run) in runs.iter().enumerate() {
+            let row = run.get(uid).ok_or_else(|| {
+                StageError::msg(format!(
+                    "test study {uid}: no probabilities from per-model map {k} (test_probs_per_model)"
+                ))
+            })?;
+            for (s, v) in sum.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+        probs.push(sum.map(|v| v / runs.len() as f64));
+    }
+    Predictions::new(base.uids().to_vec(), probs).map_err(|e| StageError::wrap("predictions", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{read_features, vertebra_summaries};
     use flow_imaging::{Geometry, Volume};
+
+    #[test]
+    fn per_model_rows_are_averaged_and_a_missing_study_is_an_error() {
+        use flow_scoring::Predictions;
+        let rows = |uids: &[&str], v: f64| {
+            Predictions::new(
+                uids.iter().map(|u| u.to_string()).collect(),
+                vec![[v; flow_scoring::N_LABELS]; uids.len()],
+            )
+            .unwrap()
+        };
+        let base = rows(&["a", "b"], 0.9);
+        let mean =
+            super::mean_of(&base, &[rows(&["b", "a"], 0.2), rows(&["a", "b"], 0.4)]).unwrap();
+        assert_eq!(mean.uids(), base.uids());
+        assert!((mean.get("a").unwrap()[3] - 0.3).abs() < 1e-12);
+        assert!((mean.get("b").unwrap()[0] - 0.3).abs() < 1e-12);
+        let e = super::mean_of(&base, &[rows(&["a"], 0.2)]).unwrap_err();
+        assert!(format!("{e}").contains("test study b"), "{e}");
+    }
 
     #[test]
     fn scorer_params_out_of_range_are_refused_by_name() {
