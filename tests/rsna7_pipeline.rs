@@ -199,6 +199,7 @@ fn tiny_rsna7_runs_end_to_end_and_resumes_round_two() {
     assert!(with_state(&states, "ran").is_empty(), "{states:?}");
 
     an_inference_entry_reruns_predictions_and_no_training(&w, &args);
+    a_changed_stage1_param_makes_new_per_study_results(&w, &args);
     one_plan_entry_reruns_exactly_the_nodes_that_use_it(&w, &args);
     a_fold_model_never_starts_from_weights_that_saw_its_fold(&w, &args);
 }
@@ -237,6 +238,46 @@ fn an_inference_entry_reruns_predictions_and_no_training(w: &Work, args: &[&str]
             .get("tta_axes")
             .is_none(),
         "{plans}"
+    );
+}
+
+/// `rsna.stage1_predict` caches its result per study: a param that changes the labels must be
+/// in that per-study key, or the re-run node serves the old studies' labels (it did for
+/// `level_markers`). Counted in `flow cache ls`, which lists the per-study items.
+fn a_changed_stage1_param_makes_new_per_study_results(w: &Work, args: &[&str]) {
+    let items = || {
+        let out = w.flow(&["cache", "ls"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("stage1_predict_test#item"))
+            .count()
+    };
+    let before = items();
+    assert!(before > 0, "no per-study items of stage1_predict_test");
+    let yaml = rsna7_yaml().replace(
+        "    stage: rsna.stage1_predict\n",
+        "    stage: rsna.stage1_predict\n    params: {level_markers: 0.0}\n",
+    );
+    assert_ne!(
+        yaml,
+        rsna7_yaml(),
+        "the stage1_predict node moved: update this test"
+    );
+    w.write("pipelines/markers.yaml", &yaml);
+    let mut a = args.to_vec();
+    a.extend(["--target", "stage1_predict_test"]);
+    let (code, states) = w.run("pipelines/markers.yaml", &a);
+    assert_eq!(code, 0, "{states:?}");
+    assert!(with_state(&states, "ran").contains(&"stage1_predict_test".to_string()));
+    assert_eq!(
+        items(),
+        2 * before,
+        "every test study needs a new result: {before} before"
     );
 }
 
