@@ -260,7 +260,8 @@ impl<T> SendPtr<T> {
     }
 }
 
-fn gemm_parallelism(tasks: usize) -> Parallelism {
+/// gemm's own threading when fewer tasks than threads run at once.
+pub(crate) fn gemm_parallelism(tasks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if tasks >= threads || threads <= 1 {
         Parallelism::None

@@ -6,12 +6,11 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::channel_bias::bias_grad;
 use super::conv3d::add_bias;
-use super::conv3d_cpu::{storage_slice, with_cpu_slice};
+use super::conv3d_cpu::{gemm_parallelism, storage_slice, with_cpu_slice};
 
 /// `x (N, Ci, D, H, W)`, `w (Ci, Co, kd, kh, kw)` (PyTorch ConvTranspose3d layout), stride =
 /// kernel. Output `(N, Co, D*kd, H*kh, W*kw)`.
@@ -115,13 +114,6 @@ impl Shapes {
     }
 }
 
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        t => Parallelism::Rayon(t),
-    }
-}
-
 /// `dst (m, n) = alpha * dst + lhs (m, k) * rhs (k, n)`, each matrix given by its row and
 /// column strides.
 ///
@@ -155,7 +147,8 @@ unsafe fn matmul<T: WithDType>(
         false,
         false,
         false,
-        parallelism(),
+        // One gemm at a time: it takes every thread.
+        gemm_parallelism(1),
     )
 }
 
