@@ -10,7 +10,8 @@
 //! group still listed, so an orphan can never write into the next attempt's scratch.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::Mutex;
@@ -113,54 +114,71 @@ pub fn stop_group(child: &mut Child) {
     announce(format!("-{}", child.id()));
 }
 
-/// Calls `line` for every line of `pipe` (lossy UTF-8, at most [`MAX_LOG_LINE_BYTES`] kept per
-/// line, a note when more was dropped) until end of file or a read error.
-pub fn for_each_line(pipe: impl Read, mut line: impl FnMut(&str)) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let mut dropped = 0usize;
-        let mut ended = false;
-        // Read up to the newline without ever holding more than the cap.
-        loop {
-            let chunk = match reader.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            if chunk.is_empty() {
-                ended = true;
-                break;
-            }
-            let (take, newline) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (chunk.len(), false),
-            };
-            let room = MAX_LOG_LINE_BYTES.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..take.min(room)]);
-            dropped += take.saturating_sub(room);
-            reader.consume(take + usize::from(newline));
-            if newline {
-                break;
-            }
+/// Splits a byte stream into lines as it arrives (lossy UTF-8, `\r\n` ends a line too, at
+/// most [`MAX_LOG_LINE_BYTES`] kept per line with a note counting the rest), so a binary or
+/// newline-free stream can neither stop the reader nor grow without bound.
+#[derive(Default)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    dropped: usize,
+}
+
+impl LineSplitter {
+    /// Takes the next bytes of the stream, calling `line` for each line they complete.
+    pub fn feed(&mut self, mut bytes: &[u8], line: &mut impl FnMut(&str)) {
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
+            self.keep(&bytes[..i]);
+            self.emit(line);
+            bytes = &bytes[i + 1..];
         }
-        if ended && buf.is_empty() && dropped == 0 {
-            return;
+        self.keep(bytes);
+    }
+
+    /// The end of the stream: the last line, when it had no newline.
+    pub fn finish(mut self, line: &mut impl FnMut(&str)) {
+        if !self.buf.is_empty() || self.dropped > 0 {
+            self.emit(line);
         }
-        let text = String::from_utf8_lossy(&buf);
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let take = bytes
+            .len()
+            .min(MAX_LOG_LINE_BYTES.saturating_sub(self.buf.len()));
+        self.buf.extend_from_slice(&bytes[..take]);
+        self.dropped += bytes.len() - take;
+    }
+
+    fn emit(&mut self, line: &mut impl FnMut(&str)) {
+        let text = String::from_utf8_lossy(&self.buf);
         let text = text.strip_suffix('\r').unwrap_or(&text);
-        if dropped > 0 {
+        if self.dropped > 0 {
             line(&format!(
-                "{text} [... {dropped} more bytes of this line not logged]"
+                "{text} [... {} more bytes of this line not logged]",
+                self.dropped
             ));
         } else {
             line(text);
         }
-        if ended {
-            return;
+        self.buf.clear();
+        self.dropped = 0;
+    }
+}
+
+/// Calls `line` for every line of `pipe` (see [`LineSplitter`]) until end of file or a read
+/// error.
+pub fn for_each_line(mut pipe: impl Read, mut line: impl FnMut(&str)) {
+    let mut lines = LineSplitter::default();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => lines.feed(&chunk[..n], &mut line),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
     }
+    lines.finish(&mut line);
 }
 
 /// What a finished command used: CPU time (rusage), peak memory (the program's `VmHWM`,
@@ -222,37 +240,149 @@ fn reap(pid: u32, peak_kb: Option<u64>) -> std::io::Result<(ExitStatus, ChildUsa
     Ok((ExitStatus::from_raw(status), usage))
 }
 
-/// Waits for `child`, stopping its group when `cancelled` turns true; always kills what is
-/// left of the group afterwards. `Ok(None)` means it was cancelled. The child is reaped here
-/// (with its usage), so `child.wait()` must not be called afterwards.
-pub fn wait_or_cancel(
+/// The longest wait between two looks at a running program (its peak memory, `cancelled`).
+const LOOK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Runs `child` (spawned with piped stdout and stderr, in its own group) to its end on the
+/// calling thread: every output line goes to `line`, the group is stopped when `cancelled`
+/// turns true, and whatever is left of the group is killed once the program exits.
+/// `Ok(None)` means it was cancelled. The child is reaped here (with its usage), so
+/// `child.wait()` must not be called afterwards.
+///
+/// One thread and `poll`: the program's exit wakes it at once through a pidfd (Linux 5.3+;
+/// without one the exit is polled for), and no reader thread is started per command.
+pub fn run_to_end(
     child: &mut Child,
     cancelled: impl Fn() -> bool,
+    mut line: impl FnMut(&str),
 ) -> std::io::Result<Option<(ExitStatus, ChildUsage)>> {
+    let mut outputs: Vec<Output> = Vec::new();
+    if let Some(p) = child.stdout.take() {
+        outputs.push(Output::new(p));
+    }
+    if let Some(p) = child.stderr.take() {
+        outputs.push(Output::new(p));
+    }
+    let pidfd = open_pidfd(child.id());
+    let mut chunk = vec![0u8; 64 * 1024];
     let mut wait = Duration::from_micros(200);
     let mut peak_kb: Option<u64> = None;
+    let mut looked: Option<Instant> = None;
     loop {
-        // Before the exit check: a zombie has no memory left to read.
-        if let Some(kb) = crate::usage::process_peak_rss_kb(child.id()) {
-            peak_kb = Some(peak_kb.unwrap_or(0).max(kb));
+        // Before the exit check: a zombie has no memory left to read. On a timer, not on
+        // every wake: a chatty program must not cost a /proc read per line.
+        if looked.is_none_or(|t| t.elapsed() >= wait) {
+            if let Some(kb) = crate::usage::process_peak_rss_kb(child.id()) {
+                peak_kb = Some(peak_kb.unwrap_or(0).max(kb));
+            }
+            looked = Some(Instant::now());
         }
         if has_exited(child.id())? {
             let done = reap(child.id(), peak_kb)?;
             reap_group(child);
+            drain(outputs, &mut chunk, &mut line);
             return Ok(Some(done));
         }
         if cancelled() {
             stop_group(child);
+            drain(outputs, &mut chunk, &mut line);
             return Ok(None);
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(50));
+        let mut fds: Vec<libc::pollfd> = outputs
+            .iter()
+            .map(|o| o.fd)
+            .chain(pidfd.as_ref().map(|p| p.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let timeout = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `fds` is a live array of `fds.len()` pollfds; the timespec is ours.
+        let ready = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &timeout,
+                std::ptr::null(),
+            )
+        };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        if ready == 0 {
+            wait = (wait * 2).min(LOOK_INTERVAL);
+        }
+        let mut open = Vec::with_capacity(outputs.len());
+        for (mut o, fd) in outputs.into_iter().zip(&fds) {
+            if fd.revents == 0 || o.read_some(&mut chunk, &mut line) {
+                open.push(o);
+            } else {
+                o.lines.finish(&mut line);
+            }
+        }
+        outputs = open;
     }
+}
+
+/// One output pipe of a program and the line it is in the middle of.
+struct Output {
+    pipe: Box<dyn Read + Send>,
+    fd: RawFd,
+    lines: LineSplitter,
+}
+
+impl Output {
+    fn new(pipe: impl Read + AsRawFd + Send + 'static) -> Self {
+        Output {
+            fd: pipe.as_raw_fd(),
+            pipe: Box::new(pipe),
+            lines: LineSplitter::default(),
+        }
+    }
+
+    /// One read (the pipe is ready, so it does not block); false at end of file or on error.
+    fn read_some(&mut self, chunk: &mut [u8], line: &mut impl FnMut(&str)) -> bool {
+        match self.pipe.read(chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.lines.feed(&chunk[..n], line);
+                true
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::Interrupted,
+        }
+    }
+}
+
+/// Reads what is left in `outputs` to their end (the group is gone, so the ends come).
+fn drain(outputs: Vec<Output>, chunk: &mut [u8], line: &mut impl FnMut(&str)) {
+    for mut o in outputs {
+        while o.read_some(chunk, line) {}
+        o.lines.finish(line);
+    }
+}
+
+/// A descriptor that turns readable when process `pid` exits (None where the kernel has no
+/// `pidfd_open`: the caller then looks for the exit on a timer).
+fn open_pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative result is a descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
     use std::process::Stdio;
 
     fn lines_of(bytes: &[u8]) -> Vec<String> {
@@ -279,6 +409,62 @@ mod tests {
         );
         assert_eq!(got[1], "next");
         assert!(lines_of(b"").is_empty());
+    }
+
+    proptest::proptest! {
+        /// The lines do not depend on how the stream arrives in pieces (a line split across
+        /// reads, a cap reached across reads).
+        #[test]
+        fn lines_do_not_depend_on_read_sizes(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(proptest::prop_oneof![
+                    Just(b'\n'), Just(b'\r'), Just(b'x'), Just(0xffu8)
+                ], 0..40), 0..12),
+            long in 0usize..3,
+        ) {
+            let mut stream: Vec<u8> = parts.concat();
+            // Now and then a line longer than the cap, to cross it within one piece or many.
+            stream.extend(std::iter::repeat_n(b'y', long * (MAX_LOG_LINE_BYTES / 2 + 7)));
+            let whole = lines_of(&stream);
+            let mut pieces = Vec::new();
+            let mut lines = LineSplitter::default();
+            let mut rest = &stream[..];
+            for p in &parts {
+                let n = p.len().min(rest.len());
+                lines.feed(&rest[..n], &mut |l: &str| pieces.push(l.to_string()));
+                rest = &rest[n..];
+            }
+            for c in rest.chunks(4096) {
+                lines.feed(c, &mut |l: &str| pieces.push(l.to_string()));
+            }
+            lines.finish(&mut |l: &str| pieces.push(l.to_string()));
+            proptest::prop_assert_eq!(whole, pieces);
+        }
+    }
+
+    /// Both pipes are read to the end on the one thread, whichever fills first.
+    #[test]
+    fn output_of_both_pipes_is_kept() {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            "i=0; while [ $i -lt 2000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done; printf tail",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        isolate(&mut c);
+        let mut child = c.spawn().unwrap();
+        let mut got = Vec::new();
+        let (status, _) = run_to_end(&mut child, || false, |l| got.push(l.to_string()))
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(got.len(), 4001, "{:?}", &got[got.len().saturating_sub(3)..]);
+        assert!(got.contains(&"out1999".to_string()) && got.contains(&"err1999".to_string()));
+        assert!(
+            got.contains(&"tail".to_string()),
+            "a last line without newline"
+        );
     }
 
     /// Live (not zombie) processes of group `pgid`, from /proc.
@@ -317,7 +503,7 @@ mod tests {
         .current_dir(dir.path());
         isolate(&mut c);
         let mut child = c.spawn().unwrap();
-        let (status, usage) = wait_or_cancel(&mut child, || false).unwrap().unwrap();
+        let (status, usage) = run_to_end(&mut child, || false, |_| {}).unwrap().unwrap();
         assert_eq!(status.code(), Some(3));
         assert!(usage.cpu_us > 10_000, "{usage:?}");
         assert!(usage.maxrss_kb > 100, "{usage:?}");
@@ -340,11 +526,11 @@ mod tests {
         isolate(&mut c);
         let mut child = c.spawn().unwrap();
         let pgid = child.id() as i32;
-        let out = child.stdout.take().unwrap();
-        let (status, _) = wait_or_cancel(&mut child, || false).unwrap().unwrap();
-        assert!(status.success());
         let mut got = Vec::new();
-        for_each_line(out, |l| got.push(l.to_string()));
+        let (status, _) = run_to_end(&mut child, || false, |l| got.push(l.to_string()))
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
         assert_eq!(got, ["started"]);
         assert!(pidfile.exists());
         std::thread::sleep(Duration::from_millis(100));
@@ -385,7 +571,12 @@ mod tests {
         let mut child = c.spawn().unwrap();
         let pgid = child.id() as i32;
         let t = Instant::now();
-        let r = wait_or_cancel(&mut child, || t.elapsed() > Duration::from_millis(200)).unwrap();
+        let r = run_to_end(
+            &mut child,
+            || t.elapsed() > Duration::from_millis(200),
+            |_| {},
+        )
+        .unwrap();
         assert!(r.is_none(), "cancelled");
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(

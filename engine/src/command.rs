@@ -304,18 +304,9 @@ impl Stage for CommandStage {
         crate::child::watch(&child);
         // The GPU memory of a node is its program's (and descendants'), not flow's.
         ctx.usage.set_process(Some(child.id()));
-        let pipes: Vec<Box<dyn std::io::Read + Send>> = vec![
-            Box::new(child.stdout.take().expect("piped stdout")),
-            Box::new(child.stderr.take().expect("piped stderr")),
-        ];
-        let status = std::thread::scope(|s| {
-            for pipe in pipes {
-                let ctx = &*ctx;
-                s.spawn(move || crate::child::for_each_line(pipe, |line| ctx.log(line)));
-            }
-            crate::child::wait_or_cancel(&mut child, || ctx.is_cancelled())
-                .map_err(|e| StageError::wrap("cannot wait for the command", e))
-        })?;
+        let status =
+            crate::child::run_to_end(&mut child, || ctx.is_cancelled(), |line| ctx.log(line))
+                .map_err(|e| StageError::wrap("cannot wait for the command", e))?;
         ctx.usage.set_process(None);
         let Some((status, used)) = status else {
             return Err(StageError::Cancelled);

@@ -304,7 +304,10 @@ fn attempt_once(job: &Job, attempt: u32) -> Result<ActionResult, StageError> {
             job.stage.kind() != crate::command::KIND,
         )
     });
-    let outcome = metered(&meter, gpu, || match &job.slurm {
+    // A command's memory is its program's (read from /proc by the command stage): sampling
+    // flow's own resident set would only cost a thread per node.
+    let sample_rss = local && job.stage.kind() != crate::command::KIND;
+    let outcome = metered(&meter, gpu, sample_rss, || match &job.slurm {
         None => run_stage_caught(&*job.stage, &mut ctx),
         Some(slurm) => run_on_slurm(job, &ctx, slurm, attempt),
     });
@@ -452,22 +455,26 @@ fn run_on_slurm(
 const GPU_SAMPLE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs `body` (a node's stage) while measuring it: the calling thread's CPU time and I/O,
-/// the process's resident set every [`RSS_SAMPLE_INTERVAL`], and the workers of the pools the
-/// stage built with the meter's handlers (waited for briefly once the stage returns). With
-/// `gpu` (a poller, and whether the stage runs in flow's process) also its GPU memory.
+/// with `sample_rss` the process's resident set every [`RSS_SAMPLE_INTERVAL`], and the
+/// workers of the pools the stage built with the meter's handlers (waited for briefly once
+/// the stage returns). With `gpu` (a poller, and whether the stage runs in flow's process)
+/// also its GPU memory.
 fn metered<T>(
     meter: &Arc<UsageMeter>,
     gpu: Option<(GpuPoller, bool)>,
+    sample_rss: bool,
     body: impl FnOnce() -> T,
 ) -> T {
     let gpu_watch = gpu.map(|(poller, in_process)| poller.start(meter.clone(), in_process));
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let sampler = s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                meter.observe_rss(process_rss_kb());
-                std::thread::park_timeout(RSS_SAMPLE_INTERVAL);
-            }
+        let sampler = sample_rss.then(|| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    meter.observe_rss(process_rss_kb());
+                    std::thread::park_timeout(RSS_SAMPLE_INTERVAL);
+                }
+            })
         });
         let start = thread_sample();
         meter.observe_rss(process_rss_kb());
@@ -476,7 +483,9 @@ fn metered<T>(
         meter.observe_rss(process_rss_kb());
         meter.wait_for_workers(std::time::Duration::from_secs(1));
         done.store(true, Ordering::Relaxed);
-        sampler.thread().unpark();
+        if let Some(sampler) = sampler {
+            sampler.thread().unpark();
+        }
         if let Some(w) = gpu_watch {
             w.finish(GPU_SAMPLE_GRACE);
         }
