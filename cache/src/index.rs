@@ -49,6 +49,13 @@ pub struct ActionResult {
     pub manifest: serde_json::Value,
 }
 
+/// The outputs and blobs of a recorded [`ActionResult`] ([`Index::lookup_outputs`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CachedOutputs {
+    pub outputs: BTreeMap<String, OutputRecord>,
+    pub blobs: Vec<Digest>,
+}
+
 /// A stat-memo entry: the digest of an external path as of a given (size, mtime, inode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatMemo {
@@ -97,6 +104,18 @@ impl Index {
 
     /// The cached result for a node key, if any.
     pub fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>> {
+        match self.actions.get(key.0)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| corrupt("action", e)),
+        }
+    }
+
+    /// What serving `key` from the cache needs (its outputs and blobs), if it has a result.
+    /// Cheaper than [`Index::lookup`]: the manifest and the usage figures are skipped while
+    /// parsing, which a no-op rerun of a thousand nodes notices.
+    pub fn lookup_outputs(&self, key: &Digest) -> Result<Option<CachedOutputs>> {
         match self.actions.get(key.0)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -305,6 +324,27 @@ mod tests {
         );
         assert_eq!(ix.last_key("a").unwrap(), Some(Digest([1; 32])));
         assert!(ix.lookup(&Digest([1; 32])).unwrap().is_some());
+        let mut full = result(3, "c", vec![Digest([7; 32]), Digest([8; 32])]);
+        full.outputs.insert(
+            "o".into(),
+            OutputRecord {
+                kind: crate::ArtifactKind::File,
+                digest: Digest([7; 32]),
+                size: 5,
+                name: "o.txt".into(),
+            },
+        );
+        full.manifest = serde_json::json!({"params": {"a": [1, {"b": "c"}]}});
+        ix.record(&full).unwrap();
+        assert_eq!(
+            ix.lookup_outputs(&full.key).unwrap(),
+            Some(CachedOutputs {
+                outputs: full.outputs.clone(),
+                blobs: full.blobs.clone()
+            }),
+            "the light lookup reads the same outputs and blobs"
+        );
+        assert_eq!(ix.lookup_outputs(&Digest([4; 32])).unwrap(), None);
         assert_eq!(
             ix.drop_using(&[Digest([9; 32])]).unwrap(),
             vec!["a".to_string()]

@@ -15,7 +15,7 @@ mod store;
 
 pub use digest::{hash_bytes, hash_reader, Digest};
 pub use error::CacheError;
-pub use index::{ActionResult, Index, OutputRecord, StatMemo};
+pub use index::{ActionResult, CachedOutputs, Index, OutputRecord, StatMemo};
 pub use manifest::{Manifest, ManifestEntry};
 pub use store::{ArtifactKind, BlobStore, VerifyReport};
 

@@ -185,7 +185,7 @@ impl Scheduler {
 
     /// Serves node `i` from the cache when its key has a record whose blobs are all present.
     fn serve_cached(&mut self, i: usize, keyed: &KeyedNode) -> Result<bool, EngineError> {
-        let Some(hit) = self.cx.state.index.lookup(&keyed.key)? else {
+        let Some(hit) = self.cx.state.index.lookup_outputs(&keyed.key)? else {
             return Ok(false);
         };
         // Every referenced blob, not just the top ones: a directory output that lost an inner
