@@ -6,6 +6,7 @@
 pub mod error;
 pub mod evaluation;
 pub mod fracture;
+pub mod fracture_training;
 pub mod level_watershed;
 pub mod normalize;
 pub mod objective;
@@ -19,6 +20,7 @@ pub mod stage1_training;
 
 pub use error::{Result, Rsna7Error};
 pub use fracture::{box_and_bone, lucent_voxels, pseudo_label, PseudoConfig, PseudoOutcome};
+pub use fracture_training::{train_fracture, FractureAttempt, FractureTraining, COLLAPSE_LOSS};
 pub use normalize::CtNormalizer;
 pub use overall::{overall_input, train_overall, OverallModel, OverallModelMeta, OverallRecipe};
 pub use roi::{onto_grid_of, Roi};

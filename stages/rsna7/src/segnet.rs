@@ -52,9 +52,24 @@ pub struct SegRecipe {
     /// `in_channels` counts it.
     #[serde(default)]
     pub position_channel: bool,
+    /// Fracture rounds: trainings at most, while a model's loss ends near 0 (it collapsed onto
+    /// "no crack anywhere"; see `fracture_training`). 1 checks nothing, as in stage-1 sections
+    /// (stage 1 has its own training check).
+    #[serde(default = "one_attempt", skip_serializing_if = "is_one_attempt")]
+    pub collapse_attempts: usize,
     /// A node param, not a plan entry (plan sections leave it out).
     #[serde(default)]
     pub seed: u64,
+}
+
+fn one_attempt() -> usize {
+    1
+}
+
+/// Left out of plan files and model metadata at its default, so sections that never retry
+/// (stage 1, the small profile) keep the keys they had.
+fn is_one_attempt(n: &usize) -> bool {
+    *n == 1
 }
 
 /// How a trained segmentation model predicts a volume. Inference settings, kept out of the

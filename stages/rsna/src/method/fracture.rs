@@ -45,7 +45,7 @@ impl Stage for FractureTrain {
         "rsna.fracture_train"
     }
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn doc(&self) -> &'static str {
         "Trains one fracture-segmentation U-Net (2 classes) on the ROI grid from a round's labels: \
@@ -57,7 +57,10 @@ impl Stage for FractureTrain {
          out. With init, training starts from that model's weights and normalisation (refused \
          for a fold whose studies it trained on). \
          Net, grid, schedule and augmentation come from the `plan` input (rsna.plan's \
-         fracture_round<N> section). Resumes from its last epoch checkpoint. Output: model/."
+         fracture_round<N> section). A model whose loss ends near 0 (collapsed onto no crack \
+         anywhere) trains again from another seed, at most the plan's collapse_attempts times; \
+         model/training_check.json lists the attempts. Resumes from its last epoch checkpoint. \
+         Output: model/."
     }
     fn params(&self) -> ParamsSchema {
         ParamsSchema::new()
@@ -240,10 +243,10 @@ impl Stage for FractureTrain {
         let device = candle_device(ctx)?;
         let out = ctx.output("model")?.to_path_buf();
         let mut reporter = TrainReporter::new(ctx, what.clone());
-        let meta = pool
+        let checkpoints = ctx.checkpoint_dir.clone();
+        let training = pool
             .install(|| {
-                flow_rsna7::train_segmentation(
-                    "fracture",
+                flow_rsna7::train_fracture(
                     &recipe,
                     norm,
                     fold,
@@ -251,16 +254,40 @@ impl Stage for FractureTrain {
                     cases,
                     label_free,
                     &device,
-                    &ctx.checkpoint_dir,
+                    &checkpoints,
                     &out,
                     &mut reporter,
                 )
             })
             .map_err(fail(format!("{what} training failed")))?;
         reporter.finish()?;
+        let kept = training.kept_attempt();
+        if recipe.collapse_attempts > 1 {
+            for (i, a) in training.attempts.iter().enumerate() {
+                ctx.log(&format!(
+                    "{what} attempt {i} (seed {}): mean loss of the last epochs {:.4}",
+                    a.seed, a.tail_loss
+                ));
+            }
+            if !kept.learned() {
+                ctx.log(&format!(
+                    "warning: {what}: after {} trainings the loss still ends at {:.4} (>= {}): \
+                     the model predicts no crack anywhere (raise the plan's collapse_attempts \
+                     or iterations)",
+                    training.attempts.len(),
+                    kept.tail_loss,
+                    flow_rsna7::COLLAPSE_LOSS
+                ));
+            }
+        }
+        let final_loss = training
+            .meta
+            .as_ref()
+            .and_then(|m| m.history.last())
+            .map_or(f64::NAN, |r| r.train_loss);
         ctx.log(&format!(
-            "{what} trained: final loss {:.4}",
-            meta.history.last().map_or(f64::NAN, |r| r.train_loss)
+            "{what} trained: kept attempt {} (seed {}), final loss {final_loss:.4}",
+            training.kept, kept.seed
         ));
         Ok(())
     }

@@ -35,13 +35,25 @@ pub struct TrainReporter<'a> {
 }
 
 impl<'a> TrainReporter<'a> {
-    /// Also logs whether training resumes from a checkpoint of an interrupted attempt.
+    /// Also logs whether training resumes from a checkpoint of an interrupted attempt (in the
+    /// node's checkpoint folder or, for trainings that retry, its `attempt<k>` folders).
     pub fn new(ctx: &'a StageContext, what: impl Into<String>) -> Self {
         let what = what.into();
-        if let Ok(done) = flow_nn3d::checkpoint::list_checkpoints(&ctx.checkpoint_dir) {
-            if let Some(last) = done.last() {
+        let mut dirs = vec![(String::new(), ctx.checkpoint_dir.clone())];
+        for k in 0.. {
+            let dir = ctx.checkpoint_dir.join(format!("attempt{k}"));
+            if !dir.is_dir() {
+                break;
+            }
+            dirs.push((format!(" of attempt {k}"), dir));
+        }
+        for (which, dir) in dirs {
+            if let Some(last) = flow_nn3d::checkpoint::list_checkpoints(&dir)
+                .ok()
+                .and_then(|done| done.last().copied())
+            {
                 ctx.log(&format!(
-                    "{what}: resuming from the checkpoint after epoch {last}"
+                    "{what}: resuming from the checkpoint after epoch {last}{which}"
                 ));
             }
         }
