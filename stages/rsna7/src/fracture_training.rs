@@ -16,9 +16,9 @@ use flow_nn3d::train::TrainProgress;
 use flow_patches::TrainingCase;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, Rsna7Error};
+use crate::error::Result;
 use crate::normalize::CtNormalizer;
-use crate::segnet::{train_segmentation, SegModelMeta, SegRecipe};
+use crate::segnet::{keep_attempt, train_segmentation, SegModelMeta, SegRecipe};
 
 /// A model whose mean training loss over its last epochs ([`tail_loss`]) is above this has
 /// collapsed onto the background (Dice + CE is below 0 once the crack Dice exceeds the CE).
@@ -153,15 +153,7 @@ pub fn train_fracture(
         }
     }
     let kept = lowest_tail_loss(&done);
-    let kept_dir = out_dir.join(format!("attempt{kept}"));
-    for file in ["model.json", "weights.safetensors"] {
-        std::fs::rename(kept_dir.join(file), out_dir.join(file))
-            .map_err(|e| Rsna7Error::io(out_dir, e))?;
-    }
-    for a in 0..done.len() {
-        let dir = out_dir.join(format!("attempt{a}"));
-        std::fs::remove_dir_all(&dir).map_err(|e| Rsna7Error::io(&dir, e))?;
-    }
+    keep_attempt(out_dir, kept, done.len())?;
     let meta = crate::segnet::SegModelMeta::read(out_dir)?;
     let training = FractureTraining {
         attempts: done,

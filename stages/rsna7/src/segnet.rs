@@ -429,6 +429,21 @@ pub fn train_segmentation(
     Ok(meta)
 }
 
+/// Makes attempt `kept` of a training that retries (each attempt saved in
+/// `out_dir/attempt<k>`, `attempts` of them) the model in `out_dir`, and removes the attempts.
+pub(crate) fn keep_attempt(out_dir: &Path, kept: usize, attempts: usize) -> Result<()> {
+    let kept_dir = out_dir.join(format!("attempt{kept}"));
+    for file in ["model.json", "weights.safetensors"] {
+        std::fs::rename(kept_dir.join(file), out_dir.join(file))
+            .map_err(|e| Rsna7Error::io(out_dir, e))?;
+    }
+    for a in 0..attempts {
+        let dir = out_dir.join(format!("attempt{a}"));
+        std::fs::remove_dir_all(&dir).map_err(|e| Rsna7Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
 /// The models (indices into `metas`) that predict study `uid`. A study of fold `k` is
 /// predicted out of fold: only by the models that left fold `k` out, and it is an error if any
 /// of them trained on the study after all, so an out-of-fold prediction can never come from

@@ -14,7 +14,9 @@ use flow_nn3d::train::TrainProgress;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
-use crate::segnet::{train_segmentation, InferencePlan, SegModel, SegModelMeta, SegRecipe};
+use crate::segnet::{
+    keep_attempt, train_segmentation, InferencePlan, SegModel, SegModelMeta, SegRecipe,
+};
 use crate::stage1::{
     argmax, class_probabilities, dice_per_label, training_cases, Resolution, Stage1Study,
 };
@@ -156,15 +158,7 @@ pub fn train_stage1(
                 .total_cmp(&done[j].lowest_level_dice())
         })
         .unwrap_or(0);
-    let kept_dir = out_dir.join(format!("attempt{kept}"));
-    for file in ["model.json", "weights.safetensors"] {
-        std::fs::rename(kept_dir.join(file), out_dir.join(file))
-            .map_err(|e| Rsna7Error::io(out_dir, e))?;
-    }
-    for a in 0..done.len() {
-        let dir = out_dir.join(format!("attempt{a}"));
-        std::fs::remove_dir_all(&dir).map_err(|e| Rsna7Error::io(&dir, e))?;
-    }
+    keep_attempt(out_dir, kept, done.len())?;
     let meta = SegModel::load(out_dir, device)?.meta;
     let training = Stage1Training {
         attempts: done,
