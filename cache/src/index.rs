@@ -104,18 +104,18 @@ impl Index {
 
     /// The cached result for a node key, if any.
     pub fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>> {
-        match self.actions.get(key.0)? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| corrupt("action", e)),
-        }
+        self.action_as(key)
     }
 
     /// What serving `key` from the cache needs (its outputs and blobs), if it has a result.
     /// Cheaper than [`Index::lookup`]: the manifest and the usage figures are skipped while
     /// parsing, which a no-op rerun of a thousand nodes notices.
     pub fn lookup_outputs(&self, key: &Digest) -> Result<Option<CachedOutputs>> {
+        self.action_as(key)
+    }
+
+    /// The record of `key` parsed as `T` (an [`ActionResult`] or a part of one).
+    fn action_as<T: serde::de::DeserializeOwned>(&self, key: &Digest) -> Result<Option<T>> {
         match self.actions.get(key.0)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)

@@ -167,30 +167,9 @@ pub fn train_fracture(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flow_imaging::{Geometry, Volume};
+    use crate::segnet::tests::case;
     use std::ops::ControlFlow;
     use std::time::Duration;
-
-    /// A 12-voxel cube study with a bright block labelled 1.
-    fn case(id: &str) -> TrainingCase {
-        let n = 12;
-        let inside = |i: usize| {
-            let (z, y, x) = (i / (n * n), i / n % n, i % n);
-            [z, y, x].iter().all(|c| (4..8).contains(c))
-        };
-        let img: Vec<f32> = (0..n * n * n)
-            .map(|i| f32::from(u8::from(inside(i))))
-            .collect();
-        let lab: Vec<u8> = (0..n * n * n).map(|i| u8::from(inside(i))).collect();
-        let g = Geometry::identity();
-        crate::segnet::training_case(
-            id,
-            &Volume::from_vec([n, n, n], img, g).unwrap(),
-            &Volume::from_vec([n, n, n], lab, g).unwrap(),
-            None,
-        )
-        .unwrap()
-    }
 
     fn norm() -> CtNormalizer {
         CtNormalizer {

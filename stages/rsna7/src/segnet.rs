@@ -512,7 +512,7 @@ pub fn predict_probabilities(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn meta(fold: Option<usize>, studies: &[&str]) -> SegModelMeta {
@@ -558,8 +558,8 @@ mod tests {
             .contains("no model left fold 2 out"));
     }
 
-    /// A 12-voxel cube study with a bright block labelled 1.
-    fn case(id: &str) -> TrainingCase {
+    /// A 12-voxel cube study with a bright block labelled 1 (also for other modules' tests).
+    pub(crate) fn case(id: &str) -> TrainingCase {
         let n = 12;
         let mut img = vec![0f32; n * n * n];
         let mut lab = vec![0u8; n * n * n];
