@@ -1,5 +1,5 @@
-//! Fast CPU conv3d kernels (the candle ops are in `conv3d_op`). f32 on AVX-512 goes to the
-//! direct kernels of `conv3d_direct`; everything else (f64, other CPUs) to im2col over a
+//! Fast CPU conv3d kernels (the candle ops are in `conv3d_op`). f32 on AVX-512 or AVX2 goes to
+//! the direct kernels of `conv3d_direct`; everything else (f64, other CPUs) to im2col over a
 //! block of output depth slices, one gemm per block (the `gemm` crate, single-threaded per task), rayon across (batch, block)
 //! tasks. Backward recomputes the im2col block, accumulates the weight gradient per task
 //! and scatters the column gradient back (col2im) into a task-local input-gradient slab; slabs
@@ -82,7 +82,7 @@ impl Geometry {
         self.oh * self.ow
     }
 
-    /// Whether the direct AVX-512 kernels take this f32 conv (every size non-zero).
+    /// Whether the direct (AVX-512 or AVX2) kernels take this f32 conv (every size non-zero).
     pub fn direct(&self) -> bool {
         let sizes = [
             self.n, self.ci, self.co, self.d, self.h, self.w, self.od, self.oh, self.ow,

@@ -1,4 +1,4 @@
-//! Direct f32 conv3d on AVX-512, forward and backward, without im2col.
+//! Direct f32 conv3d on AVX-512 or AVX2 ([`Isa`]), forward and backward, without im2col.
 //!
 //! The input is zero-padded and split into its stride phases (one phase for stride 1, eight
 //! for stride 2) on a grid of `(Dq, Hq, Wq)` voxels: `phase[pz,py,px][z,y,x] = xpad[s*z+pz, ..]`.
@@ -9,20 +9,21 @@
 //! gradient (per phase); the weight gradient is a dot product of the output gradient with
 //! shifted input rows.
 //!
-//! The kernels keep a block of output channels times a few 16-lane vectors of positions in
-//! registers and stream over channels and taps, so every loaded input vector feeds several
-//! FMAs. Results do not depend on the thread count.
-
-use std::arch::x86_64::*;
+//! The kernels keep a block of output channels times a few vectors of positions in registers
+//! and stream over channels and taps, so every loaded input vector feeds several FMAs. The
+//! tile shapes fit the register file: 24 accumulators of AVX-512's 32 registers, 12 of AVX2's
+//! 16. Results do not depend on the thread count.
 
 use rayon::prelude::*;
 
 use super::conv3d_cpu::Geometry;
 use super::conv3d_op::ChannelGroups;
+use super::simd::{Avx2, Avx512, Isa, Lanes};
 
 /// Positions per parallel task of the correlation (a multiple of every tile width).
 const CHUNK: usize = 1536;
-/// Lanes of one AVX-512 f32 vector.
+/// Grids and position ranges are whole multiples of this many floats: the widest vector
+/// (AVX-512's sixteen lanes), so of AVX2's eight too.
 const LANES: usize = 16;
 /// Output-channel block and tap group of the weight-gradient kernel.
 const GW_CO: usize = 8;
@@ -30,15 +31,19 @@ const GW_TAPS: usize = 3;
 /// Positions per pass of the weight-gradient kernel.
 const GW_SUB: usize = 8192;
 
-/// Whether this CPU runs the direct kernels (AVX-512F), unless `FLOW_NN3D_CONV=im2col` asks for
-/// the im2col path (for comparisons).
-pub(crate) fn available() -> bool {
+/// The instruction set the direct kernels run on here, if any ([`Isa::detected`]), unless
+/// `FLOW_NN3D_CONV=im2col` asks for the im2col path (for comparisons).
+fn isa() -> Option<Isa> {
     use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        std::env::var("FLOW_NN3D_CONV").as_deref() != Ok("im2col")
-            && std::arch::is_x86_feature_detected!("avx512f")
+    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        Isa::detected().filter(|_| std::env::var("FLOW_NN3D_CONV").as_deref() != Ok("im2col"))
     })
+}
+
+/// Whether this CPU runs the direct kernels (AVX-512F or AVX2 with FMA).
+pub(crate) fn available() -> bool {
+    isa().is_some()
 }
 
 /// Per-thread buffers reused across forward calls: the padded grids are as large as the
@@ -338,6 +343,7 @@ impl PackedWeights {
 /// One correlation: `out[o][q] = sum_i sum_t w[o][i][t] * src[i * src_stride + offs[t] + q]` for
 /// `q` in `0..len` (a multiple of 16), rows of `out` `out_stride` apart.
 struct Correlation<'a> {
+    isa: Isa,
     src: &'a [f32],
     src_stride: usize,
     n_in: usize,
@@ -384,7 +390,7 @@ impl Correlation<'_> {
             let q0 = c * CHUNK;
             let q1 = (q0 + CHUNK).min(self.len);
             // SAFETY: the asserts above bound every read of `src` and write of `out`; tasks
-            // write disjoint (rows, positions) ranges; `available()` checked AVX-512F.
+            // write disjoint (rows, positions) ranges; `isa` is one this CPU runs.
             unsafe {
                 self.block(
                     b,
@@ -399,34 +405,43 @@ impl Correlation<'_> {
     }
 
     unsafe fn block(&self, b: &Block, w: &[f32], out: *mut f32, os: usize, q0: usize, q1: usize) {
+        // Per block size, the vectors of positions per tile: C x V accumulators, V loaded
+        // inputs and one broadcast weight stay within the registers.
         macro_rules! run {
-            ($c:literal, $v:literal) => {{
+            ($tile:ident, $lanes:expr, $c:literal, $v:literal) => {{
                 let mut q = q0;
-                while q + $v * LANES <= q1 {
-                    tile::<$c, $v>(self, w, out, os, b.valid, q);
-                    q += $v * LANES;
+                while q + $v * $lanes <= q1 {
+                    $tile::<$c, $v>(self, w, out, os, b.valid, q);
+                    q += $v * $lanes;
                 }
                 while q < q1 {
-                    tile::<$c, 1>(self, w, out, os, b.valid, q);
-                    q += LANES;
+                    $tile::<$c, 1>(self, w, out, os, b.valid, q);
+                    q += $lanes;
                 }
             }};
         }
-        match b.size {
-            12 => run!(12, 2),
-            8 => run!(8, 3),
-            6 => run!(6, 4),
-            4 => run!(4, 6),
-            3 => run!(3, 8),
-            2 => run!(2, 8),
-            _ => run!(1, 8),
+        match (self.isa, b.size) {
+            (Isa::Avx512, 12) => run!(tile_avx512, 16, 12, 2),
+            (Isa::Avx512, 8) => run!(tile_avx512, 16, 8, 3),
+            (Isa::Avx512, 6) => run!(tile_avx512, 16, 6, 4),
+            (Isa::Avx512, 4) => run!(tile_avx512, 16, 4, 6),
+            (Isa::Avx512, 3) => run!(tile_avx512, 16, 3, 8),
+            (Isa::Avx512, 2) => run!(tile_avx512, 16, 2, 8),
+            (Isa::Avx512, _) => run!(tile_avx512, 16, 1, 8),
+            (Isa::Avx2, 12) => run!(tile_avx2, 8, 12, 1),
+            (Isa::Avx2, 8) => run!(tile_avx2, 8, 8, 1),
+            (Isa::Avx2, 6) => run!(tile_avx2, 8, 6, 2),
+            (Isa::Avx2, 4) => run!(tile_avx2, 8, 4, 3),
+            (Isa::Avx2, 3) => run!(tile_avx2, 8, 3, 4),
+            (Isa::Avx2, 2) => run!(tile_avx2, 8, 2, 4),
+            (Isa::Avx2, _) => run!(tile_avx2, 8, 1, 8),
         }
     }
 }
 
-/// `C` output channels times `V` vectors of positions starting at `q`.
+/// [`tile`] compiled for AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const C: usize, const V: usize>(
+unsafe fn tile_avx512<const C: usize, const V: usize>(
     k: &Correlation,
     w: &[f32],
     out: *mut f32,
@@ -434,21 +449,47 @@ unsafe fn tile<const C: usize, const V: usize>(
     valid: usize,
     q: usize,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); V]; C];
+    tile::<Avx512, C, V>(k, w, out, os, valid, q)
+}
+
+/// [`tile`] compiled for AVX2 with FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const C: usize, const V: usize>(
+    k: &Correlation,
+    w: &[f32],
+    out: *mut f32,
+    os: usize,
+    valid: usize,
+    q: usize,
+) {
+    tile::<Avx2, C, V>(k, w, out, os, valid, q)
+}
+
+/// `C` output channels times `V` vectors of positions starting at `q`.
+#[inline(always)]
+unsafe fn tile<L: Lanes, const C: usize, const V: usize>(
+    k: &Correlation,
+    w: &[f32],
+    out: *mut f32,
+    os: usize,
+    valid: usize,
+    q: usize,
+) {
+    let mut acc = [[L::zero(); V]; C];
     let taps = k.offs.len();
     let mut wp = w.as_ptr();
     for i in 0..k.n_in {
         let base = k.src.as_ptr().add(i * k.src_stride + q);
         for &off in k.offs {
             let p = base.add(off);
-            let mut xv = [_mm512_setzero_ps(); V];
+            let mut xv = [L::zero(); V];
             for (v, x) in xv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(p.add(v * LANES));
+                *x = L::load(p.add(v * L::N));
             }
             for (c, row) in acc.iter_mut().enumerate() {
-                let wc = _mm512_set1_ps(*wp.add(c));
+                let wc = L::splat(*wp.add(c));
                 for (a, x) in row.iter_mut().zip(&xv) {
-                    *a = _mm512_fmadd_ps(wc, *x, *a);
+                    *a = L::fma(wc, *x, *a);
                 }
             }
             wp = wp.add(C);
@@ -457,7 +498,7 @@ unsafe fn tile<const C: usize, const V: usize>(
     debug_assert_eq!(wp, w.as_ptr().add(k.n_in * taps * C));
     for (c, row) in acc.iter().enumerate().take(valid) {
         for (v, a) in row.iter().enumerate() {
-            _mm512_storeu_ps(out.add(c * os + q + v * LANES), *a);
+            L::store(out.add(c * os + q + v * L::N), *a);
         }
     }
 }
@@ -466,59 +507,95 @@ unsafe fn tile<const C: usize, const V: usize>(
 /// `gw[o - o0][i][t] += sum_q gy[o][q] * x[i][q + offs[t]]`. `gy` has rows `gy_stride` apart
 /// (zero rows past the last channel), `offs` is padded to a multiple of `GW_TAPS` and the extra
 /// taps' sums are dropped; `gw` holds the block's `valid` rows of `n_in * taps`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_block(
+struct WeightGradBlock<'a> {
     gy: *const f32,
     gy_stride: usize,
-    x: &[f32],
+    x: &'a [f32],
     x_stride: usize,
     n_in: usize,
-    offs: &[usize],
+    offs: &'a [usize],
     taps: usize,
-    (q0, q1): (usize, usize),
-    gw: &mut [f32],
-) {
-    let valid = gw.len() / (n_in * taps);
-    let mut s0 = q0;
-    while s0 < q1 {
-        // Sub-ranges of GW_SUB positions keep the gradient rows in cache across channels and taps.
-        let s1 = (s0 + GW_SUB).min(q1);
-        for i in 0..n_in {
-            let xp = x.as_ptr().add(i * x_stride);
-            for (tg, group) in offs.chunks_exact(GW_TAPS).enumerate() {
-                // A fixed-size group keeps the loaded vectors in registers.
-                let group: [usize; GW_TAPS] = std::array::from_fn(|j| group[j]);
-                let mut acc = [[_mm512_setzero_ps(); GW_TAPS]; GW_CO];
-                let mut q = s0;
-                while q < s1 {
-                    let xv: [__m512; GW_TAPS] =
-                        std::array::from_fn(|j| _mm512_loadu_ps(xp.add(group[j] + q)));
-                    for (c, row) in acc.iter_mut().enumerate() {
-                        let g = _mm512_loadu_ps(gy.add(c * gy_stride + q));
-                        for (a, xv) in row.iter_mut().zip(&xv) {
-                            *a = _mm512_fmadd_ps(g, *xv, *a);
+}
+
+impl WeightGradBlock<'_> {
+    /// Adds the block's sums over `q0..q1` (whole multiples of [`LANES`]) to `gw`.
+    ///
+    /// # Safety
+    /// `isa` runs on this CPU; `gy` holds `GW_CO` rows and `x` every channel plus the largest
+    /// offset past `q1`.
+    unsafe fn add_to(&self, isa: Isa, range: (usize, usize), gw: &mut [f32]) {
+        match isa {
+            Isa::Avx512 => self.add_avx512(range, gw),
+            Isa::Avx2 => self.add_avx2(range, gw),
+        }
+    }
+
+    /// All `GW_CO` channels in one pass: 24 accumulators of 32 registers.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn add_avx512(&self, range: (usize, usize), gw: &mut [f32]) {
+        self.add::<Avx512, GW_CO>(range, gw)
+    }
+
+    /// Half the channels per pass: 12 accumulators of 16 registers.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn add_avx2(&self, range: (usize, usize), gw: &mut [f32]) {
+        self.add::<Avx2, { GW_CO / 2 }>(range, gw)
+    }
+
+    /// `CO` output channels per pass over the positions.
+    #[inline(always)]
+    unsafe fn add<L: Lanes, const CO: usize>(&self, (q0, q1): (usize, usize), gw: &mut [f32]) {
+        let (n_in, taps) = (self.n_in, self.taps);
+        let valid = gw.len() / (n_in * taps);
+        let mut s0 = q0;
+        while s0 < q1 {
+            // Sub-ranges of GW_SUB positions keep the gradient rows in cache across channels
+            // and taps.
+            let s1 = (s0 + GW_SUB).min(q1);
+            for c0 in (0..valid).step_by(CO) {
+                let gy = self.gy.add(c0 * self.gy_stride);
+                for i in 0..n_in {
+                    let xp = self.x.as_ptr().add(i * self.x_stride);
+                    for (tg, group) in self.offs.chunks_exact(GW_TAPS).enumerate() {
+                        // A fixed-size group keeps the loaded vectors in registers.
+                        let group: [usize; GW_TAPS] = std::array::from_fn(|j| group[j]);
+                        let mut acc = [[L::zero(); GW_TAPS]; CO];
+                        let mut q = s0;
+                        while q < s1 {
+                            let xv: [L::V; GW_TAPS] =
+                                std::array::from_fn(|j| L::load(xp.add(group[j] + q)));
+                            for (c, row) in acc.iter_mut().enumerate() {
+                                let g = L::load(gy.add(c * self.gy_stride + q));
+                                for (a, xv) in row.iter_mut().zip(&xv) {
+                                    *a = L::fma(g, *xv, *a);
+                                }
+                            }
+                            q += L::N;
                         }
-                    }
-                    q += LANES;
-                }
-                for (c, row) in acc.iter().enumerate().take(valid) {
-                    for (j, a) in row.iter().enumerate() {
-                        let t = tg * GW_TAPS + j;
-                        if t < taps {
-                            gw[(c * n_in + i) * taps + t] += _mm512_reduce_add_ps(*a);
+                        for (c, row) in acc.iter().enumerate().take(valid - c0) {
+                            for (j, a) in row.iter().enumerate() {
+                                let t = tg * GW_TAPS + j;
+                                if t < taps {
+                                    gw[((c0 + c) * n_in + i) * taps + t] += L::sum(*a);
+                                }
+                            }
                         }
                     }
                 }
             }
+            s0 = s1;
         }
-        s0 = s1;
     }
 }
 
-/// y = conv3d(x, w) for f32 on AVX-512; x `(n, ci, d, h, w)` in channel groups, w
-/// `(co, ci, kd, kh, kw)`. Callers check [`available`].
+/// y = conv3d(x, w) for f32; x `(n, ci, d, h, w)` in channel groups, w `(co, ci, kd, kh, kw)`.
+/// Callers check [`available`].
 pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
+    forward_on(isa().expect("direct conv kernels on this CPU"), g, x, w)
+}
+
+/// [`forward`] on the instruction set `isa` (one this CPU runs).
+fn forward_on(isa: Isa, g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
     let grid = PhaseGrid::new(g);
     let offs = grid.tap_offsets(g);
     let taps = offs.len();
@@ -534,6 +611,7 @@ pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32
     for n in 0..g.n {
         grid.pack(g, &x.item(n), &mut xq);
         Correlation {
+            isa,
             src: &xq,
             src_stride: grid.channel_len(),
             n_in: g.ci,
@@ -566,9 +644,20 @@ fn input_grid(g: &Geometry, grid: &PhaseGrid, slack: usize) -> Vec<f32> {
     v
 }
 
-/// Gradients of conv3d (f32, AVX-512) with respect to the input (one buffer per channel group
-/// of `x`) and the weight.
+/// Gradients of conv3d (f32) with respect to the input (one buffer per channel group of `x`)
+/// and the weight. Callers check [`available`].
 pub(crate) fn backward(
+    g: &Geometry,
+    x: ChannelGroups<f32>,
+    w: &[f32],
+    gy: &[f32],
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    backward_on(isa().expect("direct conv kernels on this CPU"), g, x, w, gy)
+}
+
+/// [`backward`] on the instruction set `isa` (one this CPU runs).
+fn backward_on(
+    isa: Isa,
     g: &Geometry,
     x: ChannelGroups<f32>,
     w: &[f32],
@@ -658,6 +747,7 @@ pub(crate) fn backward(
                 continue;
             }
             let corr = Correlation {
+                isa,
                 src: &gq,
                 src_stride: gy_stride,
                 n_in: g.co,
@@ -679,21 +769,19 @@ pub(crate) fn backward(
                 part.par_chunks_mut(GW_CO * k)
                     .enumerate()
                     .for_each(|(blk, rows)| {
-                        // SAFETY: gq holds co_pad rows of gy_stride >= m + len, xq every
-                        // channel plus max_off + len; AVX-512F checked by `available()`.
-                        unsafe {
-                            weight_grad_block(
-                                gq.as_ptr().add(m + blk * GW_CO * gy_stride),
-                                gy_stride,
-                                &xq,
-                                cl,
-                                g.ci,
-                                &gw_offs,
-                                taps,
-                                range,
-                                rows,
-                            )
-                        }
+                        let block = WeightGradBlock {
+                            // SAFETY: gq holds co_pad rows of gy_stride >= m + len.
+                            gy: unsafe { gq.as_ptr().add(m + blk * GW_CO * gy_stride) },
+                            gy_stride,
+                            x: &xq,
+                            x_stride: cl,
+                            n_in: g.ci,
+                            offs: &gw_offs,
+                            taps,
+                        };
+                        // SAFETY: as above, and xq holds every channel plus max_off + len;
+                        // `isa` is one this CPU runs.
+                        unsafe { block.add_to(isa, range, rows) }
                     });
                 part
             })
@@ -733,6 +821,154 @@ mod tests {
         assert!(scratch::held().1 <= scratch::MAX_FLOATS);
         scratch::clear();
         assert_eq!(scratch::held(), (0, 0));
+    }
+
+    /// Naive conv3d in f64: the output, the input gradient and the weight gradient of
+    /// `sum(y * gy)`.
+    fn naive(g: &Geometry, x: &[f32], w: &[f32], gy: &[f32]) -> [Vec<f64>; 3] {
+        let (ovol, ivol, nt) = (g.od * g.oh * g.ow, g.d * g.h * g.w, g.kd * g.kh * g.kw);
+        let mut y = vec![0.0f64; g.n * g.co * ovol];
+        let mut gx = vec![0.0f64; g.n * g.ci * ivol];
+        let mut gw = vec![0.0f64; g.co * g.ci * nt];
+        for n in 0..g.n {
+            for o in 0..g.co {
+                for (q, [z, yy, xx]) in (0..g.od)
+                    .flat_map(|z| {
+                        (0..g.oh).flat_map(move |yy| (0..g.ow).map(move |xx| [z, yy, xx]))
+                    })
+                    .enumerate()
+                {
+                    let at = (n * g.co + o) * ovol + q;
+                    for i in 0..g.ci {
+                        for (t, [a, b, e]) in taps(g).enumerate() {
+                            let zi = (z * g.sd + a) as isize - g.pd as isize;
+                            let yi = (yy * g.sh + b) as isize - g.ph as isize;
+                            let xi = (xx * g.sw + e) as isize - g.pw as isize;
+                            if zi < 0 || yi < 0 || xi < 0 {
+                                continue;
+                            }
+                            let (zi, yi, xi) = (zi as usize, yi as usize, xi as usize);
+                            if zi >= g.d || yi >= g.h || xi >= g.w {
+                                continue;
+                            }
+                            let xa = (n * g.ci + i) * ivol + (zi * g.h + yi) * g.w + xi;
+                            let wa = (o * g.ci + i) * nt + t;
+                            y[at] += f64::from(w[wa]) * f64::from(x[xa]);
+                            gx[xa] += f64::from(w[wa]) * f64::from(gy[at]);
+                            gw[wa] += f64::from(gy[at]) * f64::from(x[xa]);
+                        }
+                    }
+                }
+            }
+        }
+        [y, gx, gw]
+    }
+
+    fn geometry(
+        n: usize,
+        ci: usize,
+        co: usize,
+        dims: [usize; 3],
+        k: usize,
+        s: [usize; 3],
+    ) -> Geometry {
+        let p = k / 2;
+        let out = |i: usize| (dims[i] + 2 * p - k) / s[i] + 1;
+        Geometry {
+            n,
+            ci,
+            d: dims[0],
+            h: dims[1],
+            w: dims[2],
+            co,
+            kd: k,
+            kh: k,
+            kw: k,
+            sd: s[0],
+            sh: s[1],
+            sw: s[2],
+            pd: p,
+            ph: p,
+            pw: p,
+            od: out(0),
+            oh: out(1),
+            ow: out(2),
+        }
+    }
+
+    /// Forward and both gradients on every instruction set this CPU runs, against the naive
+    /// loops, over channel counts that take every block size and odd grids (dropped
+    /// positions, partial vectors), stride 1 and 2, two input groups.
+    #[test]
+    fn kernels_match_naive_conv_on_every_instruction_set() {
+        let mut state = 0x2545_f491_u64;
+        let mut rand = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect()
+        };
+        let cases = [
+            geometry(2, 3, 5, [5, 6, 7], 3, [1, 1, 1]),
+            geometry(1, 4, 12, [4, 5, 9], 3, [2, 2, 2]),
+            geometry(1, 2, 8, [7, 3, 5], 3, [1, 2, 1]),
+            geometry(1, 5, 26, [3, 4, 4], 1, [1, 1, 1]),
+            geometry(2, 1, 3, [9, 9, 9], 3, [2, 1, 2]),
+        ];
+        for isa in Isa::supported() {
+            for g in &cases {
+                let (ivol, ovol) = (g.d * g.h * g.w, g.od * g.oh * g.ow);
+                let x = rand(g.n * g.ci * ivol);
+                let w = rand(g.co * g.ci * g.kd * g.kh * g.kw);
+                let gy = rand(g.n * g.co * ovol);
+                let [y_ref, gx_ref, gw_ref] = naive(g, &x, &w, &gy);
+                // The input as two channel groups (the first channel, then the rest).
+                let first: Vec<f32> = (0..g.n)
+                    .flat_map(|n| x[n * g.ci * ivol..][..ivol].to_vec())
+                    .collect();
+                let rest: Vec<f32> = (0..g.n)
+                    .flat_map(|n| x[(n * g.ci + 1) * ivol..(n + 1) * g.ci * ivol].to_vec())
+                    .collect();
+                let parts: Vec<&[f32]> = if g.ci > 1 {
+                    vec![&first, &rest]
+                } else {
+                    vec![&x]
+                };
+                let groups = ChannelGroups::new(&parts, g.n, ivol);
+                let y = forward_on(isa, g, groups, &w);
+                let (gx_groups, gw) = backward_on(isa, g, groups, &w, &gy);
+                let gx: Vec<f32> = if g.ci > 1 {
+                    (0..g.n)
+                        .flat_map(|n| {
+                            let mut item = gx_groups[0][n * ivol..][..ivol].to_vec();
+                            item.extend_from_slice(
+                                &gx_groups[1][n * (g.ci - 1) * ivol..][..(g.ci - 1) * ivol],
+                            );
+                            item
+                        })
+                        .collect()
+                } else {
+                    gx_groups[0].clone()
+                };
+                for (what, got, want) in [
+                    ("y", &y, &y_ref),
+                    ("gx", &gx, &gx_ref),
+                    ("gw", &gw, &gw_ref),
+                ] {
+                    assert_eq!(got.len(), want.len(), "{what} {isa:?} {g:?}");
+                    for (k, (&a, &b)) in got.iter().zip(want.iter()).enumerate() {
+                        assert!(
+                            (f64::from(a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "{what}[{k}] {a} vs {b} on {isa:?}, {g:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl<'a, T: Copy> ChannelGroups<'a, T> {
     }
 }
 
-/// The convolution kernels of one dtype: direct AVX-512 kernels for f32 where they apply,
+/// The convolution kernels of one dtype: direct AVX-512/AVX2 kernels for f32 where they apply,
 /// im2col otherwise.
 trait ConvKernels: WithDType {
     fn conv(g: &Geometry, x: ChannelGroups<Self>, w: &[Self]) -> Vec<Self>;

@@ -17,6 +17,8 @@ pub mod norm_act;
 mod norm_act_f32;
 pub mod pool;
 pub mod resize;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 pub mod strided;
 
 pub use activation::{leaky_relu, leaky_relu_generic};

@@ -104,7 +104,7 @@ fn lane_sums<T: WithDType>(x: &[T], g: &[T], f: impl Fn(f64, f64) -> (f64, f64))
     (sa, sb)
 }
 
-/// `x` as f32 when `T` is f32 and the AVX-512 f32 loops (`norm_act_f32`) run on this CPU.
+/// `x` as f32 when `T` is f32 and the f32 lane loops (`norm_act_f32`) run on this CPU.
 fn fast_f32<T: WithDType>(x: &[T]) -> Option<&[f32]> {
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == DType::F32 && super::norm_act_f32::available() {
@@ -115,11 +115,11 @@ fn fast_f32<T: WithDType>(x: &[T]) -> Option<&[f32]> {
 }
 
 /// Mean and 1/sqrt(var + eps) of one plane, accumulated in f64 (f32 lanes per block on
-/// AVX-512).
+/// AVX-512 and AVX2).
 fn plane_stats<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     if let Some(x) = fast_f32(x) {
-        // SAFETY: fast_f32 checked for AVX-512F.
+        // SAFETY: fast_f32 checked that these loops run here.
         return unsafe { super::norm_act_f32::plane_stats(x, eps) };
     }
     let n = x.len().max(1) as f64;
@@ -209,7 +209,7 @@ impl NormActCpu {
                                     #[cfg(target_arch = "x86_64")]
                                     if let (Some(x32), Some(g32)) = (fast_f32(xp), fast_f32(gp)) {
                                         // SAFETY: T is f32 (fast_f32), so MaybeUninit<T> is
-                                        // MaybeUninit<f32>; AVX-512F was checked.
+                                        // MaybeUninit<f32>; fast_f32 checked the loops run here.
                                         let gx32 = unsafe {
                                             std::slice::from_raw_parts_mut(
                                                 gxo.as_mut_ptr().cast::<MaybeUninit<f32>>(),

@@ -1,23 +1,50 @@
-//! The per-plane loops of the fused instance norm + LeakyReLU for f32 on AVX-512.
+//! The per-plane loops of the fused instance norm + LeakyReLU for f32 on AVX-512 or AVX2.
 //!
 //! The generic loops (`norm_act`) do every element in f64, which the default x86-64 target
 //! compiles to two-lane SSE2: the backward pass alone was a fifth of a demo stage-1 training
-//! step. Here each element is computed in f32 in sixteen-lane vectors (the functions are
-//! compiled for AVX-512F and picked at run time), and the sums are kept per lane in f32 over
+//! step. Here each element is computed in f32 in sixteen-lane blocks (the loops are compiled
+//! for AVX-512F and for AVX2, one picked at run time: [`Isa`]; both add the same numbers in the
+//! same order, so they give the same bits), and the sums are kept per lane in f32 over
 //! blocks of [`BLOCK`] elements, then added up in f64, so a plane of a million voxels sums
 //! as accurately as the f64 path to within f32 rounding of each element. Results do not depend
 //! on the thread count.
 
-/// Lanes of one AVX-512 f32 vector.
+use super::simd::Isa;
+
+/// Lanes summed side by side (one AVX-512 vector, two AVX2 vectors).
 const LANES: usize = 16;
 /// Elements summed in f32 lanes before the partial sums are added to the f64 total.
 const BLOCK: usize = 1024;
 
-/// Whether this CPU runs these loops (AVX-512F).
+/// Whether this CPU runs these loops (AVX-512F or AVX2).
 pub(crate) fn available() -> bool {
-    use std::sync::OnceLock;
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+    Isa::detected().is_some()
+}
+
+/// Defines `$name` as the generic loop `$body` compiled for each instruction set, the one
+/// [`Isa::detected`] picks called at run time.
+macro_rules! per_isa {
+    ($(#[$doc:meta])* unsafe fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) -> $ret {
+                $body($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) -> $ret {
+                $body($($arg),*)
+            }
+            match Isa::detected() {
+                Some(Isa::Avx512) => avx512($($arg),*),
+                Some(Isa::Avx2) => avx2($($arg),*),
+                None => unreachable!("callers check available()"),
+            }
+        }
+    };
 }
 
 /// `(Σ f(x_i, g_i).0, Σ f(x_i, g_i).1)` with f32 lanes per block and an f64 total.
@@ -46,12 +73,16 @@ fn block_sums(x: &[f32], g: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64,
     (ta, tb)
 }
 
-/// Mean and 1/sqrt(var + eps) of one plane (two passes, as the f64 path).
-///
-/// # Safety
-/// The CPU must support AVX-512F ([`available`]).
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn plane_stats(x: &[f32], eps: f64) -> (f64, f64) {
+per_isa! {
+    /// Mean and 1/sqrt(var + eps) of one plane (two passes, as the f64 path).
+    ///
+    /// # Safety
+    /// The CPU must run these loops ([`available`]).
+    unsafe fn plane_stats(x: &[f32], eps: f64) -> (f64, f64) = plane_stats_body
+}
+
+#[inline(always)]
+fn plane_stats_body(x: &[f32], eps: f64) -> (f64, f64) {
     let n = x.len().max(1) as f64;
     let mean = block_sums(x, x, |v, _| (v, 0.0)).0 / n;
     let m = mean as f32;
@@ -59,15 +90,28 @@ pub(crate) unsafe fn plane_stats(x: &[f32], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// The backward pass of one plane: writes the input gradient into `gx` and returns the plane's
-/// `(Σ g', Σ g' x̂)` (the bias and weight gradients' shares), with `g'` the gradient before the
-/// activation and `x̂` the normalised input.
-///
-/// # Safety
-/// The CPU must support AVX-512F ([`available`]); `x`, `g` and `gx` have the same length.
+per_isa! {
+    /// The backward pass of one plane: writes the input gradient into `gx` and returns the
+    /// plane's `(Σ g', Σ g' x̂)` (the bias and weight gradients' shares), with `g'` the gradient
+    /// before the activation and `x̂` the normalised input.
+    ///
+    /// # Safety
+    /// The CPU must run these loops ([`available`]); `x`, `g` and `gx` have the same length.
+    unsafe fn plane_backward(
+        x: &[f32],
+        g: &[f32],
+        gx: &mut [std::mem::MaybeUninit<f32>],
+        mean: f64,
+        rstd: f64,
+        weight: f64,
+        bias: f64,
+        slope: f64
+    ) -> (f64, f64) = plane_backward_body
+}
+
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn plane_backward(
+#[inline(always)]
+fn plane_backward_body(
     x: &[f32],
     g: &[f32],
     gx: &mut [std::mem::MaybeUninit<f32>],
