@@ -24,31 +24,39 @@ pub fn state_root(g: &Global) -> Result<PathBuf> {
     })
 }
 
-/// Starts the run's watcher (`flow __reap`, see `flow_engine::child`): if this process dies,
-/// even by `kill -9`, it stops the command groups still running. Without it only that
-/// guarantee is lost, so a failure to start it is a warning.
-fn start_group_watcher() -> Option<std::process::Child> {
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().ok()?;
-    let spawned = std::process::Command::new(exe)
-        .args(["--quiet", "__reap"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        // Its own group: the terminal's Ctrl-C reaches flow, which stops the nodes itself.
-        .process_group(0)
-        .spawn();
-    match spawned {
-        Ok(mut child) => {
-            let stdin = child.stdin.take()?;
-            flow_engine::child::watch_groups_with(Box::new(stdin));
-            Some(child)
+/// The run's watcher process (`flow __reap`, see `flow_engine::child`), once the first
+/// command group has started it.
+static WATCHER_PROCESS: std::sync::Mutex<Option<std::process::Child>> = std::sync::Mutex::new(None);
+
+/// Arranges for the run's watcher (`flow __reap`, see `flow_engine::child`) to start with the
+/// first command a node runs: if this process dies, even by `kill -9`, it stops the command
+/// groups still running. A run that starts no program (a cached rerun) starts no watcher.
+/// Without it only that guarantee is lost, so a failure to start it is a warning.
+fn watch_command_groups() {
+    flow_engine::child::watch_groups_with(Box::new(|| {
+        use std::os::unix::process::CommandExt;
+        let spawned = std::env::current_exe().and_then(|exe| {
+            std::process::Command::new(exe)
+                .args(["--quiet", "__reap"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                // Its own group: the terminal's Ctrl-C reaches flow, which stops the nodes itself.
+                .process_group(0)
+                .spawn()
+        });
+        match spawned {
+            Ok(mut child) => {
+                let stdin = child.stdin.take()?;
+                *WATCHER_PROCESS.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+                Some(Box::new(stdin) as Box<dyn std::io::Write + Send>)
+            }
+            Err(e) => {
+                tracing::warn!("cannot start the process watcher ({e}): if flow is killed, command nodes it started may keep running");
+                None
+            }
         }
-        Err(e) => {
-            tracing::warn!("cannot start the process watcher ({e}): if flow is killed, command nodes it started may keep running");
-            None
-        }
-    }
+    }));
 }
 
 fn parse_memory(s: &str) -> Result<u64, flow_engine::EngineError> {
@@ -140,7 +148,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let watcher = start_group_watcher();
+    watch_command_groups();
     let root = state.root.clone();
     let report = rt.block_on(async {
         let c = cancel.clone();
@@ -172,7 +180,11 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         runner::run(dag.clone(), state.clone(), opts, bus, cancel.clone()).await
     });
     flow_engine::child::stop_watching();
-    if let Some(mut w) = watcher {
+    if let Some(mut w) = WATCHER_PROCESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         let _ = w.wait();
     }
     let report = report?;

@@ -30,24 +30,53 @@ pub fn isolate(command: &mut Command) {
     command.process_group(0);
 }
 
-/// Where running groups are announced (`+PGID` / `-PGID` lines): the run's watcher.
-static WATCHER: Mutex<Option<Box<dyn Write + Send>>> = Mutex::new(None);
+/// Starts the run's watcher and returns its input; called at most once per run.
+pub type WatcherStart = Box<dyn FnOnce() -> Option<Box<dyn Write + Send>> + Send>;
 
-/// Announces every command group from now on to `watcher` (the stdin of [`reap_on_eof`]).
-pub fn watch_groups_with(watcher: Box<dyn Write + Send>) {
-    *WATCHER.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+/// Where running groups are announced (`+PGID` / `-PGID` lines): the run's watcher, started
+/// when the first group is announced, so a run that starts no program (a cached rerun) pays
+/// for no watcher process.
+enum Watcher {
+    Off,
+    NotStarted(WatcherStart),
+    Running(Box<dyn Write + Send>),
+}
+
+impl Watcher {
+    fn announce(&mut self, line: &str) {
+        if matches!(self, Watcher::NotStarted(_)) && line.starts_with('+') {
+            if let Watcher::NotStarted(start) = std::mem::replace(self, Watcher::Off) {
+                if let Some(input) = start() {
+                    *self = Watcher::Running(input);
+                }
+            }
+        }
+        if let Watcher::Running(input) = self {
+            let _ = writeln!(input, "{line}").and_then(|_| input.flush());
+        }
+    }
+}
+
+static WATCHER: Mutex<Watcher> = Mutex::new(Watcher::Off);
+
+/// Announces every command group from now on to the run's watcher (a [`reap_on_eof`] loop
+/// reading its input), which `start` starts when the first group is announced; `start`
+/// returning `None` (it could not start) leaves groups unannounced.
+pub fn watch_groups_with(start: WatcherStart) {
+    *WATCHER.lock().unwrap_or_else(|p| p.into_inner()) = Watcher::NotStarted(start);
 }
 
 /// Stops announcing and closes the watcher's input (the end of a run: it then exits at once,
 /// every group having ended).
 pub fn stop_watching() {
-    WATCHER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    *WATCHER.lock().unwrap_or_else(|p| p.into_inner()) = Watcher::Off;
 }
 
 fn announce(line: String) {
-    if let Some(w) = WATCHER.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        let _ = writeln!(w, "{line}").and_then(|_| w.flush());
-    }
+    WATCHER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .announce(&line);
 }
 
 /// Tells the watcher that `child`'s group is running.
@@ -539,6 +568,47 @@ mod tests {
             Vec::<i32>::new(),
             "the background sleep survived"
         );
+    }
+
+    /// The watcher starts with the first running group, once, and hears every line after.
+    #[test]
+    fn the_watcher_starts_with_the_first_group() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (heard, starts) = (Shared::default(), Arc::new(AtomicUsize::new(0)));
+        let (h, n) = (heard.clone(), starts.clone());
+        let mut w = Watcher::NotStarted(Box::new(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+            Some(Box::new(h) as Box<dyn Write + Send>)
+        }));
+        w.announce("-7");
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            0,
+            "an end alone starts nothing"
+        );
+        w.announce("+8");
+        w.announce("+9");
+        w.announce("-8");
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            String::from_utf8(heard.0.lock().unwrap().clone()).unwrap(),
+            "+8\n+9\n-8\n"
+        );
+        let mut failed = Watcher::NotStarted(Box::new(|| None));
+        failed.announce("+1");
+        assert!(matches!(failed, Watcher::Off));
     }
 
     #[test]
