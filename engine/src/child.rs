@@ -4,10 +4,11 @@
 //! line by line with a length cap, so binary output or a newline-free stream can neither
 //! end the reader (and SIGPIPE the program) nor grow without bound in memory.
 //!
-//! For the death of `flow` itself (`kill -9`, OOM) the binary starts one [`reap_on_eof`]
-//! watcher per run, told each group as it starts and
-//! ends: when `flow` dies, even by `kill -9`, the watcher's input closes and it stops every
-//! group still listed, so an orphan can never write into the next attempt's scratch.
+//! For the death of `flow` itself (`kill -9`, OOM) the binary gives [`watch_groups_with`] a way
+//! to start one [`reap_on_eof`] watcher per run; it starts with the run's first group and is
+//! told each group as it starts and ends: when `flow` dies, even by `kill -9`, the watcher's
+//! input closes and it stops every group still listed, so an orphan can never write into the
+//! next attempt's scratch.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
