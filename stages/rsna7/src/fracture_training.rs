@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::normalize::CtNormalizer;
-use crate::segnet::{keep_attempt, train_segmentation, SegModelMeta, SegRecipe};
+use crate::segnet::{keep_attempt, train_segmentation, Attempts, SegRecipe};
 
 /// A model whose mean training loss over its last epochs ([`tail_loss`]) is above this has
 /// collapsed onto the background (Dice + CE is below 0 once the crack Dice exceeds the CE).
@@ -43,19 +43,7 @@ impl FractureAttempt {
 }
 
 /// What [`train_fracture`] did: every attempt and the index of the one kept.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FractureTraining {
-    pub attempts: Vec<FractureAttempt>,
-    pub kept: usize,
-    #[serde(skip)]
-    pub meta: Option<SegModelMeta>,
-}
-
-impl FractureTraining {
-    pub fn kept_attempt(&self) -> &FractureAttempt {
-        &self.attempts[self.kept]
-    }
-}
+pub type FractureTraining = Attempts<FractureAttempt>;
 
 /// Mean training loss over the last quarter of `history` (at least its last epoch); `NaN`
 /// for an empty history, which counts as not learned.
@@ -155,7 +143,7 @@ pub fn train_fracture(
     let kept = lowest_tail_loss(&done);
     keep_attempt(out_dir, kept, done.len())?;
     let meta = crate::segnet::SegModelMeta::read(out_dir)?;
-    let training = FractureTraining {
+    let training = Attempts {
         attempts: done,
         kept,
         meta: Some(meta),

@@ -429,6 +429,22 @@ pub fn train_segmentation(
     Ok(meta)
 }
 
+/// What a training that retries did: every attempt (`A` says what was judged of it) and the
+/// index of the one kept, written to `training_check.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempts<A> {
+    pub attempts: Vec<A>,
+    pub kept: usize,
+    #[serde(skip)]
+    pub meta: Option<SegModelMeta>,
+}
+
+impl<A> Attempts<A> {
+    pub fn kept_attempt(&self) -> &A {
+        &self.attempts[self.kept]
+    }
+}
+
 /// Makes attempt `kept` of a training that retries (each attempt saved in
 /// `out_dir/attempt<k>`, `attempts` of them) the model in `out_dir`, and removes the attempts.
 pub(crate) fn keep_attempt(out_dir: &Path, kept: usize, attempts: usize) -> Result<()> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Rsna7Error};
 use crate::segnet::{
-    keep_attempt, train_segmentation, InferencePlan, SegModel, SegModelMeta, SegRecipe,
+    keep_attempt, train_segmentation, Attempts, InferencePlan, SegModel, SegRecipe,
 };
 use crate::stage1::{
     argmax, class_probabilities, dice_per_label, training_cases, Resolution, Stage1Study,
@@ -50,19 +50,7 @@ impl Stage1Attempt {
 }
 
 /// What [`train_stage1`] did: every attempt and the index of the one kept.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Stage1Training {
-    pub attempts: Vec<Stage1Attempt>,
-    pub kept: usize,
-    #[serde(skip)]
-    pub meta: Option<SegModelMeta>,
-}
-
-impl Stage1Training {
-    pub fn kept_attempt(&self) -> &Stage1Attempt {
-        &self.attempts[self.kept]
-    }
-}
+pub type Stage1Training = Attempts<Stage1Attempt>;
 
 /// Mean Dice per class 1..C of `model`'s argmax over `studies` (on the model's grid),
 /// averaged over the studies where the class is predicted or present. A check of the
@@ -160,7 +148,7 @@ pub fn train_stage1(
         .unwrap_or(0);
     keep_attempt(out_dir, kept, done.len())?;
     let meta = SegModel::load(out_dir, device)?.meta;
-    let training = Stage1Training {
+    let training = Attempts {
         attempts: done,
         kept,
         meta: Some(meta),

@@ -21,22 +21,25 @@ pub(crate) fn available() -> bool {
     Isa::detected().is_some()
 }
 
-/// Defines `$name` as the generic loop `$body` compiled for each instruction set, the one
+/// Defines `$name` with the loop `$body` compiled once for each instruction set, the one
 /// [`Isa::detected`] picks called at run time.
 macro_rules! per_isa {
-    ($(#[$doc:meta])* unsafe fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:ident) => {
+    ($(#[$doc:meta])* unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) -> $ret $body
             #[target_feature(enable = "avx512f")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn avx512($($arg: $ty),*) -> $ret {
-                $body($($arg),*)
+                body($($arg),*)
             }
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) -> $ret {
-                $body($($arg),*)
+                body($($arg),*)
             }
             match Isa::detected() {
                 Some(Isa::Avx512) => avx512($($arg),*),
@@ -78,16 +81,13 @@ per_isa! {
     ///
     /// # Safety
     /// The CPU must run these loops ([`available`]).
-    unsafe fn plane_stats(x: &[f32], eps: f64) -> (f64, f64) = plane_stats_body
-}
-
-#[inline(always)]
-fn plane_stats_body(x: &[f32], eps: f64) -> (f64, f64) {
-    let n = x.len().max(1) as f64;
-    let mean = block_sums(x, x, |v, _| (v, 0.0)).0 / n;
-    let m = mean as f32;
-    let var = block_sums(x, x, |v, _| ((v - m) * (v - m), 0.0)).0 / n;
-    (mean, 1.0 / (var + eps).sqrt())
+    unsafe fn plane_stats(x: &[f32], eps: f64) -> (f64, f64) {
+        let n = x.len().max(1) as f64;
+        let mean = block_sums(x, x, |v, _| (v, 0.0)).0 / n;
+        let m = mean as f32;
+        let var = block_sums(x, x, |v, _| ((v - m) * (v - m), 0.0)).0 / n;
+        (mean, 1.0 / (var + eps).sqrt())
+    }
 }
 
 per_isa! {
@@ -105,43 +105,30 @@ per_isa! {
         rstd: f64,
         weight: f64,
         bias: f64,
-        slope: f64
-    ) -> (f64, f64) = plane_backward_body
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn plane_backward_body(
-    x: &[f32],
-    g: &[f32],
-    gx: &mut [std::mem::MaybeUninit<f32>],
-    mean: f64,
-    rstd: f64,
-    weight: f64,
-    bias: f64,
-    slope: f64,
-) -> (f64, f64) {
-    let (m, r, w, b, s) = (
-        mean as f32,
-        rstd as f32,
-        weight as f32,
-        bias as f32,
-        slope as f32,
-    );
-    let pre_grad = |v: f32, g: f32| -> (f32, f32) {
-        let xh = (v - m) * r;
-        let gp = if xh * w + b >= 0.0 { g } else { g * s };
-        (gp, xh)
-    };
-    let (s1, s2) = block_sums(x, g, |v, g| {
-        let (gp, xh) = pre_grad(v, g);
-        (gp, gp * xh)
-    });
-    let n = x.len().max(1) as f64;
-    let (k, a1, a2) = ((weight * rstd) as f32, (s1 / n) as f32, (s2 / n) as f32);
-    for ((o, &v), &g) in gx.iter_mut().zip(x).zip(g) {
-        let (gp, xh) = pre_grad(v, g);
-        o.write(k * (gp - a1 - xh * a2));
+        slope: f64,
+    ) -> (f64, f64) {
+        let (m, r, w, b, s) = (
+            mean as f32,
+            rstd as f32,
+            weight as f32,
+            bias as f32,
+            slope as f32,
+        );
+        let pre_grad = |v: f32, g: f32| -> (f32, f32) {
+            let xh = (v - m) * r;
+            let gp = if xh * w + b >= 0.0 { g } else { g * s };
+            (gp, xh)
+        };
+        let (s1, s2) = block_sums(x, g, |v, g| {
+            let (gp, xh) = pre_grad(v, g);
+            (gp, gp * xh)
+        });
+        let n = x.len().max(1) as f64;
+        let (k, a1, a2) = ((weight * rstd) as f32, (s1 / n) as f32, (s2 / n) as f32);
+        for ((o, &v), &g) in gx.iter_mut().zip(x).zip(g) {
+            let (gp, xh) = pre_grad(v, g);
+            o.write(k * (gp - a1 - xh * a2));
+        }
+        (s1, s2)
     }
-    (s1, s2)
 }
