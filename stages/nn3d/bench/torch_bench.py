@@ -16,6 +16,8 @@ threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.a
 torch.set_num_threads(threads)
 # --memory: only the peak memory of two U-Net training iterations (a process of its own).
 memory = "--memory" in sys.argv
+# --only NAME: only the measurements whose name starts with NAME (as nn3d_bench's --only).
+only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""
 device = torch.device(sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu")
 if memory and device.type != "cpu":
     sys.exit("--memory measures the process's resident memory: CPU only")
@@ -33,6 +35,10 @@ def status_kib(field):
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def wanted(name):
+    return name.startswith(only)
 
 
 def timed(n, f):
@@ -59,7 +65,8 @@ if not memory:
     w = torch.randn(32, 32, 3, 3, 3) * 0.05
     gflop = 2 * 32 * 32 * 27 * s ** 3 / 1e9
     with torch.no_grad():
-        report(f"conv3d_fwd_{s}", timed(reps, lambda: F.conv3d(x, w, padding=1)), gflop)
+        if wanted(f"conv3d_fwd_{s}"):
+            report(f"conv3d_fwd_{s}", timed(reps, lambda: F.conv3d(x, w, padding=1)), gflop)
     xv = x.clone().requires_grad_()
     wv = w.clone().requires_grad_()
     g = torch.randn(1, 32, s, s, s)
@@ -72,7 +79,8 @@ if not memory:
         (y * g).sum().backward()
 
 
-    report(f"conv3d_fwd_bwd_{s}", timed(reps, fwd_bwd), 3 * gflop)
+    if wanted(f"conv3d_fwd_bwd_{s}"):
+        report(f"conv3d_fwd_bwd_{s}", timed(reps, fwd_bwd), 3 * gflop)
 
 
 class Block(nn.Sequential):
@@ -157,7 +165,8 @@ if memory:
                       "peak_mib": round(peak / 1024, 1)}), flush=True)
     sys.exit(0)
 
-report(f"unet_train_iter_b2_{ps}", timed(min(reps, 3), train_iter))
+if wanted(f"unet_train_iter_b2_{ps}"):
+    report(f"unet_train_iter_b2_{ps}", timed(min(reps, 3), train_iter))
 
 vs = 64 if quick else 128
 vol = torch.randn(1, 1, vs, vs, vs)
@@ -187,7 +196,8 @@ def sliding_window():
     return acc / wsum
 
 
-report(f"sliding_window_{vs}", timed(1, sliding_window))
+if wanted(f"sliding_window_{vs}"):
+    report(f"sliding_window_{vs}", timed(1, sliding_window))
 
 
 # The rsna7 demo profile's three nets (as DEMO_NETS in nn3d_bench.rs): one training iteration,
@@ -217,4 +227,5 @@ for name, cin, classes, base, levels, cap, shape, b in DEMO_NETS:
         dice_ce(dnet.head[0](x), dlab).backward()
         dopt.step()
 
-    report(f"{name}_train_iter", timed(reps * 4, demo_iter))
+    if wanted(f"{name}_train_iter"):
+        report(f"{name}_train_iter", timed(reps * 4, demo_iter))

@@ -31,19 +31,63 @@ const GW_TAPS: usize = 3;
 /// Positions per pass of the weight-gradient kernel.
 const GW_SUB: usize = 8192;
 
-/// The instruction set the direct kernels run on here, if any ([`Isa::detected`]), unless
-/// `FLOW_NN3D_CONV=im2col` asks for the im2col path (for comparisons).
-fn isa() -> Option<Isa> {
+/// Which direct kernels run: an instruction set, and whether deep correlations take the
+/// channel-vector tiles (AVX2 only: AVX-512's FMAs broadcast a weight from memory for free, so
+/// its position-vector tiles load one vector per FMA row already).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kernels {
+    isa: Isa,
+    channel_tiles: bool,
+}
+
+impl Kernels {
+    fn new(isa: Isa) -> Self {
+        Self {
+            isa,
+            channel_tiles: isa == Isa::Avx2,
+        }
+    }
+
+    /// Every variant this CPU runs (the tests compare them all with a naive conv).
+    #[cfg(test)]
+    fn every_supported() -> Vec<Kernels> {
+        Isa::supported()
+            .into_iter()
+            .flat_map(|isa| {
+                let k = Kernels::new(isa);
+                let positions = Kernels {
+                    channel_tiles: false,
+                    ..k
+                };
+                if k.channel_tiles {
+                    vec![k, positions]
+                } else {
+                    vec![k]
+                }
+            })
+            .collect()
+    }
+}
+
+/// The kernels that run here, if any ([`Isa::detected`]). For comparisons,
+/// `FLOW_NN3D_CONV=im2col` asks for the im2col path and `FLOW_NN3D_CONV=position-tiles` for
+/// the position-vector tiles only.
+fn kernels() -> Option<Kernels> {
     use std::sync::OnceLock;
-    static ISA: OnceLock<Option<Isa>> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        Isa::detected().filter(|_| std::env::var("FLOW_NN3D_CONV").as_deref() != Ok("im2col"))
+    static KERNELS: OnceLock<Option<Kernels>> = OnceLock::new();
+    *KERNELS.get_or_init(|| {
+        let conv = std::env::var("FLOW_NN3D_CONV").unwrap_or_default();
+        let k = Kernels::new(Isa::detected().filter(|_| conv != "im2col")?);
+        Some(Kernels {
+            channel_tiles: k.channel_tiles && conv != "position-tiles",
+            ..k
+        })
     })
 }
 
 /// Whether this CPU runs the direct kernels (AVX-512F or AVX2 with FMA).
 pub(crate) fn available() -> bool {
-    isa().is_some()
+    kernels().is_some()
 }
 
 /// Per-thread buffers reused across forward calls: the padded grids are as large as the
@@ -281,8 +325,8 @@ fn taps(g: &Geometry) -> impl Iterator<Item = [usize; 3]> + '_ {
     (0..g.kd).flat_map(move |a| (0..g.kh).flat_map(move |b| (0..g.kw).map(move |e| [a, b, e])))
 }
 
-/// Output channels in blocks of `size` (a kernel width: 1, 2, 3, 4, 6, 8 or 12) starting at
-/// `start`, of which `valid` exist.
+/// Output channels in blocks of `size` (a kernel width: 1, 2, 3, 4, 6, 8, 12, or
+/// [`CHANNEL_BLOCK`] for the channel-vector tile) starting at `start`, of which `valid` exist.
 #[derive(Clone, Copy, Debug)]
 struct Block {
     start: usize,
@@ -290,9 +334,25 @@ struct Block {
     valid: usize,
 }
 
-fn blocks(n_out: usize) -> Vec<Block> {
+/// Output channels per block of the AVX2 channel-vector tile ([`channel_tile`]).
+const CHANNEL_BLOCK: usize = 16;
+
+/// The blocks of `n_out` output channels for a correlation over `depth` = inputs x taps.
+/// With channel-vector tiles, deep enough correlations take whole blocks of
+/// [`CHANNEL_BLOCK`] channels; what remains takes position-vector tiles.
+fn blocks(n_out: usize, kernels: Kernels, depth: usize) -> Vec<Block> {
     let mut out = Vec::new();
     let mut start = 0;
+    if kernels.channel_tiles && depth >= CHANNEL_MIN_DEPTH {
+        while n_out - start >= CHANNEL_BLOCK {
+            out.push(Block {
+                start,
+                size: CHANNEL_BLOCK,
+                valid: CHANNEL_BLOCK,
+            });
+            start += CHANNEL_BLOCK;
+        }
+    }
     while start < n_out {
         let rem = n_out - start;
         let size = if rem.is_multiple_of(12) || (rem > 12 && !rem.is_multiple_of(8)) {
@@ -315,22 +375,29 @@ struct PackedWeights {
 }
 
 impl PackedWeights {
-    /// `weight(o, i, t)` for output `o < n_out`, input `i < n_in`, tap `t < taps`.
+    /// `weight(o, i, t)` for output `o < n_out`, input `i < n_in`, tap `t < taps`. Blocks
+    /// are packed in parallel, each written in order (a deep layer's millions of weights are
+    /// packed on every call).
     fn new(
+        kernels: Kernels,
         n_out: usize,
         n_in: usize,
         taps: usize,
-        weight: impl Fn(usize, usize, usize) -> f32,
+        weight: impl Fn(usize, usize, usize) -> f32 + Sync,
     ) -> Self {
-        let blocks = blocks(n_out)
-            .into_iter()
+        let blocks = blocks(n_out, kernels, n_in * taps)
+            .into_par_iter()
             .map(|b| {
-                let mut p = vec![0.0f32; n_in * taps * b.size];
+                let mut p = Vec::with_capacity(n_in * taps * b.size);
                 for i in 0..n_in {
                     for t in 0..taps {
-                        for c in 0..b.valid {
-                            p[(i * taps + t) * b.size + c] = weight(b.start + c, i, t);
-                        }
+                        p.extend((0..b.size).map(|c| {
+                            if c < b.valid {
+                                weight(b.start + c, i, t)
+                            } else {
+                                0.0
+                            }
+                        }));
                     }
                 }
                 (b, p)
@@ -350,6 +417,10 @@ struct Correlation<'a> {
     offs: &'a [usize],
     weights: &'a PackedWeights,
     len: usize,
+    /// Input channels per pass of the channel-vector tiles ([`CHANNEL_GROUP`] where the
+    /// input is one grid; all of them for a stride's phase grids, where passes measured
+    /// slower).
+    group: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -385,23 +456,65 @@ impl Correlation<'_> {
         // Tasks are (chunk of positions, output block) pairs, so that small grids with many
         // channels still use every thread; one thread's consecutive tasks share a chunk.
         let tasks = self.len.div_ceil(CHUNK) * blocks.len();
-        (0..tasks).into_par_iter().for_each(|t| {
-            let (c, (b, w)) = (t / blocks.len(), &blocks[t % blocks.len()]);
-            let q0 = c * CHUNK;
-            let q1 = (q0 + CHUNK).min(self.len);
-            // SAFETY: the asserts above bound every read of `src` and write of `out`; tasks
-            // write disjoint (rows, positions) ranges; `isa` is one this CPU runs.
-            unsafe {
-                self.block(
-                    b,
-                    w,
-                    dst.get().add(b.start * out_stride),
-                    out_stride,
-                    q0,
-                    q1,
-                )
+        (0..tasks)
+            .into_par_iter()
+            .for_each_init(Vec::new, |partial, t| {
+                let (c, (b, w)) = (t / blocks.len(), &blocks[t % blocks.len()]);
+                let q0 = c * CHUNK;
+                let q1 = (q0 + CHUNK).min(self.len);
+                // SAFETY: the asserts above bound every read of `src` and write of `out`;
+                // tasks write disjoint (rows, positions) ranges; `isa` is one this CPU runs.
+                unsafe {
+                    let out = dst.get().add(b.start * out_stride);
+                    if b.size == CHANNEL_BLOCK {
+                        self.channel_block_avx2(w, out, out_stride, b.valid, (q0, q1), partial)
+                    } else {
+                        self.block(b, w, out, out_stride, q0, q1)
+                    }
+                }
+            });
+    }
+
+    /// A block of [`CHANNEL_BLOCK`] output channels over positions `q0..q1` with the
+    /// channel-vector tiles, [`CHANNEL_GROUP`] input channels per pass; `partial` holds the
+    /// transposed sums between passes.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn channel_block_avx2(
+        &self,
+        w: &[f32],
+        out: *mut f32,
+        os: usize,
+        valid: usize,
+        (q0, q1): (usize, usize),
+        partial: &mut Vec<f32>,
+    ) {
+        const CV: usize = CHANNEL_BLOCK / 8;
+        const P: usize = CHANNEL_POSITIONS;
+        partial.resize((q1 - q0) * CHANNEL_BLOCK, 0.0);
+        let part = partial.as_mut_ptr();
+        let per_input = self.offs.len() * CHANNEL_BLOCK;
+        let group = self.group.max(1);
+        let groups = self.n_in.div_ceil(group);
+        for g in 0..groups {
+            let inputs = g * group..((g + 1) * group).min(self.n_in);
+            let pass = ChannelPass {
+                weights: w.as_ptr().add(inputs.start * per_input),
+                inputs,
+                first: g == 0,
+                last: g + 1 == groups,
+            };
+            let mut q = q0;
+            while q + P <= q1 {
+                let part = part.add((q - q0) * CHANNEL_BLOCK);
+                channel_tile::<Avx2, CV, P>(self, &pass, part, out, os, valid, q);
+                q += P;
             }
-        });
+            while q < q1 {
+                let part = part.add((q - q0) * CHANNEL_BLOCK);
+                channel_tile::<Avx2, CV, 1>(self, &pass, part, out, os, valid, q);
+                q += 1;
+            }
+        }
     }
 
     unsafe fn block(&self, b: &Block, w: &[f32], out: *mut f32, os: usize, q0: usize, q1: usize) {
@@ -503,6 +616,85 @@ unsafe fn tile<L: Lanes, const C: usize, const V: usize>(
     }
 }
 
+/// Least inputs x taps for the channel-vector tile: below it, writing the transposed tile
+/// costs more than the loads it saves.
+const CHANNEL_MIN_DEPTH: usize = 32;
+/// Positions per channel-vector tile: 2 x 6 accumulators, two weight vectors and one
+/// broadcast input fill 15 of AVX2's 16 registers.
+const CHANNEL_POSITIONS: usize = 6;
+
+/// Input channels per pass of the channel-vector tiles: a pass's weights (4 x 27 taps x 16
+/// channels, 7 KB) and input rows stay in L1 while it walks the task's positions.
+const CHANNEL_GROUP: usize = 4;
+
+/// One pass of [`channel_tile`]s over a task's positions: the input channels `inputs`, whose
+/// packed weights start at `weights`; the first pass starts from zero, the last one writes
+/// the output.
+struct ChannelPass {
+    weights: *const f32,
+    inputs: std::ops::Range<usize>,
+    first: bool,
+    last: bool,
+}
+
+/// `CV` vectors of output channels times `P` positions starting at `q`, over the inputs of
+/// `pass`: the weights are the vectors and every input value is broadcast, so each tap loads
+/// `CV + P` values for `CV * P` FMAs (the position-vector [`tile`] of AVX2 loads `C + 1` for
+/// `C`). Between passes the sums wait in `part` as `[position][channel]`; the last pass
+/// transposes them into `out`.
+#[inline(always)]
+unsafe fn channel_tile<L: Lanes, const CV: usize, const P: usize>(
+    k: &Correlation,
+    pass: &ChannelPass,
+    part: *mut f32,
+    out: *mut f32,
+    os: usize,
+    valid: usize,
+    q: usize,
+) {
+    let width = CV * L::N;
+    debug_assert!(width == CHANNEL_BLOCK && valid <= width);
+    let mut acc = [[L::zero(); P]; CV];
+    if !pass.first {
+        for (c, row) in acc.iter_mut().enumerate() {
+            for (j, a) in row.iter_mut().enumerate() {
+                *a = L::load(part.add(j * width + c * L::N));
+            }
+        }
+    }
+    let mut wp = pass.weights;
+    for i in pass.inputs.clone() {
+        let base = k.src.as_ptr().add(i * k.src_stride + q);
+        for &off in k.offs {
+            let p = base.add(off);
+            let mut wv = [L::zero(); CV];
+            for (c, v) in wv.iter_mut().enumerate() {
+                *v = L::load(wp.add(c * L::N));
+            }
+            for j in 0..P {
+                let x = L::splat(*p.add(j));
+                for (row, wc) in acc.iter_mut().zip(&wv) {
+                    row[j] = L::fma(*wc, x, row[j]);
+                }
+            }
+            wp = wp.add(width);
+        }
+    }
+    for (c, row) in acc.iter().enumerate() {
+        for (j, a) in row.iter().enumerate() {
+            L::store(part.add(j * width + c * L::N), *a);
+        }
+    }
+    if pass.last {
+        for c in 0..valid {
+            let dst = out.add(c * os + q);
+            for j in 0..P {
+                *dst.add(j) = *part.add(j * width + c);
+            }
+        }
+    }
+}
+
 /// Weight gradient of the output channels `o0..o0 + GW_CO` over positions `q0..q1`:
 /// `gw[o - o0][i][t] += sum_q gy[o][q] * x[i][q + offs[t]]`. `gy` has rows `gy_stride` apart
 /// (zero rows past the last channel), `offs` is padded to a multiple of `GW_TAPS` and the extra
@@ -591,16 +783,17 @@ impl WeightGradBlock<'_> {
 /// y = conv3d(x, w) for f32; x `(n, ci, d, h, w)` in channel groups, w `(co, ci, kd, kh, kw)`.
 /// Callers check [`available`].
 pub(crate) fn forward(g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
-    forward_on(isa().expect("direct conv kernels on this CPU"), g, x, w)
+    forward_on(kernels().expect("direct conv kernels on this CPU"), g, x, w)
 }
 
-/// [`forward`] on the instruction set `isa` (one this CPU runs).
-fn forward_on(isa: Isa, g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
+/// [`forward`] with `kernels` (ones this CPU runs).
+fn forward_on(kernels: Kernels, g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f32> {
+    let isa = kernels.isa;
     let grid = PhaseGrid::new(g);
     let offs = grid.tap_offsets(g);
     let taps = offs.len();
     let k = g.ci * taps;
-    let weights = PackedWeights::new(g.co, g.ci, taps, |o, i, t| w[o * k + i * taps + t]);
+    let weights = PackedWeights::new(kernels, g.co, g.ci, taps, |o, i, t| w[o * k + i * taps + t]);
     let plane = grid.plane();
     let len = round_up(g.od * plane, LANES);
     let max_off = offs.iter().copied().max().unwrap_or(0);
@@ -618,6 +811,11 @@ fn forward_on(isa: Isa, g: &Geometry, x: ChannelGroups<f32>, w: &[f32]) -> Vec<f
             offs: &offs,
             weights: &weights,
             len,
+            group: if grid.phases == 1 {
+                CHANNEL_GROUP
+            } else {
+                g.ci
+            },
         }
         .run(&mut yq, len);
         // Appended row by row: no zeroed output buffer to write over.
@@ -652,17 +850,24 @@ pub(crate) fn backward(
     w: &[f32],
     gy: &[f32],
 ) -> (Vec<Vec<f32>>, Vec<f32>) {
-    backward_on(isa().expect("direct conv kernels on this CPU"), g, x, w, gy)
+    backward_on(
+        kernels().expect("direct conv kernels on this CPU"),
+        g,
+        x,
+        w,
+        gy,
+    )
 }
 
-/// [`backward`] on the instruction set `isa` (one this CPU runs).
+/// [`backward`] with `kernels` (ones this CPU runs).
 fn backward_on(
-    isa: Isa,
+    kernels: Kernels,
     g: &Geometry,
     x: ChannelGroups<f32>,
     w: &[f32],
     gy: &[f32],
 ) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let isa = kernels.isa;
     scratch::clear();
     let grid = PhaseGrid::new(g);
     let tap_list: Vec<[usize; 3]> = taps(g).collect();
@@ -697,7 +902,7 @@ fn backward_on(
                 .filter(|&t| grid.phase_of(tap_list[t]) == ph)
                 .collect();
             let offs: Vec<usize> = sel.iter().map(|&t| m - inner[t]).collect();
-            let weights = PackedWeights::new(g.ci, g.co, sel.len(), |c, o, j| {
+            let weights = PackedWeights::new(kernels, g.ci, g.co, sel.len(), |c, o, j| {
                 w[o * k + c * taps + sel[j]]
             });
             (offs, weights)
@@ -754,6 +959,7 @@ fn backward_on(
                 offs,
                 weights,
                 len: grid.phase_len,
+                group: CHANNEL_GROUP,
             };
             corr.run(&mut gxq[ph * grid.phase_len..], cl);
         }
@@ -918,8 +1124,11 @@ mod tests {
             geometry(1, 2, 8, [7, 3, 5], 3, [1, 2, 1]),
             geometry(1, 5, 26, [3, 4, 4], 1, [1, 1, 1]),
             geometry(2, 1, 3, [9, 9, 9], 3, [2, 1, 2]),
+            // Blocks of 16 channels (AVX2's channel-vector tile), forward and input gradient.
+            geometry(1, 20, 35, [4, 5, 6], 3, [1, 1, 1]),
+            geometry(2, 33, 17, [5, 4, 7], 3, [2, 1, 2]),
         ];
-        for isa in Isa::supported() {
+        for kernels in Kernels::every_supported() {
             for g in &cases {
                 let (ivol, ovol) = (g.d * g.h * g.w, g.od * g.oh * g.ow);
                 let x = rand(g.n * g.ci * ivol);
@@ -939,8 +1148,8 @@ mod tests {
                     vec![&x]
                 };
                 let groups = ChannelGroups::new(&parts, g.n, ivol);
-                let y = forward_on(isa, g, groups, &w);
-                let (gx_groups, gw) = backward_on(isa, g, groups, &w, &gy);
+                let y = forward_on(kernels, g, groups, &w);
+                let (gx_groups, gw) = backward_on(kernels, g, groups, &w, &gy);
                 let gx: Vec<f32> = if g.ci > 1 {
                     (0..g.n)
                         .flat_map(|n| {
@@ -959,11 +1168,11 @@ mod tests {
                     ("gx", &gx, &gx_ref),
                     ("gw", &gw, &gw_ref),
                 ] {
-                    assert_eq!(got.len(), want.len(), "{what} {isa:?} {g:?}");
+                    assert_eq!(got.len(), want.len(), "{what} {kernels:?} {g:?}");
                     for (k, (&a, &b)) in got.iter().zip(want.iter()).enumerate() {
                         assert!(
                             (f64::from(a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{what}[{k}] {a} vs {b} on {isa:?}, {g:?}"
+                            "{what}[{k}] {a} vs {b} on {kernels:?}, {g:?}"
                         );
                     }
                 }
@@ -971,18 +1180,73 @@ mod tests {
         }
     }
 
+    /// Both AVX2 tilings sum every output in the same order (inputs, then taps, one FMA
+    /// each), so switching tiles changes no bit of a trained model.
+    #[test]
+    fn channel_tiles_give_the_position_tiles_bits() {
+        if !Isa::supported().contains(&Isa::Avx2) {
+            return;
+        }
+        let channels = Kernels::new(Isa::Avx2);
+        let positions = Kernels {
+            channel_tiles: false,
+            ..channels
+        };
+        let mut state = 7u64;
+        let mut rand = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect()
+        };
+        for g in [
+            geometry(2, 24, 40, [6, 7, 9], 3, [1, 1, 1]),
+            geometry(1, 40, 32, [8, 6, 7], 3, [2, 2, 2]),
+        ] {
+            let (ivol, ovol) = (g.d * g.h * g.w, g.od * g.oh * g.ow);
+            let x = rand(g.n * g.ci * ivol);
+            let w = rand(g.co * g.ci * g.kd * g.kh * g.kw);
+            let gy = rand(g.n * g.co * ovol);
+            let parts: Vec<&[f32]> = vec![&x];
+            let groups = ChannelGroups::new(&parts, g.n, ivol);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let run = |k: Kernels| {
+                let y = forward_on(k, &g, groups, &w);
+                let (gx, gw) = backward_on(k, &g, groups, &w, &gy);
+                (bits(&y), bits(&gx[0]), bits(&gw))
+            };
+            assert!(run(channels) == run(positions), "{g:?}");
+        }
+    }
+
     #[test]
     fn blocks_cover_every_channel_once() {
-        for n in 1..70 {
-            let bs = blocks(n);
-            let mut next = 0;
-            for b in &bs {
-                assert_eq!(b.start, next);
-                assert!(b.valid >= 1 && b.valid <= b.size);
-                assert!([1, 2, 3, 4, 6, 8, 12].contains(&b.size));
-                next += b.valid;
+        let positions = Kernels::new(Isa::Avx512);
+        let channels = Kernels::new(Isa::Avx2);
+        for (kernels, depth) in [(positions, 500), (channels, 27), (channels, 500)] {
+            let channel_tiles = kernels.channel_tiles && depth >= CHANNEL_MIN_DEPTH;
+            for n in 1..70 {
+                let bs = blocks(n, kernels, depth);
+                let mut next = 0;
+                for b in &bs {
+                    assert_eq!(b.start, next);
+                    assert!(b.valid >= 1 && b.valid <= b.size);
+                    if b.size == CHANNEL_BLOCK {
+                        assert!(
+                            channel_tiles && b.valid == b.size,
+                            "{kernels:?} {depth} {n}"
+                        );
+                    } else {
+                        assert!([1, 2, 3, 4, 6, 8, 12].contains(&b.size));
+                    }
+                    next += b.valid;
+                }
+                assert_eq!(next, n);
+                let whole = bs.iter().filter(|b| b.size == CHANNEL_BLOCK).count();
+                assert_eq!(whole, if channel_tiles { n / CHANNEL_BLOCK } else { 0 });
             }
-            assert_eq!(next, n);
         }
     }
 }
