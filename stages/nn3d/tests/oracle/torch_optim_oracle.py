@@ -1,5 +1,5 @@
 # Produces the expected parameter values hard-coded in tests/losses_optim.rs (run with the
-# benchmark venv: /work/bench-venv/bin/python tests/oracle/torch_optim_oracle.py). PyTorch 2.15 CPU.
+# benchmark venv: .bench-venv/bin/python stages/nn3d/tests/oracle/torch_optim_oracle.py). PyTorch 2.15 CPU.
 import torch
 torch.set_default_dtype(torch.float64)
 p0 = [0.5, -1.25, 2.0]

@@ -68,7 +68,8 @@ impl Correlation<'_> {
                 let q0 = c * CHUNK;
                 let q1 = (q0 + CHUNK).min(self.len);
                 // SAFETY: the asserts above bound every read of `src` and write of `out`;
-                // tasks write disjoint (rows, positions) ranges; `isa` is one this CPU runs.
+                // tasks write disjoint (rows, positions) ranges; `isa` is one this CPU runs,
+                // and blocks of CHANNEL_BLOCK exist only with channel tiles, chosen on AVX2.
                 unsafe {
                     let out = dst.get().add(b.start * out_stride);
                     if b.size == CHANNEL_BLOCK {
@@ -81,7 +82,7 @@ impl Correlation<'_> {
     }
 
     /// A block of [`CHANNEL_BLOCK`] output channels over positions `q0..q1` with the
-    /// channel-vector tiles, [`CHANNEL_GROUP`] input channels per pass; `partial` holds the
+    /// channel-vector tiles, `self.group` input channels per pass; `partial` holds the
     /// transposed sums between passes.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn channel_block_avx2(

@@ -1,5 +1,5 @@
 //! Benchmark table for flow-scoring (release build):
-//! `FLOW_PYTHON=/work/main/.venv/bin/python cargo run --release -p flow-scoring --example bench`
+//! `FLOW_PYTHON=.venv/bin/python cargo run --release -p flow-scoring --example scoring_bench`
 //!
 //! Times, as medians: `score_files` against scikit-learn on the same files (competition size,
 //! 2019 studies), `summarise_study` on a 96^3 ROI, and `fit_quantile_params` on 2019 studies.

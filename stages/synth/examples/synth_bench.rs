@@ -1,6 +1,6 @@
 //! Measures cohort generation time per profile and prints a Markdown table.
 //!
-//! `cargo run --release -p flow-synth --example bench -- [PROFILE[:STUDIES]]... [--repeat N]`
+//! `cargo run --release -p flow-synth --example synth_bench -- [PROFILE[:STUDIES]]... [--repeat N]`
 //! e.g. `tiny demo full:2`. STUDIES overrides the number of train studies (test studies are then
 //! 0). Each run writes into a fresh temporary folder; the median of N runs is reported.
 
