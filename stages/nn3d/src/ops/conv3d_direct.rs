@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::conv3d_cpu::Geometry;
 use super::conv3d_op::ChannelGroups;
 use super::simd::Isa;
-use correlation::{Correlation, WeightGradBlock, CHANNEL_GROUP, CHANNEL_MIN_DEPTH};
+use correlation::{Correlation, WeightGradBlock, CHANNEL_GROUP};
 
 mod correlation;
 
@@ -339,6 +339,9 @@ struct Block {
 
 /// Output channels per block of the AVX2 channel-vector tiles ([`correlation`]).
 const CHANNEL_BLOCK: usize = 16;
+/// Least inputs x taps for the channel-vector tiles: below it, writing the transposed tile
+/// costs more than the loads it saves.
+const CHANNEL_MIN_DEPTH: usize = 32;
 
 /// The blocks of `n_out` output channels for a correlation over `depth` = inputs x taps.
 /// With channel-vector tiles, deep enough correlations take whole blocks of

@@ -222,9 +222,6 @@ unsafe fn tile<L: Lanes, const C: usize, const V: usize>(
     }
 }
 
-/// Least inputs x taps for the channel-vector tile: below it, writing the transposed tile
-/// costs more than the loads it saves.
-pub(super) const CHANNEL_MIN_DEPTH: usize = 32;
 /// Positions per channel-vector tile: 2 x 6 accumulators, two weight vectors and one
 /// broadcast input fill 15 of AVX2's 16 registers.
 const CHANNEL_POSITIONS: usize = 6;
